@@ -1,0 +1,1 @@
+"""The ``ftc`` command line: thin commands over the Python API, loaded lazily."""

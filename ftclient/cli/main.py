@@ -1,0 +1,76 @@
+"""Entry point of ``ftc``: the root command group and the one error handler."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .. import __version__
+from .lazy import LazyGroup
+
+COMMANDS = {
+    "spec": ("ftclient.cli.spec_cmd:spec", "Write or check a job spec (YAML)."),
+    "data": ("ftclient.cli.data_cmd:data", "Prepare and validate training data."),
+    "cost": ("ftclient.cli.cost_cmd:cost", "Estimate and compare fine-tuning cost, offline."),
+    "demo": ("ftclient.cli.demo_cmd:demo", "Run the whole path on a bundled sample, offline."),
+}
+
+
+@click.group(cls=LazyGroup, lazy_subcommands=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="ftc")
+@click.option("--debug", is_flag=True, envvar="FTC_DEBUG", help="Show tracebacks for errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """ftc: fine-tune on hosted APIs or locally from one spec, and compare them.
+
+    \b
+    Typical session:
+      ftc data prepare tickets.csv --input-col text --output-col category --out-dir data/
+      ftc data validate data/train.jsonl --provider openai
+      ftc cost compare data/train.jsonl --epochs 3
+      ftc demo
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; user errors end in one message and an exit code, not a traceback."""
+    from ..errors import FtcError
+
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        rv = cli.main(args=argv, prog_name="ftc", standalone_mode=False)
+    except FtcError as e:
+        if debug:
+            raise
+        _print_error(e.message, e.hint)
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        _print_error("interrupted", None)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        _print_error("interrupted", None)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except BrokenPipeError:
+        sys.exit(0)
+    except Exception as e:  # an unexpected error: still no traceback without --debug
+        if debug:
+            raise
+        _print_error(f"internal error: {type(e).__name__}: {e}", "Run again with --debug for the traceback, and report it.")
+        sys.exit(70)
+    sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _print_error(message: str, hint: str | None) -> None:
+    from .output import err
+
+    err.print(f"[bold red]error:[/bold red] {message}", highlight=False, markup=True, soft_wrap=True)
+    if hint:
+        err.print(f"[dim]hint:[/dim] {hint}", highlight=False, soft_wrap=True)

@@ -1,0 +1,75 @@
+"""Rendering for the CLI: rich tables for people, ``--json`` for programs.
+
+Results go to stdout; messages, warnings and progress bars go to stderr, so that
+``ftc ... --json | jq`` always gets clean JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from rich.console import Console
+
+# stdout for results, stderr for everything else.
+out = Console(soft_wrap=False)
+err = Console(stderr=True)
+
+
+def emit_json(obj: Any) -> None:
+    """Print ``obj`` as JSON on stdout (no rich markup, no wrapping)."""
+    sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False, default=_default) + "\n")
+    sys.stdout.flush()
+
+
+def _default(o: Any) -> Any:
+    if hasattr(o, "model_dump"):
+        return o.model_dump(mode="json")
+    if hasattr(o, "to_dict"):
+        return o.to_dict()
+    if hasattr(o, "__fspath__"):
+        return str(o)
+    if isinstance(o, (set, frozenset)):
+        return sorted(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def warn(message: str) -> None:
+    err.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+
+
+def info(message: str) -> None:
+    err.print(message, highlight=False)
+
+
+@contextmanager
+def progress(enabled: bool = True) -> Iterator[Any]:
+    """A rich progress display on stderr; hidden when stderr is no terminal or not enabled.
+
+    Yields a ``rich.progress.Progress``; use ``add_task`` / ``update`` / ``advance``.
+    """
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    bar = Progress(
+        SpinnerColumn(),
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=not (enabled and err.is_terminal),
+    )
+    with bar:
+        yield bar

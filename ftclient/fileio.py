@@ -1,0 +1,167 @@
+"""Reading user files robustly and writing ours atomically.
+
+Every file ftc writes goes through :func:`atomic_writer`: a temporary file in the
+target directory, renamed over the target only when writing finished without error,
+so a crash or a bad input never leaves a partial output file behind.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Any, Iterator
+
+from .errors import DataError, UsageError
+
+# A line longer than this is refused instead of being loaded (a sign of a binary or
+# minified file); generous enough for long multi-turn conversations.
+MAX_LINE_BYTES = 8 * 1024 * 1024
+
+_BOMS = [
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+]
+
+
+def check_input_file(path: str | os.PathLike) -> Path:
+    """Return ``path`` as a Path if it is a readable, non-empty regular file."""
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"{p}: no such file", hint="Check the path.")
+    if p.is_dir():
+        raise UsageError(f"{p}: is a directory, not a file")
+    if not os.access(p, os.R_OK):
+        raise UsageError(f"{p}: not readable (permission denied)")
+    if p.stat().st_size == 0:
+        raise DataError(f"{p}: the file is empty", hint="Give a file with at least one example.")
+    return p
+
+
+def sniff_encoding(path: Path) -> str:
+    """Encoding of a text file: from its BOM, else UTF-8. Binary files are refused."""
+    with open(path, "rb") as f:
+        head = f.read(65536)
+    for bom, enc in _BOMS:
+        if head.startswith(bom):
+            return enc
+    if b"\x00" in head:
+        raise DataError(
+            f"{path}: looks like a binary file (NUL bytes), not text",
+            hint="Give a UTF-8 CSV, TSV, JSON or JSONL file.",
+        )
+    return "utf-8"
+
+
+def open_text(path: str | os.PathLike, newline: str | None = None) -> IO[str]:
+    """Open a user's text file with its encoding (BOM-aware); decoding errors name the file."""
+    p = check_input_file(path)
+    enc = sniff_encoding(p)
+    return open(p, encoding=enc, errors="strict", newline=newline)
+
+
+def iter_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
+    """Yield ``(line_number, text)`` for each line of a text file, streaming.
+
+    Raises DataError on undecodable bytes or a line over MAX_LINE_BYTES, naming the line.
+    """
+    p = check_input_file(path)
+    enc = sniff_encoding(p)
+    lineno = 0
+    with open(p, "rb") as raw:
+        if enc != "utf-8":
+            stream: IO[str] = io.TextIOWrapper(raw, encoding=enc, errors="strict")
+            lines = iter(stream.readline, "")
+        else:
+            lines = None
+        while True:
+            lineno += 1
+            try:
+                if lines is None:
+                    b = raw.readline(MAX_LINE_BYTES + 1)
+                    if not b:
+                        return
+                    if len(b) > MAX_LINE_BYTES and not b.endswith(b"\n"):
+                        raise DataError(
+                            f"{p}:{lineno}: line longer than {MAX_LINE_BYTES // (1024 * 1024)} MiB",
+                            hint="Is this a binary or minified file? Give one example per line.",
+                        )
+                    text = b.decode("utf-8")
+                else:
+                    text = next(lines, None)
+                    if text is None:
+                        return
+                    if len(text) > MAX_LINE_BYTES:
+                        raise DataError(f"{p}:{lineno}: line longer than {MAX_LINE_BYTES // (1024 * 1024)} MiB")
+            except UnicodeDecodeError as e:
+                raise DataError(
+                    f"{p}:{lineno}: not valid {enc} text ({e.reason} at byte {e.start})",
+                    hint="Save the file as UTF-8.",
+                ) from None
+            yield lineno, text
+
+
+@contextlib.contextmanager
+def atomic_writer(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO[Any]]:
+    """Write ``path`` atomically: the target appears complete or not at all."""
+    target = Path(path)
+    parent = target.parent if str(target.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"{parent}: cannot create directory ({e.strerror})") from None
+    if target.is_dir():
+        raise UsageError(f"{target}: is a directory")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
+    except OSError as e:
+        raise UsageError(
+            f"{target}: cannot write here ({e.strerror})", hint="Choose a writable output directory."
+        ) from None
+    try:
+        kwargs = {} if "b" in mode else {"encoding": encoding, "newline": "\n"}
+        with os.fdopen(fd, mode, **kwargs) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        if os.path.exists(target):
+            try:
+                os.chmod(tmp, os.stat(target).st_mode & 0o777)
+            except OSError:
+                pass
+        else:
+            os.chmod(tmp, 0o644 & ~_umask())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _umask() -> int:
+    m = os.umask(0)
+    os.umask(m)
+    return m
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    with atomic_writer(path) as f:
+        f.write(text)
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+    with atomic_writer(path) as f:
+        json.dump(obj, f, indent=2, ensure_ascii=False, sort_keys=False)
+        f.write("\n")
+
+
+def dumps_jsonl(obj: Any) -> str:
+    """One JSONL line (compact, UTF-8 kept as is)."""
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))

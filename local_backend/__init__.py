@@ -1,0 +1,1 @@
+"""Local PEFT/TRL training (installed as ``ftclient.local_backend``)."""

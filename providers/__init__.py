@@ -1,0 +1,1 @@
+"""Hosted fine-tuning providers (installed as ``ftclient.providers``)."""
