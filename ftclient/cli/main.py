@@ -17,7 +17,29 @@ COMMANDS = {
 }
 
 
-@click.group(cls=LazyGroup, lazy_subcommands=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
+class RootGroup(LazyGroup):
+    """The root group turns user errors into one message and an exit code.
+
+    Doing it here (not only in ``main``) gives click's test runner the same exit
+    codes and messages as a real run.
+    """
+
+    def invoke(self, ctx: click.Context):
+        from ..errors import FtcError
+
+        try:
+            return super().invoke(ctx)
+        except FtcError as e:
+            if (ctx.obj or {}).get("debug"):
+                raise
+            _print_error(e.message, e.hint)
+            ctx.exit(e.exit_code)
+        except KeyboardInterrupt:
+            _print_error("interrupted", None)
+            ctx.exit(130)
+
+
+@click.group(cls=RootGroup, lazy_subcommands=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="ftc")
 @click.option("--debug", is_flag=True, envvar="FTC_DEBUG", help="Show tracebacks for errors.")
 @click.pass_context

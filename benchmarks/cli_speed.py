@@ -1,0 +1,81 @@
+"""Start-up and cost-compare speed of the ``ftc`` CLI.
+
+Measured in one run, each against a baseline taken in the same run:
+- ``ftc --help`` against a bare ``python -c pass`` (goal: about 200 ms in all);
+- ``ftc cost compare`` on a 1,000-line ChatML file (goal: within 1 s, start-up included),
+  against ``python -c "import tiktoken"``, the floor any exact OpenAI count pays.
+
+Usage: python benchmarks/cli_speed.py [--runs 7] [--source banking77/train.csv]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_SOURCE = HERE.parent.parent / "shared" / "datasets" / "banking77" / "train.csv"
+
+
+def timed(cmd: list[str], runs: int) -> float:
+    """Median wall seconds of ``cmd`` over ``runs`` runs (after one warm-up)."""
+    subprocess.run(cmd, check=True, capture_output=True)
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def make_file(path: Path, source: Path, n: int) -> None:
+    rows = []
+    if source.exists():
+        with open(source, encoding="utf-8") as f:
+            rows = [(r["text"], r["category"]) for r in csv.DictReader(f)][:n]
+    while len(rows) < n:
+        i = len(rows)
+        rows.append((f"My card number {i} has not arrived after {i % 17} days, what should I do?", "card_arrival"))
+    with open(path, "w", encoding="utf-8") as f:
+        for text, label in rows:
+            f.write(json.dumps({"messages": [
+                {"role": "system", "content": "Route the ticket to one intent."},
+                {"role": "user", "content": text},
+                {"role": "assistant", "content": label}]}) + "\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--source", type=Path, default=DEFAULT_SOURCE)
+    args = ap.parse_args()
+
+    ftc = shutil.which("ftc") or str(Path(sys.executable).with_name("ftc"))
+    py = sys.executable
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "train.jsonl"
+        make_file(data, args.source, 1000)
+        base = timed([py, "-c", "pass"], args.runs)
+        help_t = timed([ftc, "--help"], args.runs)
+        tik = timed([py, "-c", "import tiktoken"], args.runs)
+        compare = timed([ftc, "cost", "compare", str(data), "--json"], args.runs)
+
+    print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}, median of {args.runs} runs")
+    print(f"python -c pass            {base * 1000:8.0f} ms  (baseline)")
+    print(f"ftc --help                {help_t * 1000:8.0f} ms  ratio to baseline {help_t / base:5.2f}x  goal ~200 ms")
+    print(f"python -c 'import tiktoken' {tik * 1000:6.0f} ms  (baseline)")
+    print(f"ftc cost compare 1,000    {compare * 1000:8.0f} ms  ratio to baseline {compare / tik:5.2f}x  goal <= 1000 ms")
+    print(f"goals met: help={'yes' if help_t <= 0.25 else 'no'} compare={'yes' if compare <= 1.0 else 'no'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""Shared test helpers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+REPO = Path(__file__).resolve().parents[1]
+BANKING77 = REPO.parent / "shared" / "datasets" / "banking77"
+
+
+class Ran:
+    def __init__(self, code: int, out: str, err: str):
+        self.code, self.out, self.err = code, out, err
+
+    def json(self):
+        return json.loads(self.out)
+
+
+@pytest.fixture
+def ftc():
+    """Run the ftc CLI in-process: ``ftc("data", "validate", ...) -> Ran(code, out, err)``."""
+    from ftclient.cli.main import cli
+
+    def run(*args: str, input: str | None = None) -> Ran:
+        runner = CliRunner()
+        r = runner.invoke(cli, [str(a) for a in args], input=input, catch_exceptions=False)
+        return Ran(r.exit_code, r.stdout, r.stderr)
+
+    return run
+
+
+@pytest.fixture
+def ftc_proc():
+    """Run the real ``ftc`` console script in a subprocess (for exit codes and tracebacks)."""
+    exe = Path(sys.executable).with_name("ftc")
+
+    def run(*args: str, cwd: str | os.PathLike | None = None, env: dict | None = None, timeout: int = 120) -> Ran:
+        cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "ftclient"]
+        p = subprocess.run(cmd + [str(a) for a in args], capture_output=True, text=True, cwd=cwd,
+                           env={**os.environ, **(env or {})}, timeout=timeout)
+        return Ran(p.returncode, p.stdout, p.stderr)
+
+    return run
+
+
+@pytest.fixture
+def banking77_train() -> Path:
+    p = BANKING77 / "train.csv"
+    if not p.exists():
+        pytest.skip("the banking77 data set is not beside the repository")
+    return p

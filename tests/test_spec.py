@@ -1,0 +1,97 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ftclient.errors import SpecError
+from ftclient.spec import EXAMPLE_SPEC, JobSpec, load_spec, parse_spec
+
+
+def write(tmp_path: Path, text: str, name: str = "job.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+def test_example_spec_is_valid_and_resolves_paths(tmp_path):
+    p = write(tmp_path, EXAMPLE_SPEC)
+    job = load_spec(p)
+    assert job.name == "support-intents"
+    assert job.data.train == tmp_path / "data" / "train.jsonl"
+    assert job.hyperparameters.lora.r == 16
+    assert job.model_for("openai") == "gpt-4.1-mini-2025-04-14"
+    assert job.model_for("local") == "default"
+
+
+def test_defaults_from_minimal_spec():
+    job = parse_spec({"name": "x", "data": {"train": "t.jsonl"}})
+    assert (job.method, job.adapter, job.base_model) == ("sft", "lora", "default")
+    assert job.hyperparameters.epochs == 3 and job.hyperparameters.learning_rate is None
+    assert job.budget_usd is None
+
+
+@pytest.mark.parametrize(
+    "patch, expected",
+    [
+        ({"hyperparameters": {"epoch": 2}}, "did you mean 'hyperparameters.epochs'"),
+        ({"hyperparameters": {"lora": {"rank": 8}}}, "unknown key 'hyperparameters.lora.rank'"),
+        ({"togther": {}}, "did you mean 'together'"),
+        ({"local": {"packng": False}}, "did you mean 'local.packing'"),
+        ({"budget_usd": -1}, "budget_usd"),
+        ({"method": "ppo"}, "method"),
+        ({"adapter": "lora8"}, "adapter"),
+        ({"hyperparameters": {"lora": {"dropout": 1.5}}}, "hyperparameters.lora.dropout"),
+    ],
+)
+def test_bad_specs_name_the_problem(patch, expected):
+    data = {"name": "x", "data": {"train": "t.jsonl"}}
+    for k, v in patch.items():
+        data[k] = v
+    with pytest.raises(SpecError) as e:
+        parse_spec(data)
+    assert expected in e.value.message
+
+
+def test_every_problem_is_listed_at_once():
+    with pytest.raises(SpecError) as e:
+        parse_spec({"name": "bad name!", "data": {}, "epochs": 3})
+    msg = e.value.message
+    assert "name" in msg and "data.train" in msg and "unknown key 'epochs'" in msg
+
+
+def test_unknown_key_far_from_any_lists_valid_keys():
+    with pytest.raises(SpecError) as e:
+        parse_spec({"name": "x", "data": {"train": "t", "zzzzzz": 1}})
+    assert "valid keys here: eval, train" in e.value.message
+
+
+@pytest.mark.parametrize("text", ["", "- a\n- b\n", "name: [x\n", "\x00\x01binary"])
+def test_unloadable_files_are_spec_or_data_errors(tmp_path, text):
+    from ftclient.errors import FtcError
+
+    p = write(tmp_path, text)
+    with pytest.raises(FtcError):
+        load_spec(p)
+
+
+def test_roundtrip_through_yaml(tmp_path):
+    job = parse_spec({"name": "x", "data": {"train": "t.jsonl"}, "method": "dpo", "budget_usd": 4})
+    dumped = yaml.safe_dump(job.model_dump(mode="json"))
+    again = load_spec(write(tmp_path, dumped))
+    assert again.method == "dpo" and again.budget_usd == 4
+    assert JobSpec.model_validate(job.model_dump()) == job
+
+
+def test_cli_spec_init_and_check(ftc, tmp_path):
+    p = tmp_path / "job.yaml"
+    r = ftc("spec", "init", p)
+    assert r.code == 0 and p.exists()
+    r = ftc("spec", "init", p)
+    assert r.code == 2 and "already exists" in r.err
+    r = ftc("spec", "check", p, "--json")
+    assert r.code == 0
+    assert r.json()["spec"]["name"] == "support-intents"
+    assert len(r.json()["missing_files"]) == 2
+    p.write_text(p.read_text().replace("  epochs: 3", "  epochz: 3"))
+    r = ftc("spec", "check", p)
+    assert r.code == 2 and "did you mean 'hyperparameters.epochs'" in r.err
