@@ -1,0 +1,577 @@
+"""Streaming validation of a JSONL file: one pass, each line parsed once.
+
+Large UTF-8 files are split at line boundaries into one chunk per CPU core; the chunks
+are checked in forked worker processes (each streams its own byte range, so memory
+stays bounded whatever the file size) and their findings merged with line numbers made
+absolute. Token counts, where they matter, are made in batches with
+:mod:`ftclient.tokens` in a single sequential pass.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import ConfigError, DataError, FtcError, UsageError
+from ..fileio import MAX_LINE_BYTES, iter_lines, sniff_encoding
+from .common import Findings, Problem, TokenStats, ValidationResult
+
+PROVIDERS = ("openai", "together", "local")
+METHODS = ("sft", "dpo")
+
+# Files smaller than this are checked in-process (forking costs more than it saves).
+PARALLEL_MIN_BYTES = 8 * 1024 * 1024
+# Token counting batches: this many examples or this many bytes of JSON, whichever first.
+TOKEN_BATCH = 2000
+TOKEN_BATCH_BYTES = 8 * 1024 * 1024
+# Bytes read at a time by the scanner.
+BLOCK = 1024 * 1024
+# Chunks per worker process, and their least size.
+CHUNKS_PER_WORKER = 4
+MIN_CHUNK_BYTES = 4 * 1024 * 1024
+# Lines to read ahead for the file's format before splitting it between workers.
+SNIFF_LINES = 1000
+
+# Formats whose examples ftclient.tokens can count (chat SFT and preference).
+COUNTABLE = frozenset({"conversation", "preference"})
+
+Progress = Callable[[int, int], None]
+
+
+def make_checker(provider: str, model: str | None, method: str | None):
+    if provider == "openai":
+        from .openai import OpenAIChecker
+
+        return OpenAIChecker(model, method)
+    if provider == "together":
+        from .together import TogetherChecker
+
+        return TogetherChecker(model, method)
+    from .local import LocalChecker
+
+    return LocalChecker(model, method)
+
+
+def validate_file(
+    path: str | os.PathLike,
+    provider: str,
+    *,
+    model: str | None = None,
+    method: str | None = None,
+    max_seq_len: int | None = None,
+    progress: Progress | None = None,
+    workers: int | None = None,
+) -> ValidationResult:
+    """Check a JSONL training file against ``provider``'s rules.
+
+    ``provider``: ``openai``, ``together`` or ``local``. ``model``: the base model
+    (OpenAI default ``gpt-4.1-mini``; for ``local`` a model folder or a Hugging Face id
+    in the local cache whose chat template renders the examples). ``method``: ``sft``
+    or ``dpo`` (default: detected from the first example). ``max_seq_len``: the token
+    limit per example (``local``: default 2048; hosted: default the model's limit from
+    the price catalogue). ``progress(done_bytes, total_bytes)`` is called now and then.
+    ``workers``: processes for large files (default: the CPU cores; 1 = in-process).
+
+    Bad data never raises: it is reported in the result. Raises UsageError/ConfigError
+    (exit 2) for an unknown provider or method, a missing file, an unusable model.
+    """
+    prov = (provider or "").strip().lower()
+    if prov not in PROVIDERS:
+        raise UsageError(f"unknown provider {provider!r}", hint=f"Use one of: {', '.join(PROVIDERS)}.")
+    if method is not None:
+        method = method.strip().lower()
+        if method not in METHODS:
+            raise UsageError(f"unknown method {method!r}", hint="Use sft or dpo.")
+    if max_seq_len is not None and (not isinstance(max_seq_len, int) or max_seq_len < 1):
+        raise UsageError(f"--max-seq-len must be a positive integer, got {max_seq_len!r}")
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"{p}: no such file", hint="Check the path.")
+    if p.is_dir():
+        raise UsageError(f"{p}: is a directory, not a file")
+    if not os.access(p, os.R_OK):
+        raise UsageError(f"{p}: not readable (permission denied)")
+
+    checker = make_checker(prov, model, method)
+    size = p.stat().st_size
+    res = ValidationResult(path=str(p), provider=prov, model=getattr(checker, "model", model), method=method)
+    res.file_bytes = size
+    F = res.findings
+    _file_rules(prov, p, size, F)
+    if size == 0:
+        F.error(0, "empty_file", "the file is empty")
+        return res
+    try:
+        enc = sniff_encoding(p)
+    except DataError as e:
+        F.error(0, "binary_file", e.message)
+        return res
+    res.encoding = enc
+    if enc == "utf-8-sig":
+        msg = "the file starts with a UTF-8 byte-order mark (BOM)"
+        if prov == "together":
+            F.error(1, "bom", msg + "; Together's JSON parser refuses it: save as UTF-8 without BOM")
+        else:
+            F.warning(1, "bom", msg + "; save as UTF-8 without BOM")
+    elif enc != "utf-8":
+        msg = f"the file is {enc.upper()}, not UTF-8"
+        if prov == "local":
+            F.warning(1, "not_utf8", msg)
+        else:
+            F.error(1, "not_utf8", msg + "; save it as UTF-8")
+
+    plan = _token_plan(prov, checker, model, max_seq_len, F, res)
+
+    if enc not in ("utf-8", "utf-8-sig"):
+        out = _scan_text(p, checker, F, plan)
+    else:
+        n = workers if workers is not None else _cores()
+        if plan is None and n > 1 and size >= PARALLEL_MIN_BYTES:
+            out = _scan_parallel(p, size, checker, F, n, progress)
+        else:
+            out = _scan(str(p), 0, size, checker, None, F, plan, progress, size)
+    if plan is not None:
+        plan.flush()
+    res.lines, res.blank_lines, res.examples, res.formats, first_fmt = out[:5]
+    res.format = first_fmt
+    if res.examples < checker.min_examples:
+        F.error(
+            0,
+            "too_few_examples",
+            f"{res.examples} example(s); {prov} needs at least {checker.min_examples}",
+        )
+    F.sort()
+    if progress:
+        progress(size, size)
+    return res
+
+
+def _cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _file_rules(prov: str, p: Path, size: int, F: Findings) -> None:
+    if prov == "together":
+        from .together import MAX_FILE_SIZE_GB, NUM_BYTES_IN_GB
+
+        if p.suffix != ".jsonl":
+            F.error(0, "bad_extension", f"Together takes .jsonl (or .parquet) training files; this one is '{p.suffix or 'no extension'}': rename it")
+        if size > MAX_FILE_SIZE_GB * NUM_BYTES_IN_GB:
+            F.error(0, "file_too_large", f"{size / NUM_BYTES_IN_GB:.1f} GB; Together's maximum is {MAX_FILE_SIZE_GB} GB")
+    elif prov == "openai" and p.suffix != ".jsonl":
+        F.warning(0, "bad_extension", f"OpenAI expects a .jsonl training file; this one is '{p.suffix or 'no extension'}'")
+
+
+# ----------------------------------------------------------------------- tokens
+
+
+class TokenPlan:
+    """Counts tokens of the examples that passed the structural checks, in batches."""
+
+    def __init__(self, counter: Any, limit: int | None, source: str | None, F: Findings, stats: TokenStats, template: bool):
+        self.counter = counter
+        self.limit = limit
+        self.source = source
+        self.F = F
+        self.stats = stats
+        self.template = template  # rendering errors are the chat template's (local)
+        self.buf: list[tuple[int, Any]] = []
+        self.nbytes = 0
+        self.offset = 0  # added to line numbers (not used in the sequential scan)
+
+    def add(self, ln: int, rec: Any, nbytes: int) -> None:
+        self.buf.append((ln, rec))
+        self.nbytes += nbytes
+        if len(self.buf) >= TOKEN_BATCH or self.nbytes >= TOKEN_BATCH_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        buf, self.buf, self.nbytes = self.buf, [], 0
+        if not buf:
+            return
+        try:
+            counts: list[int | None] = list(self.counter.count_records([r for _, r in buf]))
+        except Exception:  # noqa: BLE001 - find the examples at fault one by one
+            counts = []
+            for ln, r in buf:
+                try:
+                    counts.append(self.counter.count_record(r))
+                except Exception as e:  # noqa: BLE001
+                    msg = getattr(e, "message", None) or str(e) or type(e).__name__
+                    if self.template:
+                        self.F.error(ln, "template_error", f"the chat template does not render this example: {msg}")
+                    else:
+                        self.F.error(ln, "token_count_failed", f"cannot count tokens: {msg}")
+                    counts.append(None)
+        st, limit, F = self.stats, self.limit, self.F
+        exact = st.exact
+        for (ln, _), n in zip(buf, counts):
+            if n is None:
+                continue
+            st.add(n)
+            if limit is not None and n > limit:
+                st.over_limit += 1
+                if exact:
+                    F.error(ln, "too_many_tokens", f"{n} tokens, over the limit of {limit} ({self.source})")
+                else:
+                    F.warning(ln, "too_many_tokens", f"about {n} tokens (approximate count), over the limit of {limit} ({self.source})")
+
+
+def _catalogue_limit(ref: str) -> tuple[int | None, str | None]:
+    try:
+        from ..prices import load_catalogue
+    except ImportError:
+        return None, "no price catalogue (ftclient.prices) to give the model's limit"
+    try:
+        m = load_catalogue().model(ref)
+    except FtcError as e:
+        return None, f"{ref}: {e.message}"
+    except Exception as e:  # noqa: BLE001 - a catalogue problem must not stop validation
+        return None, f"{ref}: limit unknown ({type(e).__name__}: {e})"
+    lim = getattr(m, "max_example_tokens", None)
+    if lim is None:
+        return None, f"{ref}: the price catalogue gives no per-example token limit"
+    return int(lim), f"{ref} per-example limit, price catalogue"
+
+
+def _token_plan(prov: str, checker, model: str | None, max_seq_len: int | None, F: Findings, res: ValidationResult):
+    from .. import tokens
+
+    notes = res.notes
+    if prov == "openai":
+        ref = f"openai:{checker.model}"
+        if checker.legacy:
+            notes.append(f"tokens not counted for the completion model {checker.model}")
+            return None
+        try:
+            counter = tokens.get_counter(ref)
+        except FtcError as e:
+            notes.append(f"tokens not counted: {e.message}")
+            return None
+        if max_seq_len is not None:
+            limit, source = max_seq_len, "--max-seq-len"
+        else:
+            limit, source = _catalogue_limit(ref)
+            if limit is None:
+                notes.append(f"no token limit checked: {source}")
+                source = None
+    elif prov == "together":
+        if model is None and max_seq_len is None:
+            notes.append("tokens not counted: give --model (and optionally --max-seq-len) to check lengths")
+            return None
+        ref = f"together:{model}" if model else "together:unknown-model"
+        try:
+            counter = tokens.get_counter(ref) if model else tokens.ApproxCounter(ref, reason="no --model given")
+        except FtcError as e:
+            notes.append(f"tokens not counted: {e.message}")
+            return None
+        if max_seq_len is not None:
+            limit, source = max_seq_len, "--max-seq-len"
+        else:
+            limit, source = _catalogue_limit(ref)
+            if limit is None:
+                notes.append(f"no token limit checked: {source}")
+    else:
+        if model:
+            counter = tokens.get_counter(f"local:{model}")
+            if not counter.exact:
+                raise ConfigError(
+                    f"{model}: cannot use its tokenizer and chat template offline",
+                    hint=f"{counter.basis}. Give a model folder saved with save_pretrained() "
+                    "(with a chat template) or a model id in the local Hugging Face cache.",
+                )
+        else:
+            counter = tokens.ApproxCounter("local:chatml", reason="no --model given, ChatML template assumed")
+            notes.append("token counts are approximate: no --model given, so the ChatML template was assumed")
+        limit = max_seq_len if max_seq_len is not None else 2048
+        source = "--max-seq-len" if max_seq_len is not None else "default max_seq_len 2048"
+    stats = TokenStats(basis=counter.basis, exact=bool(counter.exact), limit=limit, limit_source=source)
+    res.tokens = stats
+    if not counter.exact and prov != "local":
+        notes.append("token counts are approximate: " + counter.basis)
+    return TokenPlan(counter, limit, source, F, stats, template=(prov == "local"))
+
+
+# ----------------------------------------------------------------------- scanning
+
+
+def _json_error(e: Exception) -> str:
+    if isinstance(e, json.JSONDecodeError):
+        return f"not valid JSON: {e.msg} (column {e.colno})"
+    if isinstance(e, RecursionError):
+        return "not valid JSON: nested too deeply"
+    return f"not valid JSON: {e}"
+
+
+def _record(rec: Any, ln: int, nbytes: int, check, allowed, state: list, formats: dict, F: Findings, plan) -> None:
+    """Check one parsed line (shared by the byte and the text scanners)."""
+    if type(rec) is not dict:
+        F.error(ln, "not_an_object", f"each line must be a JSON object, this one is {_jtype(rec)}")
+        return
+    n0 = F.n_err
+    fmt = check(rec, ln, F)
+    if fmt is None:
+        return
+    formats[fmt] = formats.get(fmt, 0) + 1
+    if fmt != state[0]:
+        if state[0] is None:
+            state[0], state[1] = fmt, ln
+        else:
+            F.error(ln, "mixed_formats", f"{fmt} example, but the file's first example (line {state[1]}) is {state[0]}; use one format per file")
+    if allowed is not None and fmt not in allowed:
+        F.error(ln, "wrong_format", f"{fmt} example, but the method asks for {' or '.join(sorted(allowed))}")
+    if plan is not None and F.n_err == n0 and fmt in COUNTABLE:
+        plan.add(ln, rec, nbytes)
+
+
+def _jtype(v: Any) -> str:
+    from .common import type_name
+
+    return {"array": "an array", "string": "a string", "number": "a number", "boolean": "a boolean", "null": "null"}.get(type_name(v), type_name(v))
+
+
+def _scan(
+    path: str,
+    start: int,
+    end: int,
+    checker,
+    file_format: str | None,
+    F: Findings,
+    plan,
+    progress,
+    total: int,
+    first_line: int = 0,
+    format_line: int = 0,
+):
+    """Check the lines of bytes ``[start, end)`` (``start`` at a line start).
+
+    Reads blocks of BLOCK bytes and splits them into lines (a line longer than
+    MAX_LINE_BYTES is reported and skipped, never held whole). Each line is decoded
+    and parsed once, by the C scanner of the json module. Line numbers are counted
+    from ``first_line`` + 1. Returns ``(lines, blank_lines, examples, formats,
+    first_format, first_format_line)``.
+    """
+    check = checker.check
+    method = checker.method
+    allowed = checker.formats_for_method.get(method) if method else None
+    scan_once = json.JSONDecoder().scan_once
+    formats: dict[str, int] = {}
+    state: list = [file_format, format_line]
+    ln = first_line
+    blank = examples = 0
+    limit = MAX_LINE_BYTES
+    step = 4 * 1024 * 1024
+    next_report = start + step
+    carry = b""
+    skipping = False  # inside an overlong line, dropping bytes up to its newline
+    remaining = end - start
+    first = start == 0  # only the file's first block can start with a BOM
+    with open(path, "rb", buffering=0) as f:
+        f.seek(start)
+        while True:
+            data = f.read(min(BLOCK, remaining)) if remaining > 0 else b""
+            remaining -= len(data)
+            if first:
+                first = False
+                if data.startswith(b"\xef\xbb\xbf"):
+                    data = data[3:]  # the BOM (reported by the caller)
+            if progress is not None and end - remaining >= next_report:
+                progress(end - remaining - start, total)
+                next_report = end - remaining + step
+            if not data:
+                if not carry:
+                    break
+                lines = [carry]  # the last line, without a newline
+                carry = b""
+            else:
+                if skipping:
+                    i = data.find(b"\n")
+                    if i < 0:
+                        continue
+                    data = data[i + 1 :]
+                    skipping = False
+                lines = (carry + data if carry else data).split(b"\n")
+                carry = lines.pop()
+                if len(carry) > limit:
+                    lines.append(None)  # marks an overlong line
+                    carry = b""
+                    skipping = True
+            for b in lines:
+                ln += 1
+                if b is None or len(b) > limit:
+                    examples += 1
+                    F.error(ln, "line_too_long", f"line longer than {limit // (1024 * 1024)} MiB; is this a binary or minified file?")
+                    continue
+                try:
+                    s = b.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    examples += 1
+                    F.error(ln, "not_utf8", f"not valid UTF-8 ({e.reason} at byte {e.start} of the line)")
+                    continue
+                if not s or s.isspace():
+                    blank += 1
+                    F.warning(ln, "blank_line", "blank line (skipped)")
+                    continue
+                examples += 1
+                try:
+                    rec, pos = scan_once(s, 0)
+                    if pos != len(s) and not s[pos:].isspace():
+                        raise ValueError
+                except (ValueError, StopIteration, RecursionError):
+                    try:  # leading blanks, or an error: let json.loads say which
+                        rec = json.loads(s)
+                    except (ValueError, RecursionError) as e:
+                        F.error(ln, "invalid_json", _json_error(e))
+                        continue
+                if type(rec) is dict:
+                    # inline of _record() for the common case: it is the hot path
+                    n0 = F.n_err
+                    fmt = check(rec, ln, F)
+                    if fmt is None:
+                        continue
+                    formats[fmt] = formats.get(fmt, 0) + 1
+                    if fmt != state[0]:
+                        if state[0] is None:
+                            state[0], state[1] = fmt, ln
+                        else:
+                            F.error(ln, "mixed_formats", f"{fmt} example, but the file's first example (line {state[1]}) is {state[0]}; use one format per file")
+                    if allowed is not None and fmt not in allowed:
+                        F.error(ln, "wrong_format", f"{fmt} example, but --method {method} takes {' or '.join(sorted(allowed))}")
+                    if plan is not None and F.n_err == n0 and fmt in COUNTABLE:
+                        plan.add(ln, rec, len(b))
+                else:
+                    F.error(ln, "not_an_object", f"each line must be a JSON object, this one is {_jtype(rec)}")
+    return ln - first_line, blank, examples, formats, state[0], state[1]
+
+
+def _scan_text(p: Path, checker, F: Findings, plan):
+    """Sequential scan of a non-UTF-8 text file (UTF-16/32 with a BOM) via iter_lines."""
+    method = checker.method
+    allowed = checker.formats_for_method.get(method) if method else None
+    formats: dict[str, int] = {}
+    state: list = [None, 0]
+    ln = blank = examples = 0
+    try:
+        for ln, s in iter_lines(p):
+            if ln == 1 and s[:1] == "\ufeff":
+                s = s[1:]
+            if not s.strip():
+                blank += 1
+                F.warning(ln, "blank_line", "blank line (skipped)")
+                continue
+            examples += 1
+            try:
+                rec = json.loads(s)
+            except (ValueError, RecursionError) as e:
+                F.error(ln, "invalid_json", _json_error(e))
+                continue
+            _record(rec, ln, len(s), checker.check, allowed, state, formats, F, plan)
+    except DataError as e:  # undecodable or overlong line: iter_lines cannot go on
+        ln += 1
+        F.error(ln, "not_utf8" if "not valid" in e.message else "line_too_long", e.message + " (checking stopped here)")
+    return ln, blank, examples, formats, state[0], state[1]
+
+
+def _split_points(path: Path, size: int, n: int) -> list[int]:
+    """``n + 1`` byte offsets, each (but the last) at the start of a line."""
+    points = [0]
+    with open(path, "rb") as f:
+        for k in range(1, n):
+            target = max(size * k // n, points[-1])
+            f.seek(target)
+            if target > 0:
+                f.seek(target - 1)
+                while True:  # move to just after the next newline
+                    chunk = f.readline(1024 * 1024)
+                    if not chunk or chunk.endswith(b"\n"):
+                        break
+            points.append(min(f.tell(), size))
+    points.append(size)
+    return points
+
+
+def _sniff_format(path: Path, checker) -> tuple[str | None, int]:
+    """The format of the first example whose format can be told, within SNIFF_LINES."""
+    scratch = Findings(cap=0)
+    for ln, b in _head_lines(path):
+        if ln > SNIFF_LINES:
+            break
+        try:
+            rec = json.loads(b.decode("utf-8").lstrip("\ufeff"))
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(rec, dict):
+            fmt = checker.check(rec, ln, scratch)
+            if fmt is not None:
+                return fmt, ln
+    return None, 0
+
+
+def _head_lines(path: Path):
+    with open(path, "rb") as f:
+        ln = 0
+        while True:
+            b = f.readline(MAX_LINE_BYTES + 1)
+            ln += 1
+            if not b or len(b) > MAX_LINE_BYTES:
+                return
+            if b.strip():
+                yield ln, b
+
+
+def _worker(args):
+    path, start, end, checker, file_format, format_line = args
+    F = Findings()
+    out = _scan(path, start, end, checker, file_format, F, None, None, end - start, 0, format_line)
+    return F, out
+
+
+def _worker_indexed(item):
+    i, args = item
+    return i, _worker(args)
+
+
+def _scan_parallel(p: Path, size: int, checker, F: Findings, n: int, progress):
+    """Check ``p`` in ``n`` forked processes, on chunks handed out as they finish (so a
+    core busy with something else slows the run less); merge in file order."""
+    import multiprocessing as mp
+
+    file_format, format_line = _sniff_format(p, checker)
+    if file_format is None or "fork" not in mp.get_all_start_methods():
+        return _scan(str(p), 0, size, checker, None, F, None, progress, size)
+    k = max(n, min(n * CHUNKS_PER_WORKER, size // MIN_CHUNK_BYTES))
+    points = _split_points(p, size, k)
+    chunks = [(a, b) for a, b in zip(points, points[1:]) if b > a]
+    work = [(i, (str(p), a, b, checker, file_format, format_line)) for i, (a, b) in enumerate(chunks)]
+    parts: list = [None] * len(chunks)
+    done = 0
+    with mp.get_context("fork").Pool(min(n, len(chunks))) as pool:
+        for i, part in pool.imap_unordered(_worker_indexed, work):
+            parts[i] = part
+            done += chunks[i][1] - chunks[i][0]
+            if progress is not None:
+                progress(done, size)
+    lines = blank = examples = 0
+    formats: dict[str, int] = {}
+    for Fi, out in parts:
+        _shift(Fi, lines)
+        F.merge(Fi)
+        lines += out[0]
+        blank += out[1]
+        examples += out[2]
+        for key, v in out[3].items():
+            formats[key] = formats.get(key, 0) + v
+    return lines, blank, examples, formats, file_format, format_line
+
+
+def _shift(F: Findings, offset: int) -> None:
+    if not offset:
+        return
+    F.errors = [Problem(p.line + offset, p.code, p.message) for p in F.errors]
+    F.warnings = [Problem(p.line + offset, p.code, p.message) for p in F.warnings]
+    F.first_lines = {k: [ln + offset for ln in v] for k, v in F.first_lines.items()}
