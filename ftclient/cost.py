@@ -1,0 +1,713 @@
+"""Fine-tuning cost: one estimate, and every backend side by side. Offline.
+
+``estimate_cost(data, "openai:gpt-4.1-mini", epochs=3)`` -> :class:`CostEstimate`
+``compare_costs(data, models=None, queries_per_month=...)`` -> :class:`CostComparison`
+
+How each figure is made (also in docs/cost.md):
+
+* Hosted training: billed tokens x price per 1M, with the provider's minimum charge.
+  Billed tokens = sum over examples of min(tokens, model's example limit) x epochs
+  (the cookbook's ``n_billing_tokens_in_dataset x n_epochs``). Without ``epochs``,
+  the cookbook's default-epochs heuristic (:func:`default_epochs`).
+* Self-hosted training: GPU-hours from a FLOPs model: FLOPs = k x params x tokens
+  (k = 6 for full fine-tuning; 4 for LoRA/QLoRA, which skip the weight-gradient
+  matmuls of the frozen base), divided by peak dense bf16 FLOP/s x an assumed
+  utilisation (MFU), plus a fixed setup time; x the GPU's $/h.
+* Inference: hosted per token (prompt x input price + completion x output price);
+  a dedicated endpoint (e.g. Together LoRA models) costs its hours, always on;
+  self-hosted by GPU-seconds per query from a throughput model (prefill
+  compute-bound, decode memory-bandwidth-bound at a batch size), per-second
+  serverless hosts billed for busy time, hourly instances kept on all month.
+* Break-even: the monthly query volume above which a self-hosted row's inference
+  costs less than the cheapest per-token hosted option, or "never".
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable, Sequence
+
+from .errors import ConfigError, UsageError
+from .prices import HOURS_PER_MONTH, Catalogue, GpuEntry, ModelEntry, load_catalogue
+from .tokens import ApproxCounter, HFCounter, OpenAICounter, as_records, get_counter
+
+# ----------------------------------------------------------------- constants
+# OpenAI cookbook 'Chat_finetuning_data_prep': default epochs heuristic.
+TARGET_EPOCHS = 3
+MIN_TARGET_EXAMPLES = 100
+MAX_TARGET_EXAMPLES = 25000
+MIN_DEFAULT_EPOCHS = 1
+MAX_DEFAULT_EPOCHS = 25
+
+DEFAULT_MODELS = [
+    "openai:gpt-4.1-mini",
+    "openai:gpt-4o-mini",
+    "openai:gpt-4.1-nano",
+    "together:meta-llama/Meta-Llama-3.1-8B-Instruct-Reference",
+    "fireworks:accounts/fireworks/models/llama-v3p1-8b-instruct",
+    "modal:h100",
+    "runpod:a100-community",
+    "runpod:rtx4090-community",
+    "lambda:h100",
+]
+DEFAULT_SELF_HOST_MODEL = "llama-3.1-8b"
+DEFAULT_QUERIES_PER_MONTH = 100_000
+
+
+@dataclass(frozen=True)
+class Assumptions:
+    """The assumed figures of the self-hosting model (all shown in the output)."""
+
+    flops_per_param_token_full: float = 6.0  # forward 2 + backward 4
+    flops_per_param_token_lora: float = 4.0  # no weight gradients for the frozen base
+    train_mfu: float = 0.35  # achieved / peak dense bf16 FLOP/s when training
+    qlora_mfu_factor: float = 0.75  # 4-bit dequantisation overhead
+    setup_hours: float = 0.25  # start, download weights, load, save the adapter
+    prefill_mfu: float = 0.5  # prompt processing, compute-bound
+    decode_batch: int = 32  # concurrent sequences when serving
+    decode_bw_efficiency: float = 0.6  # achieved / peak memory bandwidth
+    decode_mfu_cap: float = 0.5  # decode can't beat compute either
+    serve_bytes_per_param: float = 2.0  # bf16 weights
+    train_bytes_per_param: dict = field(
+        default_factory=lambda: {"full": 16.0, "lora": 2.0, "qlora": 0.6}
+    )  # weights(+grads+Adam for full); + 20% and 2 GB for activations
+    default_queries_per_month: int = DEFAULT_QUERIES_PER_MONTH
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+ASSUMPTIONS = Assumptions()
+
+
+def default_epochs(n_examples: int) -> int:
+    """The cookbook's default-epochs heuristic (what OpenAI's ``auto`` approximates)."""
+    n = TARGET_EPOCHS
+    if n_examples <= 0:
+        return n
+    if n_examples * TARGET_EPOCHS < MIN_TARGET_EXAMPLES:
+        n = min(MAX_DEFAULT_EPOCHS, MIN_TARGET_EXAMPLES // n_examples)
+    elif n_examples * TARGET_EPOCHS > MAX_TARGET_EXAMPLES:
+        n = max(MIN_DEFAULT_EPOCHS, MAX_TARGET_EXAMPLES // n_examples)
+    return n
+
+
+def _check_args(epochs: int | None, method: str, adapter: str) -> tuple[str, str]:
+    if epochs is not None and (not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1):
+        raise UsageError(f"epochs must be a whole number >= 1, not {epochs!r}")
+    m, a = method.lower(), adapter.lower()
+    if m not in ("sft", "dpo"):
+        raise UsageError(f"unknown method {method!r}", hint="Use sft or dpo.")
+    if a not in ("lora", "qlora", "full"):
+        raise UsageError(f"unknown adapter {adapter!r}", hint="Use lora, qlora or full.")
+    return m, a
+
+
+def _catalogue(prices: Catalogue | str | os.PathLike | None, today) -> Catalogue:
+    if isinstance(prices, Catalogue):
+        return prices
+    return load_catalogue(prices, today=today)
+
+
+# ------------------------------------------------------------ token counting
+class _Counts:
+    """Per-record (total, prompt, completion) counts, computed once per tokenizer."""
+
+    def __init__(self, records: list[dict]):
+        self.records = records
+        self._cache: dict[tuple, tuple[list[int], list[int], list[int]]] = {}
+
+    def split(self, counter) -> tuple[list[int], list[int], list[int]]:
+        if isinstance(counter, ApproxCounter):
+            return counter.scale(*self.split(counter._base))
+        if isinstance(counter, OpenAICounter):
+            key: tuple = ("openai", counter.encoding_name)
+        elif isinstance(counter, HFCounter):
+            key = ("hf", counter.source)
+        else:
+            key = ("other", id(counter))
+        if key not in self._cache:
+            self._cache[key] = counter.count_split(self.records)
+        return self._cache[key]
+
+
+# ------------------------------------------------------------------ results
+@dataclass
+class CostEstimate:
+    model: str
+    provider: str
+    kind: str  # hosted | self-hosted
+    method: str
+    adapter: str
+    examples: int
+    tokens_per_epoch: int
+    epochs: int
+    epochs_basis: str
+    billed_tokens: int
+    cost_usd: float
+    cost_before_minimum_usd: float
+    min_charge_usd: float
+    min_charge_applied: bool
+    token_count_basis: str
+    token_count_exact: bool
+    cost_exact: bool
+    cost_basis: str
+    price: dict[str, Any]
+    examples_over_limit: int = 0
+    max_example_tokens: int | None = None
+    caveats: list[str] = field(default_factory=list)
+    self_hosted: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["cost_usd"] = round(self.cost_usd, 4)
+        d["cost_before_minimum_usd"] = round(self.cost_before_minimum_usd, 4)
+        if d["self_hosted"] is None:
+            del d["self_hosted"]
+        return d
+
+
+@dataclass
+class CompareRow:
+    backend: str  # what the user passed (model or GPU offer)
+    label: str
+    kind: str  # hosted | self-hosted
+    model: str
+    method: str
+    adapter: str
+    epochs: int
+    billed_tokens: int
+    training_cost_usd: float
+    training_basis: str
+    training_exact: bool
+    min_charge_applied: bool
+    duration_hours: float | None
+    inference_per_1k_usd: float | None
+    inference_monthly_usd: float | None
+    inference_basis: str
+    inference_exact: bool
+    serving: str
+    break_even_queries_per_month: float | str | None
+    break_even_basis: str | None
+    within_budget: bool | None
+    token_count_basis: str
+    token_count_exact: bool
+    price: dict[str, Any]
+    caveats: list[str] = field(default_factory=list)
+    gpu_hours: float | None = None
+    training_flops: float | None = None
+    utilisation: float | None = None
+    usd_per_gpu_hour: float | None = None
+    # internal, for break-even: cost per query (linear part) and fixed monthly cost
+    _per_query_usd: float | None = field(default=None, repr=False)
+    _fixed_monthly_usd: float | None = field(default=None, repr=False)
+    _queries_per_gpu_month: float | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in asdict(self).items() if not k.startswith("_")}
+        for k in ("training_cost_usd", "inference_per_1k_usd", "inference_monthly_usd", "duration_hours", "gpu_hours"):
+            if isinstance(d.get(k), float):
+                d[k] = round(d[k], 4)
+        if isinstance(d.get("break_even_queries_per_month"), float):
+            d["break_even_queries_per_month"] = round(d["break_even_queries_per_month"])
+        return d
+
+
+@dataclass
+class CostComparison:
+    rows: list[CompareRow]
+    examples: int
+    epochs: int
+    epochs_basis: str
+    queries_per_month: int
+    tokens_per_query: dict[str, Any]
+    budget_usd: float | None
+    self_host_model: str
+    assumptions: Assumptions
+    catalogue_files: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "examples": self.examples,
+            "epochs": self.epochs,
+            "epochs_basis": self.epochs_basis,
+            "queries_per_month": self.queries_per_month,
+            "tokens_per_query": self.tokens_per_query,
+            "budget_usd": self.budget_usd,
+            "self_host_model": self.self_host_model,
+            "assumptions": self.assumptions.to_dict(),
+            "price_files": self.catalogue_files,
+            "rows": [r.to_dict() for r in self.rows],
+        }
+
+
+# ------------------------------------------------------------------ helpers
+def _is_self_host(ref: str, cat: Catalogue) -> bool:
+    host, sep, _ = ref.partition(":")
+    if not sep:
+        return False
+    if host.lower() == "own":
+        return True
+    hosts = {k.split(":", 1)[0] for k in cat.gpu_refs()}
+    return host.lower() in hosts and not cat.has_model(ref)
+
+
+def _epochs(epochs: int | None, n: int) -> tuple[int, str]:
+    if epochs is not None:
+        return epochs, "given"
+    e = default_epochs(n)
+    return e, (
+        f"default: OpenAI cookbook heuristic ({TARGET_EPOCHS} epochs, raised to reach "
+        f"{MIN_TARGET_EXAMPLES} or lowered to stay under {MAX_TARGET_EXAMPLES} example passes)"
+    )
+
+
+def _hosted_training(entry: ModelEntry, totals: Sequence[int], epochs: int, method: str, adapter: str):
+    cap = entry.max_example_tokens
+    if cap:
+        per_epoch = sum(t if t < cap else cap for t in totals)
+        over = sum(1 for t in totals if t > cap)
+    else:
+        per_epoch, over = sum(totals), 0
+    billed = per_epoch * epochs
+    price = entry.training_price(method, adapter)
+    raw = billed / 1e6 * price
+    cost = max(raw, entry.min_charge_usd)
+    applied = entry.min_charge_usd > 0 and raw < entry.min_charge_usd
+    basis = f"{billed:,} billed tokens x ${price:g}/1M"
+    if cap:
+        basis += f" (each example capped at {cap:,} tokens)"
+    if applied:
+        basis += f"; minimum charge ${entry.min_charge_usd:g} applied"
+    return per_epoch, over, billed, price, raw, cost, applied, basis
+
+
+def _train_memory_gb(params_b: float, adapter: str, a: Assumptions) -> float:
+    return params_b * a.train_bytes_per_param[adapter] * 1.2 + 2.0
+
+
+def _self_host_training(params_b: float, tokens: int, gpu: GpuEntry, adapter: str, a: Assumptions) -> dict[str, Any]:
+    spec = gpu.spec
+    if spec is None:
+        raise ConfigError(f"{gpu.ref}: no GPU spec (peak TFLOPs) in the catalogue", hint="Add it under gpu_specs.")
+    k = a.flops_per_param_token_full if adapter == "full" else a.flops_per_param_token_lora
+    flops = k * params_b * 1e9 * tokens
+    mfu = a.train_mfu * (a.qlora_mfu_factor if adapter == "qlora" else 1.0)
+    compute_h = flops / (spec.bf16_tflops * 1e12 * mfu) / 3600.0
+    duration = compute_h + a.setup_hours
+    billed_h = duration if gpu.serverless else math.ceil(duration)
+    cost = billed_h * gpu.usd_per_hour
+    mem = _train_memory_gb(params_b, adapter, a)
+    return {
+        "flops": flops,
+        "flops_formula": f"{k:g} x {params_b:g}e9 params x {tokens:,} tokens",
+        "peak_bf16_tflops": spec.bf16_tflops,
+        "utilisation": mfu,
+        "compute_hours": compute_h,
+        "setup_hours": a.setup_hours,
+        "duration_hours": duration,
+        "billed_gpu_hours": billed_h,
+        "billing": gpu.billing,
+        "usd_per_gpu_hour": gpu.usd_per_hour,
+        "cost_usd": cost,
+        "memory_needed_gb": round(mem, 1),
+        "gpu_memory_gb": spec.memory_gb,
+        "fits": mem <= spec.memory_gb,
+    }
+
+
+def _self_host_inference(params_b: float, gpu: GpuEntry, pin: float, pout: float, a: Assumptions) -> dict[str, Any]:
+    spec = gpu.spec
+    assert spec is not None
+    p = params_b * 1e9
+    prefill_tps = spec.bf16_tflops * 1e12 * a.prefill_mfu / (2 * p)
+    weight_bytes = a.serve_bytes_per_param * p
+    decode_tps = min(
+        a.decode_batch * spec.mem_bw_gbps * 1e9 * a.decode_bw_efficiency / weight_bytes,
+        spec.bf16_tflops * 1e12 * a.decode_mfu_cap / (2 * p),
+    )
+    gpu_s = pin / prefill_tps + pout / decode_tps
+    per_query = gpu_s / 3600.0 * gpu.usd_per_hour
+    return {
+        "prefill_tokens_per_s": prefill_tps,
+        "decode_tokens_per_s": decode_tps,
+        "gpu_seconds_per_query": gpu_s,
+        "per_query_usd": per_query,
+        "queries_per_gpu_month": HOURS_PER_MONTH * 3600.0 / gpu_s if gpu_s > 0 else float("inf"),
+        "fits": weight_bytes / 1e9 * 1.1 <= spec.memory_gb,
+    }
+
+
+# ------------------------------------------------------------------- estimate
+def estimate_cost(
+    path_or_records: str | os.PathLike | Iterable[dict],
+    model_ref: str,
+    *,
+    epochs: int | None = None,
+    method: str = "sft",
+    adapter: str = "lora",
+    prices: Catalogue | str | os.PathLike | None = None,
+    self_host_model: str = DEFAULT_SELF_HOST_MODEL,
+    today=None,
+    _counts: _Counts | None = None,
+) -> CostEstimate:
+    """Training cost of fine-tuning ``model_ref`` on the data (a JSONL path or records)."""
+    method, adapter = _check_args(epochs, method, adapter)
+    cat = _catalogue(prices, today)
+    counts = _counts or _Counts(as_records(path_or_records))
+    n = len(counts.records)
+    ep, ep_basis = _epochs(epochs, n)
+    if _is_self_host(model_ref, cat):
+        om = cat.open_model(self_host_model)
+        gpu = cat.gpu(model_ref)
+        counter = get_counter(f"hf:{om.hf_id}", tokenizer=om.hf_id)
+        totals = counts.split(counter)[0]
+        per_epoch = sum(totals)
+        billed = per_epoch * ep
+        sh = _self_host_training(om.params_b, billed, gpu, adapter, ASSUMPTIONS)
+        caveats = [] if sh["fits"] else [
+            f"needs ~{sh['memory_needed_gb']} GB for {adapter}, the GPU has {sh['gpu_memory_gb']:g} GB"
+        ]
+        if gpu.stale:
+            caveats.append(f"GPU price older than 90 days (as_of {gpu.as_of})")
+        return CostEstimate(
+            model=f"{model_ref} ({self_host_model})",
+            provider=gpu.host,
+            kind="self-hosted",
+            method=method,
+            adapter=adapter,
+            examples=n,
+            tokens_per_epoch=per_epoch,
+            epochs=ep,
+            epochs_basis=ep_basis,
+            billed_tokens=billed,
+            cost_usd=sh["cost_usd"],
+            cost_before_minimum_usd=sh["cost_usd"],
+            min_charge_usd=0.0,
+            min_charge_applied=False,
+            token_count_basis=counter.basis,
+            token_count_exact=counter.exact,
+            cost_exact=False,
+            cost_basis=(
+                f"estimated: {sh['flops_formula']} = {sh['flops']:.3g} FLOPs / ({sh['peak_bf16_tflops']:g} TFLOP/s x "
+                f"{sh['utilisation']:.0%} utilisation) + {sh['setup_hours']:g} h setup = {sh['duration_hours']:.2f} h; "
+                f"billed {sh['billed_gpu_hours']:.2f} GPU-h x ${gpu.usd_per_hour:g}/h"
+            ),
+            price={"usd_per_gpu_hour": gpu.usd_per_hour, "billing": gpu.billing, **gpu.provenance()},
+            caveats=caveats,
+            self_hosted=sh,
+        )
+    entry = cat.model(model_ref)
+    counter = get_counter(entry.ref, tokenizer=entry.hf_id)
+    totals = counts.split(counter)[0]
+    per_epoch, over, billed, price, raw, cost, applied, basis = _hosted_training(entry, totals, ep, method, adapter)
+    caveats = entry.caveats()
+    if over:
+        caveats.append(f"{over} example(s) over the {entry.max_example_tokens:,}-token limit (billed at the cap)")
+    return CostEstimate(
+        model=entry.ref,
+        provider=entry.provider,
+        kind="hosted",
+        method=method,
+        adapter=adapter,
+        examples=n,
+        tokens_per_epoch=per_epoch,
+        epochs=ep,
+        epochs_basis=ep_basis,
+        billed_tokens=billed,
+        cost_usd=cost,
+        cost_before_minimum_usd=raw,
+        min_charge_usd=entry.min_charge_usd,
+        min_charge_applied=applied,
+        token_count_basis=counter.basis,
+        token_count_exact=counter.exact,
+        cost_exact=bool(counter.exact),
+        cost_basis=("" if counter.exact else "estimated tokens: ") + basis,
+        price={
+            "training_per_1m": price,
+            "tier": entry.tier_label(),
+            **entry.provenance(),
+        },
+        examples_over_limit=over,
+        max_example_tokens=entry.max_example_tokens,
+        caveats=caveats,
+    )
+
+
+# -------------------------------------------------------------------- compare
+def _parse_models(models: str | Sequence[str] | None) -> list[str]:
+    if models is None:
+        return list(DEFAULT_MODELS)
+    if isinstance(models, str):
+        models = models.split(",")
+    out = [m.strip() for m in models if m and m.strip()]
+    if not out:
+        raise UsageError("no models given", hint="e.g. --models openai:gpt-4.1-mini,modal:h100")
+    return list(dict.fromkeys(out))
+
+
+def compare_costs(
+    path_or_records: str | os.PathLike | Iterable[dict],
+    models: str | Sequence[str] | None = None,
+    *,
+    epochs: int | None = None,
+    method: str = "sft",
+    adapter: str = "lora",
+    queries_per_month: int | None = None,
+    tokens_per_query_in: int | None = None,
+    tokens_per_query_out: int | None = None,
+    gpu_prices: dict[str, float] | None = None,
+    budget_usd: float | None = None,
+    prices: Catalogue | str | os.PathLike | None = None,
+    self_host_model: str = DEFAULT_SELF_HOST_MODEL,
+    today=None,
+    assumptions: Assumptions = ASSUMPTIONS,
+) -> CostComparison:
+    """Every backend side by side: training, inference per 1K queries and per month,
+    break-even volume of self-hosting, budget check."""
+    method, adapter = _check_args(epochs, method, adapter)
+    q = DEFAULT_QUERIES_PER_MONTH if queries_per_month is None else queries_per_month
+    if not isinstance(q, int) or isinstance(q, bool) or q < 0:
+        raise UsageError(f"queries per month must be a whole number >= 0, not {queries_per_month!r}")
+    for name, v in (("tokens per query in", tokens_per_query_in), ("tokens per query out", tokens_per_query_out)):
+        if v is not None and (not isinstance(v, int) or v < 0):
+            raise UsageError(f"{name} must be a whole number >= 0, not {v!r}")
+    if budget_usd is not None and budget_usd < 0:
+        raise UsageError(f"budget must be >= 0, not {budget_usd!r}")
+    cat = _catalogue(prices, today)
+    refs = _parse_models(models)
+    for ref, usd in (gpu_prices or {}).items():
+        if usd is None or usd < 0:
+            raise UsageError(f"{ref}: GPU price must be >= 0")
+        cat.set_gpu_price(ref, usd)
+        if ref.lower() not in [r.lower() for r in refs]:
+            refs.append(ref.lower())
+    # Validate every ref before counting (fast failure with the closest names).
+    for ref in refs:
+        if _is_self_host(ref, cat):
+            cat.gpu(ref)
+        else:
+            cat.model(ref)
+    om = cat.open_model(self_host_model)
+    counts = _Counts(as_records(path_or_records))
+    n = len(counts.records)
+    ep, ep_basis = _epochs(epochs, n)
+    rows: list[CompareRow] = []
+    for ref in refs:
+        est = estimate_cost(
+            None, ref, epochs=ep, method=method, adapter=adapter, prices=cat,
+            self_host_model=self_host_model, _counts=counts,
+        )
+        if est.kind == "hosted":
+            rows.append(_hosted_row(ref, est, cat.model(ref), counts, q, tokens_per_query_in, tokens_per_query_out, budget_usd))
+        else:
+            rows.append(_self_row(ref, est, cat.gpu(ref), om, counts, q, tokens_per_query_in, tokens_per_query_out, budget_usd, assumptions))
+    _break_even(rows, q)
+    tpq: dict[str, Any] = (
+        {"input": tokens_per_query_in, "output": tokens_per_query_out, "basis": "given"}
+        if tokens_per_query_in is not None and tokens_per_query_out is not None
+        else {
+            "input": tokens_per_query_in,
+            "output": tokens_per_query_out,
+            "basis": "per row, from the data: mean prompt tokens (messages before the last assistant "
+            "one) and mean completion tokens (the last assistant message)",
+        }
+    )
+    return CostComparison(
+        rows=rows,
+        examples=n,
+        epochs=ep,
+        epochs_basis=ep_basis,
+        queries_per_month=q,
+        tokens_per_query=tpq,
+        budget_usd=budget_usd,
+        self_host_model=self_host_model,
+        assumptions=assumptions,
+        catalogue_files=cat.files,
+    )
+
+
+def _query_tokens(counts: _Counts, counter, tin, tout) -> tuple[float, float, bool]:
+    if tin is not None and tout is not None:
+        return float(tin), float(tout), True
+    _, prompt, completion = counts.split(counter)
+    n = len(prompt)
+    pin = float(tin) if tin is not None else sum(prompt) / n
+    pout = float(tout) if tout is not None else sum(completion) / n
+    return pin, pout, False
+
+
+def _budget(cost: float, budget: float | None) -> bool | None:
+    return None if budget is None else cost <= budget + 1e-9
+
+
+def _hosted_row(ref, est: CostEstimate, entry: ModelEntry, counts, q, tin, tout, budget) -> CompareRow:
+    counter = get_counter(entry.ref, tokenizer=entry.hf_id)
+    pin, pout, given = _query_tokens(counts, counter, tin, tout)
+    caveats = list(est.caveats)
+    if entry.serving == "dedicated" and entry.dedicated_endpoint_per_hour is not None:
+        fixed = entry.dedicated_endpoint_per_hour * HOURS_PER_MONTH
+        monthly = fixed
+        per_1k = monthly / q * 1000 if q else None
+        per_query = None
+        inf_basis = (
+            f"estimated: dedicated endpoint always on, ${entry.dedicated_endpoint_per_hour:g}/h x {HOURS_PER_MONTH:g} h/month"
+            " (LoRA fine-tuned models need one; capacity assumed sufficient)"
+        )
+        serving = "dedicated endpoint"
+        exact = False
+    else:
+        pi, po = entry.inference_input_per_1m or 0.0, entry.inference_output_per_1m or 0.0
+        per_query = (pin * pi + pout * po) / 1e6
+        fixed = 0.0
+        monthly = per_query * q
+        per_1k = per_query * 1000
+        inf_basis = (
+            f"{pin:.1f} input x ${pi:g}/1M + {pout:.1f} output tokens x ${po:g}/1M per query"
+            + (" (given)" if given else " (means of the data)")
+        )
+        if not given or not counter.exact:
+            inf_basis = "estimated: " + inf_basis
+        serving = "serverless, per token"
+        exact = given
+    return CompareRow(
+        backend=ref,
+        label=_short(entry.ref),
+        kind="hosted",
+        model=entry.ref,
+        method=est.method,
+        adapter=est.adapter,
+        epochs=est.epochs,
+        billed_tokens=est.billed_tokens,
+        training_cost_usd=est.cost_usd,
+        training_basis=est.cost_basis,
+        training_exact=est.cost_exact,
+        min_charge_applied=est.min_charge_applied,
+        duration_hours=None,
+        inference_per_1k_usd=per_1k,
+        inference_monthly_usd=monthly,
+        inference_basis=inf_basis,
+        inference_exact=exact,
+        serving=serving,
+        break_even_queries_per_month=None,
+        break_even_basis=None,
+        within_budget=_budget(est.cost_usd, budget),
+        token_count_basis=est.token_count_basis,
+        token_count_exact=est.token_count_exact,
+        price={**est.price, "inference_input_per_1m": entry.inference_input_per_1m,
+               "inference_output_per_1m": entry.inference_output_per_1m,
+               "dedicated_endpoint_per_hour": entry.dedicated_endpoint_per_hour},
+        caveats=caveats,
+        _per_query_usd=per_query,
+        _fixed_monthly_usd=fixed,
+    )
+
+
+def _self_row(ref, est: CostEstimate, gpu: GpuEntry, om, counts, q, tin, tout, budget, a: Assumptions) -> CompareRow:
+    sh = est.self_hosted or {}
+    counter = get_counter(f"hf:{om.hf_id}", tokenizer=om.hf_id)
+    pin, pout, _ = _query_tokens(counts, counter, tin, tout)
+    inf = _self_host_inference(om.params_b, gpu, pin, pout, a)
+    per_q = inf["per_query_usd"]
+    if gpu.serverless:
+        monthly = per_q * q
+        fixed = 0.0
+        per_query = per_q
+        serving = "serverless GPU, per second (scales to zero)"
+        inf_basis = (
+            f"estimated: {inf['gpu_seconds_per_query'] * 1000:.1f} GPU-ms per query ({pin:.0f} prompt tokens at "
+            f"{inf['prefill_tokens_per_s']:,.0f} tok/s prefill + {pout:.0f} at {inf['decode_tokens_per_s']:,.0f} tok/s "
+            f"decode, batch {a.decode_batch}) x ${gpu.usd_per_hour:g}/h; cold starts not counted"
+        )
+    else:
+        n_gpus = max(1, math.ceil(q / inf["queries_per_gpu_month"])) if q else 1
+        fixed = gpu.usd_per_hour * HOURS_PER_MONTH
+        monthly = n_gpus * fixed
+        per_query = None
+        serving = f"instance always on ({n_gpus} GPU{'s' if n_gpus > 1 else ''})"
+        inf_basis = (
+            f"estimated: {n_gpus} x ${gpu.usd_per_hour:g}/h x {HOURS_PER_MONTH:g} h/month; one GPU serves up to "
+            f"{inf['queries_per_gpu_month']:,.0f} queries/month at {inf['gpu_seconds_per_query'] * 1000:.1f} GPU-ms each "
+            f"(prefill {inf['prefill_tokens_per_s']:,.0f} tok/s, decode {inf['decode_tokens_per_s']:,.0f} tok/s)"
+        )
+    per_1k = monthly / q * 1000 if q else per_q * 1000
+    caveats = list(est.caveats)
+    if not inf["fits"]:
+        caveats.append("the model's bf16 weights do not fit this GPU's memory for serving")
+    return CompareRow(
+        backend=ref,
+        label=f"{gpu.ref} ({est.adapter})",
+        kind="self-hosted",
+        model=om.key,
+        method=est.method,
+        adapter=est.adapter,
+        epochs=est.epochs,
+        billed_tokens=est.billed_tokens,
+        training_cost_usd=est.cost_usd,
+        training_basis=est.cost_basis,
+        training_exact=False,
+        min_charge_applied=False,
+        duration_hours=sh.get("duration_hours"),
+        inference_per_1k_usd=per_1k,
+        inference_monthly_usd=monthly,
+        inference_basis=inf_basis,
+        inference_exact=False,
+        serving=serving,
+        break_even_queries_per_month=None,
+        break_even_basis=None,
+        within_budget=_budget(est.cost_usd, budget),
+        token_count_basis=est.token_count_basis,
+        token_count_exact=est.token_count_exact,
+        price=est.price,
+        caveats=caveats,
+        gpu_hours=sh.get("billed_gpu_hours"),
+        training_flops=sh.get("flops"),
+        utilisation=sh.get("utilisation"),
+        usd_per_gpu_hour=gpu.usd_per_hour,
+        _per_query_usd=per_query if gpu.serverless else per_q,
+        _fixed_monthly_usd=fixed,
+        _queries_per_gpu_month=None if gpu.serverless else inf["queries_per_gpu_month"],
+    )
+
+
+def break_even_volume(
+    hosted_per_query: float, self_per_query: float, self_fixed_monthly: float, queries_per_gpu_month: float | None
+) -> float | str:
+    """Monthly queries above which self-hosting costs less than a per-token hosted option.
+
+    Serverless self-hosting (no fixed cost): 0 if its cost per query is lower, else
+    "never". An always-on instance costing F a month that serves up to C queries:
+    F / hosted_per_query, if that falls within one GPU's capacity (i.e. the hosted
+    price per query is above F / C); else "never" (more GPUs only add cost at the
+    same rate per query).
+    """
+    if queries_per_gpu_month is None:  # serverless: linear vs linear
+        return 0.0 if self_per_query < hosted_per_query else "never"
+    if hosted_per_query <= 0:
+        return "never"
+    q = self_fixed_monthly / hosted_per_query
+    return q if q <= queries_per_gpu_month else "never"
+
+
+def _break_even(rows: list[CompareRow], q: int) -> None:
+    hosted = [r for r in rows if r.kind == "hosted" and r._per_query_usd is not None]
+    if not hosted:
+        for r in rows:
+            if r.kind == "self-hosted":
+                r.break_even_basis = "no per-token hosted option in the comparison"
+        return
+    best = min(hosted, key=lambda r: (r._per_query_usd or 0.0))
+    for r in rows:
+        if r.kind != "self-hosted":
+            continue
+        be = break_even_volume(best._per_query_usd or 0.0, r._per_query_usd or 0.0, r._fixed_monthly_usd or 0.0,
+                               r._queries_per_gpu_month)
+        r.break_even_queries_per_month = be
+        r.break_even_basis = f"vs {best.label} (${(best._per_query_usd or 0) * 1000:.4f} per 1K queries)"
+
+
+def _short(ref: str) -> str:
+    provider, _, name = ref.partition(":")
+    return f"{provider}:{name.rsplit('/', 1)[-1]}"

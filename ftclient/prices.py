@@ -1,0 +1,444 @@
+"""The price catalogue: model training/inference prices and GPU-hour prices.
+
+The catalogue ships in the package (``resources/prices.yaml``); a user file given by
+``--prices FILE`` or ``$FTC_PRICES`` is merged over it, entry by entry and field by
+field. Every entry carries ``source`` and ``as_of``; an entry older than
+:data:`STALE_AFTER_DAYS` (relative to ``today``, a parameter for tests) is ``stale``.
+
+    cat = load_catalogue()
+    m = cat.model("openai:gpt-4.1-mini")       # ModelEntry
+    m.training_price(method="sft", adapter="lora")
+    g = cat.gpu("runpod", "a100-community")    # GpuEntry
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import difflib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+CATALOGUE_FILE = Path(__file__).parent / "resources" / "prices.yaml"
+STALE_AFTER_DAYS = 90
+HOURS_PER_MONTH = 730.0  # 8,760 h / 12
+
+
+def _date(v: Any, where: str) -> _dt.date | None:
+    if v is None:
+        return None
+    if isinstance(v, _dt.datetime):
+        return v.date()
+    if isinstance(v, _dt.date):
+        return v
+    try:
+        return _dt.date.fromisoformat(str(v))
+    except ValueError:
+        raise ConfigError(f"{where}: {v!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _num(v: Any, where: str, *, allow_none: bool = True) -> float | None:
+    if v is None and allow_none:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ConfigError(f"{where}: {v!r} is not a number")
+    if v < 0:
+        raise ConfigError(f"{where}: {v!r} is negative")
+    return float(v)
+
+
+@dataclass
+class Priced:
+    """Fields every catalogue entry has."""
+
+    key: str
+    source: str | None
+    as_of: _dt.date | None
+    today: _dt.date
+    verified: bool = False
+    note: str | None = None
+
+    @property
+    def age_days(self) -> int | None:
+        return None if self.as_of is None else (self.today - self.as_of).days
+
+    @property
+    def stale(self) -> bool:
+        """No date, or older than STALE_AFTER_DAYS."""
+        return self.as_of is None or (self.today - self.as_of).days > STALE_AFTER_DAYS
+
+    def provenance(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "as_of": self.as_of.isoformat() if self.as_of else None,
+            "stale": self.stale,
+            "verified": self.verified,
+            **({"note": self.note} if self.note else {}),
+        }
+
+
+@dataclass
+class ModelEntry(Priced):
+    provider: str = ""
+    name: str = ""
+    training_per_1m: float | None = None  # flat price (OpenAI); else from the tier
+    tier: dict | None = None  # {"levels": [...], ...} for Together / Fireworks
+    inference_input_per_1m: float | None = None
+    inference_output_per_1m: float | None = None
+    max_example_tokens: int | None = None
+    params_b: float | None = None
+    hf_id: str | None = None
+    serving: str = "serverless"  # or "dedicated"
+    dedicated_endpoint_per_hour: float | None = None
+    dedicated_gpu: str | None = None
+    min_charge_usd: float = 0.0
+    train_cutoff: _dt.date | None = None
+    inference_shutdown: _dt.date | None = None
+    encoding: str | None = None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.provider}:{self.name}"
+
+    def training_price(self, method: str = "sft", adapter: str = "lora") -> float:
+        """USD per 1M training tokens for this method (sft|dpo) and adapter (lora|qlora|full)."""
+        method = method.lower()
+        if method not in ("sft", "dpo"):
+            raise ConfigError(f"unknown method {method!r}", hint="Use sft or dpo.")
+        ad = {"qlora": "lora"}.get(adapter.lower(), adapter.lower())
+        if ad not in ("lora", "full"):
+            raise ConfigError(f"unknown adapter {adapter!r}", hint="Use lora, qlora or full.")
+        if self.training_per_1m is not None:
+            return self.training_per_1m
+        if not self.tier or self.params_b is None:
+            raise ConfigError(f"{self.ref}: no training price in the catalogue")
+        for level in self.tier.get("levels", []):
+            if self.params_b <= float(level["max_params_b"]):
+                try:
+                    return float(level[method][ad])
+                except (KeyError, TypeError):
+                    raise ConfigError(f"{self.ref}: the catalogue has no {method}/{ad} price") from None
+        raise ConfigError(
+            f"{self.ref}: {self.params_b}B parameters is above the largest priced tier",
+            hint="Add a tier in a --prices file.",
+        )
+
+    def tier_label(self) -> str | None:
+        if not self.tier or self.params_b is None:
+            return None
+        lo = 0.0
+        for level in self.tier.get("levels", []):
+            hi = float(level["max_params_b"])
+            if self.params_b <= hi:
+                return f"{lo:g}-{hi:g}B" if lo else f"up to {hi:g}B"
+            lo = hi + 0.1
+        return None
+
+    def caveats(self, today: _dt.date | None = None) -> list[str]:
+        t = today or self.today
+        out = []
+        if self.train_cutoff:
+            when = "ended" if t > self.train_cutoff else "end"
+            out.append(f"new fine-tuning jobs {when} {self.train_cutoff.isoformat()}")
+        if self.inference_shutdown:
+            out.append(f"fine-tuned models shut down {self.inference_shutdown.isoformat()}")
+        if self.serving == "dedicated":
+            out.append("LoRA model served on a dedicated endpoint (billed per hour while on)")
+        if self.stale:
+            out.append(f"price older than {STALE_AFTER_DAYS} days (as_of {self.as_of})")
+        return out
+
+
+@dataclass
+class GpuSpec:
+    name: str
+    bf16_tflops: float
+    memory_gb: float
+    mem_bw_gbps: float
+    source: str | None = None
+
+
+@dataclass
+class GpuEntry(Priced):
+    host: str = ""
+    gpu: str = ""  # the key of the GPU offer at this host, e.g. a100-community
+    usd_per_hour: float = 0.0
+    billing: str = "hourly"  # per_second | hourly
+    spec: GpuSpec | None = None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.host}:{self.gpu}"
+
+    @property
+    def serverless(self) -> bool:
+        return self.billing in ("per_second", "serverless")
+
+
+@dataclass
+class OpenModel(Priced):
+    params_b: float = 0.0
+    hf_id: str | None = None
+
+
+@dataclass
+class Catalogue:
+    data: dict
+    today: _dt.date
+    files: list[str] = field(default_factory=list)
+
+    # ------------------------------------------------------------------ models
+    def model_refs(self) -> list[str]:
+        return sorted(self.data.get("models", {}))
+
+    def model(self, ref: str) -> ModelEntry:
+        """The entry of a hosted model, e.g. ``openai:gpt-4.1-mini``; ConfigError with
+        the closest names when unknown. ``ft:`` prefixes and snapshot dates are accepted."""
+        models = self.data.get("models", {})
+        key = self._resolve(ref, models)
+        d = models[key]
+        provider, _, name = key.partition(":")
+        where = f"prices: models.{key}"
+        tier = None
+        if d.get("tier"):
+            tier = self.data.get("tiers", {}).get(d["tier"])
+            if tier is None:
+                raise ConfigError(f"{where}: unknown tier {d['tier']!r}")
+        inf = d.get("inference") or {}
+        tier_src = tier or {}
+        min_charge = d.get("min_charge_usd", tier_src.get("min_charge_usd", 0.0))
+        return ModelEntry(
+            key=key,
+            provider=provider,
+            name=name,
+            source=d.get("source") or tier_src.get("source"),
+            as_of=_date(d.get("as_of") or tier_src.get("as_of"), where),
+            today=self.today,
+            verified=bool(d.get("verified", False)),
+            note=d.get("note"),
+            training_per_1m=_num(d.get("training_per_1m"), f"{where}.training_per_1m"),
+            tier=tier,
+            inference_input_per_1m=_num(inf.get("input_per_1m"), f"{where}.inference.input_per_1m"),
+            inference_output_per_1m=_num(inf.get("output_per_1m"), f"{where}.inference.output_per_1m"),
+            max_example_tokens=int(d["max_example_tokens"]) if d.get("max_example_tokens") else None,
+            params_b=_num(d.get("params_b"), f"{where}.params_b"),
+            hf_id=d.get("hf_id"),
+            serving=d.get("serving", "serverless"),
+            dedicated_endpoint_per_hour=_num(d.get("dedicated_endpoint_per_hour"), f"{where}.dedicated_endpoint_per_hour"),
+            dedicated_gpu=d.get("dedicated_gpu"),
+            min_charge_usd=_num(min_charge, f"{where}.min_charge_usd") or 0.0,
+            train_cutoff=_date(d.get("train_cutoff"), where),
+            inference_shutdown=_date(d.get("inference_shutdown"), where),
+            encoding=d.get("encoding"),
+        )
+
+    def has_model(self, ref: str) -> bool:
+        try:
+            self._resolve(ref, self.data.get("models", {}))
+            return True
+        except ConfigError:
+            return False
+
+    def _resolve(self, ref: str, models: dict) -> str:
+        r = ref.strip()
+        if r in models:
+            return r
+        low = {k.lower(): k for k in models}
+        if r.lower() in low:
+            return low[r.lower()]
+        provider, sep, name = r.partition(":")
+        if not sep:
+            provider, name = "openai", r
+        # ft:gpt-4o-mini-2024-07-18:org::id -> gpt-4o-mini; snapshot dates dropped.
+        if name.startswith("ft:"):
+            name = name.split(":")[1]
+        import re
+
+        base = re.sub(r"-\d{4}-\d{2}-\d{2}$", "", name)
+        for cand in (f"{provider}:{base}", f"{provider}:accounts/fireworks/models/{base}"):
+            if cand.lower() in low:
+                return low[cand.lower()]
+        # A Together/Fireworks model given by its short name (last path part).
+        tails = {k.rsplit("/", 1)[-1].lower(): k for k in models if k.startswith(provider + ":")}
+        if base.lower() in tails:
+            return tails[base.lower()]
+        close = difflib.get_close_matches(r, list(models), n=3, cutoff=0.4)
+        hint = (
+            f"Did you mean {', '.join(close)}?" if close else f"Known models: {', '.join(sorted(models))}"
+        ) + " Add others in a prices file (--prices FILE or $FTC_PRICES)."
+        raise ConfigError(f"unknown model {ref!r} in the price catalogue", hint=hint)
+
+    # -------------------------------------------------------------------- GPUs
+    def gpu_refs(self) -> list[str]:
+        return sorted(self.data.get("gpus", {}))
+
+    def gpu(self, host: str, gpu: str | None = None) -> GpuEntry:
+        """The GPU offer ``host:gpu`` (``gpu("runpod", "a100-community")`` or
+        ``gpu("runpod:a100-community")``); ConfigError with the closest names."""
+        ref = host if gpu is None else f"{host}:{gpu}"
+        gpus = self.data.get("gpus", {})
+        key = ref.lower()
+        if key not in gpus:
+            close = difflib.get_close_matches(key, list(gpus), n=3, cutoff=0.4)
+            hint = (f"Did you mean {', '.join(close)}?" if close else f"Known GPUs: {', '.join(sorted(gpus))}")
+            if key.startswith("own:"):
+                hint = "Set your own GPU's price: --gpu-price own:GPU=USD_PER_HOUR (GPU one of: " + ", ".join(
+                    sorted(self.data.get("gpu_specs", {}))
+                ) + ")."
+            raise ConfigError(f"unknown GPU offer {ref!r} in the price catalogue", hint=hint)
+        d = gpus[key]
+        h, _, g = key.partition(":")
+        where = f"prices: gpus.{key}"
+        spec_name = d.get("gpu") or _spec_name(g, self.data.get("gpu_specs", {}))
+        return GpuEntry(
+            key=key,
+            host=h,
+            gpu=g,
+            source=d.get("source"),
+            as_of=_date(d.get("as_of"), where),
+            today=self.today,
+            verified=bool(d.get("verified", False)),
+            note=d.get("note"),
+            usd_per_hour=_num(d.get("usd_per_hour"), f"{where}.usd_per_hour", allow_none=False) or 0.0,
+            billing=d.get("billing", "hourly"),
+            spec=self.gpu_spec(spec_name) if spec_name else None,
+        )
+
+    def gpu_spec(self, name: str) -> GpuSpec:
+        specs = self.data.get("gpu_specs", {})
+        d = specs.get(name.lower())
+        if d is None:
+            close = difflib.get_close_matches(name.lower(), list(specs), n=3, cutoff=0.4)
+            raise ConfigError(
+                f"unknown GPU {name!r}",
+                hint=(f"Did you mean {', '.join(close)}?" if close else f"Known: {', '.join(sorted(specs))}"),
+            )
+        where = f"prices: gpu_specs.{name}"
+        return GpuSpec(
+            name=name.lower(),
+            bf16_tflops=_num(d.get("bf16_tflops"), f"{where}.bf16_tflops", allow_none=False) or 0.0,
+            memory_gb=_num(d.get("memory_gb"), f"{where}.memory_gb", allow_none=False) or 0.0,
+            mem_bw_gbps=_num(d.get("mem_bw_gbps"), f"{where}.mem_bw_gbps", allow_none=False) or 0.0,
+            source=d.get("source"),
+        )
+
+    def set_gpu_price(self, ref: str, usd_per_hour: float) -> None:
+        """Price a GPU offer (e.g. ``own:rtx4090``) for this session."""
+        key = ref.lower()
+        host, sep, g = key.partition(":")
+        if not sep or not g:
+            raise ConfigError(f"{ref!r}: give HOST:GPU, e.g. own:rtx4090")
+        entry = dict(self.data.setdefault("gpus", {}).get(key, {}))
+        entry["usd_per_hour"] = float(usd_per_hour)
+        if host == "own":
+            entry.setdefault("billing", "hourly")
+            entry.setdefault("source", "user (--gpu-price)")
+            entry.setdefault("as_of", self.today)
+            entry.setdefault("verified", True)
+            self.gpu_spec(entry.get("gpu") or _spec_name(g, self.data.get("gpu_specs", {})) or g)
+        else:
+            entry["source"] = "user (--gpu-price)"
+            entry["as_of"] = self.today
+        self.data["gpus"][key] = entry
+
+    # ------------------------------------------------------------- open models
+    def open_model(self, name: str) -> OpenModel:
+        oms = self.data.get("open_models", {})
+        key = name.lower()
+        if key not in oms:
+            close = difflib.get_close_matches(key, list(oms), n=3, cutoff=0.4)
+            raise ConfigError(
+                f"unknown open model {name!r}",
+                hint=(f"Did you mean {', '.join(close)}?" if close else f"Known: {', '.join(sorted(oms))}"),
+            )
+        d = oms[key]
+        where = f"prices: open_models.{key}"
+        return OpenModel(
+            key=key,
+            source=d.get("source"),
+            as_of=_date(d.get("as_of"), where),
+            today=self.today,
+            verified=True,
+            params_b=_num(d.get("params_b"), f"{where}.params_b", allow_none=False) or 0.0,
+            hf_id=d.get("hf_id"),
+        )
+
+
+def _spec_name(offer: str, specs: dict) -> str | None:
+    """GPU spec key of an offer name: 'a100-community' -> 'a100-80gb', 'rtx4090-secure' -> 'rtx4090'."""
+    if offer in specs:
+        return offer
+    for suffix in ("-secure", "-community", "-spot", "-pcie", "-sxm"):
+        if offer.endswith(suffix):
+            offer = offer[: -len(suffix)]
+    if offer in specs:
+        return offer
+    for k in sorted(specs, key=len, reverse=True):
+        if k.startswith(offer) or offer.startswith(k.split("-")[0]):
+            return k
+    return None
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _read_yaml(path: Path) -> dict:
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: prices file not found", hint="Check --prices / $FTC_PRICES.") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read the prices file ({e})") from None
+    try:
+        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a prices file must be a mapping (models:, gpus:, tiers:, ...)")
+    unknown = set(data) - {"version", "models", "tiers", "gpus", "gpu_specs", "open_models"}
+    if unknown:
+        valid = ["models", "tiers", "gpus", "gpu_specs", "open_models"]
+        k = sorted(unknown)[0]
+        close = difflib.get_close_matches(k, valid, n=1)
+        raise ConfigError(
+            f"{path}: unknown section {k!r}",
+            hint=f"Did you mean {close[0]!r}?" if close else f"Sections: {', '.join(valid)}",
+        )
+    return data
+
+
+_base_cache: dict | None = None
+
+
+def load_catalogue(user_file: str | os.PathLike | None = None, *, today: _dt.date | None = None) -> Catalogue:
+    """The bundled catalogue, merged with ``user_file`` (or ``$FTC_PRICES``) if given.
+
+    ``today`` (default: the current date) decides which entries are stale.
+    """
+    global _base_cache
+    import copy
+
+    if _base_cache is None:
+        _base_cache = _read_yaml(CATALOGUE_FILE)
+    data = copy.deepcopy(_base_cache)
+    files = [str(CATALOGUE_FILE)]
+    user = user_file if user_file is not None else os.environ.get("FTC_PRICES") or None
+    if user:
+        over = _read_yaml(Path(user))
+        data = _merge(data, over)
+        files.append(str(user))
+    return Catalogue(data=data, today=today or _dt.date.today(), files=files)

@@ -1,0 +1,254 @@
+"""Cost estimate and comparison: billing arithmetic, minimums, FLOPs model,
+break-even, budget, plot, CLI shapes and exit codes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+
+import pytest
+from click.testing import CliRunner
+
+from ftclient import cost, tokens
+from ftclient.cli.main import cli, main
+from ftclient.errors import ConfigError, DataError, FtcError
+from ftclient.prices import HOURS_PER_MONTH, load_catalogue
+
+TODAY = dt.date(2026, 11, 22)
+TICKETS = [
+    ("I am still waiting on my card?", "card_arrival"),
+    ("What can I do if my card still hasn't arrived after 2 weeks?", "card_arrival"),
+    ("How do I top up with Apple Pay?", "top_up_by_apple_pay"),
+    ("My transfer was declined, why?", "declined_transfer"),
+    ("Can I change my PIN at an ATM?", "change_pin"),
+]
+
+
+def sft(user, label, system="Route the ticket to one intent."):
+    return {"messages": [{"role": "system", "content": system}, {"role": "user", "content": user},
+                         {"role": "assistant", "content": label}]}
+
+
+@pytest.fixture
+def data(tmp_path):
+    p = tmp_path / "train.jsonl"
+    p.write_text("".join(json.dumps(sft(u, c)) + "\n" for u, c in TICKETS * 4))
+    return p
+
+
+@pytest.fixture(scope="module")
+def enc():
+    return tokens.load_encoding("o200k_base")
+
+
+def cookbook(enc, msgs):
+    return sum(3 + sum(len(enc.encode_ordinary(v)) for v in m.values() if isinstance(v, str)) for m in msgs) + 3
+
+
+def test_default_epochs_heuristic():
+    # 3 epochs, unless n*3 < 100 (then 100 // n, at most 25) or n*3 > 25000 (then 25000 // n, at least 1)
+    assert cost.default_epochs(1000) == 3
+    assert cost.default_epochs(20) == 100 // 20
+    assert cost.default_epochs(2) == 25
+    assert cost.default_epochs(10000) == 25000 // 10000
+    assert cost.default_epochs(30000) == 1
+
+
+def test_openai_estimate_arithmetic(data, enc):
+    est = cost.estimate_cost(data, "openai:gpt-4.1-mini", epochs=2, today=TODAY)
+    per_ex = [cookbook(enc, sft(u, c)["messages"]) for u, c in TICKETS * 4]
+    assert est.tokens_per_epoch == sum(per_ex)
+    assert est.billed_tokens == 2 * sum(per_ex)
+    price = load_catalogue(None, today=TODAY).model("openai:gpt-4.1-mini").training_price()
+    assert est.cost_usd == pytest.approx(est.billed_tokens / 1e6 * price)
+    assert est.token_count_exact and est.cost_exact and not est.min_charge_applied
+    d = est.to_dict()
+    for k in ("examples", "tokens_per_epoch", "epochs", "billed_tokens", "cost_usd", "token_count_basis", "price"):
+        assert k in d
+    assert d["price"]["source"].startswith("https://") and d["price"]["stale"] is False
+    assert any("2027-01-06" in c for c in d["caveats"])
+
+
+def test_default_epochs_used_and_said(data):
+    est = cost.estimate_cost(data, "openai:gpt-4o-mini", today=TODAY)
+    assert est.epochs == cost.default_epochs(len(TICKETS) * 4)
+    assert "heuristic" in est.epochs_basis
+
+
+def test_example_cap(tmp_path, data, enc):
+    f = tmp_path / "p.yaml"
+    f.write_text("models:\n  openai:gpt-4.1-mini: {max_example_tokens: 30}\n")
+    est = cost.estimate_cost(data, "openai:gpt-4.1-mini", epochs=1, prices=f, today=TODAY)
+    per_ex = [cookbook(enc, sft(u, c)["messages"]) for u, c in TICKETS * 4]
+    assert est.tokens_per_epoch == sum(min(t, 30) for t in per_ex)
+    assert est.examples_over_limit == sum(t > 30 for t in per_ex)
+
+
+def test_together_minimum_charge_on_tiny_file(data):
+    est = cost.estimate_cost(data, "together:meta-llama/Meta-Llama-3.1-8B-Instruct-Reference", epochs=1, today=TODAY)
+    assert est.cost_before_minimum_usd == pytest.approx(est.billed_tokens / 1e6 * 0.48)
+    assert est.cost_before_minimum_usd < 4.0
+    assert est.min_charge_applied and est.cost_usd == 4.0
+    assert est.token_count_exact is False and "estimated" in est.token_count_basis
+
+
+def test_dpo_and_full_use_their_tier_price(data):
+    ref = "together:meta-llama/Meta-Llama-3.1-70B-Instruct-Reference"
+    est = cost.estimate_cost(data, ref, epochs=1, method="dpo", adapter="full", today=TODAY)
+    assert est.price["training_per_1m"] == 8.00
+    assert est.cost_before_minimum_usd == pytest.approx(est.billed_tokens / 1e6 * 8.00)
+
+
+def test_self_hosted_flops_model(data):
+    cat = load_catalogue(None, today=TODAY)
+    est = cost.estimate_cost(data, "runpod:a100-community", epochs=3, prices=cat)
+    sh = est.self_hosted
+    params = cat.open_model("llama-3.1-8b").params_b * 1e9
+    a = cost.ASSUMPTIONS
+    assert sh["flops"] == pytest.approx(4 * params * est.billed_tokens)
+    peak = cat.gpu("runpod:a100-community").spec.bf16_tflops * 1e12
+    hours = sh["flops"] / (peak * a.train_mfu) / 3600 + a.setup_hours
+    assert sh["duration_hours"] == pytest.approx(hours)
+    assert sh["billed_gpu_hours"] == math.ceil(hours)  # hourly instance
+    assert est.cost_usd == pytest.approx(math.ceil(hours) * 1.19)
+    full = cost.estimate_cost(data, "modal:h100", epochs=3, adapter="full", prices=cat)
+    assert full.self_hosted["flops"] == pytest.approx(6 * params * full.billed_tokens)
+    assert full.self_hosted["billed_gpu_hours"] == pytest.approx(full.self_hosted["duration_hours"])  # per second
+    assert not full.self_hosted["fits"] and any("GB" in c for c in full.caveats)
+
+
+def test_break_even_arithmetic():
+    assert cost.break_even_volume(0.001, 0.0005, 0.0, None) == 0.0
+    assert cost.break_even_volume(0.001, 0.002, 0.0, None) == "never"
+    assert cost.break_even_volume(0.001, 0.0, 730.0, 1_000_000) == pytest.approx(730_000)
+    assert cost.break_even_volume(0.001, 0.0, 730.0, 500_000) == "never"
+
+
+def test_compare_rows(data):
+    q = 50_000
+    cmp = cost.compare_costs(data, epochs=3, queries_per_month=q, tokens_per_query_in=100,
+                             tokens_per_query_out=10, budget_usd=2.0, today=TODAY)
+    by = {r.backend: r for r in cmp.rows}
+    assert set(cost.DEFAULT_MODELS) <= set(by)
+    cat = load_catalogue(None, today=TODAY)
+    # hosted per token
+    m = cat.model("openai:gpt-4o-mini")
+    per_q = (100 * m.inference_input_per_1m + 10 * m.inference_output_per_1m) / 1e6
+    r = by["openai:gpt-4o-mini"]
+    assert r.inference_monthly_usd == pytest.approx(per_q * q)
+    assert r.inference_per_1k_usd == pytest.approx(per_q * 1000)
+    assert r.inference_exact is True and r.training_exact is True
+    # Together LoRA: dedicated endpoint always on
+    t = by["together:meta-llama/Meta-Llama-3.1-8B-Instruct-Reference"]
+    ep = cat.model("together:meta-llama/Meta-Llama-3.1-8B-Instruct-Reference").dedicated_endpoint_per_hour
+    assert t.inference_monthly_usd == pytest.approx(ep * HOURS_PER_MONTH)
+    assert t.min_charge_applied and t.within_budget is False  # $4 > $2
+    # break-even of an always-on instance vs the cheapest per-token hosted row
+    hosted = [x for x in cmp.rows if x.kind == "hosted" and x.serving.startswith("serverless")]
+    cheapest = min(x.inference_per_1k_usd for x in hosted) / 1000
+    lam = by["lambda:h100"]
+    assert lam.break_even_queries_per_month == pytest.approx(4.29 * HOURS_PER_MONTH / cheapest)
+    assert lam.inference_monthly_usd == pytest.approx(4.29 * HOURS_PER_MONTH)
+    # budget flags follow training cost
+    for x in cmp.rows:
+        assert x.within_budget == (x.training_cost_usd <= 2.0)
+    d = cmp.to_dict()
+    assert d["queries_per_month"] == q and len(d["rows"]) == len(cmp.rows)
+    assert all(not k.startswith("_") for k in d["rows"][0])
+    assert d["assumptions"]["train_mfu"] == cost.ASSUMPTIONS.train_mfu
+
+
+def test_compare_own_gpu_and_default_query_size(data, enc):
+    cmp = cost.compare_costs(data, ["openai:gpt-4.1-mini"], epochs=1, gpu_prices={"own:rtx4090": 0.25},
+                             queries_per_month=1000, today=TODAY)
+    own = next(r for r in cmp.rows if r.backend == "own:rtx4090")
+    assert own.usd_per_gpu_hour == 0.25 and own.kind == "self-hosted"
+    r = next(r for r in cmp.rows if r.backend == "openai:gpt-4.1-mini")
+    msgs = [sft(u, c)["messages"] for u, c in TICKETS * 4]
+    pin = sum(cookbook(enc, m[:2]) for m in msgs) / len(msgs)
+    pout = sum(len(enc.encode_ordinary(m[2]["content"])) for m in msgs) / len(msgs)
+    e = load_catalogue(None, today=TODAY).model("openai:gpt-4.1-mini")
+    assert r.inference_monthly_usd == pytest.approx(1000 * (pin * e.inference_input_per_1m + pout * e.inference_output_per_1m) / 1e6)
+    assert r.inference_exact is False  # derived from the data's means
+
+
+def test_compare_errors(data):
+    with pytest.raises(ConfigError) as e:
+        cost.compare_costs(data, "openai:gpt-4.1-mini,runpod:a100-comunity", today=TODAY)
+    assert "runpod:a100-community" in e.value.hint
+    with pytest.raises(FtcError):
+        cost.compare_costs(data, ",", today=TODAY)
+    with pytest.raises(DataError):
+        cost.compare_costs([], today=TODAY)
+
+
+def test_plot_written_and_not_on_error(data, tmp_path):
+    from ftclient.plot import plot_comparison
+
+    cmp = cost.compare_costs(data, epochs=1, budget_usd=1.0, today=TODAY)
+    out = tmp_path / "sub" / "chart.png"
+    plot_comparison(cmp, out)
+    blob = out.read_bytes()
+    assert blob[:8] == b"\x89PNG\r\n\x1a\n" and len(blob) > 5000
+    bad = tmp_path / "bad.png"
+    res = CliRunner().invoke(cli, ["cost", "compare", str(data), "--models", "openai:nope", "--plot", str(bad)])
+    assert res.exit_code != 0 and not bad.exists()
+    assert list(tmp_path.glob(".bad.png*")) == []
+
+
+# ---------------------------------------------------------------------- CLI
+def test_cli_estimate_json(data):
+    res = CliRunner().invoke(cli, ["cost", "estimate", str(data), "--model", "openai:gpt-4o-mini", "--epochs", "2", "--json"])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.stdout)
+    assert d["epochs"] == 2 and d["billed_tokens"] == 2 * d["tokens_per_epoch"]
+    assert d["token_count_basis"].startswith("exact:")
+
+
+def test_cli_compare_json_and_table(data, tmp_path):
+    png = tmp_path / "c.png"
+    r = CliRunner().invoke(cli, ["cost", "compare", str(data), "--epochs", "1", "--budget", "3", "--json",
+                                 "--gpu-price", "own:rtx4090=0.2", "--plot", str(png)])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    assert {row["backend"] for row in d["rows"]} >= {"openai:gpt-4.1-mini", "modal:h100", "own:rtx4090"}
+    assert d["plot"] == str(png) and png.stat().st_size > 0
+    for row in d["rows"]:
+        for k in ("training_cost_usd", "training_exact", "inference_monthly_usd", "break_even_queries_per_month",
+                  "within_budget", "token_count_basis", "price"):
+            assert k in row
+    r = CliRunner().invoke(cli, ["cost", "compare", str(data), "--epochs", "1"])
+    assert r.exit_code == 0 and "openai:gpt-4" in r.output and "break-even" in r.output
+
+
+def test_cli_stale_flag_shown(data, tmp_path):
+    f = tmp_path / "old.yaml"
+    f.write_text("models:\n  openai:gpt-4o-mini: {as_of: 2020-01-01}\n")
+    r = CliRunner().invoke(cli, ["cost", "estimate", str(data), "-m", "openai:gpt-4o-mini", "--prices", str(f)])
+    assert r.exit_code == 0 and "STALE" in r.output
+    r = CliRunner().invoke(cli, ["cost", "estimate", str(data), "-m", "openai:gpt-4o-mini", "--prices", str(f), "--json"])
+    assert json.loads(r.stdout)["price"]["stale"] is True
+
+
+def run_main(args, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    return e.value.code, capsys.readouterr().err
+
+
+def test_cli_exit_codes(data, tmp_path, capsys):
+    code, err = run_main(["cost", "estimate", str(data), "--model", "openai:gpt-4.1-mnii"], capsys)
+    assert code == 2 and "Did you mean" in err and "Traceback" not in err
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(sft("a", "b")) + "\n{oops\n")
+    code, err = run_main(["cost", "compare", str(bad)], capsys)
+    assert code == 1 and "bad.jsonl:2" in err
+    code, err = run_main(["cost", "compare", str(tmp_path / "missing.jsonl")], capsys)
+    assert code == 2 and "no such file" in err
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    code, err = run_main(["cost", "estimate", str(empty), "-m", "openai:gpt-4o-mini"], capsys)
+    assert code == 1 and "empty" in err
+    code, err = run_main(["cost", "compare", str(data), "--gpu-price", "own:rtx4090"], capsys)
+    assert code == 2 and "USD_PER_HOUR" in err

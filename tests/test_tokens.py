@@ -1,0 +1,278 @@
+"""Token counts: the cookbook formula, bundled hash-verified encodings, no network,
+exact open-model counts with a tokenizer built here, the labelled approximation."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import shutil
+import socket
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ftclient import tokens
+from ftclient.errors import ConfigError, DataError
+
+
+@pytest.fixture(scope="module")
+def ref_encodings():
+    """Reference encodings built by tiktoken's own constructors (openai_public), fed
+    the bundled files: proves pat_str / special tokens / ranks agree with ours."""
+    import tiktoken
+    import tiktoken_ext.openai_public as op
+    from tiktoken.load import load_tiktoken_bpe
+
+    out = {}
+    orig = op.load_tiktoken_bpe
+    try:
+        for name in ("o200k_base", "cl100k_base"):
+            path = str(tokens.RESOURCES / f"{name}.tiktoken")
+            op.load_tiktoken_bpe = lambda url, expected_hash=None, _p=path: load_tiktoken_bpe(_p, expected_hash)
+            out[name] = tiktoken.Encoding(**getattr(op, name)())
+    finally:
+        op.load_tiktoken_bpe = orig
+    return out
+
+
+def cookbook(enc, messages):
+    """num_tokens_from_messages of the cookbook, string values only."""
+    n = 0
+    for m in messages:
+        n += 3
+        for k, v in m.items():
+            if isinstance(v, str):
+                n += len(enc.encode(v))
+                if k == "name":
+                    n += 1
+    return n + 3
+
+
+MSGS = [
+    {"role": "system", "content": "You route support tickets."},
+    {"role": "user", "name": "alice", "content": "My card hasn't arrived after 2 weeks!"},
+    {"role": "assistant", "content": "card_arrival", "weight": 1},
+]
+
+
+def test_formula_matches_hand_count(ref_encodings):
+    enc = ref_encodings["o200k_base"]
+    c = tokens.get_counter("openai:gpt-4.1-mini")
+    # hand: 3 per message + encoded strings (+1 for name) + 3 priming; weight not encoded
+    pieces = ["system", MSGS[0]["content"], "user", "alice", MSGS[1]["content"], "assistant", "card_arrival"]
+    expected = 3 * 3 + sum(len(enc.encode(p)) for p in pieces) + 1 + 3
+    assert c.count_record({"messages": MSGS}) == expected
+    assert c.exact and "tiktoken o200k_base" in c.basis and "cookbook" in c.basis
+
+
+def test_content_parts_and_tool_calls(ref_encodings):
+    enc = ref_encodings["o200k_base"]
+    c = tokens.get_counter("openai:gpt-4o-mini")
+    rec = {
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "Hello "}, {"type": "text", "text": "there"},
+                                         {"type": "image_url", "image_url": {"url": "http://x"}}]},
+            {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function",
+                                                  "function": {"name": "lookup", "arguments": "{\"q\": 1}"}}]},
+        ]
+    }
+    expected = 3 + len(enc.encode("user")) + len(enc.encode("Hello there")) + 3 + len(enc.encode("assistant")) \
+        + len(enc.encode("lookup")) + len(enc.encode("{\"q\": 1}")) + 3
+    assert c.count_record(rec) == expected
+
+
+def test_dpo_counts_input_and_both_outputs(ref_encodings):
+    enc = ref_encodings["o200k_base"]
+    c = tokens.get_counter("openai:gpt-4.1-mini")
+    inp = [{"role": "user", "content": "Say hi"}]
+    pref = [{"role": "assistant", "content": "Hi!"}]
+    npref = [{"role": "assistant", "content": "Go away."}]
+    rec = {"input": {"messages": inp}, "preferred_output": pref, "non_preferred_output": npref}
+    assert c.count_record(rec) == cookbook(enc, inp + pref + npref)
+    total, prompt, completion = c.count_split([rec])
+    assert prompt == [cookbook(enc, inp)]
+    assert completion == [len(enc.encode("Hi!"))]
+
+
+def test_prompt_completion_split(ref_encodings):
+    enc = ref_encodings["o200k_base"]
+    c = tokens.get_counter("openai:gpt-4.1-mini")
+    total, prompt, completion = c.count_split([{"messages": MSGS}])
+    assert prompt == [cookbook(enc, MSGS[:2])]
+    assert completion == [len(enc.encode("card_arrival"))]
+    assert total == [cookbook(enc, MSGS)]
+
+
+@pytest.mark.parametrize(
+    "model,enc_name",
+    [("gpt-4o-mini", "o200k_base"), ("gpt-4.1-nano", "o200k_base"), ("gpt-4o-2024-08-06", "o200k_base"),
+     ("o3-mini", "o200k_base"), ("gpt-4", "cl100k_base"), ("gpt-3.5-turbo", "cl100k_base")],
+)
+def test_encoding_selection(model, enc_name, ref_encodings):
+    c = tokens.get_counter(f"openai:{model}")
+    assert c.encoding_name == enc_name
+    text = "Kartenlieferung dauert 14 Tage — 日本語 ok?"
+    assert tokens.string_counts(c.encoding, [text]) == [len(ref_encodings[enc_name].encode(text))]
+
+
+def test_o200k_and_cl100k_differ(ref_encodings):
+    text = "Was ist mit meiner Überweisung passiert? 日本語のテキスト"
+    assert len(ref_encodings["o200k_base"].encode(text)) != len(ref_encodings["cl100k_base"].encode(text))
+
+
+def test_hashes_are_the_ones_tiktoken_expects():
+    import tiktoken_ext.openai_public as op
+
+    src = inspect.getsource(op)
+    for name, sha in tokens.ENCODING_SHA256.items():
+        assert sha in src
+        assert hashlib.sha256((tokens.RESOURCES / f"{name}.tiktoken").read_bytes()).hexdigest() == sha
+
+
+def test_tampered_file_is_rejected(tmp_path):
+    bad = tmp_path / "cl100k_base.tiktoken"
+    shutil.copy(tokens.RESOURCES / "cl100k_base.tiktoken", bad)
+    data = bytearray(bad.read_bytes())
+    data[10] = ord("A") if data[10] != ord("A") else ord("B")
+    bad.write_bytes(bytes(data))
+    with pytest.raises(ConfigError, match="sha256"):
+        tokens.load_encoding("cl100k_base", bad)
+
+
+def test_no_network_and_no_cache_written(tmp_path, monkeypatch, ref_encodings):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(cache))
+    monkeypatch.setenv("DATA_GYM_CACHE_DIR", str(cache))
+
+    def refuse(*a, **k):
+        raise AssertionError("network access attempted")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(tokens, "_encodings", {})
+    monkeypatch.setattr(tokens, "_counters", {})
+    for model in ("gpt-4.1-mini", "gpt-4"):
+        c = tokens.get_counter(f"openai:{model}")
+        assert c.count_record({"messages": MSGS}) == cookbook(ref_encodings[c.encoding_name], MSGS)
+    assert list(cache.iterdir()) == []
+
+
+def test_fast_parse_equals_tiktoken_loader(ref_encodings):
+    ours = tokens.load_encoding("cl100k_base")
+    assert ours._mergeable_ranks == ref_encodings["cl100k_base"]._mergeable_ranks
+    assert ours._pat_str == ref_encodings["cl100k_base"]._pat_str
+    assert ours._special_tokens == ref_encodings["cl100k_base"]._special_tokens
+
+
+texts = st.lists(
+    st.one_of(
+        st.text(max_size=40),
+        st.sampled_from(["", " ", "\n\n", "<|endofprompt|>", "a<|endoftext|>b", "  x  ", "don't", "123456"]),
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(units=st.lists(texts, max_size=8))
+def test_batched_counts_equal_one_by_one(units, ref_encodings):
+    enc = tokens.load_encoding("o200k_base")
+    ref = ref_encodings["o200k_base"]
+    expected = [sum(len(ref.encode_ordinary(s)) for s in u) for u in units]
+    assert tokens.batch_unit_counts(enc, units) == expected
+    assert tokens.batch_unit_counts(enc, units, threads=1) == expected
+
+
+def test_chunked_parallel_counts(monkeypatch, ref_encodings):
+    monkeypatch.setattr(tokens, "_CHUNK_CHARS", 64)
+    enc = tokens.load_encoding("o200k_base")
+    strings = [f"ticket {i}: my card {'is late ' * (i % 5)}" for i in range(300)] + ["x <|endofprompt|> y"]
+    expected = [len(ref_encodings["o200k_base"].encode_ordinary(s)) for s in strings]
+    assert tokens.string_counts(enc, strings, threads=2) == expected
+
+
+def test_approximation_is_labelled(ref_encodings):
+    c = tokens.get_counter("together:some-org/Unknown-Model-7B")
+    assert c.exact is False
+    assert c.basis.startswith("estimated:") and "measured error" in c.basis
+    rec = {"messages": MSGS}
+    base = cookbook(ref_encodings["o200k_base"], MSGS)
+    assert c.count_record(rec) == round(base * c.factor) + c.extra
+    llama = tokens.get_counter("together:meta-llama/Meta-Llama-3.1-8B-Instruct-Reference")
+    assert llama.extra > 0 and "Llama-3.1" in llama.basis
+
+
+@pytest.fixture(scope="module")
+def tiny_tokenizer_dir(tmp_path_factory):
+    """A word-level tokenizer with a ChatML template, saved like a real model."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = "system user assistant you route tickets my card is late card_arrival hello".split()
+    specials = ["<unk>", "<|im_start|>", "<|im_end|>"]
+    vocab = {w: i for i, w in enumerate(specials + words)}
+    tk = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.Whitespace()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>",
+                                   additional_special_tokens=["<|im_start|>", "<|im_end|>"])
+    fast.chat_template = (
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    d = tmp_path_factory.mktemp("tiny-model")
+    fast.save_pretrained(d)
+    return d
+
+
+def test_open_model_exact_with_its_tokenizer(tiny_tokenizer_dir):
+    c = tokens.get_counter(f"local:{tiny_tokenizer_dir}")
+    assert c.exact is True and c.basis.startswith("exact:")
+    rec = {"messages": [
+        {"role": "system", "content": "you route tickets"},
+        {"role": "user", "content": "my card is late"},
+        {"role": "assistant", "content": "card_arrival", "weight": 1},
+    ]}
+    # per message: <|im_start|> + role + words + <|im_end|> (newlines are whitespace)
+    assert c.count_record(rec) == (3 + 3) + (3 + 4) + (3 + 1)
+    total, prompt, completion = c.count_split([rec])
+    assert prompt == [(3 + 3) + (3 + 4) + 2]  # + "<|im_start|>assistant" generation prompt
+    assert completion == [total[0] - prompt[0]]
+    dpo = {"input": {"messages": rec["messages"][:2]},
+           "preferred_output": [{"role": "assistant", "content": "card_arrival"}],
+           "non_preferred_output": [{"role": "assistant", "content": "hello hello"}]}
+    assert c.count_record(dpo) == (3 + 3) + (3 + 4) + (3 + 1) + (3 + 2)
+
+
+def test_local_folder_without_tokenizer_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match="no tokenizer"):
+        tokens.get_counter(f"local:{tmp_path}")
+
+
+def test_count_tokens_file_and_bad_lines(tmp_path, ref_encodings):
+    p = tmp_path / "d.jsonl"
+    p.write_text(json.dumps({"messages": MSGS}) + "\n\n" + json.dumps({"messages": MSGS[:2]}) + "\n")
+    s = tokens.count_tokens(p, "openai:gpt-4.1-mini", per_example=True)
+    enc = ref_encodings["o200k_base"]
+    assert s.examples == 2
+    assert s.per_example == [cookbook(enc, MSGS), cookbook(enc, MSGS[:2])]
+    assert s.total_tokens == sum(s.per_example) and s.max_tokens == max(s.per_example)
+    p.write_text(json.dumps({"messages": MSGS}) + "\n{not json\n")
+    with pytest.raises(DataError, match=r":2:"):
+        tokens.count_tokens(p, "openai:gpt-4.1-mini")
+    p.write_text(json.dumps({"messages": MSGS}) + "\n" + json.dumps({"text": "x"}) + "\n")
+    with pytest.raises(DataError, match=r":2: not a chat example"):
+        tokens.count_tokens(p, "openai:gpt-4.1-mini")
+    p.write_text("\n\n")
+    with pytest.raises(DataError, match="no examples"):
+        tokens.count_tokens(p, "openai:gpt-4.1-mini")
+
+
+def test_bad_refs():
+    with pytest.raises(ConfigError):
+        tokens.get_counter("nosuch:model")
+    with pytest.raises(ConfigError):
+        tokens.get_counter("llama")
