@@ -70,6 +70,10 @@ class Assumptions:
     decode_bw_efficiency: float = 0.6  # achieved / peak memory bandwidth
     decode_mfu_cap: float = 0.5  # decode can't beat compute either
     serve_bytes_per_param: float = 2.0  # bf16 weights
+    # Serverless (per-second) GPUs: a container stays up this long after its last
+    # request before it scales to zero, and each cold start bills its start-up time.
+    serverless_scaledown_s: float = 60.0
+    serverless_cold_start_s: float = 30.0
     train_bytes_per_param: dict = field(
         default_factory=lambda: {"full": 16.0, "lora": 2.0, "qlora": 0.6}
     )  # weights(+grads+Adam for full); + 20% and 2 GB for activations
@@ -204,6 +208,7 @@ class CompareRow:
     _per_query_usd: float | None = field(default=None, repr=False)
     _fixed_monthly_usd: float | None = field(default=None, repr=False)
     _queries_per_gpu_month: float | None = field(default=None, repr=False)
+    _monthly_fn: Any = field(default=None, repr=False, compare=False)  # monthly cost at a volume, if not linear
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in asdict(self).items() if not k.startswith("_")}
@@ -612,14 +617,17 @@ def _self_row(ref, est: CostEstimate, gpu: GpuEntry, om, counts, q, tin, tout, b
     inf = _self_host_inference(om.params_b, gpu, pin, pout, a)
     per_q = inf["per_query_usd"]
     if gpu.serverless:
-        monthly = per_q * q
+        hours = serverless_gpu_hours(q, inf["gpu_seconds_per_query"], a)
+        monthly = hours * gpu.usd_per_hour
         fixed = 0.0
         per_query = per_q
         serving = "serverless GPU, per second (scales to zero)"
         inf_basis = (
-            f"estimated: {inf['gpu_seconds_per_query'] * 1000:.1f} GPU-ms per query ({pin:.0f} prompt tokens at "
-            f"{inf['prefill_tokens_per_s']:,.0f} tok/s prefill + {pout:.0f} at {inf['decode_tokens_per_s']:,.0f} tok/s "
-            f"decode, batch {a.decode_batch}) x ${gpu.usd_per_hour:g}/h; cold starts not counted"
+            f"estimated: {hours:,.1f} GPU-h/month x ${gpu.usd_per_hour:g}/h; queries arriving at random, a container "
+            f"stays up {a.serverless_scaledown_s:g} s after each request and bills {a.serverless_cold_start_s:g} s per "
+            f"cold start; busy time {inf['gpu_seconds_per_query'] * 1000:.1f} GPU-ms per query ({pin:.0f} prompt "
+            f"tokens at {inf['prefill_tokens_per_s']:,.0f} tok/s prefill + {pout:.0f} at "
+            f"{inf['decode_tokens_per_s']:,.0f} tok/s decode, batch {a.decode_batch})"
         )
     else:
         n_gpus = max(1, math.ceil(q / inf["queries_per_gpu_month"])) if q else 1
@@ -669,7 +677,31 @@ def _self_row(ref, est: CostEstimate, gpu: GpuEntry, om, counts, q, tin, tout, b
         _per_query_usd=per_query if gpu.serverless else per_q,
         _fixed_monthly_usd=fixed,
         _queries_per_gpu_month=None if gpu.serverless else inf["queries_per_gpu_month"],
+        _monthly_fn=(lambda v: serverless_gpu_hours(v, inf["gpu_seconds_per_query"], a) * gpu.usd_per_hour)
+        if gpu.serverless else None,
     )
+
+
+def serverless_gpu_hours(queries_per_month: float, busy_s_per_query: float, a: Assumptions = ASSUMPTIONS) -> float:
+    """GPU-hours a month billed by a per-second GPU that scales to zero.
+
+    Queries arrive at random (Poisson) at rate r per second. A container is up while
+    a request arrived within the last W seconds (W, the scale-down window): a fraction
+    1 - exp(-r W) of the month. A request that finds no container starts one (a
+    fraction exp(-r W) of requests), billing the cold start; one container is up at
+    most the whole month. At least the busy time is billed, which takes over once one
+    container is not enough.
+    """
+    if queries_per_month <= 0:
+        return 0.0
+    month_s = HOURS_PER_MONTH * 3600.0
+    rate = queries_per_month / month_s
+    w = a.serverless_scaledown_s
+    up_fraction = -math.expm1(-rate * w)
+    cold_starts = queries_per_month * math.exp(-rate * w)
+    busy_h = queries_per_month * busy_s_per_query / 3600.0
+    idle_model_h = min(HOURS_PER_MONTH, HOURS_PER_MONTH * up_fraction + cold_starts * a.serverless_cold_start_s / 3600.0)
+    return max(busy_h, idle_model_h)
 
 
 def break_even_volume(
@@ -683,12 +715,36 @@ def break_even_volume(
     price per query is above F / C); else "never" (more GPUs only add cost at the
     same rate per query).
     """
-    if queries_per_gpu_month is None:  # serverless: linear vs linear
+    if queries_per_gpu_month is None:  # serverless, billed for busy time only: linear vs linear
         return 0.0 if self_per_query < hosted_per_query else "never"
     if hosted_per_query <= 0:
         return "never"
     q = self_fixed_monthly / hosted_per_query
     return q if q <= queries_per_gpu_month else "never"
+
+
+def break_even_monthly(hosted_per_query: float, monthly_cost, max_queries: float = 1e13) -> float | str:
+    """Smallest monthly volume at which ``monthly_cost(q)`` drops below ``q x hosted_per_query``.
+
+    For costs whose price per query does not rise with volume (scale-to-zero GPUs:
+    idle windows first, then busy time), the two cross at most once: bisection on a
+    log scale. "never" when self-hosting is dearer even at ``max_queries``.
+    """
+    if hosted_per_query <= 0:
+        return "never"
+
+    def cheaper(v: float) -> bool:
+        return monthly_cost(v) < v * hosted_per_query
+
+    if not cheaper(max_queries):
+        return "never"
+    lo, hi = 1.0, max_queries
+    if cheaper(lo):
+        return 0.0
+    while hi / lo > 1.001:
+        mid = math.sqrt(lo * hi)
+        lo, hi = (lo, mid) if cheaper(mid) else (mid, hi)
+    return hi
 
 
 def _break_even(rows: list[CompareRow], q: int) -> None:
@@ -702,8 +758,11 @@ def _break_even(rows: list[CompareRow], q: int) -> None:
     for r in rows:
         if r.kind != "self-hosted":
             continue
-        be = break_even_volume(best._per_query_usd or 0.0, r._per_query_usd or 0.0, r._fixed_monthly_usd or 0.0,
-                               r._queries_per_gpu_month)
+        if r._monthly_fn is not None:
+            be = break_even_monthly(best._per_query_usd or 0.0, r._monthly_fn)
+        else:
+            be = break_even_volume(best._per_query_usd or 0.0, r._per_query_usd or 0.0, r._fixed_monthly_usd or 0.0,
+                                   r._queries_per_gpu_month)
         r.break_even_queries_per_month = be
         r.break_even_basis = f"vs {best.label} (${(best._per_query_usd or 0) * 1000:.4f} per 1K queries)"
 

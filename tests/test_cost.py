@@ -252,3 +252,42 @@ def test_cli_exit_codes(data, tmp_path, capsys):
     assert code == 1 and "empty" in err
     code, err = run_main(["cost", "compare", str(data), "--gpu-price", "own:rtx4090"], capsys)
     assert code == 2 and "USD_PER_HOUR" in err
+
+
+def test_serverless_hours_follow_the_idle_window_model():
+    import math
+
+    from ftclient.prices import HOURS_PER_MONTH
+
+    a = cost.Assumptions(serverless_scaledown_s=60.0, serverless_cold_start_s=30.0)
+    month_s = HOURS_PER_MONTH * 3600
+    # A volume at which a container is up half of the month: r * W = ln 2.
+    q = math.log(2) / 60.0 * month_s
+    expected = HOURS_PER_MONTH * 0.5 + q * 0.5 * 30.0 / 3600
+    assert cost.serverless_gpu_hours(q, 0.001, a) == pytest.approx(expected, rel=1e-9)
+    # Rare queries: nearly every one is a cold start plus a full window.
+    assert cost.serverless_gpu_hours(10, 0.001, a) == pytest.approx(10 * (60 + 30) / 3600, rel=1e-3)
+    # Busy time beyond one container's month is billed as busy time.
+    assert cost.serverless_gpu_hours(1e9, 0.01, a) == pytest.approx(1e9 * 0.01 / 3600)
+    assert cost.serverless_gpu_hours(0, 0.01, a) == 0.0
+
+
+def test_break_even_for_costs_that_are_not_linear():
+    # One GPU at $1/h, up min(730 h, 0.01 h per query): cheaper than $0.0001 per query above 7.3M queries.
+    monthly = lambda v: min(730.0, v * 0.01) * 1.0  # noqa: E731
+    assert cost.break_even_monthly(0.0001, monthly) == pytest.approx(7.3e6, rel=2e-3)
+    assert cost.break_even_monthly(0.0001, lambda v: v * 0.001) == "never"
+    assert cost.break_even_monthly(0.01, lambda v: v * 0.001) == 0.0
+
+
+def test_scale_to_zero_gpu_is_not_free_at_moderate_volume(tmp_path):
+    data = tmp_path / "t.jsonl"
+    data.write_text("".join(
+        json.dumps({"messages": [{"role": "user", "content": f"question {i} about my card"},
+                                 {"role": "assistant", "content": "card_arrival"}]}) + "\n" for i in range(50)))
+    cmp = cost.compare_costs(data, ["fireworks:accounts/fireworks/models/llama-v3p1-8b-instruct", "modal:h100"],
+                             epochs=1, queries_per_month=100_000)
+    modal = next(r for r in cmp.rows if r.backend == "modal:h100")
+    # 100K queries a month keep a 60 s window open ~90% of the time: hundreds of GPU-hours.
+    assert modal.inference_monthly_usd > 0.8 * 730 * 3.95
+    assert modal.break_even_queries_per_month == "never" or modal.break_even_queries_per_month > 1e6

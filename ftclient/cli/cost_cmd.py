@@ -162,7 +162,7 @@ def _render_compare(cmp, out) -> None:
     for r in cmp.rows:
         dur = "-" if r.duration_hours is None else f"~{r.duration_hours:.1f}h"
         be = r.break_even_queries_per_month
-        be_s = "-" if be is None else (be if isinstance(be, str) else f"{be:,.0f}")
+        be_s = "-" if be is None else (be if isinstance(be, str) else ("any volume" if be == 0 else f"{be:,.0f}"))
         label = r.label + ("" if r.price.get("stale") is False else " [red](stale price)[/red]")
         cells = [
             label,
