@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import ConfigError, DataError, FtcError, UsageError
-from ..fileio import MAX_LINE_BYTES, iter_lines, sniff_encoding
+from ..fileio import MAX_LINE_BYTES, check_input_file, iter_lines, sniff_encoding
 from .common import Findings, Problem, TokenStats, ValidationResult
 
 PROVIDERS = ("openai", "together", "local")
@@ -87,12 +87,10 @@ def validate_file(
     if max_seq_len is not None and (not isinstance(max_seq_len, int) or max_seq_len < 1):
         raise UsageError(f"--max-seq-len must be a positive integer, got {max_seq_len!r}")
     p = Path(path)
-    if not p.exists():
-        raise UsageError(f"{p}: no such file", hint="Check the path.")
-    if p.is_dir():
-        raise UsageError(f"{p}: is a directory, not a file")
-    if not os.access(p, os.R_OK):
-        raise UsageError(f"{p}: not readable (permission denied)")
+    try:
+        check_input_file(p)  # missing, a directory, unreadable: usage errors
+    except DataError:
+        pass  # an empty file is a finding of the validation itself (empty_file)
 
     checker = make_checker(prov, model, method)
     size = p.stat().st_size
@@ -441,7 +439,7 @@ def _scan(
                         else:
                             F.error(ln, "mixed_formats", f"{fmt} example, but the file's first example (line {state[1]}) is {state[0]}; use one format per file")
                     if allowed is not None and fmt not in allowed:
-                        F.error(ln, "wrong_format", f"{fmt} example, but --method {method} takes {' or '.join(sorted(allowed))}")
+                        F.error(ln, "wrong_format", f"{fmt} example, but the method asks for {' or '.join(sorted(allowed))}")
                     if plan is not None and F.n_err == n0 and fmt in COUNTABLE:
                         plan.add(ln, rec, len(b))
                 else:
