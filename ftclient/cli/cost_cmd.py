@@ -21,22 +21,67 @@ def cost() -> None:
     """Estimate and compare fine-tuning cost, offline."""
 
 
+def _spec_option(f):
+    return click.option(
+        "--spec",
+        "spec_path",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="A job spec: its training file, epochs, method, adapter and budget are the defaults.",
+    )(f)
+
+
+def _from_spec(spec_path, file, epochs, method, adapter, budget=None):
+    """Fill FILE, epochs, method, adapter and budget from a spec where not given."""
+    from ..errors import UsageError
+
+    if spec_path is None:
+        if file is None:
+            raise UsageError("give a data FILE or --spec JOB.yaml", hint="e.g. ftc cost compare data/train.jsonl")
+        return file, epochs, method or "sft", adapter or "lora", budget, None
+    from ..spec import load_spec
+
+    job = load_spec(spec_path)
+    return (
+        file or str(job.data.train),
+        epochs or job.hyperparameters.epochs,
+        method or job.method,
+        adapter or job.adapter,
+        budget if budget is not None else job.budget_usd,
+        job,
+    )
+
+
 @cost.command("estimate")
-@click.argument("file", type=click.Path(dir_okay=True))
-@click.option("--model", "-m", required=True, help="PROVIDER:MODEL, e.g. openai:gpt-4.1-mini, or a GPU offer (modal:h100).")
+@click.argument("file", type=click.Path(dir_okay=True), required=False)
+@click.option("--model", "-m", default=None,
+              help="PROVIDER:MODEL, e.g. openai:gpt-4.1-mini, or a GPU offer (modal:h100). With --spec: openai's model.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs (default: the OpenAI cookbook heuristic).")
-@click.option("--method", type=click.Choice(["sft", "dpo"], case_sensitive=False), default="sft", show_default=True)
-@click.option("--adapter", type=click.Choice(["lora", "qlora", "full"], case_sensitive=False), default="lora", show_default=True)
+@click.option("--method", type=click.Choice(["sft", "dpo"], case_sensitive=False), default=None, help="sft (default) or dpo.")
+@click.option("--adapter", type=click.Choice(["lora", "qlora", "full"], case_sensitive=False), default=None,
+              help="lora (default), qlora or full.")
+@_spec_option
 @_common_prices
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def estimate(file, model, epochs, method, adapter, prices_file, as_json) -> None:
+def estimate(file, model, epochs, method, adapter, spec_path, prices_file, as_json) -> None:
     """Training cost of fine-tuning MODEL on FILE (JSONL of ChatML examples)."""
     from ..cost import estimate_cost
+    from ..errors import UsageError
     from .output import emit_json, out
 
+    file, epochs, method, adapter, budget, job = _from_spec(spec_path, file, epochs, method, adapter)
+    if model is None and job is not None and job.openai.model:
+        model = f"openai:{job.openai.model}"
+    if model is None:
+        raise UsageError("give --model PROVIDER:MODEL", hint="e.g. --model openai:gpt-4.1-mini")
+
     est = estimate_cost(file, model, epochs=epochs, method=method, adapter=adapter, prices=prices_file)
+    within = None if budget is None else est.cost_usd <= budget
     if as_json:
-        emit_json(est.to_dict())
+        d = est.to_dict()
+        if budget is not None:
+            d["budget_usd"], d["within_budget"] = budget, within
+        emit_json(d)
         return
     from rich.table import Table
 
@@ -57,6 +102,8 @@ def estimate(file, model, epochs, method, adapter, prices_file, as_json) -> None
     t.add_row("price source", f"{p.get('source')} (as of {p.get('as_of')}){stale}")
     for c in est.caveats:
         t.add_row("[yellow]caveat[/yellow]", c)
+    if budget is not None:
+        t.add_row("budget", f"${budget:,.2f}: " + ("[green]holds[/green]" if within else "[red]exceeded[/red]"))
     out.print(t)
 
 
@@ -80,26 +127,29 @@ def _parse_gpu_prices(values: tuple[str, ...]) -> dict[str, float]:
 
 
 @cost.command("compare")
-@click.argument("file", type=click.Path(dir_okay=True))
+@click.argument("file", type=click.Path(dir_okay=True), required=False)
 @click.option("--models", default=None, help="Comma-separated models and GPU offers (default: a mix of hosted and self-hosted).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs (default: the OpenAI cookbook heuristic, for every row).")
-@click.option("--method", type=click.Choice(["sft", "dpo"], case_sensitive=False), default="sft", show_default=True)
-@click.option("--adapter", type=click.Choice(["lora", "qlora", "full"], case_sensitive=False), default="lora", show_default=True)
+@click.option("--method", type=click.Choice(["sft", "dpo"], case_sensitive=False), default=None, help="sft (default) or dpo.")
+@click.option("--adapter", type=click.Choice(["lora", "qlora", "full"], case_sensitive=False), default=None,
+              help="lora (default), qlora or full.")
 @click.option("--queries-per-month", type=click.IntRange(min=0), default=None, help="Inference volume (default 100,000).")
 @click.option("--tokens-per-query-in", type=click.IntRange(min=0), default=None, help="Prompt tokens per query (default: the data's mean).")
 @click.option("--tokens-per-query-out", type=click.IntRange(min=0), default=None, help="Completion tokens per query (default: the data's mean).")
 @click.option("--gpu-price", multiple=True, metavar="HOST:GPU=USD", help="Price a GPU per hour, e.g. own:rtx4090=0.25 (repeatable).")
 @click.option("--budget", type=click.FloatRange(min=0), default=None, help="Training budget in USD: each row says whether it holds.")
 @click.option("--self-host-model", default="llama-3.1-8b", show_default=True, help="Open model for the self-hosted rows.")
+@_spec_option
 @_common_prices
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Also write a PNG chart here.")
 def compare(file, models, epochs, method, adapter, queries_per_month, tokens_per_query_in, tokens_per_query_out,
-            gpu_price, budget, self_host_model, prices_file, as_json, plot_path) -> None:
+            gpu_price, budget, self_host_model, spec_path, prices_file, as_json, plot_path) -> None:
     """Every backend side by side: training, inference per month, break-even, budget."""
     from ..cost import compare_costs
     from .output import emit_json, out
 
+    file, epochs, method, adapter, budget, _ = _from_spec(spec_path, file, epochs, method, adapter, budget)
     cmp = compare_costs(
         file,
         models,
