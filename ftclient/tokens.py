@@ -14,7 +14,9 @@
   ``basis``.
 
 Every counter has ``basis`` (how the number is made), ``exact``, ``count_record`` and
-``count_records`` (batched, uses all CPU cores). ``count_tokens(path_or_records,
+``count_records`` (batched, uses all CPU cores; OpenAI counts of
+:data:`PROCESS_MIN_RECORDS` records or more are spread over forked worker processes on
+Linux, since their per-record preparation is Python, else over threads). ``count_tokens(path_or_records,
 model_ref)`` reads a JSONL file and returns :class:`TokenStats`.
 
 Record shapes (canonical ChatML, as written by ``ftc data prepare``):
@@ -29,14 +31,16 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
-from itertools import accumulate
+from bisect import bisect_left
+from itertools import accumulate, islice
 from operator import sub
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, FtcError
 
 RESOURCES = Path(__file__).parent / "resources" / "tiktoken"
 
@@ -171,6 +175,15 @@ def _build_encoding(name: str, file: Path):
 # ------------------------------------------------------------- batched counting
 _USEP = "<|endofprompt|>"  # placed after each string of a batch
 _CHUNK_CHARS = 1 << 17
+# Removing duplicate strings before encoding (flat_counts) costs about as much per
+# string as encoding this many characters; on large lists it is done only when a
+# sample shows that it saves more than that.
+_DEDUPE_MIN_SAVED_CHARS = 8
+_DEDUPE_SAMPLE = 2048
+# From this many records on, OpenAICounter.count_split spreads the records over
+# forked worker processes (Linux), one per core: the per-record preparation is
+# Python and holds the GIL, so threads only parallelise the encoding itself.
+PROCESS_MIN_RECORDS = 20_000
 
 
 def _n_threads() -> int:
@@ -180,17 +193,41 @@ def _n_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _can_fork() -> bool:
+    """Whether worker processes may be forked here: Linux, and no other Python thread
+    running (a fork copies only the calling thread; a lock another thread holds
+    would stay locked in the child)."""
+    return sys.platform.startswith("linux") and hasattr(os, "fork") and threading.active_count() == 1
+
+
 def flat_counts(enc, flat: Sequence[str], threads: int | None = None) -> list[int]:
     """``[len(enc.encode_ordinary(s)) for s in flat]``, each distinct string encoded once.
 
     A data set repeats its system prompt, roles and labels on every line; the
     distinct strings are counted by :func:`string_counts` (batched, all cores).
+    On a large list whose sample shows too few repeats to pay for the dedupe, every
+    string is encoded (same result).
     """
+    if len(flat) > 2 * _DEDUPE_SAMPLE and not _dedupe_pays(flat):
+        return string_counts(enc, flat, threads)
     uniq = list(dict.fromkeys(flat))
     if len(uniq) == len(flat):
         return string_counts(enc, uniq, threads)
     counts = dict(zip(uniq, string_counts(enc, uniq, threads)))
     return list(map(counts.__getitem__, flat))
+
+
+def _dedupe_pays(flat: Sequence[str]) -> bool:
+    """Whether removing repeats saves more encoding than it costs, judged on a sample
+    spread over the list (multiplicative hashing of the index, so a fixed number of
+    strings per record does not alias with the sampling step)."""
+    n = len(flat)
+    sample = [flat[i * 2654435761 % n] for i in range(_DEDUPE_SAMPLE)]
+    seen = dict.fromkeys(sample)
+    if len(seen) == len(sample):
+        return False
+    saved = sum(map(len, sample)) - sum(map(len, seen))
+    return saved >= _DEDUPE_MIN_SAVED_CHARS * len(sample)
 
 
 def batch_unit_counts(enc, units: Sequence[Sequence[str]], threads: int | None = None) -> list[int]:
@@ -213,23 +250,29 @@ def string_counts(enc, strings: Sequence[str], threads: int | None = None) -> li
     if not strings:
         return []
     nthreads = threads or _n_threads()
-    total = sum(map(len, strings)) + len(strings)
+    n = len(strings)
+    acc = list(accumulate(map(len, strings)))  # characters up to and including each string
+    total = acc[-1] + n
     # At least one chunk per thread when there is enough work, else as few as possible.
     target = max(min(_CHUNK_CHARS, total // nthreads + 1), 4096)
     chunks: list[Sequence[str]] = []
-    start = size = 0
-    for i, s in enumerate(strings):
-        size += len(s) + 1
-        if size >= target:
-            chunks.append(strings[start : i + 1])
-            start, size = i + 1, 0
-    if start < len(strings):
-        chunks.append(strings[start:])
+    start = 0
+    while start < n:
+        # the first string at which the chunk reaches `target` characters closes it
+        end = bisect_left(acc, (acc[start - 1] if start else 0) + target, start) + 1
+        if end > n:
+            end = n
+        chunks.append(strings[start:end])
+        start = end
     usep_id = enc._special_tokens[_USEP]
     pattern = usep_id.to_bytes(4, "little")
+    # The ids are little-endian uint32s below 2**24 (their top byte is 0), so when the
+    # separator's three low bytes are all non-zero its 4-byte pattern cannot match
+    # across two ids: every match is the separator itself.
+    aligned = enc.max_token_value < 1 << 24 and all(pattern[:3])
 
     def work(chunk: Sequence[str]) -> list[int]:
-        return _count_chunk(enc, chunk, usep_id, pattern)
+        return _count_chunk(enc, chunk, usep_id, pattern, aligned)
 
     n = min(nthreads, len(chunks))
     if n <= 1:
@@ -239,13 +282,15 @@ def string_counts(enc, strings: Sequence[str], threads: int | None = None) -> li
 
         with ThreadPoolExecutor(max_workers=n) as ex:
             parts = list(ex.map(work, chunks))
+    if len(parts) == 1:
+        return parts[0]
     out: list[int] = []
     for p in parts:
         out.extend(p)
     return out
 
 
-def _count_chunk(enc, strings: Sequence[str], usep_id: int, pattern: bytes) -> list[int]:
+def _count_chunk(enc, strings: Sequence[str], usep_id: int, pattern: bytes, aligned: bool = False) -> list[int]:
     text = _USEP.join(strings) + _USEP
     if text.count(_USEP) != len(strings):
         # A string contains the separator literally: encode those one by one as plain text.
@@ -257,15 +302,15 @@ def _count_chunk(enc, strings: Sequence[str], usep_id: int, pattern: bytes) -> l
         buf = core.encode_to_tiktoken_buffer(text, allowed) if hasattr(core, "encode_to_tiktoken_buffer") else None
         toks = None if buf is not None else core.encode(text, allowed)
     except UnicodeEncodeError:  # lone surrogates: replaced, as tiktoken.Encoding.encode does
-        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
         return _count_chunk(enc, [s.encode("utf-16", "surrogatepass").decode("utf-16", "replace") for s in strings],
-                            usep_id, pattern)
+                            usep_id, pattern, aligned)
     if buf is not None:
         # Token ids as little-endian uint32; split at the separator id. Every piece
         # must be whole tokens (length % 4 == 0); otherwise use the list path.
         pieces = bytes(buf).split(pattern)
-        if len(pieces) == len(strings) + 1 and not any(len(p) & 3 for p in pieces):
-            return [len(p) >> 2 for p in pieces[:-1]]
+        if len(pieces) == len(strings) + 1 and (aligned or not any(len(p) & 3 for p in pieces)):
+            pieces.pop()
+            return [len(p) >> 2 for p in pieces]
         toks = list(memoryview(buf).cast("B").cast("I"))
     out = []
     find = toks.index
@@ -354,6 +399,7 @@ class OpenAICounter:
         self.encoding_name = encoding or encoding_for_model(model)
         self._encoding_file = encoding_file
         self._enc = None
+        self._rcost: dict[str, int] | None = None
         self.basis = (
             f"exact: tiktoken {self.encoding_name} (bundled, sha256-verified) "
             "+ OpenAI cookbook per-message formula"
@@ -389,17 +435,62 @@ class OpenAICounter:
                                 content_out.append(fn[k])
         return fixed
 
-    def _split_counts(self, records: Sequence[Any]) -> tuple[list[int], list[int], list[int]]:
-        # All strings go into one flat list, record by record, in three consecutive
-        # units: prompt, completion, rest. Counted in one batched pass.
+    def _role_costs(self) -> dict[str, int]:
+        """``TOKENS_PER_MESSAGE`` + the tokens of the role, for the usual roles."""
+        rc = self._rcost
+        if rc is None:
+            eo = self.encoding.encode_ordinary
+            rc = self._rcost = {
+                r: TOKENS_PER_MESSAGE + len(eo(r))
+                for r in ("system", "user", "assistant", "developer", "tool", "function")
+            }
+        return rc
+
+    def _prepare(self, records: Iterable[Any], offset: int = 0):
+        """The strings to encode, in three consecutive units per record (prompt,
+        completion, rest), the units' ends, and the fixed tokens of prompt and rest.
+        ``offset``: index of the first record (for the example number of an error)."""
         flat: list[str] = []
         app = flat.append
         ends: list[int] = []
         mark = ends.append
         fixed_p: list[int] = []
         fixed_r: list[int] = []
+        add_p = fixed_p.append
+        add_r = fixed_r.append
         msg = self._msg
-        for i, r in enumerate(records):
+        rcost = self._role_costs().get
+        a_cost = rcost("assistant")
+        for i, r in enumerate(records, offset):
+            # Fast path, the usual SFT shape: {"messages": [{"role": str, "content": str},
+            # ..., {"role": "assistant", "content": str}]} with usual roles, whose
+            # tokens come from _role_costs. Same result as the general path below,
+            # which handles everything else.
+            if type(r) is dict and len(r) == 1:
+                msgs = r.get("messages")
+                if type(msgs) is list and msgs:
+                    start = len(flat)
+                    fp = REPLY_PRIMING - a_cost  # the last message's cost is added below
+                    for m in msgs:
+                        if (
+                            type(m) is dict
+                            and len(m) == 2
+                            and type(c := m.get("content")) is str
+                            and type(role := m.get("role")) is str
+                            and (k := rcost(role)) is not None
+                        ):
+                            app(c)
+                            fp += k
+                        else:
+                            break
+                    else:
+                        if role == "assistant":
+                            e = len(flat)
+                            ends += (e - 1, e, e)
+                            add_p(fp)
+                            add_r(a_cost)
+                            continue
+                    del flat[start:]  # not the usual shape after all
             try:
                 msgs, pref, npref = record_conversations(r)
             except ValueError as e:
@@ -437,13 +528,119 @@ class OpenAICounter:
                 fr += msg(m, rest, rest)
             flat.extend(rest)
             mark(len(flat))
-            fixed_p.append(fp)
-            fixed_r.append(fr)
-        counts = _sums(flat_counts(self.encoding, flat), ends)
+            add_p(fp)
+            add_r(fr)
+        return flat, ends, fixed_p, fixed_r
+
+    def _split_serial(
+        self, records: Iterable[Any], offset: int = 0, threads: int | None = None
+    ) -> tuple[list[int], list[int], list[int]]:
+        """(total, prompt, completion) in this process: one batched encoding of all
+        the strings (over ``threads`` threads)."""
+        flat, ends, fixed_p, fixed_r = self._prepare(records, offset)
+        counts = _sums(flat_counts(self.encoding, flat, threads), ends)
         prompt = list(map(int.__add__, counts[0::3], fixed_p))
         completion = counts[1::3]
         other = list(map(int.__add__, counts[2::3], fixed_r))
-        total = [p + c + o for p, c, o in zip(prompt, completion, other)]
+        total = list(map(int.__add__, map(int.__add__, prompt, completion), other))
+        return total, prompt, completion
+
+    def _split_counts(
+        self, records: Sequence[Any], *, process_min: int | None = None
+    ) -> tuple[list[int], list[int], list[int]]:
+        """(total, prompt, completion) per record. ``process_min``: records from which
+        on forked worker processes are used (default :data:`PROCESS_MIN_RECORDS`)."""
+        if not hasattr(records, "__len__"):
+            records = list(records)
+        n = len(records)
+        nproc = min(_n_threads(), n)
+        if nproc > 1 and n >= (PROCESS_MIN_RECORDS if process_min is None else process_min) and _can_fork():
+            return self._split_forked(records, nproc)
+        return self._split_serial(records)
+
+    def _split_forked(self, records: Sequence[Any], nproc: int) -> tuple[list[int], list[int], list[int]]:
+        """The records cut in ``nproc`` consecutive ranges: this process counts the
+        first, forked children (which inherit the built encoding and the records) the
+        others, each on one core, and send back their counts as int64 arrays through
+        a pipe. A child's error is raised here as the error of its first bad record;
+        the first range's error wins, as in the serial order. A child that dies
+        without an answer has its range counted here."""
+        import gc
+        import pickle
+        from array import array
+
+        n = len(records)
+        bounds = [n * k // nproc for k in range(nproc + 1)]
+        self._role_costs()  # builds the encoding before the fork
+        children: list[tuple[int, int]] = []  # (pid, read end)
+        gc_was = gc.isenabled()
+        gc.disable()  # no collection touching (and copying) the shared pages
+        try:
+            for k in range(1, nproc):
+                rfd, wfd = os.pipe()
+                pid = os.fork()
+                if pid == 0:  # pragma: no cover - the child; it always leaves by os._exit
+                    try:
+                        os.close(rfd)
+                        for _, fd in children:
+                            os.close(fd)
+                        a, b = bounds[k], bounds[k + 1]
+                        try:
+                            t, p, c = self._split_serial(islice(records, a, b), a, threads=1)
+                            out = b"K" + array("q", t + p + c).tobytes()
+                        except FtcError as e:
+                            out = b"E" + pickle.dumps((type(e), e.message, e.hint))
+                        except BaseException as e:  # noqa: BLE001 - handed to the parent
+                            try:
+                                out = b"X" + pickle.dumps(e)
+                            except Exception:  # noqa: BLE001
+                                out = b"X" + pickle.dumps(RuntimeError(f"token counting worker: {e!r}"))
+                        view = memoryview(out)
+                        while view:
+                            view = view[os.write(wfd, view) :]
+                    finally:
+                        os._exit(0)
+                os.close(wfd)
+                children.append((pid, rfd))
+            results = [self._split_serial(islice(records, 0, bounds[1]), 0, threads=1)]
+            for k, (pid, rfd) in enumerate(children, 1):
+                parts = []
+                while True:
+                    chunk = os.read(rfd, 1 << 20)
+                    if not chunk:
+                        break
+                    parts.append(chunk)
+                data = b"".join(parts)
+                m = bounds[k + 1] - bounds[k]
+                if data[:1] == b"K" and len(data) == 1 + 24 * m:
+                    arr = array("q")
+                    arr.frombytes(memoryview(data)[1:])
+                    results.append((arr[:m].tolist(), arr[m : 2 * m].tolist(), arr[2 * m :].tolist()))
+                elif data[:1] == b"E":
+                    cls, message, hint = pickle.loads(data[1:])
+                    raise cls(message, hint=hint)
+                elif data[:1] == b"X":
+                    raise pickle.loads(data[1:])
+                else:  # the child died without an answer: count its range here
+                    results.append(self._split_serial(islice(records, bounds[k], bounds[k + 1]), bounds[k]))
+        finally:
+            for pid, rfd in children:
+                os.close(rfd)
+                try:
+                    if os.waitpid(pid, os.WNOHANG) == (0, 0):
+                        os.kill(pid, 9)
+                        os.waitpid(pid, 0)
+                except ChildProcessError:  # pragma: no cover - already reaped
+                    pass
+            if gc_was:
+                gc.enable()
+        total: list[int] = []
+        prompt: list[int] = []
+        completion: list[int] = []
+        for t, p, c in results:
+            total += t
+            prompt += p
+            completion += c
         return total, prompt, completion
 
     def count_records(self, records: Sequence[Any]) -> list[int]:

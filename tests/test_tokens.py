@@ -276,3 +276,163 @@ def test_bad_refs():
         tokens.get_counter("nosuch:model")
     with pytest.raises(ConfigError):
         tokens.get_counter("llama")
+
+
+# ------------------------------------------------ large inputs: forked worker processes
+def _mixed_records(n: int) -> list[dict]:
+    """SFT in the usual shape (the fast path) mixed with every other shape."""
+    out = []
+    for i in range(n):
+        base = [
+            {"role": "system", "content": "You route support tickets." + (f" v{i % 7}" if i % 3 else "")},
+            {"role": "user", "content": f"ticket {i}: my card {'is late ' * (i % 4)}"},
+            {"role": "assistant", "content": f"label_{i % 11}"},
+        ]
+        k = i % 10
+        if k == 1:
+            base[1]["name"] = "alice"
+        elif k == 2:
+            base.append({"role": "user", "content": "and then?"})
+        elif k == 3:
+            base[0]["role"] = f"narrator{i % 5}"
+        elif k == 4:
+            base[2]["content"] = [{"type": "text", "text": "card "}, {"type": "text", "text": "arrival"}]
+        elif k == 5:
+            base[2]["weight"] = 0
+        elif k == 6:
+            out.append({"input": {"messages": base[:2]}, "preferred_output": [base[2]],
+                        "non_preferred_output": [{"role": "assistant", "content": "no idea"}]})
+            continue
+        elif k == 7:
+            out.append({"messages": base, "tools": [{"type": "function", "function": {"name": "lookup"}}]})
+            continue
+        elif k == 8:
+            base[1]["content"] = f"x <|endofprompt|> y {i}"
+        out.append({"messages": base})
+    return out
+
+
+@pytest.fixture
+def fork_spy(monkeypatch):
+    """Counts os.fork calls made by the token counter; runs 3 workers (2 children)."""
+    import os
+    import sys
+
+    if not sys.platform.startswith("linux") or not hasattr(os, "fork"):
+        pytest.skip("worker processes are forked on Linux only")
+    calls = []
+    real_fork = os.fork
+
+    def fork():
+        calls.append(1)
+        return real_fork()
+
+    monkeypatch.setattr(tokens.os, "fork", fork)
+    monkeypatch.setattr(tokens, "_n_threads", lambda: 3)
+    return calls
+
+
+@pytest.mark.parametrize("model", ["gpt-4.1-mini", "gpt-4"])
+def test_process_path_equals_single_thread(model, fork_spy, ref_encodings):
+    c = tokens.OpenAICounter(model)
+    recs = _mixed_records(400)
+    serial = c._split_serial(recs, threads=1)
+    assert fork_spy == []
+    forked = c._split_counts(recs, process_min=1)
+    assert len(fork_spy) == 2  # 3 ranges: this process + 2 children
+    assert forked == serial
+    assert c._split_counts(recs, process_min=10**9) == serial and len(fork_spy) == 2  # threads path
+    ref = ref_encodings[c.encoding_name]
+    simple = [i for i, r in enumerate(recs) if i % 10 in (0, 2, 3, 5)]
+    assert [forked[0][i] for i in simple] == [cookbook(ref, recs[i]["messages"]) for i in simple]
+
+
+def test_process_path_default_threshold(fork_spy, monkeypatch):
+    c = tokens.OpenAICounter("gpt-4.1-mini")
+    recs = _mixed_records(90)
+    expected = c._split_serial(recs, threads=1)
+    monkeypatch.setattr(tokens, "PROCESS_MIN_RECORDS", 100)
+    assert c.count_split(recs) == expected and fork_spy == []
+    monkeypatch.setattr(tokens, "PROCESS_MIN_RECORDS", 90)
+    assert c.count_split(recs) == expected and len(fork_spy) == 2
+    assert c.count_records(recs) == expected[0]
+
+
+def test_no_fork_while_other_threads_run(fork_spy):
+    import threading
+
+    c = tokens.OpenAICounter("gpt-4.1-mini")
+    recs = _mixed_records(60)
+    stop = threading.Event()
+    t = threading.Thread(target=stop.wait)
+    t.start()
+    try:
+        assert c._split_counts(recs, process_min=1) == c._split_serial(recs, threads=1)
+    finally:
+        stop.set()
+        t.join()
+    assert fork_spy == []
+
+
+@pytest.mark.parametrize(
+    "bad,expected",
+    [
+        ([250], 251),  # in the last child's range (records 200-299)
+        ([120], 121),  # the first child's (100-199)
+        ([40, 260], 41),  # this process's range wins over a child's
+        ([150, 270], 151),  # the first child's wins over the second's
+    ],
+)
+def test_process_path_error_names_the_example(bad, expected, fork_spy):
+    c = tokens.OpenAICounter("gpt-4.1-mini")
+    recs = _mixed_records(300)
+    for i in bad:
+        recs[i] = {"messages": [{"role": "user", "content": "hi"}, "not a message"]}
+    with pytest.raises(DataError, match=rf"^example {expected}: messages\[1\] must be an object"):
+        c._split_counts(recs, process_min=1)
+    assert len(fork_spy) == 2
+    with pytest.raises(DataError, match=rf"^example {expected}:"):
+        c._split_serial(recs, threads=1)
+
+
+def test_process_path_other_errors_and_dead_worker(fork_spy, monkeypatch):
+    import os
+
+    c = tokens.OpenAICounter("gpt-4.1-mini")
+    recs = _mixed_records(300)
+    expected = c._split_serial(recs, threads=1)
+    real_msg = tokens.OpenAICounter._msg
+
+    def msg(m, other, content_out):
+        if m.get("content") == "boom":
+            raise RuntimeError("boom in a worker")
+        return real_msg(m, other, content_out)
+
+    monkeypatch.setattr(tokens.OpenAICounter, "_msg", staticmethod(msg))
+    bad = [dict(r) for r in recs]
+    bad[280] = {"messages": [{"role": "user", "content": "hi", "name": "x"}, {"role": "assistant", "content": "boom"}]}
+    with pytest.raises(RuntimeError, match="boom in a worker"):
+        c._split_counts(bad, process_min=1)
+    # A child that dies without answering: its range is counted in this process.
+    parent = os.getpid()
+    real_serial = c._split_serial
+
+    def serial(records, offset=0, threads=None):
+        if os.getpid() != parent:
+            os._exit(3)
+        return real_serial(records, offset, threads)
+
+    monkeypatch.setattr(c, "_split_serial", serial)
+    assert c._split_counts(recs, process_min=1) == expected
+
+
+def test_dedupe_decision_keeps_counts_exact(monkeypatch, ref_encodings):
+    enc = tokens.load_encoding("o200k_base")
+    ref = ref_encodings["o200k_base"]
+    monkeypatch.setattr(tokens, "_DEDUPE_SAMPLE", 64)
+    unique = [f"ticket {i}: where is my card?" for i in range(600)]
+    repeated = [s for i in range(300) for s in ("You route support tickets to one banking intent.", f"t{i}", "label")]
+    assert not tokens._dedupe_pays(unique)
+    assert tokens._dedupe_pays(repeated)
+    for flat in (unique, repeated, unique + repeated):
+        assert tokens.flat_counts(enc, flat) == [len(ref.encode_ordinary(s)) for s in flat]
