@@ -306,6 +306,20 @@ def _json_error(e: Exception) -> str:
     return f"not valid JSON: {e}"
 
 
+_UNPARSED = object()
+
+
+def _fast_loads() -> Callable[[bytes], Any]:
+    """orjson.loads where installed (raises a ValueError subclass on anything it refuses)."""
+    try:
+        import orjson
+    except ImportError:  # pragma: no cover - orjson is a dependency; stay correct without it
+        def refuse(b: bytes) -> Any:
+            raise ValueError
+        return refuse
+    return orjson.loads
+
+
 def _record(rec: Any, ln: int, nbytes: int, check, allowed, state: list, formats: dict, F: Findings, plan) -> None:
     """Check one parsed line (shared by the byte and the text scanners)."""
     if type(rec) is not dict:
@@ -350,7 +364,8 @@ def _scan(
 
     Reads blocks of BLOCK bytes and splits them into lines (a line longer than
     MAX_LINE_BYTES is reported and skipped, never held whole). Each line is decoded
-    and parsed once, by the C scanner of the json module. Line numbers are counted
+    and parsed once: by orjson, or where it refuses a line, by the C scanner of the json
+    module, which names the error. Line numbers are counted
     from ``first_line`` + 1. Returns ``(lines, blank_lines, examples, formats,
     first_format, first_format_line)``.
     """
@@ -358,6 +373,7 @@ def _scan(
     method = checker.method
     allowed = checker.formats_for_method.get(method) if method else None
     scan_once = json.JSONDecoder().scan_once
+    fast_loads = _fast_loads()
     formats: dict[str, int] = {}
     state: list = [file_format, format_line]
     ln = first_line
@@ -406,26 +422,36 @@ def _scan(
                     F.error(ln, "line_too_long", f"line longer than {limit // (1024 * 1024)} MiB; is this a binary or minified file?")
                     continue
                 try:
-                    s = b.decode("utf-8")
-                except UnicodeDecodeError as e:
-                    examples += 1
-                    F.error(ln, "not_utf8", f"not valid UTF-8 ({e.reason} at byte {e.start} of the line)")
-                    continue
-                if not s or s.isspace():
-                    blank += 1
-                    F.warning(ln, "blank_line", "blank line (skipped)")
-                    continue
-                examples += 1
-                try:
-                    rec, pos = scan_once(s, 0)
-                    if pos != len(s) and not s[pos:].isspace():
-                        raise ValueError
-                except (ValueError, StopIteration, RecursionError):
-                    try:  # leading blanks, or an error: let json.loads say which
-                        rec = json.loads(s)
-                    except (ValueError, RecursionError) as e:
-                        F.error(ln, "invalid_json", _json_error(e))
+                    # Fast path: orjson parses strict JSON straight from the bytes and
+                    # checks UTF-8 on the way. Anything it refuses takes the path below,
+                    # which gives the exact error (or accepts what the stdlib accepts).
+                    rec = fast_loads(b)
+                except ValueError:
+                    rec = _UNPARSED
+                if rec is _UNPARSED:
+                    try:
+                        s = b.decode("utf-8")
+                    except UnicodeDecodeError as e:
+                        examples += 1
+                        F.error(ln, "not_utf8", f"not valid UTF-8 ({e.reason} at byte {e.start} of the line)")
                         continue
+                    if not s or s.isspace():
+                        blank += 1
+                        F.warning(ln, "blank_line", "blank line (skipped)")
+                        continue
+                    examples += 1
+                    try:
+                        rec, pos = scan_once(s, 0)
+                        if pos != len(s) and not s[pos:].isspace():
+                            raise ValueError
+                    except (ValueError, StopIteration, RecursionError):
+                        try:  # leading blanks, or an error: let json.loads say which
+                            rec = json.loads(s)
+                        except (ValueError, RecursionError) as e:
+                            F.error(ln, "invalid_json", _json_error(e))
+                            continue
+                else:
+                    examples += 1
                 if type(rec) is dict:
                     # inline of _record() for the common case: it is the hot path
                     n0 = F.n_err
