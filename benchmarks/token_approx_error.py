@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ftclient import tokens  # noqa: E402
 
-BANKING = Path("/work/shared/datasets/banking77/train.csv")
+BANKING = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "banking77" / "train.csv"
 # Which model name ftc would see for each tokenizer (decides the approximation profile).
 PROFILE_MODEL = {
     "Llama-3 (template without preamble)": "together:meta-llama/Meta-Llama-3-8B-Instruct",

@@ -38,8 +38,9 @@ BANKING = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "banking
 
 
 def load_records(n: int, system: str, unique: bool = False) -> list[dict]:
-    path = BANKING if BANKING.exists() else Path("/work/shared/datasets/banking77/train.csv")
-    with open(path, newline="", encoding="utf-8") as f:
+    if not BANKING.exists():
+        raise SystemExit(f"{BANKING}: the banking77 data set is not beside the repository")
+    with open(BANKING, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     out = []
     for i in range(n):
