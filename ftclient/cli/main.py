@@ -14,6 +14,7 @@ COMMANDS = {
     "data": ("ftclient.cli.data_cmd:data", "Prepare and validate training data."),
     "cost": ("ftclient.cli.cost_cmd:cost", "Estimate and compare fine-tuning cost, offline."),
     "demo": ("ftclient.cli.demo_cmd:demo", "Run the whole path on a bundled sample, offline."),
+    "keys": ("ftclient.cli.keys_cmd:keys", "Store provider API keys (file mode 0600)."),
 }
 
 
@@ -53,6 +54,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
       ftc cost compare data/train.jsonl --epochs 3
       ftc demo
     """
+    from ..secrets import install_log_redaction
+
+    install_log_redaction()  # API keys never reach a log line, ours or the SDKs'
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
 

@@ -1,0 +1,423 @@
+"""API keys: where they come from, where they are kept, and how they are kept out of sight.
+
+* :func:`get_key` takes a provider's key from its environment variable (:data:`ENV_VARS`),
+  else from ``keys.json`` in :func:`ftclient.paths.ftc_home`. The file is created with
+  mode 0600 (never wider, not even for a moment) and is refused, the way ssh refuses a
+  private key, when group or others can read it.
+* :func:`redact` replaces every known key value and anything shaped like a key
+  (``sk-...``, ``tgp_v1_...``, ``Bearer ...``, ``Authorization:`` values) with
+  ``[REDACTED]``; :func:`redact_obj` does the same inside JSON-like objects.
+* :func:`install_log_redaction` runs every record of ftc's loggers and of the SDK/HTTP
+  loggers (``openai``, ``together``, ``httpx``, ``httpx2``, ``httpcore``) through
+  :class:`RedactingFilter`, message, arguments and traceback text alike.
+
+No function here ever puts a key into an exception message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import stat
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, Iterable
+
+from .errors import ConfigError, UsageError
+
+REDACTED = "[REDACTED]"
+
+#: The environment variable each provider's key is read from (it wins over the key file).
+ENV_VARS: dict[str, str] = {
+    "openai": "OPENAI_API_KEY",
+    "together": "TOGETHER_API_KEY",
+    "fireworks": "FIREWORKS_API_KEY",
+    "mistral": "MISTRAL_API_KEY",
+}
+
+#: The loggers :func:`install_log_redaction` covers (and all their children).
+REDACTED_LOGGERS = ("ftclient", "ftc", "openai", "together", "httpx", "httpx2", "httpcore")
+
+# Key values shorter than this are not redacted by value (they would blank out ordinary words);
+# no real provider key is this short.
+_MIN_KNOWN_KEY_LEN = 8
+
+_PROVIDER_RE = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
+
+# Shapes of keys and credentials, most specific first.
+_KEY_PATTERNS = [
+    # OpenAI (sk-..., sk-proj-..., sk-svcacct-..., sk-admin-...), Anthropic (sk-ant-...)
+    re.compile(r"\bsk-[A-Za-z0-9_\-]{16,}"),
+    # Together (tgp_v1_...), Fireworks (fw_...), Hugging Face (hf_...)
+    re.compile(r"\btgp_v\d+_[A-Za-z0-9_\-]{16,}"),
+    re.compile(r"\bfw_[A-Za-z0-9]{16,}"),
+    re.compile(r"\bhf_[A-Za-z0-9]{30,}"),
+]
+# Header-like values: keep the name, hide the value (unless it is hidden already).
+_HEADER_PATTERNS = [
+    # Authorization: Bearer xxx / "authorization": "Basic xxx" / authorization=xxx
+    re.compile(
+        r"""(?i)(\b(?:proxy-)?authorization["']?\s*[:=]\s*["']?"""
+        r"""(?!(?:(?:bearer|basic|token|digest)\s+)?\[REDACTED\])(?:(?:bearer|basic|token|digest)\s+)?)"""
+        r"""[^\s"',;}\]]+"""
+    ),
+    # x-api-key: xxx / api_key="xxx" / "api-key": "xxx" / MISTRAL_API_KEY=xxx
+    re.compile(
+        r"""(?i)(\b(?:[a-z0-9]+[_-])*(?:x-)?api[-_]?key["']?\s*[:=]\s*["']?)(?!\[REDACTED\])[^\s"',;}\])]+"""
+    ),
+]
+_BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=\-]{8,}")
+
+# dict keys whose values are credentials, whatever they look like
+_SENSITIVE_FIELDS = re.compile(
+    r"(?i)^(authorization|proxy-authorization|x-api-key|api[-_]?key|apikey|access[-_]?token|"
+    r"refresh[-_]?token|token|secret|client[-_]?secret|password|passwd)$"
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# providers and env vars
+
+
+def env_var(provider: str) -> str:
+    """The environment variable of ``provider``'s key (``NAME_API_KEY`` for a plug-in provider)."""
+    p = _check_provider(provider)
+    return ENV_VARS.get(p, p.upper().replace("-", "_") + "_API_KEY")
+
+
+def _check_provider(provider: str) -> str:
+    p = (provider or "").strip().lower()
+    if not _PROVIDER_RE.match(p):
+        raise UsageError(
+            f"not a provider name: {provider!r}",
+            hint="Known providers: " + ", ".join(ENV_VARS) + ".",
+        )
+    return p
+
+
+# ---------------------------------------------------------------------------------------------
+# the key file
+
+
+def keys_file() -> Path:
+    from .paths import keys_path
+
+    return keys_path()
+
+
+def _check_private(path: Path, st: os.stat_result) -> None:
+    """Refuse a key file that other users can read or that someone else owns (like ssh)."""
+    if os.name == "nt":  # pragma: no cover - POSIX modes do not apply
+        return
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o077:
+        raise ConfigError(
+            f"{path}: permissions {mode:04o} are too open; the key file must not be readable by others",
+            hint=f"Run `chmod 600 {path}` (and consider rotating keys others could have read).",
+        )
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        raise ConfigError(
+            f"{path}: owned by another user (uid {st.st_uid})",
+            hint="Remove it or set FTC_HOME to a directory of your own; `ftc keys set` writes a new one.",
+        )
+
+
+def load_keys(*, check: bool = True) -> dict[str, str]:
+    """The keys stored in the key file, ``{provider: key}`` (empty when there is no file).
+
+    With ``check`` (the default) a group/world-readable file is refused with ConfigError.
+    """
+    path = keys_file()
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError:
+        return {}
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the key file ({e.strerror})") from None
+    with os.fdopen(fd, "r", encoding="utf-8") as f:
+        if check:
+            _check_private(path, os.fstat(f.fileno()))
+        text = f.read()
+    if not text.strip():
+        return {}
+    try:
+        data = json.loads(text)
+    except ValueError as e:
+        # never echo the file's content: it holds keys
+        raise ConfigError(
+            f"{path}: not valid JSON (line {getattr(e, 'lineno', '?')})",
+            hint="Fix or remove the file, then store keys again with `ftc keys set PROVIDER`.",
+        ) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a JSON object of provider -> key")
+    return {str(k): v for k, v in data.items() if isinstance(v, str) and not str(k).startswith("//")}
+
+
+def _write_keys(keys: dict[str, str]) -> Path:
+    """Write the key file atomically; the temporary file is 0600 from its creation on."""
+    path = keys_file()
+    text = json.dumps(
+        {"// note": "API keys for ftc; keep this file private (mode 0600).", **dict(sorted(keys.items()))},
+        indent=2,
+    )
+    # mkstemp creates the file with O_EXCL and mode 0600 whatever the umask is, so the key
+    # text is never in a file others can read; chmod again anyway before the rename.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        if os.name != "nt":
+            os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+    _invalidate_cache()
+    return path
+
+
+def _fsync_dir(d: Path) -> None:
+    if os.name == "nt":  # pragma: no cover
+        return
+    try:
+        fd = os.open(d, os.O_RDONLY)
+    except OSError:  # pragma: no cover
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def set_key(provider: str, key: str) -> Path:
+    """Store ``key`` for ``provider`` in the key file; returns the file's path."""
+    p = _check_provider(provider)
+    key = (key or "").strip()
+    if not key:
+        raise UsageError("the key is empty; nothing stored")
+    if any(c.isspace() for c in key):
+        raise UsageError("the key contains whitespace; paste only the key itself")
+    keys = load_keys()
+    keys[p] = key
+    return _write_keys(keys)
+
+
+def remove_key(provider: str) -> bool:
+    """Remove ``provider``'s key from the key file; False when none was stored."""
+    p = _check_provider(provider)
+    keys = load_keys()
+    if p not in keys:
+        return False
+    del keys[p]
+    _write_keys(keys)
+    return True
+
+
+def get_key(provider: str) -> str:
+    """``provider``'s API key: its env var first, else the key file; ConfigError when absent."""
+    p = _check_provider(provider)
+    var = env_var(p)
+    value = os.environ.get(var, "").strip()
+    if value:
+        return value
+    value = load_keys().get(p, "").strip()
+    if value:
+        return value
+    raise ConfigError(
+        f"no API key for {p}",
+        hint=f"Set the environment variable {var}, or store one with `ftc keys set {p}`.",
+    )
+
+
+def key_source(provider: str) -> str | None:
+    """Where ``provider``'s key would come from: ``"env"``, ``"file"`` or None."""
+    p = _check_provider(provider)
+    if os.environ.get(env_var(p), "").strip():
+        return "env"
+    return "file" if load_keys().get(p, "").strip() else None
+
+
+_KNOWN_PREFIXES = ("sk-proj-", "sk-svcacct-", "sk-admin-", "sk-ant-", "sk-", "tgp_v1_", "fw_", "hf_")
+
+
+def fingerprint(key: str | None) -> str:
+    """A recognisable but harmless view of a key: its public prefix and at most its last 4 chars.
+
+    ``sk-proj-...abcd``; keys shorter than 20 characters show no characters at all (``...``).
+    """
+    if not key:
+        return ""
+    prefix = next((p for p in _KNOWN_PREFIXES if key.startswith(p)), "")
+    if len(key) < 20:
+        return prefix + "..." if prefix and len(key) > len(prefix) + 8 else "..."
+    return f"{prefix}...{key[-4:]}"
+
+
+# ---------------------------------------------------------------------------------------------
+# redaction
+
+_cache_lock = threading.Lock()
+_cache: dict[str, Any] = {"sig": None, "re": None}
+
+
+def _invalidate_cache() -> None:
+    with _cache_lock:
+        _cache["sig"] = None
+
+
+def _known_values() -> tuple[tuple, list[str]]:
+    env_vals = [os.environ.get(v, "") for v in ENV_VARS.values()]
+    env_vals += [v for k, v in os.environ.items() if k.endswith("_API_KEY") and k not in ENV_VARS.values()]
+    try:
+        from .paths import KEYS_FILE, ftc_home
+
+        path = ftc_home(create=False) / KEYS_FILE  # redacting must not create directories
+        st = path.stat()
+        file_sig: tuple = (str(path), st.st_mtime_ns, st.st_size)
+    except (OSError, ConfigError, UsageError):
+        path, file_sig = None, ()
+    return (tuple(env_vals), file_sig), env_vals
+
+
+def _known_regex() -> re.Pattern[str] | None:
+    sig, env_vals = _known_values()
+    with _cache_lock:
+        if _cache["sig"] == sig:
+            return _cache["re"]
+    values = set(v.strip() for v in env_vals)
+    if sig[1]:
+        try:
+            # Redaction must work even for a key file get_key would refuse: read it unchecked.
+            values.update(v.strip() for v in load_keys(check=False).values())
+        except Exception:
+            pass
+    values = {v for v in values if len(v) >= _MIN_KNOWN_KEY_LEN}
+    rx = re.compile("|".join(re.escape(v) for v in sorted(values, key=len, reverse=True))) if values else None
+    with _cache_lock:
+        _cache["sig"], _cache["re"] = sig, rx
+    return rx
+
+
+def redact(text: Any) -> str:
+    """``text`` with every known key and anything shaped like a credential replaced by [REDACTED]."""
+    if text is None:
+        return ""
+    s = text if isinstance(text, str) else str(text)
+    if not s:
+        return s
+    rx = _known_regex()
+    if rx is not None:
+        s = rx.sub(REDACTED, s)
+    for pat in _KEY_PATTERNS:
+        s = pat.sub(REDACTED, s)
+    s = _BEARER.sub(lambda m: m.group(1) + REDACTED, s)
+    for pat in _HEADER_PATTERNS:
+        s = pat.sub(lambda m: m.group(1) + REDACTED, s)
+    return s
+
+
+def redact_obj(obj: Any) -> Any:
+    """A copy of a JSON-like object with credential fields and key-shaped strings redacted."""
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            if isinstance(k, str) and _SENSITIVE_FIELDS.match(k) and v not in (None, ""):
+                out[k] = REDACTED
+            else:
+                out[k] = redact_obj(v)
+        return out
+    if isinstance(obj, (list, tuple)):
+        return [redact_obj(v) for v in obj]
+    if isinstance(obj, str):
+        return redact(obj)
+    return obj
+
+
+def redact_json(obj: Any) -> str:
+    """``obj`` as JSON text, redacted both by field name and by value."""
+    return redact(json.dumps(redact_obj(obj), ensure_ascii=False, default=str, sort_keys=True))
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that redacts a record's message, arguments and traceback in place."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        _redact_record(record)
+        return True
+
+
+def _redact_record(record: logging.LogRecord) -> logging.LogRecord:
+    if getattr(record, "_ftc_redacted", False):
+        return record
+    try:
+        msg = record.getMessage()
+    except Exception:  # a bad format string: keep what we can, redacted
+        msg = f"{record.msg} {record.args!r}"
+    record.msg = redact(msg)
+    record.args = None
+    if record.exc_info and record.exc_info[0] is not None:
+        record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        # The redacted text is what formatters print; drop the live exception so that no
+        # handler formats the unredacted one again.
+        record.exc_info = None
+    elif record.exc_text:
+        record.exc_text = redact(record.exc_text)
+    if record.stack_info:
+        record.stack_info = redact(record.stack_info)
+    record._ftc_redacted = True  # type: ignore[attr-defined]
+    return record
+
+
+_installed = threading.Lock()
+_FILTER = RedactingFilter()
+_factory_installed = False
+
+
+def install_log_redaction(extra_loggers: Iterable[str] = ()) -> None:
+    """Redact every record of ftc's, the SDKs' and the HTTP clients' loggers (idempotent).
+
+    A filter on a logger only sees records logged on that very logger, not on its children
+    (``openai._base_client``), so the records are also redacted where they are made: the log
+    record factory is wrapped once for the covered logger names and all their descendants.
+    """
+    global _factory_installed
+    names = tuple(REDACTED_LOGGERS) + tuple(extra_loggers)
+    with _installed:
+        for name in names:
+            lg = logging.getLogger(name)
+            if _FILTER not in lg.filters:
+                lg.addFilter(_FILTER)
+        if not _factory_installed:
+            old = logging.getLogRecordFactory()
+            covered = _covered_names
+
+            def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+                rec = old(*args, **kwargs)
+                if covered(rec.name):
+                    _redact_record(rec)
+                return rec
+
+            logging.setLogRecordFactory(factory)
+            _factory_installed = True
+        _covered.update(names)
+
+
+_covered: set[str] = set()
+
+
+def _covered_names(name: str) -> bool:
+    for n in _covered:
+        if name == n or name.startswith(n + "."):
+            return True
+    return False
