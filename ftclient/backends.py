@@ -1,0 +1,400 @@
+"""The backend protocol, the neutral job states and the backend registry.
+
+A backend (OpenAI, Together, local PEFT/TRL, a third party's) is one class that
+implements :class:`Backend`. Backends register under the entry-point group
+``ftclient.backends``::
+
+    [project.entry-points."ftclient.backends"]
+    openai = "ftclient.providers.openai:OpenAIBackend"
+
+or in-process with :func:`register_backend` (tests, notebooks). Entry points are
+loaded only by :func:`get_backend`, so ``import ftclient.backends`` (and listing the
+backends) never imports an SDK or torch.
+
+Every backend reports the same :class:`JobState`; each provider module maps its own
+states onto it with :func:`map_state`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.metadata
+import logging
+import warnings
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timezone
+from enum import Enum
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Protocol, Sequence, runtime_checkable
+
+from .errors import ConfigError, FtcError, UsageError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import os
+
+    from .cost import CostEstimate
+    from .spec import JobSpec
+    from .validation.common import ValidationResult
+
+__all__ = [
+    "JobState",
+    "FINAL_STATES",
+    "UnknownStateWarning",
+    "map_state",
+    "SubmitResult",
+    "JobStatus",
+    "JobEvent",
+    "Checkpoint",
+    "Backend",
+    "ProgressCallback",
+    "ENTRY_POINT_GROUP",
+    "available_backends",
+    "get_backend",
+    "register_backend",
+    "unregister_backend",
+    "to_datetime",
+]
+
+log = logging.getLogger("ftclient.backends")
+
+ENTRY_POINT_GROUP = "ftclient.backends"
+
+
+# --------------------------------------------------------------------------- states
+
+
+class JobState(str, Enum):
+    """One neutral job state for every backend, hosted or local."""
+
+    PENDING = "pending"
+    """Accepted by ftc or the provider, nothing started yet."""
+    VALIDATING_FILES = "validating_files"
+    """The provider is checking the uploaded data."""
+    QUEUED = "queued"
+    """Waiting for capacity."""
+    RUNNING = "running"
+    """Training."""
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    SUBMIT_UNKNOWN = "submit_unknown"
+    """The create call failed ambiguously (see ``ftclient.retry.AmbiguousResult``): the
+    job may exist. Reconcile with the provider's job list before submitting again."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def final(self) -> bool:
+        """True for states a job never leaves."""
+        return self in FINAL_STATES
+
+
+FINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
+
+
+class UnknownStateWarning(UserWarning):
+    """A provider reported a state ftc does not know (it was mapped to a neutral one)."""
+
+
+def _norm(s: str) -> str:
+    return str(s).strip().lower().replace("-", "_").replace(" ", "_")
+
+
+def map_state(provider_state: str | None, mapping: Mapping[str, JobState], *, provider: str = "",
+              unknown: JobState = JobState.PENDING) -> JobState:
+    """Map a provider's job state onto :class:`JobState`.
+
+    ``mapping`` keys are matched case-insensitively (``-`` and spaces count as ``_``);
+    a state already named like a neutral one maps to it. Anything else becomes
+    ``unknown`` (default ``pending``: not final, so watchers keep polling) with an
+    :class:`UnknownStateWarning` that names the state, so a new provider state is
+    noticed rather than guessed at.
+    """
+    key = _norm(provider_state or "")
+    table = {_norm(k): v for k, v in mapping.items()}
+    if key in table:
+        return JobState(table[key])
+    try:
+        return JobState(key)
+    except ValueError:
+        pass
+    msg = f"{provider or 'provider'} reported an unknown job state {provider_state!r}; treating it as {unknown.value!r}"
+    warnings.warn(msg, UnknownStateWarning, stacklevel=2)
+    log.warning("%s", msg)
+    return unknown
+
+
+# --------------------------------------------------------------------------- records
+
+
+def to_datetime(value: Any) -> datetime | None:
+    """A timezone-aware UTC datetime from unix seconds (OpenAI), an ISO string
+    (Together), a datetime, or ``None``."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    if isinstance(value, (int, float)):
+        return datetime.fromtimestamp(float(value), tz=timezone.utc)
+    s = str(value).strip()
+    try:
+        return to_datetime(float(s))
+    except ValueError:
+        pass
+    dt = datetime.fromisoformat(s.replace("Z", "+00:00"))
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+class _Record:
+    """``to_dict()`` for JSON output; ``raw`` (the provider's object) is left out
+    unless asked for, so provider fields never reach output by accident."""
+
+    def to_dict(self, *, raw: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):  # type: ignore[arg-type]
+            if f.name == "raw" and not raw:
+                continue
+            v = getattr(self, f.name)
+            if isinstance(v, Enum):
+                v = v.value
+            elif isinstance(v, datetime):
+                v = v.isoformat()
+            out[f.name] = v
+        return out
+
+
+@dataclass
+class SubmitResult(_Record):
+    """What ``Backend.submit`` returns."""
+
+    provider_job_id: str
+    state: JobState = JobState.PENDING
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class JobStatus(_Record):
+    """A job's state and progress as reported by its backend. Unknown values are None."""
+
+    state: JobState
+    provider_state: str | None = None
+    """The provider's own word for the state (``validating_files``, ``Running``...)."""
+    fine_tuned_model: str | None = None
+    """The model id to call once the job succeeded."""
+    error: str | None = None
+    """The provider's own reason for a failure, as it gave it."""
+    trained_tokens: int | None = None
+    step: int | None = None
+    total_steps: int | None = None
+    loss: float | None = None
+    eta_seconds: float | None = None
+    cost_so_far_usd: float | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def final(self) -> bool:
+        return self.state in FINAL_STATES
+
+    @property
+    def progress(self) -> float | None:
+        """``step / total_steps`` in [0, 1], or None when either is unknown."""
+        if self.step is None or not self.total_steps:
+            return None
+        return max(0.0, min(1.0, self.step / self.total_steps))
+
+
+@dataclass
+class JobEvent(_Record):
+    """One line of a job's event log."""
+
+    id: str
+    created_at: datetime | None = None
+    level: str = "info"
+    message: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Checkpoint(_Record):
+    """An intermediate (or final) model saved during training."""
+
+    id: str
+    step: int | None = None
+    created_at: datetime | None = None
+    model_ref: str | None = None
+    """What to pass to ``chat`` / ``ftc eval`` to use this checkpoint."""
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- protocol
+
+ProgressCallback = Callable[[str, Optional[float]], None]
+"""``on_progress(message, fraction)``: fraction in [0, 1], or None when unknown."""
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """One way to fine-tune: a hosted API or the local trainer.
+
+    Every network call a hosted backend makes goes through
+    ``ftclient.retry.retry_call`` (``idempotent=False`` for job creation), and SDK
+    clients are built with ``ftclient.retry.sdk_client_kwargs()``.
+    """
+
+    name: str
+    """The registry name (``openai``, ``together``, ``local``)."""
+
+    def validate(self, spec: "JobSpec", data_path: "str | os.PathLike[str]") -> "ValidationResult":
+        """Check ``data_path`` against this backend's rules for ``spec`` (offline)."""
+        ...
+
+    def estimate(self, spec: "JobSpec") -> "CostEstimate":
+        """Estimate the training cost of ``spec`` (offline)."""
+        ...
+
+    def submit(self, spec: "JobSpec", *, client_token: str, store: Any = None,
+               on_progress: ProgressCallback | None = None) -> SubmitResult:
+        """Upload the data and create the job.
+
+        ``client_token``: unique per submission; the backend attaches it to the job
+        (suffix, metadata) so an ambiguous create can be reconciled by listing jobs.
+        ``store``: the job store; the backend records what it is about to do before
+        it does it (write-ahead), so a crash or ``AmbiguousResult`` can be resumed.
+        """
+        ...
+
+    def status(self, provider_job_id: str) -> JobStatus:
+        """The job's current state and progress."""
+        ...
+
+    def events(self, provider_job_id: str, after: str | None = None) -> list[JobEvent]:
+        """Events oldest first; only those after event id ``after`` if given."""
+        ...
+
+    def checkpoints(self, provider_job_id: str) -> list[Checkpoint]:
+        """Saved checkpoints, oldest first (empty if the backend keeps none)."""
+        ...
+
+    def cancel(self, provider_job_id: str) -> JobStatus:
+        """Ask the backend to stop the job; returns the state after asking."""
+        ...
+
+    def result(self, provider_job_id: str) -> str | None:
+        """The fine-tuned model id once the job succeeded, else None."""
+        ...
+
+    def chat(self, model: str, messages: Sequence[Mapping[str, Any]], **kw: Any) -> str:
+        """One chat completion from ``model`` (a base or fine-tuned model); the text."""
+        ...
+
+
+# --------------------------------------------------------------------------- registry
+
+BackendFactory = Callable[..., Backend]
+
+
+class _Registered:
+    """An in-process registration; looks like an ``EntryPoint`` (name, value, group, load)."""
+
+    def __init__(self, name: str, factory: BackendFactory):
+        self.name = name
+        self.group = ENTRY_POINT_GROUP
+        self._factory = factory
+        mod = getattr(factory, "__module__", "?")
+        self.value = f"{mod}:{getattr(factory, '__qualname__', repr(factory))}"
+
+    def load(self) -> BackendFactory:
+        return self._factory
+
+    def __repr__(self) -> str:
+        return f"<registered backend {self.name}={self.value}>"
+
+
+_REGISTERED: dict[str, _Registered] = {}
+
+
+def register_backend(name: str, factory: BackendFactory, *, replace: bool = False) -> None:
+    """Register ``factory`` (a Backend class or a function returning one) as ``name``.
+
+    In-process registrations take precedence over installed entry points of the same
+    name. Registering a name twice raises ``ValueError`` unless ``replace=True``.
+    """
+    key = _norm(name)
+    if not key:
+        raise ValueError("backend name must not be empty")
+    if key in _REGISTERED and not replace:
+        raise ValueError(f"backend {key!r} is already registered (pass replace=True to replace it)")
+    _REGISTERED[key] = _Registered(key, factory)
+
+
+def unregister_backend(name: str) -> None:
+    """Forget an in-process registration (no error if there is none)."""
+    _REGISTERED.pop(_norm(name), None)
+
+
+def _entry_points() -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        key = _norm(ep.name)
+        if key in found:
+            if found[key].value != ep.value:
+                log.warning("two installed backends are named %r (%s and %s); using the first",
+                            key, found[key].value, ep.value)
+            continue
+        found[key] = ep
+    return found
+
+
+def available_backends() -> dict[str, Any]:
+    """``{name: EntryPoint}`` for every installed or registered backend, sorted by name.
+
+    Nothing is imported: call ``.load()`` on a value (or :func:`get_backend`) for that.
+    """
+    found = _entry_points()
+    found.update(_REGISTERED)
+    return dict(sorted(found.items()))
+
+
+def get_backend(name: str, **kwargs: Any) -> Backend:
+    """Load the backend ``name`` and build it with ``kwargs``.
+
+    A name that is not there raises ``UsageError`` naming the closest one. A backend
+    that cannot be imported (its SDK is missing) or does not implement
+    :class:`Backend` raises ``ConfigError``.
+    """
+    key = _norm(name)
+    found = available_backends()
+    ep = found.get(key)
+    if ep is None:
+        names = list(found)
+        close = difflib.get_close_matches(key, names, n=1, cutoff=0.5)
+        if close:
+            hint = f"Did you mean {close[0]!r}? Available: {', '.join(names)}."
+        elif names:
+            hint = f"Available: {', '.join(names)}."
+        else:
+            hint = "No backend is installed; install ftclient with its extras, e.g. pip install 'ftclient[hosted]'."
+        raise UsageError(f"unknown backend {name!r}", hint)
+    try:
+        factory = ep.load()
+    except ImportError as e:
+        missing = getattr(e, "name", None) or str(e)
+        raise ConfigError(
+            f"backend {key!r} could not be loaded: {type(e).__name__}: {e}",
+            f"Install what it needs (missing: {missing}), e.g. pip install 'ftclient[hosted]' or 'ftclient[local]'.",
+        ) from e
+    except Exception as e:
+        raise ConfigError(f"backend {key!r} ({ep.value}) failed to load: {type(e).__name__}: {e}",
+                          "Run again with --debug for the traceback, and report it to the backend's author.") from e
+    try:
+        backend = factory(**kwargs)
+    except FtcError:
+        raise
+    except TypeError as e:
+        raise ConfigError(f"backend {key!r} does not accept these options: {e}") from e
+    if not isinstance(backend, Backend):
+        missing_attrs = [m for m in ("name", "validate", "estimate", "submit", "status", "events", "checkpoints",
+                                     "cancel", "result", "chat") if not hasattr(backend, m)]
+        raise ConfigError(f"backend {key!r} ({ep.value}) does not implement the Backend protocol "
+                          f"(missing: {', '.join(missing_attrs)})")
+    return backend
