@@ -22,7 +22,7 @@ import importlib.metadata
 import logging
 import warnings
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Protocol, Sequence, runtime_checkable
 
@@ -252,15 +252,31 @@ class Backend(Protocol):
         """Estimate the training cost of ``spec`` (offline)."""
         ...
 
-    def submit(self, spec: "JobSpec", *, client_token: str, store: Any = None,
-               on_progress: ProgressCallback | None = None) -> SubmitResult:
-        """Upload the data and create the job.
+    def preflight(self, spec: "JobSpec", *, today: "date | None" = None) -> list[str]:
+        """Checks that need no network, run before anything is sent: returns warnings,
+        raises an ``FtcError`` when the backend will not take this job (e.g. OpenAI
+        after its fine-tuning retirement date)."""
+        ...
 
-        ``client_token``: unique per submission; the backend attaches it to the job
-        (suffix, metadata) so an ambiguous create can be reconciled by listing jobs.
-        ``store``: the job store; the backend records what it is about to do before
-        it does it (write-ahead), so a crash or ``AmbiguousResult`` can be resumed.
+    def submit(self, spec: "JobSpec", *, job: Any, store: Any, on_progress: ProgressCallback | None = None,
+               confirm: Callable[[dict], bool] | None = None) -> SubmitResult:
+        """Upload the data and create the job; safe to call again after a crash.
+
+        ``job``: the store's job record; ``job.client_token`` is attached to the
+        provider's job (OpenAI metadata, Together suffix) so that an ambiguous create
+        is reconciled by listing the provider's jobs, never by creating a second one.
+        ``store``: every upload and create is recorded write-ahead
+        (``begin_operation`` -> ``mark_sent`` -> ``finish_operation`` /
+        ``fail_operation``); a second call resumes from what the store holds: files
+        already uploaded (same sha256, still on the provider) are reused, an
+        ``unknown`` create is reconciled first. ``confirm(provider_estimate)``: called
+        when the provider gives its own estimate before creating (Together's
+        estimate-price); returning False stops before the create.
         """
+        ...
+
+    def find_by_client_token(self, client_token: str, *, since: "datetime | None" = None) -> str | None:
+        """The provider job id of the job created with ``client_token``, if any."""
         ...
 
     def status(self, provider_job_id: str) -> JobStatus:
@@ -286,6 +302,10 @@ class Backend(Protocol):
     def chat(self, model: str, messages: Sequence[Mapping[str, Any]], **kw: Any) -> str:
         """One chat completion from ``model`` (a base or fine-tuned model); the text."""
         ...
+
+
+PROTOCOL_METHODS = tuple(m for m in vars(Backend) if not m.startswith("_") and callable(vars(Backend)[m]))
+"""The methods a backend implements (``name`` is an attribute)."""
 
 
 # --------------------------------------------------------------------------- registry
@@ -393,8 +413,7 @@ def get_backend(name: str, **kwargs: Any) -> Backend:
     except TypeError as e:
         raise ConfigError(f"backend {key!r} does not accept these options: {e}") from e
     if not isinstance(backend, Backend):
-        missing_attrs = [m for m in ("name", "validate", "estimate", "submit", "status", "events", "checkpoints",
-                                     "cancel", "result", "chat") if not hasattr(backend, m)]
+        missing_attrs = [m for m in ("name", *PROTOCOL_METHODS) if not hasattr(backend, m)]
         raise ConfigError(f"backend {key!r} ({ep.value}) does not implement the Backend protocol "
                           f"(missing: {', '.join(missing_attrs)})")
     return backend

@@ -10,6 +10,7 @@ import warnings
 from datetime import datetime, timezone
 
 import pytest
+from types import SimpleNamespace
 
 from ftclient import backends as B
 from ftclient.backends import (
@@ -47,12 +48,19 @@ class FakeBackend:
     def estimate(self, spec):
         return {"usd": 0.0}
 
-    def submit(self, spec, *, client_token, store=None, on_progress=None):
+    def preflight(self, spec, *, today=None):
+        return []
+
+    def submit(self, spec, *, job, store, on_progress=None, confirm=None):
         if on_progress:
             on_progress("uploading", 1.0)
-        jid = f"fake-{client_token}"
+        jid = f"fake-{job.client_token}"
         self.jobs[jid] = JobStatus(JobState.QUEUED, provider_state="queued")
         return SubmitResult(jid, JobState.QUEUED, raw={"id": jid})
+
+    def find_by_client_token(self, client_token, *, since=None):
+        jid = f"fake-{client_token}"
+        return jid if jid in self.jobs else None
 
     def status(self, provider_job_id):
         return self.jobs[provider_job_id]
@@ -100,7 +108,7 @@ def _ep(name: str, value: str) -> importlib.metadata.EntryPoint:
 @pytest.fixture
 def plugin_dir(tmp_path, monkeypatch):
     """A plugin package on disk, importable, and not imported yet."""
-    methods = "validate estimate submit status events checkpoints cancel result chat".split()
+    from ftclient.backends import PROTOCOL_METHODS as methods
     body = "".join(f"    def {m}(self, *a, **kw):\n        return None\n\n" for m in methods)
     (tmp_path / "ftc_fake_plugin.py").write_text(
         "class Plugin:\n"
@@ -185,7 +193,7 @@ def test_fake_backend_implements_the_protocol():
     fb = FakeBackend()
     assert isinstance(fb, Backend)
     assert not isinstance(object(), Backend)
-    r = fb.submit(None, client_token="tok1")
+    r = fb.submit(None, job=SimpleNamespace(client_token="tok1"), store=None)
     assert r.provider_job_id == "fake-tok1" and fb.cancel(r.provider_job_id).final
 
 
