@@ -73,6 +73,7 @@ class TogetherOptions(_Strict):
     n_checkpoints: int = Field(default=1, ge=1)
     warmup_ratio: float = Field(default=0.0, ge=0, lt=1)
     train_on_inputs: Union[bool, Literal["auto"]] = "auto"
+    n_evals: Optional[int] = Field(default=None, ge=0, description="Evaluations on the eval file during training.")
 
 
 class FireworksOptions(_Strict):
