@@ -384,10 +384,7 @@ class HostedBackend:
                               f"reconciling with {self._display}")
             found, checked = self._reconcile(job, store, self._since(op), on_progress)
             if found:
-                store.finish_operation(op.id, {"id": found, "reconciled": True}, provider_job_id=found)
-                _say(on_progress, f"{job.id} exists at {self._display} as {found}", 1.0)
-                job = store.get_job(job.id)
-                return SubmitResult(found, state=_neutral(job.state), raw={"id": found, "reconciled": True})
+                return self._adopt(job, store, op, found, on_progress)
             if not checked:
                 raise self._unknown_error(job, "its jobs could not be listed to check")
             store.fail_operation(op.id, f"reconciled: no {self._display} job carries this client token",
@@ -422,10 +419,7 @@ class HostedBackend:
                                   f"reconciling with {self._display}")
                 found, checked = self._reconcile(job, store, self._since(op), on_progress)
                 if found:
-                    store.finish_operation(op.id, {"id": found, "reconciled": True}, provider_job_id=found)
-                    _say(on_progress, f"{job.id} exists at {self._display} as {found}", 1.0)
-                    job = store.get_job(job.id)
-                    return SubmitResult(found, state=_neutral(job.state), raw={"id": found, "reconciled": True})
+                    return self._adopt(job, store, op, found, on_progress)
                 if checked and creates < self.max_creates:
                     store.fail_operation(op.id, f"reconciled: no {self._display} job carries this client token",
                                          ambiguous=False)
@@ -443,6 +437,13 @@ class HostedBackend:
             store.finish_operation(op.id, dict(raw), provider_job_id=pid, state=st)
             _say(on_progress, f"created {pid} at {self._display}", 1.0)
             return SubmitResult(pid, state=st or JobState.QUEUED, raw=dict(raw))
+
+    def _adopt(self, job: Any, store: Any, op: Any, found: str, on_progress: ProgressCallback | None) -> SubmitResult:
+        """Record a job found by reconciliation as the answer to create operation ``op``."""
+        store.finish_operation(op.id, {"id": found, "reconciled": True}, provider_job_id=found)
+        _say(on_progress, f"{job.id} exists at {self._display} as {found}", 1.0)
+        job = store.get_job(job.id)
+        return SubmitResult(found, state=_neutral(job.state), raw={"id": found, "reconciled": True})
 
     def _unknown_error(self, job: Any, why: str, cause: ProviderError | None = None) -> AmbiguousResult:
         return AmbiguousResult(
