@@ -20,6 +20,13 @@ _API = {
     "estimate_cost": "ftclient.cost",
     "compare_costs": "ftclient.cost",
     "load_catalogue": "ftclient.prices",
+    # jobs
+    "submit": "ftclient.jobs",
+    "watch": "ftclient.jobs",
+    "resume": "ftclient.jobs",
+    "chat": "ftclient.jobs",
+    "get_backend": "ftclient.backends",
+    "Store": "ftclient.store",
 }
 
 __all__ = ["__version__", *_API]

@@ -31,7 +31,10 @@ def test_help_imports_no_command_module_or_heavy_module():
 
 
 @pytest.mark.parametrize("module", ["ftclient.cli.spec_cmd", "ftclient.cli.data_cmd", "ftclient.cli.cost_cmd",
-                                    "ftclient.cli.prepare_cmd", "ftclient.cli.validate_cmd", "ftclient.cli.demo_cmd"])
+                                    "ftclient.cli.prepare_cmd", "ftclient.cli.validate_cmd", "ftclient.cli.demo_cmd",
+                                    "ftclient.cli.keys_cmd", "ftclient.cli.train_cmd", "ftclient.cli.jobs_cmd",
+                                    "ftclient.cli.chat_cmd", "ftclient.jobs", "ftclient.backends", "ftclient.store",
+                                    "ftclient.retry"])
 def test_command_modules_import_no_heavy_module(module):
     mods = _modules_after(f"import {module}")
     assert not [m for m in HEAVY if m in mods], module
@@ -55,7 +58,7 @@ def test_python_api_mirrors_the_cli():
     import ftclient
 
     for name in ["load_spec", "JobSpec", "prepare", "validate_file", "count_tokens", "estimate_cost",
-                 "compare_costs", "load_catalogue"]:
+                 "compare_costs", "load_catalogue", "submit", "watch", "resume", "chat", "get_backend", "Store"]:
         assert callable(getattr(ftclient, name)), name
     with pytest.raises(AttributeError):
         ftclient.nope  # noqa: B018

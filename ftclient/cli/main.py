@@ -15,6 +15,9 @@ COMMANDS = {
     "cost": ("ftclient.cli.cost_cmd:cost", "Estimate and compare fine-tuning cost, offline."),
     "demo": ("ftclient.cli.demo_cmd:demo", "Run the whole path on a bundled sample, offline."),
     "keys": ("ftclient.cli.keys_cmd:keys", "Store provider API keys (file mode 0600)."),
+    "train": ("ftclient.cli.train_cmd:train", "Check, estimate, submit and watch a fine-tuning job."),
+    "jobs": ("ftclient.cli.jobs_cmd:jobs", "List, watch, cancel and resume fine-tuning jobs."),
+    "chat": ("ftclient.cli.chat_cmd:chat", "Ask a fine-tuned model (or an ftc job's result) one prompt."),
 }
 
 
