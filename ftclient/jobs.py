@@ -558,7 +558,7 @@ def _status_key(s: "JobStatus") -> tuple:
 
 
 def _apply_status(st: "Store", job: "Job", s: "JobStatus", be: "Backend") -> "Job":
-    """Record a status in the store (state, fine-tuned model, the provider's error)."""
+    """Record a status in the store (state, progress, fine-tuned model, the provider's error)."""
     from .backends import JobState
     from .store import StoreError
 
@@ -574,6 +574,10 @@ def _apply_status(st: "Store", job: "Job", s: "JobStatus", be: "Backend") -> "Jo
         fields["fine_tuned_model"] = model
     if s.error and _redact(s.error) != job.error:
         fields["error"] = s.error
+    for name in ("step", "total_steps", "loss", "trained_tokens", "cost_so_far_usd"):
+        value = getattr(s, name, None)
+        if value is not None and value != getattr(job, name, None):
+            fields[name] = value
     if state.value == job.state and not fields:
         return job
     try:

@@ -127,6 +127,11 @@ class Job:
     worker_host: str | None = None
     worker_start: str | None = None
     heartbeat_at: str | None = None
+    step: int | None = None
+    total_steps: int | None = None
+    loss: float | None = None
+    trained_tokens: int | None = None
+    cost_so_far_usd: float | None = None
 
     @property
     def spec(self) -> Any:
@@ -342,6 +347,14 @@ def m002_workers(conn: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m003_progress(conn: sqlite3.Connection) -> None:
+    """The last progress seen of a job: step, total steps, loss, trained tokens, cost so far."""
+    for col, typ in (("step", "INTEGER"), ("total_steps", "INTEGER"), ("loss", "REAL"),
+                     ("trained_tokens", "INTEGER"), ("cost_so_far_usd", "REAL")):
+        conn.execute(f"ALTER TABLE jobs ADD COLUMN {col} {typ}")
+
+
 def schema_version(conn: sqlite3.Connection) -> int:
     """The number of the last migration applied to ``conn``'s database (0 for a new one)."""
     try:
@@ -487,7 +500,8 @@ def _age_s(iso: str | None) -> float:
 # --------------------------------------------------------------------------------------------
 # the store
 
-_UPDATABLE = {"provider_job_id", "fine_tuned_model", "error", "estimate_usd", "last_event_cursor", "model", "finished_at"}
+_UPDATABLE = {"provider_job_id", "fine_tuned_model", "error", "estimate_usd", "last_event_cursor", "model", "finished_at",
+              "step", "total_steps", "loss", "trained_tokens", "cost_so_far_usd"}
 
 
 def _state(value: Any) -> str:
@@ -728,7 +742,8 @@ class Store:
 
     def update_state(self, job_id: str, state: Any, *, force: bool = False, **fields: Any) -> Job:
         """Set a job's state and some fields (``fine_tuned_model``, ``error``, ``estimate_usd``,
-        ``last_event_cursor``, ``model``, ``provider_job_id``, ``finished_at``).
+        ``last_event_cursor``, ``model``, ``provider_job_id``, ``finished_at``, and the progress
+        fields ``step``, ``total_steps``, ``loss``, ``trained_tokens``, ``cost_so_far_usd``).
 
         A final state (succeeded, failed, cancelled) is not left again unless ``force``;
         entering one sets ``finished_at``.
