@@ -311,3 +311,33 @@ def register(state_path, **kw) -> None:
     from ftclient.backends import register_backend
 
     register_backend("fake", lambda **extra: FakeBackend(state_path=state_path, **{**kw, **extra}), replace=True)
+
+
+# ------------------------------------------------------------------ pytest fixtures
+# Imported by the test modules that drive jobs through this fake backend.
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path, monkeypatch):
+    """FTC_HOME in tmp_path, instant polling, and the backend registry restored afterwards."""
+    from ftclient import backends as B
+    from ftclient import jobs as J
+
+    before = dict(B._REGISTERED)
+    monkeypatch.setenv("FTC_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(J, "DEFAULT_POLL", J.PollPolicy(initial=0, max_interval=0, sleep=lambda s: None))
+    yield tmp_path / "home"
+    B._REGISTERED.clear()
+    B._REGISTERED.update(before)
+
+
+@pytest.fixture
+def prov(tmp_path):
+    """The fake provider's state file; ``register(prov, ...)`` sets the controls."""
+    return tmp_path / "provider.json"
+
+
+@pytest.fixture
+def spec(tmp_path):
+    return write_spec(tmp_path / "job")

@@ -9,33 +9,13 @@ import sys
 
 import pytest
 
+from fake_backend import home, prov, spec  # noqa: F401  (fixtures)
 from fake_backend import FakeBackend, network_calls, register, write_spec
 from ftclient import backends as B
 from ftclient import jobs as J
 from ftclient.backends import JobEvent, JobState, JobStatus, to_datetime
 from ftclient.errors import BudgetExceeded, DataError, UsageError
 from ftclient.store import Store
-
-
-@pytest.fixture(autouse=True)
-def home(tmp_path, monkeypatch):
-    before = dict(B._REGISTERED)
-    monkeypatch.setenv("FTC_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(J, "DEFAULT_POLL", J.PollPolicy(initial=0, max_interval=0, sleep=lambda s: None))
-    yield tmp_path / "home"
-    B._REGISTERED.clear()
-    B._REGISTERED.update(before)
-
-
-@pytest.fixture
-def prov(tmp_path):
-    """The fake provider's state file; ``register(prov, ...)`` sets the controls."""
-    return tmp_path / "provider.json"
-
-
-@pytest.fixture
-def spec(tmp_path):
-    return write_spec(tmp_path / "job")
 
 
 def _store_jobs(home):
