@@ -25,6 +25,7 @@ job's state changes, so a change is seen within 30 s and a quiet job-hour costs 
 from __future__ import annotations
 
 import contextlib
+import os
 import hashlib
 import logging
 import time
@@ -761,6 +762,11 @@ def resume(job_ref: str | None = None, *, store: "Store | None" = None, watch_jo
                                            f"{job.backend} job {job.provider_job_id}" if job.provider_job_id else "", job))
                         recorded = True
                     for op in open_ops:
+                        if op.kind == "download":  # written atomically: nothing partial to keep
+                            st.fail_operation(op.id, "interrupted before it finished", ambiguous=False)
+                            done(ResumeOutcome(job_id, "settled", job.state, "an interrupted download was "
+                                               f"dropped; run `ftc jobs download {job_id}` again", job))
+                            recorded = True
                         if op.kind == "cancel" and job.provider_job_id:
                             job = _cancel_provider(st, be, st.get_job(job_id), reuse_op=op)
                             done(ResumeOutcome(job_id, "cancelled", job.state, "the cancel request was sent again", job))
@@ -901,6 +907,41 @@ def checkpoints(job_ref: str, *, store: "Store | None" = None, backend: "Backend
             return []
         be = backend if backend is not None else _backend(job.backend, on_retry)
         return list(be.checkpoints(job.provider_job_id) or [])
+
+
+def download(job_ref: str, dest: str | os.PathLike | None = None, *, checkpoint: str = "adapter",
+             step: int | None = None, store: "Store | None" = None, backend: "Backend | None" = None,
+             on_progress: Callable | None = None, on_retry: Callable | None = None) -> Path:
+    """Download a job's model (``checkpoint``: adapter | merged) or the checkpoint at
+    ``step``, where its backend allows it (Together does; OpenAI does not). Recorded as a
+    ``download`` operation; the file appears whole or not at all. Default destination:
+    the job's directory under FTC_HOME."""
+    from .errors import UsageError
+    from .paths import job_dir
+
+    with _opened(store) as st:
+        job = st.get_job(job_ref)
+        if not job.provider_job_id:
+            raise UsageError(f"{job.id} was never created at {job.backend}: there is nothing to download")
+        if step is None and job.state != "succeeded":
+            raise UsageError(f"{job.id} is {job.state}: its model can be downloaded once it succeeded",
+                             hint="Give --step N for one of its checkpoints (`ftc jobs checkpoints`).")
+        be = backend if backend is not None else _backend(job.backend, on_retry)
+        if not hasattr(be, "download"):
+            raise UsageError(f"the {job.backend} backend offers no downloads")
+        what = f"step{step}" if step is not None else checkpoint
+        target = Path(dest) if dest else job_dir(job.id, create=True) / f"{job.provider_job_id}-{what}.tar.zst"
+        op = st.begin_operation(job.id, "download", {"checkpoint": checkpoint, "step": step, "dest": str(target)})
+        st.mark_sent(op.id)
+        try:
+            path = Path(be.download(job.provider_job_id, target, checkpoint=checkpoint, step=step,
+                                    on_progress=on_progress))
+        except BaseException as e:
+            st.fail_operation(op.id, e if isinstance(e, FtcError) else f"interrupted: {type(e).__name__}",
+                              ambiguous=False)
+            raise
+        st.finish_operation(op.id, {"path": str(path), "bytes": path.stat().st_size})
+        return path
 
 
 def chat(model_or_job: str, prompt: str, *, backend: str | None = None, system: str | None = None,

@@ -322,6 +322,19 @@ class HostedBackend:
             waited += w
             delay = min(max(delay * 1.5, 0.5), 30.0)
 
+    # ------------------------------------------------------------------ weights
+
+    download_refusal = "it does not offer downloads of fine-tuned weights"
+
+    def download(self, provider_job_id: str, dest: Path, *, checkpoint: str = "adapter", step: int | None = None,
+                 on_progress: ProgressCallback | None = None) -> Path:
+        """Save the job's model or a checkpoint to ``dest`` (atomically), where the provider
+        allows it. This base refuses; a provider that offers downloads overrides it."""
+        from ftclient.errors import UsageError
+
+        raise UsageError(f"cannot download {provider_job_id} from {self._display}: {self.download_refusal}",
+                         hint="Use the model through the provider's API, e.g. `ftc chat JOB PROMPT`.")
+
     # ------------------------------------------------------------------ reconciliation
 
     def find_by_client_token(self, client_token: str, *, since: datetime | None = None) -> str | None:

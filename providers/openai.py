@@ -321,6 +321,8 @@ class OpenAIBackend(HostedBackend):
         raw = self._retrieve(provider_job_id)
         return raw.get("fine_tuned_model") if raw.get("status") == "succeeded" else None
 
+    download_refusal = "OpenAI keeps fine-tuned weights on its side and serves them only through its API"
+
     def chat(self, model: str, messages: Sequence[Mapping[str, Any]], **kw: Any) -> str:
         r = self._call(f"chat with {model}",
                        lambda: self.client.chat.completions.create(model=model, messages=[dict(m) for m in messages],

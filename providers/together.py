@@ -707,6 +707,38 @@ class TogetherBackend(HostedBackend):
         """The output model's name (``model_output_name``) once the job completed."""
         return self.status(provider_job_id).fine_tuned_model
 
+    def download(self, provider_job_id: str, dest: Path, *, checkpoint: str = "adapter", step: int | None = None,
+                 on_progress: Any = None) -> Path:
+        """Stream the job's model (``checkpoint``: adapter | merged) or the checkpoint at
+        ``step`` (``GET /v1/finetune/download``) into ``dest``, written atomically: an
+        interrupted download leaves no partial file, and a retry starts it again."""
+        from ftclient.fileio import atomic_writer
+
+        if checkpoint not in ("adapter", "merged"):
+            raise ConfigError(f"unknown checkpoint type {checkpoint!r}", hint="Use adapter or merged.")
+        params: dict[str, Any] = {"ft_id": provider_job_id}
+        if step is not None:
+            params["checkpoint_step"] = int(step)
+        else:
+            params["checkpoint"] = checkpoint
+        dest = Path(dest)
+
+        def fetch() -> int:
+            done = 0
+            with self.client.fine_tuning.with_streaming_response.content(**params) as resp:
+                total = int(resp.headers.get("content-length") or 0) or None
+                with atomic_writer(dest, "wb") as f:
+                    for chunk in resp.iter_bytes(1 << 20):
+                        f.write(chunk)
+                        done += len(chunk)
+                        if on_progress is not None:
+                            on_progress(f"downloading {provider_job_id}", done / total if total else None)
+            return done
+
+        size = self._call("download model", fetch, idempotent=True)
+        log.info("downloaded %s (%d bytes) to %s", provider_job_id, size, dest)
+        return dest
+
     def chat(self, model: str, messages: Sequence[Mapping[str, Any]], **kw: Any) -> str:
         """One ``chat.completions.create`` call; the reply's text. A LoRA model needs its
         dedicated endpoint running (see the status's ``serving_note``)."""

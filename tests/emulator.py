@@ -148,6 +148,10 @@ class _ApiError(Exception):
 _NO_BODY = object()
 
 
+class _Binary(bytes):
+    """A response body sent as application/octet-stream (not JSON, no schema check)."""
+
+
 def _now() -> int:
     return int(time.time())
 
@@ -450,6 +454,9 @@ class ProviderEmulator:
         hdrs = {"x-request-id": f"req_{_short(16)}"}
         if out is _NO_BODY:
             payload, parsed = b"", None
+        elif isinstance(out, _Binary):
+            hdrs["Content-Type"] = "application/octet-stream"
+            payload, parsed = bytes(out), None
         else:
             hdrs["Content-Type"] = "application/json"
             payload, parsed = json.dumps(out).encode(), out
@@ -863,6 +870,7 @@ class ProviderEmulator:
              "/fine-tunes/{id}/checkpoints"),
             ("POST", re.compile(rf"/v1/fine-tunes/{J}/cancel"), self._tg_job_cancel, "/fine-tunes/{id}/cancel"),
             ("POST", re.compile(r"/v1/chat/completions"), self._tg_chat, "/chat/completions"),
+            ("GET", re.compile(r"/v1/finetune/download"), self._tg_download, None),
         ]
 
     SUPPORTED_MODELS = (
@@ -1167,6 +1175,25 @@ class ProviderEmulator:
         self._tick(job)
         cps = sorted(job["_checkpoints"], key=lambda c: c["_seq"], reverse=True)
         return {"data": [{k: v for k, v in c.items() if k != "_seq"} for c in cps]}
+
+    def _tg_download(self, req: RecordedRequest):
+        """The compressed model or checkpoint of a job (deterministic bytes, ~256 KiB)."""
+        ft_id = (req.query.get("ft_id") or [None])[0]
+        if not ft_id:
+            raise _ApiError(400, "ft_id is required", param="ft_id")
+        job = self._tg_job(ft_id)
+        step = (req.query.get("checkpoint_step") or [None])[0]
+        kind = (req.query.get("checkpoint") or [None])[0]
+        if step is None and kind not in ("merged", "adapter", "model_output_path"):
+            raise _ApiError(400, "checkpoint is required if checkpoint_step is not set", param="checkpoint")
+        if step is not None:
+            if not any(str(c["step"]) == str(step) for c in job["_checkpoints"]):
+                raise _ApiError(404, f"no checkpoint at step {step} for {ft_id}", param="checkpoint_step")
+        elif job["_state"] != "completed":
+            raise _ApiError(400, f"Job {ft_id} is {job['_state']}; the model can be downloaded once it completed.")
+        head = f"ftc-emulator archive {ft_id} {kind or ''} {step or ''}\n".encode()
+        block = hashlib.sha256(head).digest() * 8192  # 256 KiB, deterministic
+        return 200, _Binary(head + block), {"Content-Disposition": f'attachment; filename="{ft_id}.tar.zst"'}
 
     def _tg_job_cancel(self, req: RecordedRequest, job_id: str):
         job = self._tg_job(job_id)

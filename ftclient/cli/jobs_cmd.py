@@ -352,6 +352,35 @@ def checkpoints_cmd(job, as_json) -> None:
     out.print(t)
 
 
+@jobs.command("download")
+@click.argument("job")
+@click.option("--checkpoint", type=click.Choice(["adapter", "merged"]), default="adapter", show_default=True,
+              help="The LoRA adapter alone, or the base model with the adapter merged in.")
+@click.option("--step", type=click.IntRange(min=0), default=None, help="A checkpoint's step instead of the final model.")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None,
+              help="Where to save it (default: the job's directory under FTC_HOME).")
+@_json_option
+def download_cmd(job, checkpoint, step, out_path, as_json) -> None:
+    """Download a job's model or a checkpoint, where the provider allows it (Together)."""
+    from .. import jobs as J
+    from .output import out, progress
+
+    with progress(enabled=not as_json) as bar:
+        task = bar.add_task(f"downloading {job}", total=None)
+
+        def on_progress(_msg, fraction):
+            if fraction is not None:
+                bar.update(task, total=1.0, completed=fraction)
+
+        path = J.download(job, out_path, checkpoint=checkpoint, step=step, on_progress=on_progress,
+                          on_retry=show_retry)
+    size = path.stat().st_size
+    if as_json:
+        emit({"path": str(path), "bytes": size, "checkpoint": checkpoint, "step": step})
+        return
+    out.print(f"saved {_esc(path)} ({size:,} bytes)", highlight=False)
+
+
 @jobs.command("cancel")
 @click.argument("job")
 @_json_option
