@@ -252,6 +252,8 @@ class HostedBackend:
             raise DataError(f"{path}: no such file", hint="Check data.train / data.eval in the job spec.")
         sha, size = sha256_file(path)
         job_id = getattr(job, "id", None)
+        if job_id is not None:
+            self._settle_open_uploads(store, job_id, sha)
         up = store.find_upload(self.name, sha, purpose)
         if up is not None and up.provider_file_id and up.status not in ("failed", "deleted"):
             fid = up.provider_file_id
@@ -287,6 +289,14 @@ class HostedBackend:
         _say(on_progress, f"uploaded {path.name} as {fid}", 1.0)
         self._wait_processed(fid, path, store=store, job=job, upload_id=rec.id, on_progress=on_progress)
         return fid
+
+    def _settle_open_uploads(self, store: Any, job_id: str, sha: str) -> None:
+        """Close the upload operations of this content a killed process left open: the upload
+        is simply done again (a duplicate file is harmless), so they count as not done."""
+        for op in store.operations(job_id, "upload"):
+            req = op.request if isinstance(getattr(op, "request", None), Mapping) else {}
+            if op.is_open and req.get("sha256") == sha and req.get("provider", self.name) == self.name:
+                store.fail_operation(op.id, "interrupted before it finished; uploaded again", ambiguous=False)
 
     def _wait_processed(self, fid: str, path: Path, *, store: Any, job: Any, upload_id: int,
                         on_progress: ProgressCallback | None) -> None:

@@ -414,46 +414,17 @@ def test_state_mapping():
 # base URL). Re-record with FTC_RECORD_CASSETTES=1 (tests/ against the emulator; later
 # against the real API, see docs/testing-providers.md).
 
-SCRUB_HEADERS = ["authorization", "cookie", "openai-organization", "openai-project", "x-api-key"]
+from cassette_util import Scrubber, cassette_dir, make_vcr, write_header  # noqa: E402
 
 
 def _cassette_dir():
-    from pathlib import Path
-
-    return Path(__file__).resolve().parents[1] / "cassettes" / "openai"
-
-
-def _scrub_response(resp):
-    headers = resp.get("headers") or {}
-    for k in list(headers):
-        if k.lower() in ("set-cookie", "openai-organization", "openai-project"):
-            del headers[k]
-    body = resp.get("body", {}).get("string")
-    if body:
-        text = body.decode() if isinstance(body, bytes) else body
-        try:
-            data = json.loads(text)
-        except ValueError:
-            data = None
-        if data is not None:
-            def walk(o):
-                if isinstance(o, dict):
-                    return {k: ("org-scrubbed" if k == "organization_id" and isinstance(v, str) else walk(v))
-                            for k, v in o.items()}
-                if isinstance(o, list):
-                    return [walk(v) for v in o]
-                return o
-
-            text = json.dumps(walk(data))
-        resp["body"]["string"] = text.encode()
-    return resp
+    return cassette_dir("openai")
 
 
 def _vcr(mode):
-    vcr = pytest.importorskip("vcr")
-    return vcr.VCR(cassette_library_dir=str(_cassette_dir()), record_mode=mode,
-                   match_on=["method", "path", "query"], filter_headers=SCRUB_HEADERS,
-                   before_record_response=_scrub_response, decode_compressed_response=True)
+    pytest.importorskip("vcr")
+    # scrubbing, matching (method, path, query, JSON body): tests/cassette_util.py
+    return make_vcr("openai", mode, Scrubber(extra_secrets=["sk-test-emulator-0000"]))
 
 
 def _cassette_flow(b, store, train):
@@ -476,6 +447,9 @@ def test_record_cassette(store, train, tmp_path):
         with _vcr("once").use_cassette(path.name):
             _cassette_flow(backend(emu), store, train)
         emu.check_responses()
+        write_header(path, ["recorded_from: emulator", "flow: tests/test_provider_openai.py::test_record_cassette",
+                            "source: tests/emulator.py (no real keys were available)",
+                            "re-record: docs/testing-providers.md, 'Re-recording cassettes'"])
 
 
 def test_replay_cassette_without_the_emulator(store, train):
