@@ -320,6 +320,16 @@ def fork_spy(monkeypatch):
 
     if not sys.platform.startswith("linux") or not hasattr(os, "fork"):
         pytest.skip("worker processes are forked on Linux only")
+    import gc
+    import threading
+    import time
+
+    # The counter never forks while another thread runs. Threads that earlier tests left
+    # behind (an unclosed HTTP client's keep-alive) end once their owners are collected.
+    gc.collect()
+    deadline = time.monotonic() + 5
+    while threading.active_count() > 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
     calls = []
     real_fork = os.fork
 

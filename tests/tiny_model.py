@@ -1,0 +1,112 @@
+"""A tiny random chat model for the local-training tests.
+
+``build_tiny_model(dir)`` writes a 2-layer Llama-style model with random weights and a
+small byte-level BPE tokenizer trained on ``TEXTS`` (plus the ChatML special tokens) to
+``dir``, with a ChatML chat template that marks the assistant turns with
+``{% generation %}``. Loading it and running a few SFT/DPO steps takes seconds on a
+laptop CPU, which is all the tests need: they check plumbing, not quality.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+SYSTEM = "Route the ticket to one intent."
+
+# (ticket, intent, wrong intent) -- the text the tokenizer is trained on and the data.
+TICKETS = [
+    ("I lost my card yesterday", "lost_card", "card_arrival"),
+    ("my card has not arrived yet", "card_arrival", "lost_card"),
+    ("how do I top up my account", "top_up", "exchange_rate"),
+    ("what is the exchange rate for euros", "exchange_rate", "top_up"),
+    ("the ATM kept my card", "card_swallowed", "lost_card"),
+    ("I want to close my account", "close_account", "top_up"),
+    ("why was I charged a fee", "fee_charged", "exchange_rate"),
+    ("my transfer is still pending", "pending_transfer", "fee_charged"),
+    ("can I change my PIN at the ATM", "change_pin", "card_swallowed"),
+    ("my top up failed twice", "top_up_failed", "top_up"),
+    ("someone used my card without asking", "card_fraud", "lost_card"),
+    ("how long does a transfer take", "transfer_time", "pending_transfer"),
+]
+
+# ChatML with generation markers; renders exactly like plain ChatML (no default system prompt).
+CHATML_GENERATION_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'assistant' %}"
+    "{{ '<|im_start|>assistant\\n' }}{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}{{ '\\n' }}"
+    "{% else %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+# The same ChatML without markers (what most chat models ship).
+CHATML_PLAIN_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+def sft_records(n: int | None = None) -> list[dict]:
+    rows = TICKETS if n is None else [TICKETS[i % len(TICKETS)] for i in range(n)]
+    return [
+        {"messages": [{"role": "system", "content": SYSTEM},
+                      {"role": "user", "content": text},
+                      {"role": "assistant", "content": label}]}
+        for text, label, _ in rows
+    ]
+
+
+def dpo_records(n: int | None = None) -> list[dict]:
+    rows = TICKETS if n is None else [TICKETS[i % len(TICKETS)] for i in range(n)]
+    return [
+        {"input": {"messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": text}]},
+         "preferred_output": [{"role": "assistant", "content": good}],
+         "non_preferred_output": [{"role": "assistant", "content": bad}]}
+        for text, good, bad in rows
+    ]
+
+
+def write_jsonl(path: Path, records: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def build_tiny_model(out_dir: Path, *, chat_template: str = CHATML_GENERATION_TEMPLATE, seed: int = 0) -> Path:
+    """Write a random 2-layer Llama model + trained BPE tokenizer to ``out_dir``; return it."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=specials,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    corpus = [t for row in TICKETS for t in row] + [SYSTEM, "system", "user", "assistant"]
+    tok.train_from_iterator(corpus * 4, trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<|im_start|>", eos_token="<|im_end|>", pad_token="<|im_end|>",
+        unk_token="<|endoftext|>",
+    )
+    fast.chat_template = chat_template
+    fast.save_pretrained(out_dir)
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+        bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    model = LlamaForCausalLM(config)
+    model.generation_config.pad_token_id = fast.pad_token_id
+    model.save_pretrained(out_dir)
+    return out_dir
