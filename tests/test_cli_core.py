@@ -34,7 +34,7 @@ def test_help_imports_no_command_module_or_heavy_module():
                                     "ftclient.cli.prepare_cmd", "ftclient.cli.validate_cmd", "ftclient.cli.demo_cmd",
                                     "ftclient.cli.keys_cmd", "ftclient.cli.train_cmd", "ftclient.cli.jobs_cmd",
                                     "ftclient.cli.chat_cmd", "ftclient.jobs", "ftclient.backends", "ftclient.store",
-                                    "ftclient.retry"])
+                                    "ftclient.retry", "ftclient.local_backend.backend"])
 def test_command_modules_import_no_heavy_module(module):
     mods = _modules_after(f"import {module}")
     assert not [m for m in HEAVY if m in mods], module

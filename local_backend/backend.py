@@ -1,0 +1,431 @@
+"""``LocalBackend``: a local PEFT/TRL training run as a tracked job, like a hosted one.
+
+``submit`` writes the spec to the job's directory (``ftclient.paths.job_dir``) and starts
+a worker process (``python -m ftclient.local_backend.worker <job_dir>``, its own session,
+output appended to ``train.log``); the provider job id is ``local-<job id>``. Everything
+the worker reports lives in files of that directory (see ``worker.py``), so any ftc
+process -- the one that submitted, ``ftc jobs watch`` in another shell, ``ftc jobs
+resume`` after a reboot -- reads the same state.
+
+A worker that is gone without a final state (kill -9, reboot, OOM killer) is restarted by
+:meth:`LocalBackend.status`: the new worker resumes from the last checkpoint in
+``<job_dir>/output``. A restart lock (``restart.lock``, flock + our pid) keeps two ftc
+processes from restarting the same job at once, and the worker's own lock keeps two
+workers off one directory. After ``max_restarts`` restarts the job fails (the tail of
+``train.log`` is the error).
+
+Entry point: ``local = "ftclient.local_backend.backend:LocalBackend"``.
+torch/transformers are imported only inside the methods that train or generate.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from ftclient.backends import Checkpoint, JobEvent, JobState, JobStatus, SubmitResult, to_datetime
+from ftclient.errors import UsageError
+
+from . import worker as w
+
+PREFIX = "local-"
+RESTART_LOCK = "restart.lock"
+LAUNCH_FILE = "launch.json"
+
+_STATES = {"queued": JobState.QUEUED, "running": JobState.RUNNING, "succeeded": JobState.SUCCEEDED,
+           "failed": JobState.FAILED, "cancelled": JobState.CANCELLED}
+
+
+def _job_id(provider_job_id: str) -> str:
+    pid = str(provider_job_id or "")
+    if not pid.startswith(PREFIX):
+        raise UsageError(f"{pid!r} is not a local job id (they start with {PREFIX!r})")
+    return pid[len(PREFIX):]
+
+
+def _jdir(provider_job_id: str) -> Path:
+    from ftclient.paths import job_dir
+
+    return job_dir(_job_id(provider_job_id))
+
+
+def _pid_alive(pid: Any) -> bool:
+    from ftclient.store import _pid_running
+
+    try:
+        return bool(pid) and _pid_running(int(pid)) is not False
+    except (TypeError, ValueError):
+        return False
+
+
+def _pid_start(pid: int) -> str | None:
+    from ftclient.store import _process_start
+
+    return _process_start(pid)
+
+
+def _say(cb: Callable | None, msg: str, frac: float | None = None) -> None:
+    if cb is not None:
+        cb(msg, frac)
+
+
+@dataclass
+class LocalEstimate:
+    """An approximate cost for a local run: your own machine costs what you say it costs."""
+
+    model: str
+    examples: int
+    tokens_per_epoch: int
+    epochs: int
+    billed_tokens: int
+    cost_usd: float
+    provider: str = "local"
+    kind: str = "self-hosted"
+    cost_exact: bool = False
+    cost_basis: str = ""
+    caveats: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class LocalBackend:
+    """Local fine-tuning (TRL + PEFT) as an ftc backend."""
+
+    name = "local"
+
+    def __init__(self, *, cancel_grace_s: float = 30.0, max_restarts: int = 3, python: str | None = None,
+                 on_retry: Any = None, **_: Any):
+        self.cancel_grace_s = cancel_grace_s
+        self.max_restarts = max_restarts
+        self.python = python or sys.executable
+        self._children: dict[int, subprocess.Popen] = {}
+        self._chat_cache: dict[str, tuple[Any, Any]] = {}
+
+    # ------------------------------------------------------------------ offline checks
+
+    def validate(self, spec: Any, data_path: Any) -> Any:
+        from ftclient.validation import validate_file
+
+        return validate_file(data_path, "local", model=spec.model_for(self.name), method=spec.method,
+                             max_seq_len=spec.hyperparameters.max_seq_len)
+
+    def estimate(self, spec: Any) -> LocalEstimate:
+        """Tokens from the data (about 4 characters a token) and, with ``local.gpu_price_per_hour``,
+        a cost from a rough time figure; otherwise $0 (your own machine)."""
+        n = chars = 0
+        with open(spec.data.train, encoding="utf-8-sig") as f:
+            for line in f:
+                if line.strip():
+                    n += 1
+                    chars += len(line)
+        tokens = chars // 4
+        epochs = spec.hyperparameters.epochs
+        billed = tokens * epochs
+        price = spec.local.gpu_price_per_hour
+        caveats = ["approximate: tokens counted as characters / 4"]
+        if price:
+            hours = billed / 2000.0 / 3600.0 + 0.05  # ~2k tokens/s for a small LoRA run on one GPU, + setup
+            cost = round(hours * price, 4)
+            basis = f"estimated: {billed:,} tokens at ~2,000 tokens/s + 3 min setup = {hours:.2f} h x ${price:g}/h"
+        else:
+            cost = 0.0
+            basis = "your own machine: set local.gpu_price_per_hour for a cost figure"
+        return LocalEstimate(model=spec.model_for(self.name), examples=n, tokens_per_epoch=tokens, epochs=epochs,
+                             billed_tokens=billed, cost_usd=cost, cost_basis=basis, caveats=caveats)
+
+    def preflight(self, spec: Any, *, today: date | None = None) -> list[str]:
+        """The device and precision the run will use (raises ConfigError for what cannot run
+        here, e.g. QLoRA without a CUDA GPU)."""
+        from .train import make_plan
+
+        plan = make_plan(spec)
+        out = [f"local training on {plan.device} in {plan.precision}"
+               + (f" (weights {plan.model_dtype})" if plan.model_dtype != plan.precision else "")
+               + f", {plan.adapter}, batch {plan.batch_size} x {plan.gradient_accumulation_steps}, "
+               f"checkpoint every {plan.save_steps} steps"]
+        if plan.device == "cpu":
+            out.append("training on CPU: fine for small models and data, slow for anything else")
+        out += list(plan.notes)
+        return out
+
+    # ------------------------------------------------------------------ submit
+
+    def find_by_client_token(self, client_token: str, *, since: datetime | None = None) -> str | None:
+        from ftclient.paths import JOBS_DIR, ftc_home
+
+        root = ftc_home() / JOBS_DIR
+        if not root.is_dir():
+            return None
+        for d in root.iterdir():
+            launch = w.read_json(d / LAUNCH_FILE)
+            if launch and launch.get("client_token") == client_token:
+                return launch.get("provider_job_id") or PREFIX + d.name
+        return None
+
+    def submit(self, spec: Any, *, job: Any, store: Any, on_progress: Callable | None = None,
+               confirm: Callable[[dict], bool] | None = None) -> SubmitResult:
+        """Write the spec and start the worker, write-ahead; safe to call again after a crash.
+
+        The ``create`` operation is recorded before ``launch.json`` (the job's client token)
+        is written and the worker started. An open create from an earlier crash is settled
+        by ``launch.json``: there -> adopted (``status`` starts the worker again if it is not
+        running); not there -> nothing was started, and a new create goes."""
+        from ftclient.paths import job_dir
+
+        job = store.get_job(job.id)
+        pjid = PREFIX + job.id
+        if job.provider_job_id:
+            return SubmitResult(job.provider_job_id, state=JobState.QUEUED)
+        d = job_dir(job.id, create=True)
+        for op in store.operations(job.id, "create"):
+            if not op.is_open:
+                continue
+            launch = w.read_json(d / LAUNCH_FILE)
+            if launch and launch.get("client_token") == job.client_token:
+                _say(on_progress, f"{job.id} was started before a crash; adopting it")
+                store.finish_operation(op.id, {"provider_job_id": pjid, "reconciled": True}, provider_job_id=pjid)
+                return SubmitResult(pjid, state=JobState.QUEUED)
+            store.fail_operation(op.id, "reconciled: the worker was never started", ambiguous=False)
+
+        spec_data = spec.model_dump(mode="json")
+        w.write_json(d / w.SPEC_FILE, spec_data)
+        op = store.begin_operation(job.id, "create", {"job_dir": str(d), "base_model": spec.model_for(self.name)},
+                                   client_token=job.client_token)
+        store.mark_sent(op.id)
+        import fcntl
+
+        guard = os.open(d / RESTART_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(guard, fcntl.LOCK_EX)  # no status() elsewhere restarts it half-way through the start
+            w.write_json(d / LAUNCH_FILE, {"client_token": job.client_token, "job_id": job.id,
+                                           "provider_job_id": pjid, "created_at": w.now_iso()})
+            w.append_event(d, "worker started", type="submitted")
+            pid = self._start_worker(d, restarts=0)
+        except BaseException as e:
+            # launch.json may be there: leave the operation open for `ftc jobs resume` to adopt
+            if not (d / LAUNCH_FILE).exists():
+                store.fail_operation(op.id, e, ambiguous=False)
+            raise
+        finally:
+            os.close(guard)
+        _say(on_progress, f"local training started (worker pid {pid}); log: {d / w.LOG_FILE}")
+        store.finish_operation(op.id, {"provider_job_id": pjid, "pid": pid, "job_dir": str(d)},
+                               provider_job_id=pjid)
+        return SubmitResult(pjid, state=JobState.QUEUED, raw={"pid": pid, "job_dir": str(d)})
+
+    def _start_worker(self, d: Path, *, restarts: int) -> int:
+        env = dict(os.environ)
+        env.setdefault("TOKENIZERS_PARALLELISM", "false")
+        env.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        env["PYTHONUNBUFFERED"] = "1"
+        with open(d / w.LOG_FILE, "ab") as log:
+            p = subprocess.Popen([self.python, "-m", "ftclient.local_backend.worker", str(d)],
+                                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                 start_new_session=True, env=env, close_fds=True)
+        self._children[p.pid] = p
+        w.write_json(d / w.WORKER_FILE, {"pid": p.pid, "pid_start": _pid_start(p.pid), "started_at": w.now_iso(),
+                                         "restarts": restarts, "python": self.python})
+        return p.pid
+
+    # ------------------------------------------------------------------ worker liveness
+
+    def _reap(self) -> None:
+        for pid, p in list(self._children.items()):
+            if p.poll() is not None:
+                del self._children[pid]
+
+    def _worker_alive(self, d: Path) -> bool:
+        """The worker holds its lock, or its recorded pid still runs (it may not have taken
+        the lock yet)."""
+        self._reap()
+        fd = w.try_lock(d)
+        if fd is None:
+            return True
+        os.close(fd)
+        info = w.read_json(d / w.WORKER_FILE) or {}
+        pid = info.get("pid")
+        if not _pid_alive(pid):
+            return False
+        start = info.get("pid_start")
+        return start is None or _pid_start(int(pid)) in (None, start)
+
+    def _restart(self, d: Path) -> str | None:
+        """Start the worker again unless another ftc process is doing it; returns the note."""
+        import fcntl
+
+        fd = os.open(d / RESTART_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return "another ftc process is restarting the worker"
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            # checked again under the lock: someone may have restarted it just now
+            if self._worker_alive(d) or self._final(d) is not None:
+                return None
+            info = w.read_json(d / w.WORKER_FILE) or {}
+            restarts = int(info.get("restarts") or 0) + 1
+            ckpt = w.last_checkpoint_step(d / w.OUTPUT_DIR)
+            where = f"checkpoint {ckpt}" if ckpt is not None else "the beginning (no checkpoint yet)"
+            w.append_event(d, f"worker restarted from {where}", type="restarted", checkpoint_step=ckpt,
+                           restarts=restarts, previous_pid=info.get("pid"))
+            pid = self._start_worker(d, restarts=restarts)
+            return f"worker restarted from {where} (pid {pid})"
+        finally:
+            os.close(fd)
+
+    def _final(self, d: Path) -> dict | None:
+        prog = w.read_json(d / w.PROGRESS_FILE) or {}
+        return prog if prog.get("state") in ("succeeded", "failed", "cancelled") else None
+
+    def _log_tail(self, d: Path, n: int = 600) -> str:
+        try:
+            data = (d / w.LOG_FILE).read_bytes()[-n:]
+        except OSError:
+            return ""
+        return data.decode("utf-8", "replace").strip()
+
+    # ------------------------------------------------------------------ status and friends
+
+    def status(self, provider_job_id: str) -> JobStatus:
+        d = _jdir(provider_job_id)
+        if not (d / LAUNCH_FILE).exists() and not (d / w.SPEC_FILE).exists():
+            raise UsageError(f"no local job {provider_job_id} (no directory {d})")
+        prog = w.read_json(d / w.PROGRESS_FILE) or {}
+        state = prog.get("state") or "queued"
+        note = None
+        error = prog.get("error")
+        if state not in ("succeeded", "failed", "cancelled") and not self._worker_alive(d):
+            info = w.read_json(d / w.WORKER_FILE) or {}
+            if (d / w.CANCEL_FILE).exists():
+                state, note = "cancelled", "the worker stopped after a cancel request"
+                self._write_final(d, "cancelled")
+            elif int(info.get("restarts") or 0) >= self.max_restarts:
+                error = (f"the training worker died {int(info.get('restarts') or 0) + 1} times without finishing; "
+                         f"last lines of {d / w.LOG_FILE}: {self._log_tail(d)}")
+                state = "failed"
+                self._write_final(d, "failed", error=error)
+                w.append_event(d, "training failed: the worker keeps dying", level="error", type="failed")
+            else:
+                note = self._restart(d)
+                state = "queued"
+                prog = w.read_json(d / w.PROGRESS_FILE) or prog
+        js = _STATES.get(state, JobState.QUEUED)
+        result = w.read_json(d / w.RESULT_FILE) if js == JobState.SUCCEEDED else None
+        return JobStatus(
+            state=js, provider_state=note or state,
+            fine_tuned_model=(result or {}).get("adapter_dir"),
+            error=error if js == JobState.FAILED else None,
+            trained_tokens=prog.get("tokens_seen"), step=prog.get("step"), total_steps=prog.get("total_steps"),
+            loss=prog.get("loss"), eta_seconds=prog.get("eta_seconds"), cost_so_far_usd=None,
+            raw={"progress": prog, "result": result, "job_dir": str(d)},
+        )
+
+    def _write_final(self, d: Path, state: str, *, error: str | None = None) -> None:
+        prog = w.read_json(d / w.PROGRESS_FILE) or {}
+        if prog.get("state") in ("succeeded", "failed", "cancelled"):
+            return
+        prog.update(state=state, updated_at=w.now_iso(), error=error)
+        w.write_json(d / w.PROGRESS_FILE, prog)
+
+    def events(self, provider_job_id: str, after: str | None = None) -> list[JobEvent]:
+        """Events oldest first; ids are line numbers of ``events.jsonl`` (only whole lines count)."""
+        d = _jdir(provider_job_id)
+        try:
+            data = (d / w.EVENTS_FILE).read_bytes()
+        except FileNotFoundError:
+            return []
+        start = int(after) if after and str(after).isdigit() else 0
+        lines = data.split(b"\n")[:-1]  # a last line without its newline is still being written
+        out = []
+        for i, line in enumerate(lines, 1):
+            if i <= start:
+                continue
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            out.append(JobEvent(id=str(i), created_at=to_datetime(rec.get("created_at")),
+                                level=rec.get("level") or "info", message=rec.get("message") or "",
+                                data=rec.get("data") or {}))
+        return out
+
+    def checkpoints(self, provider_job_id: str) -> list[Checkpoint]:
+        d = _jdir(provider_job_id) / w.OUTPUT_DIR
+        out = []
+        if d.is_dir():
+            for p in d.glob("checkpoint-*"):
+                tail = p.name.rsplit("-", 1)[-1]
+                if p.is_dir() and tail.isdigit():
+                    out.append(Checkpoint(id=p.name, step=int(tail), created_at=to_datetime(p.stat().st_mtime),
+                                          model_ref=str(p)))
+        return sorted(out, key=lambda c: c.step or 0)
+
+    def cancel(self, provider_job_id: str) -> JobStatus:
+        """SIGTERM the worker (it saves a checkpoint and ends ``cancelled``); SIGKILL after
+        ``cancel_grace_s``. A job that already ended is reported as it is."""
+        d = _jdir(provider_job_id)
+        if self._final(d) is not None:
+            return self.status(provider_job_id)
+        (d / w.CANCEL_FILE).write_text(w.now_iso() + "\n", encoding="utf-8")
+        info = w.read_json(d / w.WORKER_FILE) or {}
+        pid = info.get("pid")
+        if pid and self._worker_alive(d) and _pid_alive(pid):
+            pid = int(pid)
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            deadline = time.monotonic() + self.cancel_grace_s
+            while time.monotonic() < deadline and self._worker_alive(d):
+                time.sleep(0.1)
+            if self._worker_alive(d) and _pid_alive(pid):
+                w.append_event(d, f"the worker did not stop within {self.cancel_grace_s:g} s; killed",
+                               level="warning", type="killed")
+                try:
+                    os.killpg(pid, signal.SIGKILL)  # its own session: its children go too
+                except (ProcessLookupError, PermissionError):
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline and self._worker_alive(d):
+                    time.sleep(0.1)
+        if self._final(d) is None:
+            self._write_final(d, "cancelled")
+            w.append_event(d, "cancelled", type="cancelled")
+        return self.status(provider_job_id)
+
+    def result(self, provider_job_id: str) -> str | None:
+        d = _jdir(provider_job_id)
+        if (self._final(d) or {}).get("state") != "succeeded":
+            return None
+        return (w.read_json(d / w.RESULT_FILE) or {}).get("adapter_dir")
+
+    def chat(self, model: str, messages: Sequence[Mapping[str, Any]], **kw: Any) -> str:
+        """Generate one reply with ``model``: an adapter/model directory, ``local-<job id>``,
+        or a base model reference. ``max_tokens`` (default 64) bounds the reply."""
+        from .train import generate, load_for_inference
+
+        ref = str(model)
+        if ref.startswith(PREFIX) and not Path(ref).exists():
+            found = self.result(ref)
+            if not found:
+                raise UsageError(f"{ref} has no trained model (yet)")
+            ref = found
+        if ref not in self._chat_cache:
+            self._chat_cache[ref] = load_for_inference(ref)
+        m, tok = self._chat_cache[ref]
+        max_new = int(kw.get("max_tokens") or kw.get("max_new_tokens") or 64)
+        return generate(m, tok, [[dict(x) for x in messages]], max_new_tokens=max_new, batch_size=1)[0]

@@ -1,0 +1,240 @@
+"""LocalBackend: a local training run as a tracked job (real worker processes, tiny model).
+
+Each test starts real ``python -m ftclient.local_backend.worker`` processes on a random
+2-layer model (tests/tiny_model.py): submit -> watch -> chat, kill -9 of the worker and
+resume from its checkpoint, cancel, and a run that fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("trl")
+pytest.importorskip("peft")
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tiny_model import build_tiny_model, dpo_records, sft_records, write_jsonl  # noqa: E402
+
+from ftclient import jobs  # noqa: E402
+from ftclient.backends import JobState, get_backend, register_backend, unregister_backend  # noqa: E402
+from ftclient.local_backend import worker as w  # noqa: E402
+from ftclient.local_backend.backend import LocalBackend  # noqa: E402
+from ftclient.paths import job_dir  # noqa: E402
+from ftclient.spec import parse_spec  # noqa: E402
+
+# raised inside transformers/TRL/PEFT, not by ftc
+pytestmark = pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
+FAST = jobs.PollPolicy(initial=0.3, factor=1.0, max_interval=0.3, events_every=1, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    from ftclient.local_backend import models as lm
+
+    lm.quiet_offline_libraries()
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_threads_left_behind():
+    yield
+    import tqdm
+
+    if tqdm.tqdm.monitor is not None:
+        tqdm.tqdm.monitor.exit()
+        tqdm.tqdm.monitor = None
+
+
+@pytest.fixture(autouse=True)
+def _env(tmp_path, monkeypatch):
+    monkeypatch.setenv("FTC_HOME", str(tmp_path / "ftc-home"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the workers' torch: no spinning threads fighting for 2 cores
+    register_backend("local", LocalBackend, replace=True)
+    yield
+    unregister_backend("local")
+
+
+def make_spec(tmp_path: Path, model: Path, *, n=8, epochs=1, batch_size=4, checkpoint_every=50, records=None):
+    write_jsonl(tmp_path / "train.jsonl", records if records is not None else sft_records(n))
+    data = {
+        "name": "t", "base_model": str(model), "method": "sft", "adapter": "lora",
+        "data": {"train": "train.jsonl"},
+        "hyperparameters": {"epochs": epochs, "batch_size": batch_size, "max_seq_len": 128, "seed": 7,
+                            "lora": {"r": 4, "alpha": 8, "dropout": 0.0}},
+        "local": {"device": "cpu", "packing": False, "checkpoint_every": checkpoint_every},
+    }
+    return parse_spec(data, base_dir=tmp_path)
+
+
+def _dir(job) -> Path:
+    return job_dir(job.id)
+
+
+def _wait(pred, timeout=90.0, what="condition"):
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _progress(job) -> dict:
+    return w.read_json(_dir(job) / w.PROGRESS_FILE) or {}
+
+
+def _events(job) -> list[dict]:
+    p = _dir(job) / w.EVENTS_FILE
+    return [json.loads(x) for x in p.read_text().splitlines() if x.strip()] if p.exists() else []
+
+
+def _alive(pid: int) -> bool:
+    from ftclient.store import _pid_running
+
+    return _pid_running(pid) is True
+
+
+def test_submit_watch_chat(tmp_path, tiny):
+    spec = make_spec(tmp_path, tiny, n=8, epochs=2)
+    job = jobs.submit(spec, "local")
+    assert job.provider_job_id == f"local-{job.id}" and job.state == "queued"
+    d = _dir(job)
+    assert json.loads((d / w.SPEC_FILE).read_text())["base_model"] == str(tiny)
+    info = w.read_json(d / w.WORKER_FILE)
+    assert info["pid"] > 0 and info["restarts"] == 0
+    [op] = [o for o in _ops(job) if o.kind == "create"]
+    assert op.state == "done"
+
+    final = jobs.watch(job.id, poll=FAST)
+    assert final.state == JobState.SUCCEEDED, (final.error, (d / w.LOG_FILE).read_text()[-2000:])
+    stored = jobs.show(job.id, refresh_status=False).job
+    assert stored.state == "succeeded" and stored.step == stored.total_steps == 4
+    adapter = Path(stored.fine_tuned_model)
+    assert adapter.is_dir() and (adapter / "adapter_config.json").is_file()
+    res = w.read_json(d / w.RESULT_FILE)
+    assert res["adapter_dir"] == str(adapter) and res["final_loss"] > 0 and res["wall_s"] > 0
+    prog = _progress(job)
+    assert prog["state"] == "succeeded" and prog["step"] == 4 and prog["started_at"] and prog["updated_at"]
+    msgs = [e.message for e in jobs.events(job.id)]
+    assert any(m.startswith("training started") for m in msgs) and any("succeeded" in m for m in msgs)
+    assert any(m.startswith("step 4/4: loss") for m in msgs)
+
+    be = get_backend("local")
+    assert be.result(job.provider_job_id) == str(adapter)
+    evs = be.events(job.provider_job_id)
+    assert be.events(job.provider_job_id, after=evs[1].id) == evs[2:]
+
+    reply = jobs.chat(job.id, "hi", max_tokens=8)
+    assert isinstance(reply.text, str) and reply.backend == "local" and reply.model == str(adapter)
+
+
+def _ops(job):
+    from ftclient.store import Store
+
+    with Store() as st:
+        return st.operations(job.id)
+
+
+def test_kill9_worker_then_resume_continues_from_checkpoint(tmp_path, tiny):
+    # 24 records / batch 1 * 2 epochs = 48 steps (~1 s here); a checkpoint every 4 steps
+    spec = make_spec(tmp_path, tiny, n=24, epochs=2, batch_size=1, checkpoint_every=4)
+    job = jobs.submit(spec, "local")
+    d = _dir(job)
+    pid = w.read_json(d / w.WORKER_FILE)["pid"]
+
+    def ckpt_passed():
+        s = w.last_checkpoint_step(d / w.OUTPUT_DIR)
+        return s is not None and (_progress(job).get("step") or 0) > s and s
+
+    _wait(ckpt_passed, what="a checkpoint")
+    os.kill(pid, signal.SIGKILL)
+    _wait(lambda: not _alive(pid) or _reap_child(pid), timeout=10, what="the worker to die")
+    killed_at = _progress(job)["step"]
+    assert killed_at < 48 and _progress(job)["state"] == "running"
+
+    # (this process submitted the job, so it still counts as the job's live worker: name the job)
+    outcomes = jobs.resume(job.id, poll=FAST)
+    assert [(o.job_id, o.action, o.state) for o in outcomes] == [(job.id, "watched", "succeeded")], \
+        (d / w.LOG_FILE).read_text()[-3000:]
+    evs = _events(job)
+    [restart] = [e for e in evs if e["data"].get("type") == "restarted"]
+    n = restart["data"]["checkpoint_step"]
+    assert n is not None and n >= 4 and restart["message"] == f"worker restarted from checkpoint {n}"
+    [resumed] = [e for e in evs if e["data"].get("type") == "resumed"]
+    assert resumed["data"]["step"] == n  # the global step continues from the checkpoint, not from 0
+    assert [e["data"]["type"] for e in evs].count("started") == 1
+    steps_after = [e["data"]["step"] for e in evs[evs.index(resumed):] if e["data"].get("type") == "metrics"]
+    assert steps_after[0] == n + 1 and steps_after[-1] == 48
+    new = w.read_json(d / w.WORKER_FILE)
+    assert new["pid"] != pid and new["restarts"] == 1
+    assert jobs.show(job.id, refresh_status=False).job.state == "succeeded"
+    cps = get_backend("local").checkpoints(job.provider_job_id)
+    assert cps and cps[-1].step == 48 and all(Path(c.model_ref).is_dir() for c in cps)
+
+
+def _reap_child(pid: int) -> bool:
+    try:
+        return os.waitpid(pid, os.WNOHANG)[0] == pid
+    except ChildProcessError:
+        return True
+
+
+def test_cancel_stops_the_worker(tmp_path, tiny):
+    spec = make_spec(tmp_path, tiny, n=24, epochs=5, batch_size=1, checkpoint_every=1000)
+    job = jobs.submit(spec, "local")
+    d = _dir(job)
+    pid = w.read_json(d / w.WORKER_FILE)["pid"]
+    _wait(lambda: (_progress(job).get("step") or 0) >= 1, what="training to start")
+    done = jobs.cancel(job.id)
+    assert done.state == "cancelled"
+    _reap_child(pid)
+    assert not _alive(pid)
+    prog = _progress(job)
+    assert prog["state"] == "cancelled" and prog["step"] < 120
+    assert w.last_checkpoint_step(d / w.OUTPUT_DIR) == prog["step"]  # saved where it stopped
+    s = get_backend("local").status(job.provider_job_id)  # a cancelled job is never restarted
+    assert s.state == JobState.CANCELLED and not (d / w.RESULT_FILE).exists()
+
+
+def test_failing_run_reports_the_error(tmp_path, tiny):
+    from ftclient.store import Store
+
+    # preference records for an SFT job: passes nothing the core would accept, so submit it directly
+    spec = make_spec(tmp_path, tiny, records=dpo_records(4))
+    be = LocalBackend()
+    with Store() as st:
+        job = st.new_job("local", spec.model_dump(mode="json"), model=str(tiny))
+        res = be.submit(spec, job=job, store=st)
+        assert res.provider_job_id == f"local-{job.id}"
+        assert st.get_job(job.id).provider_job_id == res.provider_job_id
+        final = jobs.watch(job.id, store=st, backend=be, poll=FAST)
+        assert final.state == JobState.FAILED
+        assert "a DPO preference record" in final.error and "method sft" in final.error
+        assert st.get_job(job.id).error and "DPO preference record" in st.get_job(job.id).error
+    assert be.result(res.provider_job_id) is None
+    assert any(e.level == "error" for e in be.events(res.provider_job_id))
+
+
+def test_preflight_and_estimate(tmp_path, tiny):
+    be = LocalBackend()
+    spec = make_spec(tmp_path, tiny)
+    warns = be.preflight(spec)
+    assert warns[0].startswith("local training on cpu in fp32")
+    est = be.estimate(spec)
+    assert est.cost_usd == 0.0 and est.examples == 8 and est.billed_tokens > 0
+    q = parse_spec({**spec.model_dump(mode="json"), "adapter": "qlora"})
+    from ftclient.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="QLoRA needs a CUDA GPU"):
+        be.preflight(q)
+    assert be.find_by_client_token("nope") is None
