@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional
@@ -283,6 +284,10 @@ def quiet_offline_libraries() -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+    # The libraries' deprecation notices are for their callers' code (ours), not for
+    # the person running ftc.
+    for module in ("transformers", "peft", "trl"):
+        warnings.filterwarnings("ignore", category=FutureWarning, module=rf"{module}(\.|$)")
 
 
 _quiet_transformers = quiet_offline_libraries
