@@ -21,6 +21,7 @@ pytest.importorskip("trl")
 pytest.importorskip("peft")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tiny_model import no_threads_left_behind  # noqa: F401  (fixture)
 from tiny_model import build_tiny_model, dpo_records, sft_records, write_jsonl  # noqa: E402
 
 from ftclient import jobs  # noqa: E402
@@ -41,16 +42,6 @@ def tiny(tmp_path_factory) -> Path:
 
     lm.quiet_offline_libraries()
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _no_threads_left_behind():
-    yield
-    import tqdm
-
-    if tqdm.tqdm.monitor is not None:
-        tqdm.tqdm.monitor.exit()
-        tqdm.tqdm.monitor = None
 
 
 @pytest.fixture(autouse=True)

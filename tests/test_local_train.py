@@ -20,6 +20,7 @@ pytest.importorskip("trl")
 pytest.importorskip("peft")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tiny_model import no_threads_left_behind  # noqa: F401  (fixture)
 from tiny_model import (  # noqa: E402
     CHATML_PLAIN_TEMPLATE, TICKETS, build_tiny_model, dpo_records, sft_records, write_jsonl,
 )
@@ -50,20 +51,6 @@ def _stray_threads() -> list[str]:
     import threading
 
     return [t.name for t in threading.enumerate() if t is not threading.main_thread()]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _no_threads_left_behind():
-    # Other tests (ftclient.tokens) fork worker processes only when no other thread runs.
-    yield
-    import tqdm
-
-    if tqdm.tqdm.monitor is not None:
-        tqdm.tqdm.monitor.exit()
-        tqdm.tqdm.monitor = None
-    import gc
-
-    gc.collect()  # free the models and trainers now rather than in some later test
 
 
 @pytest.fixture(autouse=True)

@@ -12,6 +12,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
+from ftclient.local_backend.models import chatml_generation_template
+
 SYSTEM = "Route the ticket to one intent."
 
 # (ticket, intent, wrong intent) -- the text the tokenizer is trained on and the data.
@@ -31,16 +35,7 @@ TICKETS = [
 ]
 
 # ChatML with generation markers; renders exactly like plain ChatML (no default system prompt).
-CHATML_GENERATION_TEMPLATE = (
-    "{% for message in messages %}"
-    "{% if message['role'] == 'assistant' %}"
-    "{{ '<|im_start|>assistant\\n' }}{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}{{ '\\n' }}"
-    "{% else %}"
-    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
-    "{% endif %}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
-)
+CHATML_GENERATION_TEMPLATE = chatml_generation_template()
 
 # The same ChatML without markers (what most chat models ship).
 CHATML_PLAIN_TEMPLATE = (
@@ -110,3 +105,18 @@ def build_tiny_model(out_dir: Path, *, chat_template: str = CHATML_GENERATION_TE
     model.generation_config.pad_token_id = fast.pad_token_id
     model.save_pretrained(out_dir)
     return out_dir
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_threads_left_behind():
+    """After a module that trains: stop tqdm's monitor thread and free the models, because
+    ftclient.tokens forks its worker processes only when no other thread runs."""
+    yield
+    import gc
+
+    import tqdm
+
+    if tqdm.tqdm.monitor is not None:
+        tqdm.tqdm.monitor.exit()
+        tqdm.tqdm.monitor = None
+    gc.collect()
