@@ -469,24 +469,7 @@ def _scan(
                             continue
                 else:
                     examples += 1
-                if type(rec) is dict:
-                    # inline of _record() for the common case: it is the hot path
-                    n0 = F.n_err
-                    fmt = check(rec, ln, F)
-                    if fmt is None:
-                        continue
-                    formats[fmt] = formats.get(fmt, 0) + 1
-                    if fmt != state[0]:
-                        if state[0] is None:
-                            state[0], state[1] = fmt, ln
-                        else:
-                            F.error(ln, "mixed_formats", f"{fmt} example, but the file's first example (line {state[1]}) is {state[0]}; use one format per file")
-                    if allowed is not None and fmt not in allowed:
-                        F.error(ln, "wrong_format", f"{fmt} example, but the method asks for {' or '.join(sorted(allowed))}")
-                    if plan is not None and F.n_err == n0 and fmt in COUNTABLE:
-                        plan.add(ln, rec, len(b))
-                else:
-                    F.error(ln, "not_an_object", f"each line must be a JSON object, this one is {_jtype(rec)}")
+                _record(rec, ln, len(b), check, allowed, state, formats, F, plan)
     return ln - first_line, blank, examples, formats, state[0], state[1]
 
 
