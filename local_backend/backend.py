@@ -416,7 +416,7 @@ class LocalBackend:
     def chat(self, model: str, messages: Sequence[Mapping[str, Any]], **kw: Any) -> str:
         """Generate one reply with ``model``: an adapter/model directory, ``local-<job id>``,
         or a base model reference. ``max_tokens`` (default 64) bounds the reply."""
-        from .train import generate, load_for_inference
+        from .inference import generate, load_for_inference
 
         ref = str(model)
         if ref.startswith(PREFIX) and not Path(ref).exists():

@@ -2,7 +2,7 @@
 
     plan = make_plan(spec)                 # what will run, shown by the CLI (plan.describe())
     result = train(spec, output_dir=d)     # SFT or DPO, LoRA / QLoRA / full
-    model, tok = load_for_inference(result.model_dir)
+    model, tok = load_for_inference(result.model_dir)   # (ftclient.local_backend.inference)
     generate(model, tok, [[{"role": "user", "content": "hi"}]])
 
 Layout of ``output_dir``::
@@ -27,6 +27,9 @@ from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence
 
 from ftclient.errors import ConfigError, DataError, FtcError
 
+# Inference lives in .inference; these names stay importable from here.
+from .inference import META_FILE, generate, load_for_inference  # noqa: F401
+
 if TYPE_CHECKING:  # pragma: no cover
     from ftclient.spec import JobSpec
 
@@ -34,7 +37,6 @@ log = logging.getLogger("ftclient.local")
 
 FINAL_DIR = "final"
 MERGED_DIR = "merged"
-META_FILE = "ftc_train.json"
 
 DEFAULT_LR = {("sft", "lora"): 2e-4, ("sft", "qlora"): 2e-4, ("sft", "full"): 2e-5,
               ("dpo", "lora"): 5e-5, ("dpo", "qlora"): 5e-5, ("dpo", "full"): 1e-6}
@@ -577,77 +579,3 @@ def _save_merged(trainer: Any, plan: TrainPlan, adapter_dir: Path, out: Path, to
     merged.save_pretrained(out)
     tok.save_pretrained(out)
     (out / META_FILE).write_text(json.dumps({**meta, "merged": True}, indent=2, default=str), encoding="utf-8")
-
-
-# ----------------------------------------------------------------------------- inference
-
-def _auto_device() -> str:
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
-
-
-def load_for_inference(model_dir: "str | os.PathLike", *, device: str = "auto", dtype: Any = None):
-    """(model, tokenizer) for a directory written by :func:`train` -- an adapter (its base is
-    loaded and the adapter applied) or a full/merged model -- or for any base model ref."""
-    from .models import load_model_and_tokenizer, resolve_model
-
-    device = _auto_device() if device == "auto" else device
-    dtype = dtype or ("bf16" if device == "cuda" else "fp32")
-    p = Path(model_dir)
-    if (p / "adapter_config.json").is_file():
-        from peft import PeftModel
-        from transformers import AutoTokenizer
-
-        base_ref = None
-        if (p / META_FILE).is_file():
-            base_ref = json.loads((p / META_FILE).read_text(encoding="utf-8")).get("base_model")
-        if not base_ref:
-            base_ref = json.loads((p / "adapter_config.json").read_text(encoding="utf-8")).get("base_model_name_or_path")
-        if not base_ref:
-            raise ConfigError(f"{p}: adapter does not name its base model")
-        base, _ = load_model_and_tokenizer(resolve_model(base_ref), dtype=dtype, device=device)
-        model = PeftModel.from_pretrained(base, str(p))
-        tokenizer = AutoTokenizer.from_pretrained(str(p))
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token
-    else:
-        model, tokenizer = load_model_and_tokenizer(resolve_model(str(p) if p.exists() else str(model_dir)),
-                                                    dtype=dtype, device=device)
-    model.eval()
-    return model, tokenizer
-
-
-def generate(model: Any, tokenizer: Any, messages_list: Sequence[Sequence[dict]], max_new_tokens: int = 64,
-             batch_size: int = 8) -> list[str]:
-    """Greedy replies for a list of conversations, in batches with left padding."""
-    import torch
-
-    template = tokenizer.chat_template
-    old_side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    eos = [tokenizer.eos_token_id]
-    cfg_eos = getattr(model.generation_config, "eos_token_id", None)
-    eos += [e for e in (cfg_eos if isinstance(cfg_eos, list) else [cfg_eos]) if e is not None and e not in eos]
-    out: list[str] = []
-    try:
-        model.eval()
-        device = next(model.parameters()).device
-        for i in range(0, len(messages_list), max(1, batch_size)):
-            chunk = messages_list[i:i + batch_size]
-            texts = [tokenizer.apply_chat_template(list(m), tokenize=False, add_generation_prompt=True,
-                                                   chat_template=template) for m in chunk]
-            enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-            with torch.inference_mode():
-                gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                                     temperature=None, top_p=None, top_k=None,
-                                     pad_token_id=tokenizer.pad_token_id, eos_token_id=eos)
-            new = gen[:, enc["input_ids"].shape[1]:]
-            out.extend(t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True))
-    finally:
-        tokenizer.padding_side = old_side
-    return out
