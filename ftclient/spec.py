@@ -14,7 +14,8 @@ import os
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from .errors import SpecError
 
@@ -92,10 +93,25 @@ class LocalOptions(_Strict):
     gradient_checkpointing: bool = False
     gradient_accumulation_steps: int = Field(default=1, ge=1)
     checkpoint_every: int = Field(default=50, ge=1, description="Save a checkpoint every N steps.")
-    gpus: int = Field(default=1, ge=1)
+    gpus: int = Field(default=1, ge=1, le=1024, description=(
+        "Processes to train with, one per GPU on cuda (launched through accelerate). On a CPU device: "
+        "that many CPU processes talking over gloo (slow; meant for trying the multi-process path)."))
+    distributed: Literal["ddp", "fsdp", "deepspeed"] = Field(default="ddp", description=(
+        "How several processes share the work (gpus > 1): ddp (a full copy of the model per GPU), "
+        "fsdp (weights, gradients and optimizer state sharded), deepspeed (needs deepspeed_config)."))
+    deepspeed_config: Optional[Path] = Field(default=None, description=(
+        "DeepSpeed JSON config (distributed: deepspeed), relative to the spec file."))
     gpu: Optional[str] = Field(default=None, description="GPU name for cost figures, e.g. h100, rtx4090.")
     gpu_price_per_hour: Optional[float] = Field(default=None, ge=0, description="Your own GPU's $/h.")
     output_dir: Optional[Path] = None
+
+    @model_validator(mode="after")
+    def _deepspeed_needs_its_config(self) -> "LocalOptions":
+        if self.distributed == "deepspeed" and self.deepspeed_config is None:
+            raise PydanticCustomError(
+                "deepspeed_config_missing",
+                "deepspeed_config is required with distributed: deepspeed (the path of a DeepSpeed JSON file)")
+        return self
 
 
 class JobSpec(_Strict):
@@ -134,7 +150,11 @@ class JobSpec(_Strict):
                 "eval": _resolve(self.data.eval, base_dir) if self.data.eval else None,
             }
         )
-        return self.model_copy(update={"data": data})
+        update: dict[str, Any] = {"data": data}
+        if self.local.deepspeed_config is not None:
+            update["local"] = self.local.model_copy(
+                update={"deepspeed_config": _resolve(self.local.deepspeed_config, base_dir)})
+        return self.model_copy(update=update)
 
 
 def _resolve(p: Path, base_dir: Path) -> Path:
@@ -254,6 +274,8 @@ local:
   packing: true
   gradient_checkpointing: false
   checkpoint_every: 50
+  gpus: 1                        # processes: one per GPU (on a CPU device: CPU processes over gloo)
+  distributed: ddp               # ddp | fsdp | deepspeed (with deepspeed_config: ds.json), used when gpus > 1
   gpu: null                      # for cost figures, e.g. h100, rtx4090
   gpu_price_per_hour: null       # your own GPU's price
 """

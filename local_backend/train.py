@@ -11,11 +11,17 @@ Layout of ``output_dir``::
     final/               the adapter (LoRA/QLoRA) or full model, tokenizer, ftc_train.json
     merged/              base + adapter merged (``train(..., merge=True)``)
 
+Several processes (``local.gpus > 1``): :func:`train` is what every rank runs, started by
+accelerate's launcher (the tracked job's worker does that, see ``worker.py``); the plan
+carries ``num_processes`` and ``distributed`` (ddp | fsdp | deepspeed), the Trainer does
+the rest, and only the main process writes ``final/``.
+
 torch/transformers/trl/peft are imported inside functions only.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import math
@@ -53,6 +59,11 @@ class Devices:
     cuda_bf16: bool = False
     mps: bool = False
     cuda_name: Optional[str] = None
+    cuda_count: int = 0  # CUDA GPUs visible (0 with cuda=True counts as one)
+
+    @property
+    def gpus(self) -> int:
+        return max(self.cuda_count, 1) if self.cuda else 0
 
     @classmethod
     def probe(cls) -> "Devices":
@@ -61,7 +72,15 @@ class Devices:
         cuda = torch.cuda.is_available()
         mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
         return cls(cuda=cuda, cuda_bf16=bool(cuda and torch.cuda.is_bf16_supported()), mps=mps,
-                   cuda_name=torch.cuda.get_device_name(0) if cuda else None)
+                   cuda_name=torch.cuda.get_device_name(0) if cuda else None,
+                   cuda_count=torch.cuda.device_count() if cuda else 0)
+
+
+STRATEGIES = {
+    "ddp": "DDP (a full copy of the model per process, gradients averaged)",
+    "fsdp": "FSDP (weights, gradients and optimizer state sharded across processes)",
+    "deepspeed": "DeepSpeed",
+}
 
 
 @dataclass
@@ -93,10 +112,25 @@ class TrainPlan:
     train_file: str
     eval_file: Optional[str] = None
     notes: list[str] = field(default_factory=list)
+    num_processes: int = 1  # training processes (ranks): one per GPU, or CPU processes over gloo
+    distributed: Optional[str] = None  # ddp | fsdp | deepspeed when num_processes > 1
+    deepspeed_config: Optional[str] = None
 
     @property
     def effective_batch_size(self) -> int:
-        return self.batch_size * self.gradient_accumulation_steps
+        """Examples per optimizer step: batch x accumulation x processes."""
+        return self.batch_size * self.gradient_accumulation_steps * self.num_processes
+
+    def describe_processes(self) -> str:
+        """E.g. ``2 GPUs (cuda, nccl), DDP (...)``; ``1 process`` for a single-process run."""
+        if self.num_processes <= 1:
+            return "1 process"
+        where = (f"{self.num_processes} GPUs (cuda, nccl)" if self.device == "cuda"
+                 else f"{self.num_processes} {self.device} processes (gloo)")
+        how = STRATEGIES.get(self.distributed or "ddp", str(self.distributed))
+        if self.distributed == "deepspeed" and self.deepspeed_config:
+            how += f" ({Path(self.deepspeed_config).name})"
+        return f"{where}, {how}, launched by accelerate"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -113,7 +147,10 @@ class TrainPlan:
             ("base model", self.base_model),
             ("adapter", adapter),
             ("device", f"{self.device}, {self.precision}" + (f" (weights {self.model_dtype})" if self.model_dtype != self.precision else "")),
-            ("batch", f"{self.batch_size} x {self.gradient_accumulation_steps} accumulation = {self.effective_batch_size}"),
+            *([("processes", self.describe_processes())] if self.num_processes > 1 else []),
+            ("batch", f"{self.batch_size} x {self.gradient_accumulation_steps} accumulation"
+                      + (f" x {self.num_processes} processes" if self.num_processes > 1 else "")
+                      + f" = {self.effective_batch_size}"),
             ("epochs", str(self.epochs)),
             ("learning rate", f"{self.learning_rate:g}"),
             ("max_seq_len", str(self.max_seq_len) + (" (packed, padding-free)" if self.packing else "")),
@@ -183,8 +220,7 @@ def make_plan(spec: "JobSpec", *, devices: Optional[Devices] = None) -> TrainPla
         # than padded batches of short examples, and far fewer optimizer steps per epoch.
         packing = False
         notes.append(f"packing is off on {device} (padding-free packing needs CUDA attention kernels to pay off)")
-    if loc.gpus > 1:
-        notes.append(f"local.gpus={loc.gpus}: multi-GPU training is not supported yet; one device is used")
+    num_processes, distributed, ds_config = _processes(spec, device, devices, notes)
 
     return TrainPlan(
         method=spec.method, adapter=spec.adapter, base_model=spec.model_for("local"),
@@ -197,8 +233,56 @@ def make_plan(spec: "JobSpec", *, devices: Optional[Devices] = None) -> TrainPla
         target_modules=hp.lora.target_modules if isinstance(hp.lora.target_modules, str) else list(hp.lora.target_modules),
         dpo_beta=hp.dpo_beta, assistant_only_loss=spec.method == "sft",
         train_file=str(spec.data.train), eval_file=str(spec.data.eval) if spec.data.eval else None,
-        notes=notes,
+        notes=notes, num_processes=num_processes, distributed=distributed, deepspeed_config=ds_config,
     )
+
+
+def _processes(spec: "JobSpec", device: str, devices: Devices, notes: list[str]) -> tuple[int, Optional[str], Optional[str]]:
+    """(num_processes, distributed, deepspeed_config) for ``local.gpus`` / ``local.distributed``."""
+    loc = spec.local
+    n = loc.gpus
+    if n <= 1:
+        if loc.distributed != "ddp":
+            notes.append(f"local.distributed: {loc.distributed} applies to several processes (local.gpus > 1); "
+                         "this run uses one")
+        return 1, None, None
+    if device == "mps":
+        raise ConfigError(f"local.gpus is {n}, but Apple's Metal backend runs one process",
+                          hint="Set local.gpus: 1 (or pass --gpus 1); local.device: cpu runs several CPU processes.")
+    if device == "cuda" and n > devices.gpus:
+        have = devices.gpus
+        raise ConfigError(f"local.gpus is {n}, but this machine has {have} CUDA GPU{'s' if have != 1 else ''}"
+                          + (f" ({devices.cuda_name})" if devices.cuda_name else ""),
+                          hint=f"Set local.gpus: {have} (or pass --gpus {have}), or run where {n} GPUs are visible "
+                               "(CUDA_VISIBLE_DEVICES).")
+    strategy = loc.distributed
+    ds_config = None
+    if strategy == "deepspeed":
+        if importlib.util.find_spec("deepspeed") is None:
+            raise ConfigError("distributed: deepspeed needs the deepspeed package, which is not installed",
+                              hint="pip install deepspeed -- or use distributed: ddp (or fsdp), which need nothing more.")
+        if device != "cuda":
+            raise ConfigError(f"distributed: deepspeed needs CUDA GPUs; this run would use {device}",
+                              hint="Use distributed: ddp (or fsdp) for CPU processes.")
+        path = Path(loc.deepspeed_config) if loc.deepspeed_config else None
+        if path is None or not path.is_file():
+            raise ConfigError(f"local.deepspeed_config: {path} is not a file",
+                              hint="Point it at a DeepSpeed JSON config (relative to the spec file).")
+        ds_config = str(path)
+    if strategy == "fsdp" and device != "cuda":
+        # Verified with accelerate 1.15: it turns FSDP on only for GPU-type process groups; CPU processes
+        # (MULTI_CPU) would silently run plain DDP. (torch's FSDP2 itself does run over gloo.)
+        raise ConfigError(f"distributed: fsdp needs CUDA GPUs; accelerate does not shard across {device} processes",
+                          hint="Use distributed: ddp to run several CPU processes; fsdp on a machine with several GPUs.")
+    if strategy == "fsdp" and spec.adapter == "qlora":
+        raise ConfigError("distributed: fsdp with adapter: qlora is not supported (4-bit weights cannot be sharded "
+                          "the way ftc loads them)",
+                          hint="Use distributed: ddp -- each GPU holds the small 4-bit base -- or adapter: lora with fsdp.")
+    if device == "cpu":
+        cores = os.cpu_count() or 1
+        if n > cores:
+            notes.append(f"{n} CPU processes on {cores} cores: they share the cores, so this is slower than one process")
+    return n, strategy, ds_config
 
 
 # ----------------------------------------------------------------------------- data
@@ -350,7 +434,38 @@ def _training_args(plan: TrainPlan, output_dir: Path, has_eval: bool) -> dict[st
         use_cpu=plan.device == "cpu",
         include_num_input_tokens_seen="non_padding",
         dataloader_num_workers=0,
+        **_distributed_args(plan),
     )
+
+
+def _distributed_args(plan: TrainPlan) -> dict[str, Any]:
+    """TrainingArguments for a run of several processes (nothing for one process).
+
+    The ranks are started by accelerate's launcher (torchrun underneath), which sets
+    RANK/WORLD_SIZE/MASTER_ADDR; the Trainer's accelerator joins the process group: gloo
+    for CPU processes, nccl on GPUs. FSDP and DeepSpeed are switched on here, through the
+    Trainer, not through launcher flags."""
+    if plan.num_processes <= 1:
+        return {}
+    out: dict[str, Any] = {
+        "ddp_backend": "gloo" if plan.device == "cpu" else None,
+        # every trainable weight (LoRA or full) takes part in each forward pass
+        "ddp_find_unused_parameters": False,
+    }
+    if plan.distributed == "fsdp":
+        out["fsdp"] = True
+        out["fsdp_config"] = {"version": 2, "auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
+                              "state_dict_type": "FULL_STATE_DICT", "reshard_after_forward": True}
+    elif plan.distributed == "deepspeed":
+        out["deepspeed"] = plan.deepspeed_config
+    return out
+
+
+def _load_device(plan: TrainPlan) -> str:
+    """Where this process loads the model: its own GPU when several processes share a machine."""
+    if plan.num_processes > 1 and plan.device == "cuda":
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    return plan.device
 
 
 def build_trainer(spec: "JobSpec", *, output_dir: "str | os.PathLike", model: Any = None, tokenizer: Any = None,
@@ -368,7 +483,7 @@ def build_trainer(spec: "JobSpec", *, output_dir: "str | os.PathLike", model: An
     if model is None or tokenizer is None:
         source = resolve_model(plan.base_model)
         qc = _quant_config(plan) if plan.adapter == "qlora" else None
-        loaded_model, loaded_tok = load_model_and_tokenizer(source, dtype=plan.model_dtype, device=plan.device,
+        loaded_model, loaded_tok = load_model_and_tokenizer(source, dtype=plan.model_dtype, device=_load_device(plan),
                                                             quantization_config=qc)
         model = model if model is not None else loaded_model
         tokenizer = tokenizer if tokenizer is not None else loaded_tok
@@ -410,7 +525,7 @@ def build_trainer(spec: "JobSpec", *, output_dir: "str | os.PathLike", model: An
         if peft_config is None:  # full DPO: a frozen copy of the base is the reference
             from .models import load_model_and_tokenizer as _load
 
-            ref_model, _ = _load(resolve_model(plan.base_model), dtype=plan.model_dtype, device=plan.device)
+            ref_model, _ = _load(resolve_model(plan.base_model), dtype=plan.model_dtype, device=_load_device(plan))
         config = DPOConfig(**args, beta=plan.dpo_beta)
         trainer = DPOTrainer(model=model, ref_model=ref_model, args=config, train_dataset=train_ds,
                              eval_dataset=eval_ds, processing_class=tokenizer, peft_config=peft_config,
@@ -550,10 +665,16 @@ def train(spec: "JobSpec", *, output_dir: "str | os.PathLike | None" = None, res
             (d / META_FILE).write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
 
         model_dir = output_dir / FINAL_DIR
-        _atomic_save(model_dir, save_final)
+        if plan.num_processes > 1:
+            _save_final_distributed(trainer, model_dir, tok, meta)
+        else:
+            _atomic_save(model_dir, save_final)
         if merge and plan.adapter in ("lora", "qlora"):
             merged_dir = output_dir / MERGED_DIR
-            _atomic_save(merged_dir, lambda d: _save_merged(trainer, plan, model_dir, d, tok, meta))
+            if trainer.accelerator.is_main_process:
+                _atomic_save(merged_dir, lambda d: _save_merged(trainer, plan, model_dir, d, tok, meta))
+            if plan.num_processes > 1:
+                trainer.accelerator.wait_for_everyone()
     last = _last_checkpoint(output_dir)
     final_loss = losses[-1][1] if losses else None
     train_loss = out.training_loss if out is not None and not math.isnan(out.training_loss) else None
@@ -566,13 +687,36 @@ def train(spec: "JobSpec", *, output_dir: "str | os.PathLike | None" = None, res
     )
 
 
+def _save_final_distributed(trainer: Any, target: Path, tok: Any, meta: dict) -> None:
+    """``final/`` from several processes: every rank takes part in ``save_model`` (FSDP and
+    DeepSpeed gather the sharded weights), the main process writes and renames it."""
+    import shutil
+
+    acc = trainer.accelerator
+    tmp = target.parent / f".{target.name}.partial"
+    if acc.is_main_process and tmp.exists():
+        shutil.rmtree(tmp)
+    acc.wait_for_everyone()
+    trainer.save_model(str(tmp))
+    if acc.is_main_process:
+        tok.save_pretrained(tmp)
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
+        (tmp / "training_args.bin").unlink(missing_ok=True)
+        if target.exists():
+            shutil.rmtree(target)
+        os.rename(tmp, target)
+    acc.wait_for_everyone()
+
+
 def _save_merged(trainer: Any, plan: TrainPlan, adapter_dir: Path, out: Path, tok: Any, meta: dict) -> None:
-    if plan.adapter == "qlora":  # merge into an unquantised copy of the base, not the 4-bit one
+    if plan.adapter == "qlora" or plan.num_processes > 1:
+        # QLoRA: merge into an unquantised copy of the base, not the 4-bit one. Several processes: the
+        # trained model may be sharded (FSDP/DeepSpeed); the main process merges the saved adapter.
         from peft import PeftModel
 
         from .models import load_model_and_tokenizer, resolve_model
 
-        base, _ = load_model_and_tokenizer(resolve_model(plan.base_model), dtype=plan.model_dtype, device=plan.device)
+        base, _ = load_model_and_tokenizer(resolve_model(plan.base_model), dtype=plan.model_dtype, device=_load_device(plan))
         merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
     else:
         merged = trainer.model.merge_and_unload()

@@ -57,6 +57,23 @@ def render_plan(plan: Any, console: Any) -> None:
     console.print(t)
 
 
+def _with_gpus(spec_path: str, backend: str, gpus: int) -> Any:
+    """The spec with ``local.gpus`` set from ``--gpus`` (the job stores this spec)."""
+    from pathlib import Path
+
+    from ..errors import UsageError
+    from ..spec import load_spec
+
+    if backend != "local":
+        raise UsageError(f"--gpus applies to --backend local, not {backend}",
+                         hint="Hosted backends choose their own hardware; drop --gpus.")
+    p = Path(spec_path)
+    if not p.exists():
+        raise UsageError(f"{p}: no such file", hint="Write one with `ftc spec init`.")
+    spec = load_spec(p)
+    return spec.model_copy(update={"local": spec.local.model_copy(update={"gpus": gpus})})
+
+
 @click.command()
 @click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
 @click.option("--backend", "-b", required=True, help="Where to train: openai, together (or any installed backend).")
@@ -65,9 +82,12 @@ def render_plan(plan: Any, console: Any) -> None:
 @click.option("--budget", type=click.FloatRange(min=0), default=None,
               help="Refuse to start above this many USD (default: the spec's budget_usd); also applied to the provider's own quote.")
 @click.option("--detach", is_flag=True, help="Return once the job is created; follow it later with `ftc jobs watch`.")
+@click.option("--gpus", type=click.IntRange(min=1), default=None,
+              help="--backend local: train with this many processes, one per GPU (overrides local.gpus; "
+                   "on a CPU device, CPU processes).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (the plan, the job, its final status).")
 @click.pass_context
-def train(ctx, spec_path, backend, dry_run, yes, budget, detach, as_json) -> None:
+def train(ctx, spec_path, backend, dry_run, yes, budget, detach, gpus, as_json) -> None:
     """Fine-tune from a job SPEC on a backend: check, estimate, confirm, submit, watch.
 
     \b
@@ -78,6 +98,7 @@ def train(ctx, spec_path, backend, dry_run, yes, budget, detach, as_json) -> Non
     \b
       ftc train job.yaml --backend openai --dry-run
       ftc train job.yaml --backend together --budget 20 --yes --detach
+      ftc train job.yaml --backend local --gpus 4
     """
     from .. import jobs as J
     from ..errors import UsageError
@@ -88,7 +109,8 @@ def train(ctx, spec_path, backend, dry_run, yes, budget, detach, as_json) -> Non
         raise UsageError("refusing to ask for confirmation without a terminal",
                          hint="Pass --yes to submit without asking (the budget still applies), or --dry-run.")
 
-    plan = J.plan(spec_path, backend, budget=budget, on_retry=show_retry)
+    spec_arg: Any = spec_path if gpus is None else _with_gpus(spec_path, backend, gpus)
+    plan = J.plan(spec_arg, backend, budget=budget, on_retry=show_retry)
     if dry_run:
         if as_json:
             emit({"dry_run": True, "plan": plan.to_dict()})
