@@ -46,7 +46,7 @@ import math
 import re
 import time
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Mapping, Optional, TypeVar
+from typing import Any, Awaitable, Callable, Mapping, Optional, TypeVar
 
 from .errors import ConfigError, FtcError
 
@@ -60,6 +60,7 @@ __all__ = [
     "RetryExhausted",
     "AmbiguousResult",
     "retry_call",
+    "async_retry_call",
     "classify",
     "parse_retry_after",
     "sdk_client_kwargs",
@@ -676,3 +677,152 @@ def _raise_final(exc: BaseException, d: Decision, *, op: str, provider: str, key
         hint = "Check the id or model name."
     raise RequestRejected(msg, hint, provider=provider, op=op, status_code=d.status_code, request_id=rid,
                           error=exc, reason=d.reason) from exc
+
+
+# --------------------------------------------------------------------------- the async loop
+
+
+async def async_retry_call(
+    fn: Callable[[], Awaitable[T]],
+    *,
+    op: str = "call",
+    idempotent: bool,
+    policy: RetryPolicy | None = None,
+    provider: str | None = None,
+    key_env: str | None = None,
+    on_retry: Optional[Callable[[RetryEvent], None]] = None,
+    sleep: Optional[Callable[[float], Awaitable[None]]] = None,
+) -> T:
+    """``await fn()`` under the retry policy: :func:`retry_call` for coroutines.
+
+    The same classification (:func:`classify`), waits (full-jitter backoff, or the
+    server's ``Retry-After`` / ``retry-after-ms``), attempt budget and deadline, the same
+    :class:`RetryEvent` per retry and the same errors (:class:`AuthError`,
+    :class:`RequestRejected`, :class:`RetryExhausted`, :class:`AmbiguousResult`).
+    Built on ``tenacity.AsyncRetrying``; ``fn`` is called anew for every attempt, so it
+    may take a rate-limiter slot each time.
+
+    ``sleep``: the coroutine that waits between attempts. Default: ``asyncio.sleep``,
+    or -- when ``policy.sleep`` is not ``time.sleep`` (a test's fake clock) --
+    ``policy.sleep`` followed by ``asyncio.sleep(0)``. ``asyncio.CancelledError`` and
+    ``KeyboardInterrupt`` pass through unchanged.
+    """
+    import asyncio
+
+    import tenacity
+
+    pol = policy or DEFAULT_POLICY
+    hooks = _Hooks(pol, op=op, provider=provider, key_env=key_env, on_retry=on_retry, idempotent=idempotent)
+
+    if sleep is None:
+        if pol.sleep is time.sleep:
+            sleep = asyncio.sleep
+        else:
+            async def sleep(seconds: float) -> None:
+                pol.sleep(float(seconds))
+                await asyncio.sleep(0)
+
+    async def attempt() -> T:
+        try:
+            return await fn()
+        except Exception as exc:
+            hooks.failed(exc)
+            raise  # pragma: no cover - failed() always raises
+
+    retrying = tenacity.AsyncRetrying(
+        sleep=sleep,
+        stop=hooks.stop,
+        wait=hooks.wait,
+        retry=tenacity.retry_if_exception_type(_Retryable),
+        before_sleep=hooks.before_sleep,
+        retry_error_callback=hooks.give_up,
+        reraise=False,
+    )
+    return await retrying(attempt)
+
+
+class _Hooks:
+    """The decisions of one retry loop (the same rules as inside :func:`retry_call`)."""
+
+    def __init__(self, pol: RetryPolicy, *, op: str, provider: str | None, key_env: str | None,
+                 on_retry: Optional[Callable[[RetryEvent], None]], idempotent: bool):
+        self.pol, self.op, self.provider, self.key_env = pol, op, provider, key_env
+        self.on_retry, self.idempotent = on_retry, idempotent
+        self.start = pol.clock()
+        self.giving_up: dict[str, str] = {}
+
+    def prov(self, exc: BaseException | None = None) -> str:
+        return self.provider or (_provider_of(exc) if exc is not None else "")
+
+    def failed(self, exc: Exception) -> None:
+        """Classify a failed attempt: raise ``_Retryable``, the final error, or ``exc`` itself."""
+        d = classify(exc, idempotent=self.idempotent, retry_409=self.pol.retry_409)
+        if d.action == RETRY:
+            raise _Retryable(exc, d) from exc
+        if d.action == RAISE:
+            raise exc
+        _raise_final(exc, d, op=self.op, provider=self.prov(exc), key_env=self.key_env)
+
+    def wait(self, rs: Any) -> float:
+        import tenacity
+
+        pol = self.pol
+        d: Decision = rs.outcome.exception().decision
+        remaining = pol.deadline - (pol.clock() - self.start)
+        if pol.respect_retry_after and d.retry_after is not None and d.retry_after > 0:
+            return d.retry_after
+        w = tenacity.wait_random_exponential(multiplier=pol.base, max=pol.max_wait)(rs)
+        return max(0.0, min(w, remaining))
+
+    def stop(self, rs: Any) -> bool:
+        pol = self.pol
+        d: Decision = rs.outcome.exception().decision
+        remaining = pol.deadline - (pol.clock() - self.start)
+        if rs.attempt_number >= pol.max_attempts:
+            self.giving_up["why"] = f"after {rs.attempt_number} attempts (the most allowed)"
+            return True
+        server_wait = pol.respect_retry_after and d.retry_after is not None and d.retry_after > 0
+        if server_wait and rs.upcoming_sleep > remaining:
+            self.giving_up["why"] = (f"the server asked to wait {rs.upcoming_sleep:.0f} s (Retry-After) but only "
+                                     f"{max(remaining, 0):.0f} s of the {pol.deadline:.0f} s deadline remain, "
+                                     f"so ftc gave up at once after {rs.attempt_number} attempt(s)")
+            self.giving_up["hint"] = (f"Try again in {rs.upcoming_sleep:.0f} s, when the provider said it will "
+                                      "take requests.")
+            return True
+        if remaining <= 0:
+            self.giving_up["why"] = f"after {rs.attempt_number} attempt(s): the {pol.deadline:.0f} s deadline passed"
+            return True
+        return False
+
+    def before_sleep(self, rs: Any) -> None:
+        r: _Retryable = rs.outcome.exception()
+        d = r.decision
+        pol = self.pol
+        ev = RetryEvent(op=self.op, provider=self.prov(r.error), attempt=rs.attempt_number,
+                        max_attempts=pol.max_attempts, wait=float(rs.upcoming_sleep), reason=d.reason,
+                        status_code=d.status_code, elapsed=pol.clock() - self.start,
+                        server_wait=bool(pol.respect_retry_after and d.retry_after))
+        log.info("%s", ev)
+        if self.on_retry is not None:
+            self.on_retry(ev)
+
+    def give_up(self, rs: Any) -> Any:
+        r: _Retryable = rs.outcome.exception()
+        p = self.prov(r.error)
+        elapsed = self.pol.clock() - self.start
+        why = self.giving_up.get("why", f"after {rs.attempt_number} attempt(s)")
+        rid = _request_id(r.error)
+        msg = f"{_display(p)} {self.op} failed: {r.decision.reason}; {why} in {elapsed:.1f} s"
+        if rid:
+            msg += f" (request id {rid})"
+        if "hint" in self.giving_up:
+            hint = self.giving_up["hint"]
+        elif r.decision.status_code is None:
+            hint = ("Check the network and the provider's base URL (OPENAI_BASE_URL / TOGETHER_BASE_URL); "
+                    "then run the command again.")
+        else:
+            hint = "The provider is overloaded or failing; try again later (its status page may say more)."
+        raise RetryExhausted(msg, hint, provider=p, op=self.op, status_code=r.decision.status_code, request_id=rid,
+                             error=r.error, reason=r.decision.reason, attempts=rs.attempt_number,
+                             elapsed=elapsed) from r.error
+

@@ -248,6 +248,63 @@ class PendingWork:
         }
 
 
+#: The states of an evaluation run.
+EVAL_STATES: tuple[str, ...] = ("running", "complete", "interrupted")
+
+
+@dataclass(frozen=True)
+class EvalRun:
+    """One evaluation of one model on one data file with fixed generation parameters.
+
+    ``id`` is derived from (canonical model ref, data sha256, generation params), so the
+    same evaluation run again finds this record and resumes it. ``summary`` is the last
+    summary written by :meth:`Store.finish_eval_run` (None before the first one).
+    """
+
+    id: str
+    model_ref: str
+    data_path: str
+    data_sha256: str
+    params: dict
+    state: str
+    created_at: str
+    updated_at: str
+    summary: dict | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """The stored answer for one example of an evaluation run (``error`` set when it failed)."""
+
+    run_id: str
+    example_key: str
+    idx: int
+    output: str | None
+    latency_s: float | None
+    tokens_in: int | None
+    tokens_out: int | None
+    error: str | None
+    created_at: str
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _eval_run(row: sqlite3.Row) -> EvalRun:
+    d = dict(row)
+    params = _loads(d.pop("params_json"))
+    summary = _loads(d.pop("summary_json"))
+    return EvalRun(params=params if isinstance(params, dict) else {}, summary=summary if isinstance(summary, dict) else None,
+                   **d)
+
+
 # --------------------------------------------------------------------------------------------
 # migrations
 
@@ -353,6 +410,40 @@ def m003_progress(conn: sqlite3.Connection) -> None:
     for col, typ in (("step", "INTEGER"), ("total_steps", "INTEGER"), ("loss", "REAL"),
                      ("trained_tokens", "INTEGER"), ("cost_so_far_usd", "REAL")):
         conn.execute(f"ALTER TABLE jobs ADD COLUMN {col} {typ}")
+
+
+@migration
+def m004_evals(conn: sqlite3.Connection) -> None:
+    """Evaluation runs (``ftc eval``) and their per-example results, for caching and resume."""
+    _run(
+        conn,
+        """
+        CREATE TABLE eval_runs (
+            id TEXT PRIMARY KEY,
+            model_ref TEXT NOT NULL,
+            data_path TEXT NOT NULL,
+            data_sha256 TEXT NOT NULL,
+            params_json TEXT NOT NULL,
+            state TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            summary_json TEXT
+        );
+        CREATE INDEX eval_runs_created ON eval_runs (created_at);
+        CREATE TABLE eval_results (
+            run_id TEXT NOT NULL REFERENCES eval_runs (id) ON DELETE CASCADE,
+            example_key TEXT NOT NULL,
+            idx INTEGER NOT NULL,
+            output TEXT,
+            latency_s REAL,
+            tokens_in INTEGER,
+            tokens_out INTEGER,
+            error TEXT,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (run_id, example_key)
+        )
+        """,
+    )
 
 
 def schema_version(conn: sqlite3.Connection) -> int:
@@ -1151,6 +1242,111 @@ class Store:
         return Upload(**dict(rows[0]))
 
 
+    # -- evaluation runs -----------------------------------------------------------------------
+
+    def put_eval_run(self, run_id: str, *, model_ref: str, data_path: str, data_sha256: str,
+                     params: Mapping[str, Any]) -> EvalRun:
+        """Record an evaluation run (state ``running``) unless it exists; returns the record."""
+        from .secrets import redact, redact_json
+
+        now = _now()
+        with self._write() as c:
+            c.execute(
+                "INSERT OR IGNORE INTO eval_runs (id, model_ref, data_path, data_sha256, params_json, state,"
+                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'running', ?, ?)",
+                (run_id, redact(model_ref), str(data_path), data_sha256.lower(), redact_json(dict(params)), now, now),
+            )
+        return self.get_eval_run(run_id)
+
+    def restart_eval_run(self, run_id: str, *, fresh: bool = False) -> EvalRun:
+        """Mark a run ``running`` again before (re)sending its examples; ``fresh`` also
+        forgets its stored results and summary (``ftc eval --fresh``)."""
+        with self._write() as c:
+            if c.execute("SELECT 1 FROM eval_runs WHERE id = ?", (run_id,)).fetchone() is None:
+                raise UsageError(f"no evaluation run {run_id!r} in the store")
+            if fresh:
+                c.execute("DELETE FROM eval_results WHERE run_id = ?", (run_id,))
+                c.execute("UPDATE eval_runs SET summary_json = NULL WHERE id = ?", (run_id,))
+            c.execute("UPDATE eval_runs SET state = 'running', updated_at = ? WHERE id = ?", (_now(), run_id))
+        return self.get_eval_run(run_id)
+
+    def save_eval_result(self, run_id: str, *, idx: int, example_key: str, output: str | None,
+                         latency_s: float | None, tokens_in: int | None, tokens_out: int | None,
+                         error: Any = None) -> None:
+        """Store (or replace) the answer to one example; output and error are redacted."""
+        from .secrets import redact
+
+        err = None if error is None else redact(
+            f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else error)
+        out = None if output is None else redact(output)
+        with self._write() as c:
+            c.execute(
+                "INSERT INTO eval_results (run_id, example_key, idx, output, latency_s, tokens_in, tokens_out, error,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (run_id, example_key) DO UPDATE SET idx = excluded.idx, output = excluded.output,"
+                " latency_s = excluded.latency_s, tokens_in = excluded.tokens_in, tokens_out = excluded.tokens_out,"
+                " error = excluded.error, created_at = excluded.created_at",
+                (run_id, example_key, int(idx), out, None if latency_s is None else float(latency_s),
+                 None if tokens_in is None else int(tokens_in), None if tokens_out is None else int(tokens_out),
+                 err, _now()),
+            )
+            c.execute("UPDATE eval_runs SET updated_at = ? WHERE id = ?", (_now(), run_id))
+
+    def eval_results(self, run_id: str) -> dict[str, EvalResult]:
+        """A run's stored results keyed by example key, in example order."""
+        rows = self._read("SELECT * FROM eval_results WHERE run_id = ? ORDER BY idx, example_key", (run_id,))
+        return {r["example_key"]: EvalResult(**dict(r)) for r in rows}
+
+    def finish_eval_run(self, run_id: str, summary: Mapping[str, Any], *, state: str = "complete") -> EvalRun:
+        """Store a run's summary and its state (``complete`` or ``interrupted``)."""
+        from .secrets import redact_json
+
+        if state not in EVAL_STATES:
+            raise ValueError(f"not an evaluation state: {state!r} (one of {', '.join(EVAL_STATES)})")
+        with self._write() as c:
+            cur = c.execute("UPDATE eval_runs SET summary_json = ?, state = ?, updated_at = ? WHERE id = ?",
+                            (redact_json(dict(summary)), state, _now(), run_id))
+            if cur.rowcount != 1:
+                raise UsageError(f"no evaluation run {run_id!r} in the store")
+        return self.get_eval_run(run_id)
+
+    def get_eval_run(self, ref: str) -> EvalRun:
+        """An evaluation run by its id or a unique prefix of it (with or without ``eval-``)."""
+        ref = (ref or "").strip()
+        hint = "List evaluation runs with `ftc eval list`."
+        if not ref:
+            raise UsageError("give an evaluation run id", hint=hint)
+        rows = self._read("SELECT * FROM eval_runs WHERE id = ?", (ref,))
+        if rows:
+            return _eval_run(rows[0])
+        n = len(ref)
+        rows = self._read(
+            "SELECT * FROM eval_runs WHERE substr(id, 1, ?) = ? OR (id LIKE 'eval-%' AND substr(id, 6, ?) = ?)"
+            " ORDER BY created_at DESC, id",
+            (n, ref, n, ref),
+        )
+        if len(rows) == 1:
+            return _eval_run(rows[0])
+        if not rows:
+            import difflib
+
+            ids = [r["id"] for r in self._read("SELECT id FROM eval_runs")]
+            close = difflib.get_close_matches(ref, ids, n=3, cutoff=0.6)
+            raise UsageError(f"no evaluation run matches {ref!r}",
+                             hint=(f"Did you mean {', '.join(close)}? " if close else "") + hint)
+        shown = ", ".join(r["id"] for r in rows[:10]) + (f" and {len(rows) - 10} more" if len(rows) > 10 else "")
+        raise UsageError(f"{ref!r} matches {len(rows)} evaluation runs: {shown}",
+                         hint="Give more characters of the run id.")
+
+    def list_eval_runs(self, limit: int | None = None) -> list[EvalRun]:
+        """Evaluation runs, newest first."""
+        sql, params = "SELECT * FROM eval_runs ORDER BY created_at DESC, id DESC", []
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        return [_eval_run(r) for r in self._read(sql, params)]
+
+
 def _op_reason(op: Operation) -> str:
     where = f"job {op.job_id}" if op.job_id else "no job"
     if op.state == "intent":
@@ -1173,6 +1369,9 @@ __all__ = [
     "Upload",
     "Event",
     "PendingWork",
+    "EvalRun",
+    "EvalResult",
+    "EVAL_STATES",
     "StoreError",
     "DuplicateSubmission",
     "MIGRATIONS",

@@ -1,0 +1,760 @@
+"""Evaluate a model on held-out chat data: quality, latency, tokens, throughput, cost per 1K queries.
+
+    from ftclient.evaluate import evaluate
+    summary = evaluate("openai:gpt-4o-mini", "data/eval.jsonl", metric="label", rpm=500)
+
+The Python API behind ``ftc eval`` (docs/eval.md). Steps:
+
+1. The model reference is parsed (:mod:`ftclient.modelref`), the data read: ChatML JSONL
+   as ``ftc data prepare`` writes it; for each record the prompt is every message before
+   the last assistant message and the reference is that message's content.
+2. The run's id is derived from (canonical model ref, data sha256, generation params:
+   ``max_tokens``, ``temperature``, ``max_examples``), so running the same evaluation
+   again finds its stored results (:class:`ftclient.store.Store`, tables ``eval_runs`` /
+   ``eval_results``) and sends only the examples not answered yet (failed ones are sent
+   again); ``fresh=True`` starts over. Every answer is stored as it arrives, so an
+   interrupted run (Ctrl-C, kill) resumes where it stopped. The metric is not part of the
+   id: scoring the same outputs with another metric sends nothing.
+3. Hosted and OpenAI-compatible models are asked concurrently from one asyncio loop:
+   ``openai.AsyncOpenAI`` (openai, openai-compatible) or the together SDK's own
+   ``AsyncTogether``, SDK retries off (``max_retries=0``), every call under
+   :func:`ftclient.retry.async_retry_call` (the same classification as every other
+   provider call: 429 / 5xx / dropped connections are retried, ``Retry-After`` honoured).
+   At most ``concurrency`` requests are in flight (an ``asyncio.Semaphore``), and
+   :class:`RateGate` paces them under ``rpm`` requests and ``tpm`` tokens per minute
+   (``aiolimiter`` leaky buckets) and, when a 429 arrives, pauses every request -- not
+   only the one that got it -- for the wait the retry policy chose.
+4. Local models are loaded once (``load_for_inference``) and answered in batches by the
+   local backend's batched greedy ``generate``; latency is per example (batch time /
+   batch size) and tokens are counted with the model's tokenizer.
+5. The summary (:func:`evaluate`'s return value, stored with the run and printed by
+   ``ftc eval --json``) has the shape documented in docs/eval.md.
+
+Nothing heavy is imported at module import: the SDKs, aiolimiter and torch load inside
+the functions that use them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
+
+from .errors import ConfigError, DataError, FtcError, UsageError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .modelref import ModelRef
+    from .prices import Catalogue
+    from .retry import RetryEvent, RetryPolicy
+    from .store import EvalResult, Store
+
+__all__ = [
+    "DEFAULT_MAX_TOKENS",
+    "DEFAULT_CONCURRENCY",
+    "DEFAULT_BATCH_SIZE",
+    "RATE_SAFETY",
+    "SUMMARY_KEYS",
+    "Example",
+    "EvalProgress",
+    "Interrupted",
+    "RateGate",
+    "load_examples",
+    "eval_run_id",
+    "estimate_tokens",
+    "evaluate",
+]
+
+#: Reply length bound when none is given (labels and short answers fit well within it).
+DEFAULT_MAX_TOKENS = 128
+DEFAULT_CONCURRENCY = 8
+DEFAULT_BATCH_SIZE = 8
+#: The rate limiter paces at this share of --rpm / --tpm, so timing jitter between this
+#: client and the server's clock does not push a window over the provider's limit.
+RATE_SAFETY = 0.97
+
+#: The keys of a summary, in order (``ftc eval --json``; the report reads them).
+SUMMARY_KEYS: tuple[str, ...] = (
+    "run_id", "model_ref", "backend", "model", "job_id", "base_model", "fine_tuned", "data", "data_sha256",
+    "examples", "completed", "failed", "metric", "metrics", "latency_s", "tokens", "cost_per_1k_queries_usd",
+    "cost_basis", "throughput_qps", "wall_s", "started_at", "finished_at", "notes",
+)
+
+_SUPPORTED = ("local", "openai", "together", "openai-compatible")
+_KEY_ENVS = {"openai": "OPENAI_API_KEY", "together": "TOGETHER_API_KEY",
+             "openai-compatible": "OPENAI_COMPATIBLE_API_KEY"}
+
+
+class Interrupted(FtcError):
+    """The evaluation was interrupted; what was answered is stored (exit 130)."""
+
+    exit_code = 130
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class Example:
+    """One evaluation example: ``messages`` (the prompt) and the ``reference`` answer."""
+
+    idx: int
+    key: str
+    messages: list
+    reference: str
+    line: int = 0
+
+
+def _text(content: Any) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # content parts
+        return "".join(str(p.get("text", "")) if isinstance(p, Mapping) else str(p) for p in content)
+    return str(content)
+
+
+def load_examples(path: "str | Path", max_examples: int | None = None) -> tuple[list[Example], str]:
+    """The examples of a ChatML JSONL file (the first ``max_examples``) and the file's sha256.
+
+    A record is ``{"messages": [...]}`` with at least one assistant message that has a
+    message before it; the last assistant message is the reference, the messages before
+    it the prompt. Blank lines are skipped; anything else is a DataError naming the line.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"{p}: no such file", hint="Write eval.jsonl with `ftc data prepare ... --out-dir data/`.")
+    raw = p.read_bytes()
+    sha = hashlib.sha256(raw).hexdigest()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{p}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    out: list[Example] = []
+    seen: dict[str, int] = {}
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if max_examples is not None and len(out) >= max_examples:
+            break
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError as e:
+            raise DataError(f"{p}: line {lineno}: not JSON ({e.msg})") from None
+        msgs = rec.get("messages") if isinstance(rec, dict) else None
+        if not isinstance(msgs, list) or not all(isinstance(m, dict) for m in msgs):
+            raise DataError(f"{p}: line {lineno}: not a chat example (no \"messages\" list)",
+                            hint="Evaluation data is ChatML JSONL: {\"messages\": [..., {\"role\": \"assistant\", ...}]}.")
+        last = max((i for i, m in enumerate(msgs) if m.get("role") == "assistant"), default=None)
+        if last is None or last == 0:
+            raise DataError(f"{p}: line {lineno}: no assistant message after the prompt to compare with",
+                            hint="Each record needs the expected answer as its last assistant message.")
+        prompt = [{"role": str(m.get("role")), "content": _text(m.get("content"))} for m in msgs[:last]]
+        reference = _text(msgs[last].get("content"))
+        digest = hashlib.sha256(json.dumps([prompt, reference], ensure_ascii=False, sort_keys=True).encode()).hexdigest()
+        key = digest[:16]
+        n = seen.get(key, 0)
+        seen[key] = n + 1
+        if n:
+            key = f"{key}~{n}"  # the same example twice: two keys
+        out.append(Example(idx=len(out), key=key, messages=prompt, reference=reference, line=lineno))
+    if not out:
+        raise DataError(f"{p}: no examples", hint="Write eval.jsonl with `ftc data prepare`.")
+    return out, sha
+
+
+def eval_run_id(canonical_ref: str, data_sha256: str, params: Mapping[str, Any]) -> str:
+    """The deterministic id of an evaluation: same model, data and generation params -> same id."""
+    blob = json.dumps({"model": canonical_ref, "data": data_sha256.lower(), "params": dict(params)},
+                      sort_keys=True, ensure_ascii=False)
+    return "eval-" + hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def estimate_tokens(messages: Sequence[Mapping[str, Any]]) -> int:
+    """A request's prompt tokens as a rate limiter counts them before sending: about four
+    characters per token, plus 4 per message and 3 for the reply's priming (providers'
+    own limiters estimate the same way; the answer's ``usage`` gives the real figure)."""
+    return sum(math.ceil(len(_text(m.get("content"))) / 4) + 4 for m in messages) + 3
+
+
+# --------------------------------------------------------------------------- progress
+
+
+@dataclass
+class EvalProgress:
+    """Passed to ``on_progress`` after every stored answer (and once at the start)."""
+
+    run_id: str
+    total: int
+    completed: int = 0
+    """Answered, cached ones included."""
+    failed: int = 0
+    cached: int = 0
+    """Answers reused from an earlier run of the same evaluation."""
+    sent: int = 0
+    """Examples answered (or failed) in this session."""
+    retries: int = 0
+    rate_limited: int = 0
+    """Retries caused by HTTP 429."""
+    elapsed_s: float = 0.0
+
+    @property
+    def done(self) -> int:
+        return self.completed + self.failed
+
+    @property
+    def rate_qps(self) -> float:
+        return self.sent / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+# --------------------------------------------------------------------------- rate limits
+
+
+class RateGate:
+    """Requests-per-minute and tokens-per-minute limits for one evaluation's requests.
+
+    Two ``aiolimiter.AsyncLimiter`` leaky buckets: one of capacity 1 that lets one request
+    through every ``60 / (rpm * RATE_SAFETY)`` seconds (an even pace, never a burst a
+    provider's per-second quantisation would refuse), and one for tokens whose capacity
+    is the largest single request (``max_charge``), draining at ``tpm * RATE_SAFETY`` per
+    minute. A request is charged its estimated prompt tokens plus ``max_tokens``, as the
+    providers count it. :meth:`pause` (called on every 429) holds every request back until
+    the wait is over, so one refusal slows the whole run, not just the request that got it.
+    """
+
+    def __init__(self, rpm: float | None = None, tpm: float | None = None, *, max_charge: int = 1,
+                 safety: float = RATE_SAFETY):
+        from aiolimiter import AsyncLimiter
+
+        self.rpm, self.tpm = rpm, tpm
+        self.requests = AsyncLimiter(1, 60.0 / (rpm * safety)) if rpm else None
+        cap = max(1, int(max_charge))
+        self.tokens = AsyncLimiter(cap, cap * 60.0 / (tpm * safety)) if tpm else None
+        self._resume_at = 0.0
+        self.pauses = 0
+
+    def pause(self, seconds: float) -> None:
+        """Hold every request back for ``seconds`` from now (longer pauses win)."""
+        if seconds <= 0:
+            return
+        now = asyncio.get_running_loop().time()
+        self._resume_at = max(self._resume_at, now + seconds)
+        self.pauses += 1
+
+    async def _paused(self) -> None:
+        loop = asyncio.get_running_loop()
+        while (wait := self._resume_at - loop.time()) > 0:
+            await asyncio.sleep(wait)
+
+    async def acquire(self, tokens: int = 0) -> None:
+        """Wait for a pause to end and for room under both limits."""
+        await self._paused()
+        if self.requests is not None:
+            await self.requests.acquire()
+        if self.tokens is not None and tokens > 0:
+            await self.tokens.acquire(min(float(tokens), self.tokens.max_rate))
+        await self._paused()  # a 429 that came in while this one waited for its slot
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+@contextlib.contextmanager
+def _opened(store: "Store | None") -> Iterator["Store"]:
+    if store is not None:
+        yield store
+        return
+    from .store import Store
+
+    s = Store()
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def _quantile(sorted_values: Sequence[float], q: float) -> float:
+    """Linear-interpolation quantile (numpy's default) of an ascending list; 0.0 when empty."""
+    if not sorted_values:
+        return 0.0
+    pos = (len(sorted_values) - 1) * q
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return float(sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo))
+
+
+def _run_coro(coro: Any) -> Any:
+    """``asyncio.run`` -- in a worker thread when this thread already runs a loop (a notebook)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+@dataclass
+class _Session:
+    """What this call of :func:`evaluate` did (as opposed to what the store holds)."""
+
+    progress: EvalProgress
+    on_progress: Callable[[EvalProgress], None] | None
+    t0: float = field(default_factory=time.monotonic)
+    started_at: str = field(default_factory=_now_iso)
+    new_completed: int = 0
+    active_s: float = 0.0
+    """Seconds spent answering (hosted: first request to last answer; local: generation)."""
+    notes: list[str] = field(default_factory=list)
+    device: str | None = None
+
+    def tick(self) -> None:
+        self.progress.elapsed_s = time.monotonic() - self.t0
+        if self.on_progress is not None:
+            self.on_progress(self.progress)
+
+
+# --------------------------------------------------------------------------- hosted
+
+
+def _async_client(ref: "ModelRef") -> Any:
+    from .retry import sdk_client_kwargs
+    from .secrets import get_key
+
+    if ref.backend == "together":
+        import together
+
+        return together.AsyncTogether(api_key=get_key("together"), **sdk_client_kwargs("together"))
+    import openai
+
+    if ref.backend == "openai":
+        # The base URL is the SDK's default or OPENAI_BASE_URL, as for the openai backend.
+        return openai.AsyncOpenAI(api_key=get_key("openai"), **sdk_client_kwargs("openai"))
+    try:
+        key = get_key("openai-compatible")
+    except ConfigError:
+        key = "unused"  # most self-hosted servers (Ollama, vLLM) ask for no key
+    return openai.AsyncOpenAI(api_key=key, base_url=ref.base_url, **sdk_client_kwargs("openai"))
+
+
+def _get(obj: Any, name: str) -> Any:
+    if obj is None:
+        return None
+    if isinstance(obj, Mapping):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def _parse_reply(resp: Any) -> tuple[str, int | None, int | None]:
+    choices = _get(resp, "choices") or []
+    text = _text(_get(_get(choices[0], "message"), "content")) if choices else ""
+    usage = _get(resp, "usage")
+    tin, tout = _get(usage, "prompt_tokens"), _get(usage, "completion_tokens")
+    return text, (int(tin) if isinstance(tin, (int, float)) else None), \
+        (int(tout) if isinstance(tout, (int, float)) else None)
+
+
+async def _run_hosted(ref: "ModelRef", todo: list[Example], st: "Store", run_id: str, sess: _Session, *,
+                      concurrency: int, rpm: float | None, tpm: float | None, max_tokens: int,
+                      temperature: float, policy: "RetryPolicy | None",
+                      on_retry: Callable[["RetryEvent"], None] | None) -> None:
+    from .retry import AuthError, ProviderError, RequestRejected, async_retry_call
+
+    charges = {ex.key: estimate_tokens(ex.messages) + max_tokens for ex in todo}
+    biggest = max(charges.values(), default=1)
+    if tpm and biggest > tpm * RATE_SAFETY:
+        raise UsageError(f"one request needs about {biggest} tokens (prompt + --max-tokens {max_tokens}), "
+                         f"more than --tpm {tpm:g} allows in a minute",
+                         hint="Raise --tpm or lower --max-tokens.")
+    gate = RateGate(rpm, tpm, max_charge=biggest)
+    sem = asyncio.Semaphore(concurrency)
+    abort: list[BaseException] = []
+    prog = sess.progress
+    provider = ref.backend
+    key_env = _KEY_ENVS.get(ref.backend)
+    token_kw = "max_completion_tokens" if ref.backend == "openai" else "max_tokens"
+    loop = asyncio.get_running_loop()
+    first_send: list[float] = []
+
+    def retried(ev: "RetryEvent") -> None:
+        prog.retries += 1
+        if ev.status_code == 429:
+            prog.rate_limited += 1
+            gate.pause(ev.wait)  # everyone waits, not only this request
+        if on_retry is not None:
+            on_retry(ev)
+
+    async with _async_client(ref) as client:
+
+        async def one(ex: Example) -> None:
+            timing: dict[str, float] = {}
+
+            async def call() -> Any:
+                await gate.acquire(charges[ex.key])
+                t = time.perf_counter()
+                if not first_send:
+                    first_send.append(loop.time())
+                resp = await client.chat.completions.create(
+                    model=ref.model, messages=ex.messages, temperature=temperature, **{token_kw: max_tokens})
+                timing["latency"] = time.perf_counter() - t
+                return resp
+
+            try:
+                resp = await async_retry_call(call, op=f"chat with {ref.model}", idempotent=True, policy=policy,
+                                              provider=provider, key_env=key_env, on_retry=retried)
+            except AuthError as e:
+                abort.append(e)
+                return
+            except RequestRejected as e:
+                if e.status_code == 404:  # no such model: every example would fail the same way
+                    abort.append(e)
+                    return
+                st.save_eval_result(run_id, idx=ex.idx, example_key=ex.key, output=None, latency_s=None,
+                                    tokens_in=None, tokens_out=None, error=e.message)
+                prog.failed += 1
+            except ProviderError as e:
+                st.save_eval_result(run_id, idx=ex.idx, example_key=ex.key, output=None, latency_s=None,
+                                    tokens_in=None, tokens_out=None, error=e.message)
+                prog.failed += 1
+            else:
+                text, tin, tout = _parse_reply(resp)
+                st.save_eval_result(run_id, idx=ex.idx, example_key=ex.key, output=text,
+                                    latency_s=timing.get("latency"), tokens_in=tin, tokens_out=tout)
+                prog.completed += 1
+                sess.new_completed += 1
+            prog.sent += 1
+            sess.active_s = loop.time() - first_send[0] if first_send else 0.0
+            sess.tick()
+
+        tasks: set[asyncio.Task] = set()
+
+        def done(t: asyncio.Task) -> None:
+            tasks.discard(t)
+            sem.release()
+
+        try:
+            for ex in todo:
+                await sem.acquire()
+                if abort:
+                    sem.release()
+                    break
+                task = asyncio.create_task(one(ex))
+                tasks.add(task)
+                task.add_done_callback(done)
+            while tasks:
+                await asyncio.gather(*list(tasks))
+        finally:
+            for t in list(tasks):
+                t.cancel()
+    if gate.pauses:
+        sess.notes.append(f"{prog.rate_limited} request(s) got HTTP 429; each paused every request for the "
+                          "wait the server asked (or the backoff)")
+    if abort:
+        raise abort[0]
+
+
+# --------------------------------------------------------------------------- local
+
+
+def _run_local(ref: "ModelRef", todo: list[Example], st: "Store", run_id: str, sess: _Session, *,
+               batch_size: int, max_tokens: int, device: str) -> None:
+    from .local_backend.inference import generate, load_for_inference
+
+    t = time.perf_counter()
+    model, tok = load_for_inference(ref.model, device=device)
+    load_s = time.perf_counter() - t
+    with contextlib.suppress(Exception):
+        sess.device = str(next(model.parameters()).device)
+    sess.notes.append(f"model loaded in {load_s:.1f} s on {sess.device or device} (counted in wall_s, "
+                      "not in throughput)")
+    prog = sess.progress
+
+    def n_tokens(text: str) -> int:
+        return len(tok(text, add_special_tokens=False)["input_ids"])
+
+    for i in range(0, len(todo), batch_size):
+        chunk = todo[i:i + batch_size]
+        t = time.perf_counter()
+        outs = generate(model, tok, [ex.messages for ex in chunk], max_new_tokens=max_tokens, batch_size=len(chunk))
+        dt = time.perf_counter() - t
+        sess.active_s += dt
+        for ex, out in zip(chunk, outs):
+            prompt = tok.apply_chat_template(list(ex.messages), tokenize=False, add_generation_prompt=True)
+            st.save_eval_result(run_id, idx=ex.idx, example_key=ex.key, output=out, latency_s=dt / len(chunk),
+                                tokens_in=n_tokens(prompt), tokens_out=n_tokens(out))
+            prog.completed += 1
+            prog.sent += 1
+            sess.new_completed += 1
+        sess.tick()
+
+
+# --------------------------------------------------------------------------- cost
+
+
+def _catalogue(prices: Any) -> "Catalogue":
+    from .prices import Catalogue, load_catalogue
+
+    if isinstance(prices, Catalogue):
+        return prices
+    return load_catalogue(prices)
+
+
+def _cost(ref: "ModelRef", *, tin_q: float, tout_q: float, qps: float, completed: int,
+          gpu_price_per_hour: float | None, gpu: str | None, prices: Any, concurrency: int,
+          batch_size: int, device: str | None, notes: list[str]) -> tuple[float | None, str]:
+    if completed == 0:
+        return None, "nothing was answered, so nothing was measured"
+    if ref.backend in ("openai", "together"):
+        if gpu_price_per_hour is not None or gpu:
+            notes.append("--gpu-price-per-hour / --gpu apply to self-hosted models; ignored for a hosted one")
+        name = ref.base_model if ref.fine_tuned and ref.base_model else ref.model
+        lookup = f"{ref.backend}:{name}"
+        try:
+            entry = _catalogue(prices).model(lookup)
+        except ConfigError as e:
+            return None, (f"{lookup} is not in the price catalogue ({e.message}); add it in a prices file "
+                          "($FTC_PRICES) to price it")
+        pin, pout = entry.inference_input_per_1m, entry.inference_output_per_1m
+        if pin is None or pout is None:
+            return None, f"the price catalogue has no inference price for {entry.ref}"
+        cost = (tin_q * pin + tout_q * pout) / 1e6 * 1000
+        kind = "fine-tuned model " if ref.fine_tuned else ""
+        basis = (f"measured tokens per query ({tin_q:.1f} in, {tout_q:.1f} out) x the catalogue's {kind}inference "
+                 f"price for {entry.ref} (${pin:g} in / ${pout:g} out per 1M tokens, as of {entry.as_of})")
+        if entry.stale:
+            notes.append(f"the catalogue price of {entry.ref} is older than the staleness limit (as of {entry.as_of})")
+        if ref.backend == "openai" and not ref.fine_tuned:
+            notes.append("the catalogue's OpenAI inference prices are those of fine-tuned models; the base model "
+                         "is billed less, so this cost is an upper bound")
+        if ref.fine_tuned and entry.serving == "dedicated" and entry.dedicated_endpoint_per_hour:
+            per_1k = entry.dedicated_endpoint_per_hour / 3600.0 / qps * 1000 if qps > 0 else None
+            extra = f" (at this run's {qps:.2f} queries/s: ${per_1k:.4g} per 1K queries)" if per_1k else ""
+            notes.append(f"{ref.backend} serves this fine-tuned model on a dedicated endpoint billed "
+                         f"${entry.dedicated_endpoint_per_hour:g}/h while it is on{extra}; the token price above "
+                         "assumes serverless billing")
+        return cost, basis
+    # self-hosted: local or an OpenAI-compatible server
+    if gpu_price_per_hour is not None:
+        price, src = float(gpu_price_per_hour), "--gpu-price-per-hour"
+    elif gpu:
+        g = _catalogue(prices).gpu(gpu)
+        price, src = g.usd_per_hour, f"the catalogue's price of {g.ref}, as of {g.as_of}"
+    else:
+        return None, ("self-hosted: cost = measured throughput x GPU $/h; give --gpu-price-per-hour "
+                      "(or --gpu HOST:GPU from the catalogue) to price it")
+    if qps <= 0:
+        return None, "no throughput was measured in this session, so the GPU-hour cannot be spread over queries"
+    cost = price * 1000.0 / (3600.0 * qps)
+    basis = (f"measured throughput {qps:.3g} queries/s x ${price:g}/GPU-hour ({src}): one hour serves "
+             f"{qps * 3600:,.0f} queries")
+    if ref.backend == "local":
+        notes.append(f"throughput measured here on {device or 'this machine'} with batch size {batch_size}; "
+                     "the cost holds for a GPU that runs at least as fast")
+    else:
+        notes.append(f"throughput measured from this client at concurrency {concurrency}; a server kept busier "
+                     "may serve more queries per hour")
+    return cost, basis
+
+
+# --------------------------------------------------------------------------- the summary
+
+
+def _summary(ref: "ModelRef", run_id: str, data: Path, sha: str, examples: list[Example],
+             results: Mapping[str, "EvalResult"], metric: str, sess: _Session, *, previous: Mapping[str, Any] | None,
+             concurrency: int, batch_size: int, gpu_price_per_hour: float | None, gpu: str | None,
+             prices: Any) -> dict[str, Any]:
+    from .metrics import score
+
+    notes = list(sess.notes)
+    done = [(ex, results[ex.key]) for ex in examples if ex.key in results and results[ex.key].ok]
+    failed = sum(1 for ex in examples if ex.key in results and not results[ex.key].ok)
+    missing = len(examples) - len(done) - failed
+    metrics = score(metric, [r.output or "" for _, r in done], [ex.reference for ex, _ in done])
+    metrics["score"] = float(metrics.get("score", 0.0))
+    if failed:
+        notes.append(f"{failed} example(s) failed and are left out of the metrics; run again to retry them")
+    if missing:
+        notes.append(f"{missing} example(s) not answered yet; run the same command again to resume")
+    lat = sorted(float(r.latency_s) for _, r in done if r.latency_s is not None)
+    tin = sum(int(r.tokens_in or 0) for _, r in done)
+    tout = sum(int(r.tokens_out or 0) for _, r in done)
+    n = len(done)
+    no_usage = sum(1 for _, r in done if r.tokens_in is None or r.tokens_out is None)
+    if no_usage:
+        notes.append(f"{no_usage} answer(s) came without token usage; counted as 0 tokens")
+    if ref.backend == "local":
+        notes.append(f"latency_s is per example: each batch's generation time / its size (batch size {batch_size}); "
+                     "tokens are counted with the model's tokenizer")
+    else:
+        notes.append("latency_s is per request (the successful attempt, excluding waits for the rate limiter and "
+                     "retries); tokens are the API's usage figures")
+    cached = sess.progress.cached
+    if sess.new_completed and sess.active_s > 0:
+        qps = sess.new_completed / sess.active_s
+        if cached:
+            notes.append(f"resumed: {cached} stored answer(s) reused; throughput measured over the "
+                         f"{sess.new_completed} answered in this session")
+    else:
+        qps = float((previous or {}).get("throughput_qps") or 0.0)
+        if cached:
+            notes.append(f"all {cached} answer(s) came from the store; throughput is the earlier session's")
+    cost, basis = _cost(ref, tin_q=tin / n if n else 0.0, tout_q=tout / n if n else 0.0, qps=qps, completed=n,
+                        gpu_price_per_hour=gpu_price_per_hour, gpu=gpu, prices=prices, concurrency=concurrency,
+                        batch_size=batch_size, device=sess.device, notes=notes)
+    summary = {
+        "run_id": run_id,
+        "model_ref": ref.canonical,
+        "backend": ref.backend,
+        "model": ref.model,
+        "job_id": ref.job_id,
+        "base_model": ref.base_model,
+        "fine_tuned": bool(ref.fine_tuned),
+        "data": str(data),
+        "data_sha256": sha,
+        "examples": len(examples),
+        "completed": n,
+        "failed": failed,
+        "metric": metric,
+        "metrics": metrics,
+        "latency_s": {"p50": _quantile(lat, 0.5), "p95": _quantile(lat, 0.95),
+                      "mean": float(sum(lat) / len(lat)) if lat else 0.0},
+        "tokens": {"input": tin, "output": tout, "input_per_query": tin / n if n else 0.0,
+                   "output_per_query": tout / n if n else 0.0},
+        "cost_per_1k_queries_usd": None if cost is None else float(cost),
+        "cost_basis": basis,
+        "throughput_qps": float(qps),
+        "wall_s": float(time.monotonic() - sess.t0),
+        "started_at": sess.started_at,
+        "finished_at": _now_iso(),
+        "notes": notes,
+    }
+    assert tuple(summary) == SUMMARY_KEYS
+    return summary
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def evaluate(
+    model_ref: "str | ModelRef",
+    data_path: "str | Path",
+    *,
+    metric: str = "exact",
+    concurrency: int = DEFAULT_CONCURRENCY,
+    max_examples: int | None = None,
+    rpm: float | None = None,
+    tpm: float | None = None,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    temperature: float = 0.0,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    store: "Store | None" = None,
+    fresh: bool = False,
+    on_progress: Callable[[EvalProgress], None] | None = None,
+    on_retry: Callable[["RetryEvent"], None] | None = None,
+    on_start: Callable[[dict], None] | None = None,
+    gpu_price_per_hour: float | None = None,
+    gpu: str | None = None,
+    prices: Any = None,
+    policy: "RetryPolicy | None" = None,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Evaluate ``model_ref`` on ``data_path``; returns the summary (also stored with the run).
+
+    ``metric``: exact | f1 | json | contains | label (:mod:`ftclient.metrics`).
+    ``concurrency``: requests in flight at once (hosted / openai-compatible).
+    ``max_examples``: only the first N examples. ``rpm`` / ``tpm``: requests / tokens per
+    minute to stay under. ``max_tokens``, ``temperature``: generation (local generation is
+    greedy). ``batch_size``: local generation batch. ``fresh``: forget stored answers.
+    ``on_progress(EvalProgress)``; ``on_retry(RetryEvent)``; ``on_start(info)`` with the
+    run id, the model and how many examples are cached / to send.
+    ``gpu_price_per_hour`` or ``gpu`` (a catalogue offer, ``runpod:a100-community``): the
+    $/h for a self-hosted model's cost. ``prices``: a prices file or Catalogue.
+    ``policy``: the retry policy (default: :class:`ftclient.retry.RetryPolicy`).
+
+    Ctrl-C stores what was answered, marks the run ``interrupted`` and raises
+    :class:`Interrupted` (exit 130); run it again to resume.
+    """
+    from .metrics import METRICS
+    from .metrics import score as _score
+    from .modelref import parse_model_ref
+
+    metric = (metric or "").strip().lower()
+    if metric not in METRICS:
+        _score(metric, [], [])  # raises the UsageError with "did you mean"
+    for name, value, low in (("concurrency", concurrency, 1), ("batch size", batch_size, 1),
+                             ("max tokens", max_tokens, 1)):
+        if not isinstance(value, int) or value < low:
+            raise UsageError(f"{name} must be a whole number >= {low} (got {value!r})")
+    if max_examples is not None and (not isinstance(max_examples, int) or max_examples < 1):
+        raise UsageError(f"max examples must be a whole number >= 1 (got {max_examples!r})")
+    for name, value in (("--rpm", rpm), ("--tpm", tpm), ("--gpu-price-per-hour", gpu_price_per_hour)):
+        if value is not None and (not isinstance(value, (int, float)) or value <= 0 or not math.isfinite(value)):
+            raise UsageError(f"{name} must be a positive number (got {value!r})")
+    if not 0.0 <= float(temperature) <= 2.0:
+        raise UsageError(f"temperature must be between 0 and 2 (got {temperature!r})")
+
+    with _opened(store) as st:
+        ref = parse_model_ref(model_ref, store=st) if not hasattr(model_ref, "canonical") else model_ref
+        if ref.backend not in _SUPPORTED:
+            raise UsageError(f"ftc eval cannot ask {ref.backend} models yet",
+                             hint=f"Supported: {', '.join(_SUPPORTED)}.")
+        data = Path(data_path).expanduser()
+        data = data.resolve() if data.exists() else data
+        examples, sha = load_examples(data, max_examples)
+        params = {"max_tokens": int(max_tokens), "temperature": float(temperature), "max_examples": max_examples}
+        run_id = eval_run_id(ref.canonical, sha, params)
+        st.put_eval_run(run_id, model_ref=ref.canonical, data_path=str(data), data_sha256=sha, params=params)
+        run = st.restart_eval_run(run_id, fresh=fresh)
+        previous = run.summary
+        stored = st.eval_results(run_id)
+        todo = [ex for ex in examples if ex.key not in stored or not stored[ex.key].ok]
+        cached = len(examples) - len(todo)
+        sess = _Session(progress=EvalProgress(run_id=run_id, total=len(examples), completed=cached, cached=cached),
+                        on_progress=on_progress)
+        if ref.backend == "local" and float(temperature) != 0.0:
+            sess.notes.append("local generation is greedy; temperature was ignored")
+        if ref.backend == "local" and (rpm or tpm):
+            sess.notes.append("--rpm / --tpm apply to remote models; ignored for a local one")
+        if on_start is not None:
+            on_start({"run_id": run_id, "model_ref": ref.canonical, "examples": len(examples), "cached": cached,
+                      "to_send": len(todo)})
+        sess.tick()
+
+        def finish(state: str, extra_note: str | None = None) -> dict[str, Any]:
+            if extra_note:
+                sess.notes.append(extra_note)
+            summary = _summary(ref, run_id, data, sha, examples, st.eval_results(run_id), metric, sess,
+                               previous=previous, concurrency=concurrency, batch_size=batch_size,
+                               gpu_price_per_hour=gpu_price_per_hour, gpu=gpu, prices=prices)
+            st.finish_eval_run(run_id, summary, state=state)
+            return summary
+
+        try:
+            if todo:
+                if ref.backend == "local":
+                    _run_local(ref, todo, st, run_id, sess, batch_size=batch_size, max_tokens=max_tokens,
+                               device=device)
+                else:
+                    _run_coro(_run_hosted(ref, todo, st, run_id, sess, concurrency=concurrency, rpm=rpm, tpm=tpm,
+                                          max_tokens=max_tokens, temperature=float(temperature), policy=policy,
+                                          on_retry=on_retry))
+        except KeyboardInterrupt:
+            finish("interrupted", "interrupted; run the same command again to resume")
+            raise Interrupted(f"interrupted: {sess.progress.done} of {len(examples)} examples stored in {run_id}",
+                              hint="Run the same command again to resume where it stopped.") from None
+        except FtcError as e:
+            finish("interrupted", f"stopped: {e.message}")
+            raise
+        return finish("complete")

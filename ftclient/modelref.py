@@ -1,0 +1,311 @@
+"""Model references: one syntax for "the model to ask", used by ``ftc eval`` (and others).
+
+    local:JOB_ID                  a finished local job: its adapter (or model) directory
+    local:PATH                    an adapter / full model directory, a .gguf file, or any
+                                  base model ref local training accepts (local:default,
+                                  an HF id in the local cache)
+    openai:MODEL                  e.g. openai:gpt-4o-mini, openai:ft:gpt-4o-mini-2024-07-18:acme::x1
+    together:MODEL                e.g. together:meta-llama/Meta-Llama-3.1-8B-Instruct-Reference
+    openai-compatible:URL#MODEL   any OpenAI-compatible server (Ollama, vLLM, TGI...):
+                                  openai-compatible:http://127.0.0.1:11434/v1#llama3.2
+    JOB_ID                        a finished ftc job of any backend: its fine-tuned model
+                                  (an id, a unique prefix, or the provider's job id)
+
+:func:`parse_model_ref` turns the text into a :class:`ModelRef` whose ``canonical`` string
+names the model the same way whichever spelling was used (a bare hosted job id becomes
+``openai:ft:...``; a local path becomes absolute), so evaluation runs of one model are
+found again. Malformed references, unknown and unfinished jobs end in a
+:class:`~ftclient.errors.UsageError` with a hint ("did you mean ...").
+
+Nothing heavy is imported here: a local path is checked on disk, and only a bare base
+model name (``local:owner/name``) asks ``ftclient.local_backend.models.resolve_model``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+from urllib.parse import urlsplit
+
+from .errors import ConfigError, FtcError, UsageError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .store import Job, Store
+
+__all__ = ["ModelRef", "BACKENDS", "parse_model_ref"]
+
+#: The reference prefixes, i.e. the backends ``ftc eval`` can ask.
+BACKENDS: tuple[str, ...] = ("local", "openai", "together", "openai-compatible")
+
+_EXAMPLES = ("local:ftc-20261122-a3f9c2, local:./out/final, local:default, openai:gpt-4o-mini, "
+             "together:meta-llama/Meta-Llama-3.1-8B-Instruct-Reference, "
+             "openai-compatible:http://127.0.0.1:11434/v1#llama3.2, or an ftc job id")
+_TRAIN_META = "ftc_train.json"  # written next to every locally trained model
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A parsed model reference.
+
+    ``backend``: local | openai | together | openai-compatible. ``model``: what to load
+    (local: a directory, a .gguf file or a base model ref such as ``default``) or to
+    send as ``model`` (hosted). ``base_url``: the server of an openai-compatible model
+    (else None: the SDK's default or OPENAI_BASE_URL / TOGETHER_BASE_URL). ``job_id``:
+    the ftc job that produced the model, when known. ``base_model``: the model it was
+    fine-tuned from -- or the model itself when it is not a fine-tune; None when
+    unknown (openai-compatible). ``canonical``: the normalised reference.
+    """
+
+    backend: str
+    model: str
+    canonical: str
+    base_url: str | None = None
+    job_id: str | None = None
+    base_model: str | None = None
+    fine_tuned: bool = False
+
+    @property
+    def hosted(self) -> bool:
+        return self.backend in ("openai", "together")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return self.canonical
+
+
+# --------------------------------------------------------------------------- the store
+
+
+@contextlib.contextmanager
+def _store(store: "Store | None") -> Iterator["Store | None"]:
+    """The given store, else the default one if it exists (never creates one)."""
+    if store is not None:
+        yield store
+        return
+    from .paths import store_path
+
+    if not store_path().exists():
+        yield None
+        return
+    from .store import Store
+
+    s = Store()
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def _job_ids(store: "Store | None") -> list[str]:
+    if store is None:
+        return []
+    try:
+        return [j.id for j in store.list_jobs(limit=None)]
+    except FtcError:
+        return []
+
+
+def _did_you_mean(word: str, choices: list[str], *, n: int = 3) -> str:
+    close = difflib.get_close_matches(word, choices, n=n, cutoff=0.6)
+    return f"Did you mean {', '.join(close)}? " if close else ""
+
+
+def _find_job(text: str, store: "Store | None") -> "Job":
+    if store is None:
+        raise UsageError(f"no job {text!r} (no job has been submitted yet)",
+                         hint=f"Give a model reference such as {_EXAMPLES}.")
+    try:
+        return store.get_job(text)
+    except UsageError as e:
+        if "matches" in e.message and "jobs:" in e.message:  # ambiguous prefix
+            raise
+        hint = _did_you_mean(text, _job_ids(store))
+        hint += "List jobs with `ftc jobs list`; for a model id, name its backend (openai:MODEL, together:MODEL)."
+        raise UsageError(f"no job matches {text!r}", hint=hint) from None
+
+
+def _finished_model(job: "Job", store: "Store", *, refresh: bool) -> str:
+    """The fine-tuned model of a finished job (asking its backend once if the store lacks it)."""
+    model = job.fine_tuned_model
+    if not model and refresh and job.state == "succeeded" and job.provider_job_id:
+        from .backends import get_backend
+
+        try:
+            model = get_backend(job.backend).result(job.provider_job_id)
+        except FtcError:
+            model = None
+        if model:
+            store.update_state(job.id, job.state, fine_tuned_model=model)
+    if not model:
+        if job.is_final:
+            why = f"it ended {job.state}" + (f": {job.error}" if job.error else "")
+            hint = "Evaluate another job, or the base model (e.g. local:default, openai:gpt-4o-mini)."
+        else:
+            why = f"it is {job.state}"
+            hint = f"Wait for it to finish: `ftc jobs watch {job.id}`."
+        raise UsageError(f"{job.id} has no fine-tuned model to evaluate ({why})", hint=hint)
+    return model
+
+
+# --------------------------------------------------------------------------- local
+
+
+def _adapter_base(p: Path) -> str | None:
+    for name, key in ((_TRAIN_META, "base_model"), ("adapter_config.json", "base_model_name_or_path")):
+        f = p / name
+        if f.is_file():
+            try:
+                v = json.loads(f.read_text(encoding="utf-8")).get(key)
+            except (OSError, ValueError, AttributeError):
+                v = None
+            if v:
+                return str(v)
+    return None
+
+
+def _local_path_ref(p: Path, text: str) -> ModelRef:
+    p = p.expanduser().resolve()
+    if p.is_dir():
+        if not (p / "config.json").is_file() and not (p / "adapter_config.json").is_file():
+            raise UsageError(f"{text}: not a model directory (no config.json or adapter_config.json)",
+                             hint="Point at a directory written by `ftc train --backend local` or save_pretrained.")
+        tuned = (p / "adapter_config.json").is_file() or (p / _TRAIN_META).is_file()
+        base = _adapter_base(p) if tuned else None
+        return ModelRef("local", str(p), f"local:{p}", base_model=base if tuned else str(p), fine_tuned=tuned)
+    if p.is_file() and p.suffix.lower() == ".gguf":
+        return ModelRef("local", str(p), f"local:{p}", base_model=str(p), fine_tuned=False)
+    raise UsageError(f"{text}: not a model directory or .gguf file")
+
+
+def _local_job_ref(job: "Job", store: "Store", *, refresh: bool) -> ModelRef:
+    if job.backend != "local":
+        raise UsageError(f"{job.id} ran on {job.backend}, not locally",
+                         hint=f"Evaluate it as `{job.id}` (its fine-tuned model on {job.backend}).")
+    model = _finished_model(job, store, refresh=refresh)
+    return ModelRef("local", str(model), f"local:{job.id}", job_id=job.id, base_model=job.model, fine_tuned=True)
+
+
+def _parse_local(rest: str, store: "Store | None", *, refresh: bool) -> ModelRef:
+    if not rest:
+        raise UsageError("local: needs a job id, a model directory or a base model",
+                         hint="e.g. local:ftc-20261122-a3f9c2, local:./out/final or local:default.")
+    if rest == "default":
+        return ModelRef("local", "default", "local:default", base_model="default", fine_tuned=False)
+    p = Path(rest).expanduser()
+    if p.exists():
+        return _local_path_ref(p, rest)
+    looks_like_path = rest.startswith((".", "/", "~", "\\")) or "\\" in rest or rest.lower().endswith(".gguf")
+    if not looks_like_path and store is not None:
+        try:
+            job = store.get_job(rest)
+        except UsageError as e:
+            if "matches" in e.message and "jobs:" in e.message:
+                raise
+            job = None
+        if job is not None:
+            return _local_job_ref(job, store, refresh=refresh)
+    if looks_like_path:
+        raise UsageError(f"local:{rest}: no such file or directory",
+                         hint="Give an existing model directory (e.g. the job's output/final), or a job id.")
+    if rest.startswith("ftc-"):
+        raise UsageError(f"no job matches {rest!r}",
+                         hint=_did_you_mean(rest, _job_ids(store)) + "List jobs with `ftc jobs list`.")
+    # A base model by name (an HF id in the local cache).
+    from .local_backend.models import resolve_model
+
+    try:
+        src = resolve_model(rest)
+    except ConfigError as e:
+        hint = _did_you_mean(rest, _job_ids(store))
+        hint += "Give a finished local job id, a model directory, local:default, or an HF id already in the cache."
+        raise UsageError(f"local:{rest}: not a job, a model directory or a cached base model ({e.message})",
+                         hint=hint) from None
+    return ModelRef("local", src.ref, f"local:{src.ref}", base_model=src.ref, fine_tuned=False)
+
+
+# --------------------------------------------------------------------------- hosted
+
+
+def _hosted_ref(backend: str, model: str, store: "Store | None") -> ModelRef:
+    if not model or model.strip() != model or any(c.isspace() for c in model):
+        raise UsageError(f"{backend}: needs a model name without spaces",
+                         hint=f"e.g. {backend}:gpt-4o-mini" if backend == "openai"
+                         else f"e.g. {backend}:meta-llama/Meta-Llama-3.1-8B-Instruct-Reference")
+    job = None
+    if store is not None:  # a model an ftc job produced: remember the job and its base
+        with contextlib.suppress(FtcError):
+            for j in store.list_jobs(backend=backend, limit=None):
+                if j.fine_tuned_model == model:
+                    job = j
+                    break
+    if job is not None:
+        return ModelRef(backend, model, f"{backend}:{model}", job_id=job.id, base_model=job.model, fine_tuned=True)
+    if backend == "openai" and model.startswith("ft:"):
+        parts = model.split(":")
+        base = parts[1] if len(parts) > 1 and parts[1] else None
+        return ModelRef(backend, model, f"{backend}:{model}", base_model=base, fine_tuned=True)
+    return ModelRef(backend, model, f"{backend}:{model}", base_model=model, fine_tuned=False)
+
+
+def _parse_compatible(rest: str) -> ModelRef:
+    example = "openai-compatible:http://127.0.0.1:11434/v1#llama3.2"
+    url, sep, model = rest.partition("#")
+    if not sep or not model.strip():
+        raise UsageError(f"openai-compatible:{rest}: no model after '#'",
+                         hint=f"Write the server's base URL, '#', then the model: {example}")
+    url, model = url.strip(), model.strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise UsageError(f"openai-compatible: {url!r} is not an http(s) URL",
+                         hint=f"Give the server's base URL (up to /v1): {example}")
+    base = url.rstrip("/")
+    return ModelRef("openai-compatible", model, f"openai-compatible:{base}#{model}", base_url=base)
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def parse_model_ref(text: str, *, store: "Store | None" = None, refresh: bool = True) -> ModelRef:
+    """Parse a model reference (see the module docstring).
+
+    ``store``: the job store to look jobs up in (default: ftc's own, when it exists; it
+    is never created here). ``refresh``: for a succeeded job whose fine-tuned model the
+    store does not know yet, ask its backend once (like ``ftc chat``).
+    """
+    if isinstance(text, ModelRef):
+        return text
+    ref = (text or "").strip()
+    if not ref:
+        raise UsageError("give a model reference", hint=f"e.g. {_EXAMPLES}.")
+    head, sep, rest = ref.partition(":")
+    scheme = head.lower()
+    with _store(store) as st:
+        if sep and scheme in BACKENDS:
+            rest = rest.strip()
+            if scheme == "local":
+                return _parse_local(rest, st, refresh=refresh)
+            if scheme == "openai-compatible":
+                return _parse_compatible(rest)
+            return _hosted_ref(scheme, rest, st)
+        if sep and not (len(head) == 1 and head.isalpha()):  # not a bare Windows drive letter
+            if scheme == "ft":
+                raise UsageError(f"{ref!r}: name the backend of a fine-tuned model",
+                                 hint=f"Did you mean openai:{ref}?")
+            close = difflib.get_close_matches(scheme, list(BACKENDS), n=1, cutoff=0.5)
+            hint = (f"Did you mean {close[0]}:{rest}? " if close else "") + f"Backends: {', '.join(BACKENDS)}."
+            raise UsageError(f"unknown backend {head!r} in model reference {ref!r}", hint=hint)
+        if Path(ref).expanduser().exists():
+            raise UsageError(f"{ref!r} is a path: say which backend loads it",
+                             hint=f"Did you mean local:{ref}?")
+        job = _find_job(ref, st)
+        if job.backend == "local":
+            return _local_job_ref(job, st, refresh=refresh)  # type: ignore[arg-type]
+        model = _finished_model(job, st, refresh=refresh)  # type: ignore[arg-type]
+        return ModelRef(job.backend, model, f"{job.backend}:{model}", job_id=job.id, base_model=job.model,
+                        fine_tuned=True)
