@@ -555,89 +555,22 @@ def retry_call(
     import tenacity
 
     pol = policy or DEFAULT_POLICY
-    start = pol.clock()
-    giving_up: dict[str, str] = {}
-
-    def prov(exc: BaseException | None = None) -> str:
-        return provider or (_provider_of(exc) if exc is not None else "")
+    hooks = _Hooks(pol, op=op, provider=provider, key_env=key_env, on_retry=on_retry, idempotent=idempotent)
 
     def attempt() -> T:
         try:
             return fn()
         except Exception as exc:
-            d = classify(exc, idempotent=idempotent, retry_409=pol.retry_409)
-            if d.action == RETRY:
-                raise _Retryable(exc, d) from exc
-            if d.action == RAISE:
-                raise
-            _raise_final(exc, d, op=op, provider=prov(exc), key_env=key_env)
-            raise  # pragma: no cover - _raise_final always raises
-
-    def wait(rs: Any) -> float:
-        d: Decision = rs.outcome.exception().decision
-        remaining = pol.deadline - (pol.clock() - start)
-        if pol.respect_retry_after and d.retry_after is not None and d.retry_after > 0:
-            return d.retry_after
-        w = tenacity.wait_random_exponential(multiplier=pol.base, max=pol.max_wait)(rs)
-        return max(0.0, min(w, remaining))
-
-    def stop(rs: Any) -> bool:
-        d: Decision = rs.outcome.exception().decision
-        elapsed = pol.clock() - start
-        remaining = pol.deadline - elapsed
-        if rs.attempt_number >= pol.max_attempts:
-            giving_up["why"] = f"after {rs.attempt_number} attempts (the most allowed)"
-            return True
-        server_wait = pol.respect_retry_after and d.retry_after is not None and d.retry_after > 0
-        if server_wait and rs.upcoming_sleep > remaining:
-            giving_up["why"] = (f"the server asked to wait {rs.upcoming_sleep:.0f} s (Retry-After) but only "
-                                f"{max(remaining, 0):.0f} s of the {pol.deadline:.0f} s deadline remain, "
-                                f"so ftc gave up at once after {rs.attempt_number} attempt(s)")
-            giving_up["hint"] = f"Try again in {rs.upcoming_sleep:.0f} s, when the provider said it will take requests."
-            return True
-        if remaining <= 0:
-            giving_up["why"] = f"after {rs.attempt_number} attempt(s): the {pol.deadline:.0f} s deadline passed"
-            return True
-        return False
-
-    def before_sleep(rs: Any) -> None:
-        r: _Retryable = rs.outcome.exception()
-        d = r.decision
-        ev = RetryEvent(op=op, provider=prov(r.error), attempt=rs.attempt_number, max_attempts=pol.max_attempts,
-                        wait=float(rs.upcoming_sleep), reason=d.reason, status_code=d.status_code,
-                        elapsed=pol.clock() - start,
-                        server_wait=bool(pol.respect_retry_after and d.retry_after))
-        log.info("%s", ev)
-        if on_retry is not None:
-            on_retry(ev)
-
-    def give_up(rs: Any) -> T:
-        r: _Retryable = rs.outcome.exception()
-        p = prov(r.error)
-        elapsed = pol.clock() - start
-        why = giving_up.get("why", f"after {rs.attempt_number} attempt(s)")
-        rid = _request_id(r.error)
-        msg = f"{_display(p)} {op} failed: {r.decision.reason}; {why} in {elapsed:.1f} s"
-        if rid:
-            msg += f" (request id {rid})"
-        if "hint" in giving_up:
-            hint = giving_up["hint"]
-        elif r.decision.status_code is None:
-            hint = ("Check the network and the provider's base URL (OPENAI_BASE_URL / TOGETHER_BASE_URL); "
-                    "then run the command again.")
-        else:
-            hint = "The provider is overloaded or failing; try again later (its status page may say more)."
-        raise RetryExhausted(msg, hint, provider=p, op=op, status_code=r.decision.status_code, request_id=rid,
-                             error=r.error, reason=r.decision.reason, attempts=rs.attempt_number,
-                             elapsed=elapsed) from r.error
+            hooks.failed(exc)
+            raise  # pragma: no cover - failed() always raises
 
     retrying = tenacity.Retrying(
         sleep=lambda s: pol.sleep(float(s)),
-        stop=stop,
-        wait=wait,
+        stop=hooks.stop,
+        wait=hooks.wait,
         retry=tenacity.retry_if_exception_type(_Retryable),
-        before_sleep=before_sleep,
-        retry_error_callback=give_up,
+        before_sleep=hooks.before_sleep,
+        retry_error_callback=hooks.give_up,
         reraise=False,
     )
     return retrying(attempt)
@@ -742,7 +675,7 @@ async def async_retry_call(
 
 
 class _Hooks:
-    """The decisions of one retry loop (the same rules as inside :func:`retry_call`)."""
+    """The decisions of one retry loop, shared by :func:`retry_call` and :func:`async_retry_call`."""
 
     def __init__(self, pol: RetryPolicy, *, op: str, provider: str | None, key_env: str | None,
                  on_retry: Optional[Callable[[RetryEvent], None]], idempotent: bool):
