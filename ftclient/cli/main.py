@@ -18,6 +18,8 @@ COMMANDS = {
     "train": ("ftclient.cli.train_cmd:train", "Check, estimate, submit and watch a fine-tuning job."),
     "jobs": ("ftclient.cli.jobs_cmd:jobs", "List, watch, cancel and resume fine-tuning jobs."),
     "chat": ("ftclient.cli.chat_cmd:chat", "Ask a fine-tuned model (or an ftc job's result) one prompt."),
+    "compare": ("ftclient.cli.compare_cmd:compare", "Compare eval runs: accuracy, cost, latency, a recommendation."),
+    "eval": ("ftclient.cli.eval_cmd:eval_", "Score a model on held-out data: quality, latency, cost per 1K queries."),
 }
 
 

@@ -1,0 +1,153 @@
+"""``ftc compare``: eval runs side by side, a recommendation for a volume, and a report folder."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+
+@click.command("compare")
+@click.argument("refs", nargs=-1, metavar="RUN_OR_JOB...")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
+              help="Folder for report.md, report.json and report.png (created).")
+@click.option("--queries-per-month", type=click.IntRange(min=1), default=10_000, show_default=True,
+              help="Inference volume the recommendation is for.")
+@click.option("--tolerance", type=click.FloatRange(min=0, max=1, max_open=True), default=0.02, show_default=True,
+              help="Scores within this of the best count as tied (the cheaper option wins the tie).")
+@click.option("--self-host-gpu", default="runpod:rtx4090-community", show_default=True, metavar="HOST:GPU",
+              help="GPU offer from the price catalogue that prices self-hosted (local, openai-compatible) options.")
+@click.option("--gpu-price", type=click.FloatRange(min=0), default=None, metavar="USD_PER_HOUR",
+              help="Override that GPU's price per hour (e.g. your own machine's).")
+@click.option("--prices", "prices_file", type=click.Path(dir_okay=False), envvar="FTC_PRICES", default=None,
+              help="A YAML prices file merged over the bundled catalogue (also $FTC_PRICES).")
+@click.option("--json", "as_json", is_flag=True, help="Print report.json's content instead of the table.")
+def compare(refs, out_dir, queries_per_month, tolerance, self_host_gpu, gpu_price, prices_file, as_json) -> None:
+    """Compare eval runs: score, cost per 1K queries, latency, training cost and time.
+
+    Each RUN_OR_JOB is an eval run id (or a unique prefix), or an ftc job id: then the
+    newest complete eval run of that job's model is used. Writes report.md, report.json
+    and report.png into --out and prints the table and the recommendation.
+    """
+    from ..errors import UsageError
+    from ..report import build_report, write_report
+    from ..store import Store
+
+    if not refs:
+        raise UsageError("give at least one eval run id or job id",
+                         hint="e.g. ftc compare RUN1 RUN2 --out report/ (`ftc eval` prints each run's id)")
+    with Store() as store:
+        runs = [resolve_run(store, r) for r in refs]
+        jobs = job_infos(store, [r.summary for r in runs])
+    report = build_report([r.summary for r in runs], jobs=jobs, queries_per_month=queries_per_month,
+                          prices=prices_file, tolerance=tolerance, self_host_gpu=self_host_gpu,
+                          gpu_price_per_hour=gpu_price)
+    paths = write_report(report, out_dir)
+    if as_json:
+        from .output import emit_json
+
+        emit_json(report.to_dict())
+        return
+    _render(report)
+    from .output import info
+
+    info(f"report written to {paths['md']} (+ {paths['json'].name}, {paths['png'].name})")
+
+
+def resolve_run(store: Any, ref: str) -> Any:
+    """The complete eval run ``ref`` names: a run id or unique prefix, else a job id (its newest
+    complete eval run). UsageError when nothing matches, several runs match, or the run is not complete."""
+    from ..errors import UsageError
+
+    ref = (ref or "").strip()
+    if not ref:
+        raise UsageError("an empty run id was given")
+    try:
+        run = store.get_eval_run(ref)
+    except UsageError:
+        ids = [r.id for r in store.list_eval_runs()]
+        if sum(1 for i in ids if i.startswith(ref) or (i.startswith("eval-") and i[5:].startswith(ref))) > 1:
+            raise  # several runs match: the store's message lists them
+        run = None
+    if run is not None:
+        if run.state != "complete" or not run.summary:
+            raise UsageError(f"eval run {run.id} is {run.state}, not complete: it has no results to compare",
+                             hint="Run the evaluation to the end (the same `ftc eval` command resumes it), "
+                                  "or leave this run out.")
+        return run
+    try:
+        job = store.get_job(ref)
+    except UsageError:
+        raise UsageError(f"no eval run or job matches {ref!r}",
+                         hint="`ftc eval` prints each run's id; `ftc jobs list` lists jobs.") from None
+    done = [r for r in store.list_eval_runs() if r.state == "complete" and r.summary and r.summary.get("job_id") == job.id]
+    if not done:
+        raise UsageError(f"job {job.id} has no complete eval run",
+                         hint=f"Evaluate its model first: ftc eval {job.id} --data EVAL.jsonl")
+    return max(done, key=lambda r: (str(r.summary.get("finished_at") or r.updated_at or ""), r.id))
+
+
+def job_infos(store: Any, summaries: list[dict]) -> dict[str, dict]:
+    """For each job a run names: the job's fields, plus a local job's result.json as ``result``."""
+    import json
+
+    from ..errors import UsageError
+    from ..paths import job_dir
+
+    out: dict[str, dict] = {}
+    for s in summaries:
+        jid = s.get("job_id")
+        if not jid or jid in out:
+            continue
+        try:
+            job = store.get_job(jid)
+        except UsageError:
+            continue  # the report notes the missing job
+        d = job.to_dict()
+        d.pop("spec", None)
+        if job.backend == "local":
+            try:
+                res = json.loads((job_dir(job.id) / "result.json").read_text(encoding="utf-8"))
+                if isinstance(res, dict):
+                    d["result"] = res
+            except (OSError, ValueError, UsageError):
+                pass
+        out[jid] = d
+    return out
+
+
+def _render(report: Any) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from ..report import _dur, _money, _ms
+    from .output import out
+
+    rec = report.recommendation
+    t = Table(title=f"ftc compare: {report.queries_per_month:,} queries/month, metric {report.metric}",
+              title_justify="left", caption=f"Rule: {report.rule}.", caption_justify="left")
+    t.add_column("option", overflow="fold", ratio=1)
+    t.add_column("score", justify="right", no_wrap=True)
+    t.add_column("per 1K q", justify="right", no_wrap=True)
+    t.add_column("per month", justify="right", no_wrap=True)
+    t.add_column("p50", justify="right", no_wrap=True)
+    t.add_column("p95", justify="right", no_wrap=True)
+    t.add_column("training", justify="right", no_wrap=True)
+    t.add_column("time", justify="right", no_wrap=True)
+    for o in report.options:
+        name = escape(o.name)
+        if o.name == rec.get("recommended"):
+            name = f"[bold green]{name}[/bold green] (winner)"
+        elif not o.eligible:
+            name = f"[dim]{name}[/dim] (left out)"
+        t.add_row(name, "-" if o.score is None else f"{o.score:.3f}", _money(o.cost_per_1k_usd), _money(o.monthly_usd),
+                  _ms(o.latency_s.get("p50")), _ms(o.latency_s.get("p95")),
+                  _money(o.training_cost_usd) if o.training_cost_usd is not None else "-", _dur(o.training_time_s))
+    for w in report.warnings:
+        out.print(f"[bold red]WARNING:[/bold red] {escape(w['text'])}", soft_wrap=True, highlight=False)
+    out.print(t)
+    out.print(escape(rec["text"]).replace("**", ""), soft_wrap=True, highlight=False)
+    for c in rec.get("caveats") or []:
+        out.print(f"  [yellow]caveat:[/yellow] {escape(c['text'])}", soft_wrap=True, highlight=False)
+    out.print(f"Break-even, cloud vs self-hosting: {escape(report.break_even['text'])}.", soft_wrap=True,
+              highlight=False)

@@ -1,0 +1,1094 @@
+"""The comparison report: eval runs side by side, with a recommendation for a volume.
+
+    report = build_report([run.summary for run in runs], jobs={job_id: job_info},
+                          queries_per_month=10_000)
+    write_report(report, "report/")     # report.md, report.json, report.png
+
+Each eval run (the summary dict ``ftc eval`` stores) becomes one *option*: its score,
+latency, cost per 1K queries and cost per month at the user's volume, the training cost
+and time of the job its model came from, and the caveats that change the answer.
+
+How the figures are made (also in docs/compare.md):
+
+* **Hosted, per token**: the eval's cost per 1K queries (measured tokens x catalogue
+  prices); when the eval has none, the report prices the eval's tokens per query with
+  the catalogue. Monthly = volume x cost per query.
+* **Hosted, dedicated endpoint**: a fine-tuned model at a host whose catalogue entry says
+  ``serving: dedicated`` (Together serves fine-tuned LoRA models only on a dedicated
+  endpoint) costs the endpoint's hours, always on: ``dedicated_endpoint_per_hour x 730``
+  a month, whatever the volume (capacity assumed sufficient, as in ``ftc cost compare``).
+* **Self-hosted** (a ``local`` run): the model served on one GPU offer of the catalogue
+  (``self_host_gpu``, default :data:`DEFAULT_SELF_HOST_GPU`): GPU-seconds per query from
+  ``ftclient.cost``'s throughput model (the model's parameter count, the eval's tokens
+  per query), or, for a model the catalogue does not know, 1 / the throughput measured
+  by the eval. An hourly offer is kept on all month (more GPUs once one is full); a
+  per-second offer bills busy time and idle windows (:func:`ftclient.cost.serverless_gpu_hours`).
+* **Break-even** between the best cloud and the best self-hosted option (each picked by
+  the rule below among its kind): :func:`ftclient.cost.break_even_volume` /
+  :func:`ftclient.cost.break_even_monthly` when the cloud option is priced per token;
+  otherwise the volumes where the two monthly cost curves cross, found numerically.
+
+The rule (:data:`RULE`): the highest score wins; options within ``tolerance`` of the best
+score count as tied, and a tie goes to the option with the lowest monthly inference cost
+at the volume (options without a cost figure last, then the higher score). Training cost
+is one-off: shown beside each option, not part of the ranking.
+
+Runs scored with different metrics are refused (:class:`ftclient.errors.UsageError`);
+runs evaluated on different data are compared, under a loud warning.
+
+matplotlib is imported only by :func:`render_png` / :func:`write_report`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from .errors import ConfigError, UsageError
+
+DEFAULT_QUERIES_PER_MONTH = 10_000
+DEFAULT_TOLERANCE = 0.02
+DEFAULT_SELF_HOST_GPU = "runpod:rtx4090-community"
+#: Backends whose models a provider serves; the others (local, openai-compatible) are self-hosted.
+HOSTED_BACKENDS = ("openai", "together")
+#: The local backend's ``default`` base model (see ftclient.local_backend.models).
+LOCAL_DEFAULT_MODEL_HF_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+RULE = (
+    "highest {metric} wins; options within {tol:g} of the best score ({points:g} points) count as tied, "
+    "and a tie goes to the lowest monthly inference cost at {q:,} queries/month (options without a cost "
+    "figure last); training is a one-off cost, shown but not ranked"
+)
+
+# Volumes scanned for crossings of monthly cost curves (queries per month).
+_SCAN_LO, _SCAN_HI, _SCAN_STEPS_PER_DECADE = 1.0, 1e12, 24
+
+REPORT_MD, REPORT_JSON, REPORT_PNG = "report.md", "report.json", "report.png"
+
+
+# ------------------------------------------------------------------------------ options
+@dataclass
+class Option:
+    """One eval run, priced at the report's volume."""
+
+    name: str
+    run_id: str
+    model_ref: str
+    backend: str
+    model: str
+    kind: str  # hosted | self-hosted
+    fine_tuned: bool
+    base_model: str | None
+    job_id: str | None
+    data: str
+    data_sha256: str
+    examples: int
+    completed: int
+    failed: int
+    metric: str
+    score: float | None
+    metrics: dict[str, Any]
+    latency_s: dict[str, Any]
+    tokens: dict[str, Any]
+    throughput_qps: float | None
+    eval_cost_per_1k_usd: float | None
+    eval_cost_basis: str
+    serving: str = "unknown"
+    cost_per_1k_usd: float | None = None  # at the report's volume
+    monthly_usd: float | None = None  # at the report's volume
+    cost_basis: str = ""
+    catalogue_model: str | None = None
+    training_cost_usd: float | None = None
+    training_cost_basis: str | None = None
+    training_time_s: float | None = None
+    training_time_basis: str | None = None
+    job_state: str | None = None
+    eligible: bool = True
+    caveats: list[dict[str, str]] = field(default_factory=list)
+    # the cost model: monthly cost at a volume
+    _per_query: float | None = field(default=None, repr=False)  # linear part (per token or busy time)
+    _fixed_monthly: float | None = field(default=None, repr=False)  # per GPU / endpoint
+    _capacity: float | None = field(default=None, repr=False)  # queries per GPU-month (hourly GPU)
+    _monthly_fn: Callable[[float], float] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def has_cost(self) -> bool:
+        return self._monthly_fn is not None
+
+    def monthly_cost(self, queries_per_month: float) -> float | None:
+        """Monthly inference cost in USD at this volume (None without a cost model)."""
+        return None if self._monthly_fn is None else self._monthly_fn(queries_per_month)
+
+    def caveat(self, kind: str, text: str) -> None:
+        self.caveats.append({"kind": kind, "text": text})
+
+    def caveat_kinds(self) -> list[str]:
+        return [c["kind"] for c in self.caveats]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "run_id": self.run_id,
+            "model_ref": self.model_ref,
+            "backend": self.backend,
+            "model": self.model,
+            "kind": self.kind,
+            "fine_tuned": self.fine_tuned,
+            "base_model": self.base_model,
+            "job_id": self.job_id,
+            "data": self.data,
+            "data_sha256": self.data_sha256,
+            "examples": self.examples,
+            "completed": self.completed,
+            "failed": self.failed,
+            "metric": self.metric,
+            "score": self.score,
+            "metrics": self.metrics,
+            "latency_s": self.latency_s,
+            "tokens": self.tokens,
+            "throughput_qps": self.throughput_qps,
+            "eval_cost_per_1k_queries_usd": self.eval_cost_per_1k_usd,
+            "eval_cost_basis": self.eval_cost_basis,
+            "serving": self.serving,
+            "cost_per_1k_queries_usd": _round(self.cost_per_1k_usd, 6),
+            "monthly_inference_usd": _round(self.monthly_usd, 4),
+            "cost_basis": self.cost_basis,
+            "catalogue_model": self.catalogue_model,
+            "training": {
+                "job_id": self.job_id,
+                "job_state": self.job_state,
+                "cost_usd": _round(self.training_cost_usd, 4),
+                "cost_basis": self.training_cost_basis,
+                "time_s": _round(self.training_time_s, 1),
+                "time_basis": self.training_time_basis,
+            },
+            "eligible": self.eligible,
+            "caveats": list(self.caveats),
+        }
+
+
+def _round(v: float | None, n: int) -> float | None:
+    return None if v is None else round(float(v), n)
+
+
+# ------------------------------------------------------------------------------- report
+@dataclass
+class Report:
+    options: list[Option]
+    queries_per_month: int
+    metric: str
+    tolerance: float
+    rule: str
+    recommendation: dict[str, Any]
+    break_even: dict[str, Any]
+    winner_by_volume: list[dict[str, Any]]
+    warnings: list[dict[str, str]]
+    self_host: dict[str, Any]
+    price_files: list[str]
+    today: _dt.date
+
+    @property
+    def comparable(self) -> bool:
+        return not any(w["kind"] in ("different_data", "different_examples") for w in self.warnings)
+
+    def option(self, name_or_run: str) -> Option:
+        for o in self.options:
+            if name_or_run in (o.name, o.run_id):
+                return o
+        raise KeyError(name_or_run)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "report": "ftc compare",
+            "date": self.today.isoformat(),
+            "queries_per_month": self.queries_per_month,
+            "metric": self.metric,
+            "tolerance": self.tolerance,
+            "rule": self.rule,
+            "comparable": self.comparable,
+            "warnings": list(self.warnings),
+            "recommendation": self.recommendation,
+            "break_even": self.break_even,
+            "winner_by_volume": self.winner_by_volume,
+            "self_host": self.self_host,
+            "options": [o.to_dict() for o in self.options],
+            "price_files": [Path(p).name for p in self.price_files],
+        }
+
+    def to_markdown(self, image: str | None = REPORT_PNG) -> str:
+        return _markdown(self, image)
+
+
+# ------------------------------------------------------------------------------- build
+def build_report(
+    runs: Sequence[Mapping[str, Any]],
+    *,
+    jobs: Mapping[str, Mapping[str, Any]] | None = None,
+    queries_per_month: int = DEFAULT_QUERIES_PER_MONTH,
+    prices: Any = None,
+    today: _dt.date | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
+    self_host_gpu: str = DEFAULT_SELF_HOST_GPU,
+    gpu_price_per_hour: float | None = None,
+) -> Report:
+    """Compare eval runs (their summary dicts) at ``queries_per_month``.
+
+    ``jobs`` maps a job id to that job's fields (``ftclient.store.Job.to_dict()``: backend,
+    state, estimate_usd, cost_so_far_usd, created_at, finished_at, ...) plus, for a local
+    job, ``result`` (its ``result.json``: ``wall_s``, ``total_wall_s``). ``prices``: a
+    Catalogue or a prices file (default: the bundled catalogue, $FTC_PRICES). ``today``
+    decides which retirement dates have passed. ``self_host_gpu`` is the GPU offer that
+    prices self-hosted serving; ``gpu_price_per_hour`` overrides its price.
+    """
+    from .cost import _catalogue
+
+    if not runs:
+        raise UsageError("no eval runs to compare", hint="Give at least one eval run id or job id.")
+    if isinstance(queries_per_month, bool) or not isinstance(queries_per_month, int) or queries_per_month < 1:
+        raise UsageError(f"queries per month must be a whole number >= 1, not {queries_per_month!r}")
+    if not (isinstance(tolerance, (int, float)) and 0 <= tolerance < 1):
+        raise UsageError(f"tolerance must be >= 0 and < 1 (a score difference), not {tolerance!r}")
+    if gpu_price_per_hour is not None and gpu_price_per_hour < 0:
+        raise UsageError(f"GPU price must be >= 0, not {gpu_price_per_hour!r}")
+    cat = _catalogue(prices, today)
+    today = today or cat.today
+    if gpu_price_per_hour is not None:
+        import copy
+
+        from .prices import Catalogue
+
+        cat = Catalogue(data=copy.deepcopy(cat.data), today=cat.today, files=list(cat.files))  # not the caller's
+        cat.set_gpu_price(self_host_gpu, gpu_price_per_hour)
+    gpu = cat.gpu(self_host_gpu)
+    if gpu.spec is None:
+        raise ConfigError(f"{gpu.ref}: no GPU spec in the catalogue", hint="Add it under gpu_specs.")
+    jobs = jobs or {}
+
+    summaries = [_check_summary(r, i) for i, r in enumerate(runs)]
+    warnings: list[dict[str, str]] = []
+    seen: dict[str, int] = {}
+    unique = []
+    for s in summaries:
+        if s["run_id"] in seen:
+            warnings.append({"kind": "duplicate_run", "text": f"run {s['run_id']} was given twice; it is shown once"})
+            continue
+        seen[s["run_id"]] = 1
+        unique.append(s)
+    summaries = unique
+
+    metrics = sorted({s["metric"] for s in summaries})
+    if len(metrics) > 1:
+        which = "; ".join(f"{m}: {', '.join(s['run_id'] for s in summaries if s['metric'] == m)}" for m in metrics)
+        raise UsageError(
+            f"the runs were scored with different metrics ({which}); their scores cannot be ranked",
+            hint="Compare runs evaluated with the same metric (re-run `ftc eval` with the same --metric).",
+        )
+    warnings.extend(_data_warnings(summaries))
+
+    names = _names(summaries)
+    options = []
+    for s, name in zip(summaries, names):
+        o = _option(s, name)
+        _price(o, cat, gpu, queries_per_month)
+        _training(o, jobs)
+        _lifecycle(o, cat, today)
+        if o.failed:
+            o.caveat("failed_examples", f"{o.failed} of {o.examples} examples failed (no reply): its score and "
+                                        f"latency rest on the {o.completed} completed")
+        if o.score is None:
+            o.eligible = False
+            o.caveat("no_score", "the run has no score; it is left out of the recommendation")
+        options.append(o)
+
+    q = queries_per_month
+    rule = RULE.format(metric=metrics[0], tol=tolerance, points=round(tolerance * 100, 6), q=q)
+    rec = _recommend(options, q, tolerance, metrics[0])
+    data_w = [w for w in warnings if w["kind"] in ("different_data", "different_examples")]
+    rec["comparable"] = not data_w
+    if data_w and rec.get("recommended"):
+        rec["caveats"] = [dict(w) for w in data_w] + rec.get("caveats", [])
+        rec["text"] = "NOT COMPARABLE (the runs were not evaluated on the same examples): " + rec["text"]
+    be = _break_even(options, q, tolerance)
+    wbv = _winner_by_volume(options, tolerance)
+    if rec.get("recommended") and wbv:
+        rec["changes_with_volume"] = len(wbv) > 1
+    return Report(
+        options=options,
+        queries_per_month=q,
+        metric=metrics[0],
+        tolerance=float(tolerance),
+        rule=rule,
+        recommendation=rec,
+        break_even=be,
+        winner_by_volume=wbv,
+        warnings=warnings,
+        self_host={
+            "gpu": gpu.ref,
+            "usd_per_hour": gpu.usd_per_hour,
+            "billing": gpu.billing,
+            "price": gpu.provenance(),
+        },
+        price_files=list(cat.files),
+        today=today,
+    )
+
+
+_REQUIRED = ("run_id", "backend", "metric", "metrics")
+
+
+def _check_summary(r: Mapping[str, Any], i: int) -> dict[str, Any]:
+    if not isinstance(r, Mapping):
+        raise UsageError(f"run {i + 1}: not an eval summary (a mapping), but {type(r).__name__}")
+    missing = [k for k in _REQUIRED if k not in r]
+    if missing:
+        raise UsageError(f"run {r.get('run_id', i + 1)}: the eval summary lacks {', '.join(missing)}",
+                         hint="Was it written by this version of `ftc eval`?")
+    return dict(r)
+
+
+def _data_warnings(summaries: list[dict]) -> list[dict[str, str]]:
+    out = []
+    shas = {}
+    for s in summaries:
+        shas.setdefault(s.get("data_sha256") or "?", []).append(s["run_id"])
+    if len(shas) > 1:
+        groups = "; ".join(f"{sha[:12]}: {', '.join(ids)}" for sha, ids in shas.items())
+        out.append({"kind": "different_data", "text": (
+            "THE RUNS WERE EVALUATED ON DIFFERENT DATA (data sha256 " + groups + "): their scores are not "
+            "comparable, and neither is the recommendation. Evaluate every model on the same file.")})
+    else:
+        counts = {}
+        for s in summaries:
+            counts.setdefault(s.get("examples"), []).append(s["run_id"])
+        if len(counts) > 1:
+            groups = "; ".join(f"{n} examples: {', '.join(ids)}" for n, ids in counts.items())
+            out.append({"kind": "different_examples", "text": (
+                f"the runs used the same file but different numbers of examples ({groups}): the scores are "
+                "not measured on the same examples")})
+    return out
+
+
+def _short(name: str | None) -> str:
+    if not name:
+        return "?"
+    n = str(name)
+    if n.startswith("ft:"):  # ft:gpt-4o-mini-2024-07-18:org::id
+        n = n.split(":")[1]
+    n = n.rstrip("/").rsplit("/", 1)[-1]
+    return re.sub(r"-\d{4}-\d{2}-\d{2}$", "", n) or n  # OpenAI snapshot dates
+
+
+def _names(summaries: list[dict]) -> list[str]:
+    out = []
+    for s in summaries:
+        base = s.get("base_model") or s.get("model")
+        shown = base if s.get("fine_tuned") else (s.get("model") or base)
+        if s.get("backend") == "local" and shown in (None, "", "default"):
+            shown = LOCAL_DEFAULT_MODEL_HF_ID
+        n = f"{s.get('backend')}:{_short(shown)}"
+        out.append(n + (" ft" if s.get("fine_tuned") else ""))
+    for n in set(out):
+        if out.count(n) > 1:
+            out = [f"{x} #{str(s['run_id']).removeprefix('eval-')[:8]}" if x == n else x
+                   for x, s in zip(out, summaries)]
+    return out
+
+
+def _float(v: Any) -> float | None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    f = float(v)
+    return f if math.isfinite(f) else None
+
+
+def _option(s: dict, name: str) -> Option:
+    metrics = dict(s.get("metrics") or {})
+    backend = str(s.get("backend") or "?")
+    return Option(
+        name=name,
+        run_id=str(s["run_id"]),
+        model_ref=str(s.get("model_ref") or s.get("model") or ""),
+        backend=backend,
+        model=str(s.get("model") or ""),
+        kind="hosted" if backend in HOSTED_BACKENDS else "self-hosted",
+        fine_tuned=bool(s.get("fine_tuned")),
+        base_model=s.get("base_model"),
+        job_id=s.get("job_id"),
+        data=str(s.get("data") or ""),
+        data_sha256=str(s.get("data_sha256") or ""),
+        examples=int(s.get("examples") or 0),
+        completed=int(s.get("completed") or 0),
+        failed=int(s.get("failed") or 0),
+        metric=str(s["metric"]),
+        score=_float(metrics.get("score")),
+        metrics=metrics,
+        latency_s=dict(s.get("latency_s") or {}),
+        tokens=dict(s.get("tokens") or {}),
+        throughput_qps=_float(s.get("throughput_qps")),
+        eval_cost_per_1k_usd=_float(s.get("cost_per_1k_queries_usd")),
+        eval_cost_basis=str(s.get("cost_basis") or ""),
+    )
+
+
+# ------------------------------------------------------------------------------ pricing
+def _catalogue_model(o: Option, cat) -> Any:
+    """The catalogue entry of the hosted model a run used (its base model first), or None."""
+    cands = []
+    if o.backend in ("openai", "together"):
+        for x in (o.base_model, o.model):
+            if x:
+                cands.append(x if x.startswith(o.backend + ":") else f"{o.backend}:{x}")
+    if ":" in o.model_ref:
+        cands.append(o.model_ref)
+    for c in cands:
+        if cat.has_model(c):
+            return cat.model(c)
+    return None
+
+
+def _open_model(o: Option, cat) -> Any:
+    """The catalogue's open model (parameter count) of a local run's base model, or None."""
+    base = o.base_model or o.model
+    if o.backend == "local" and base in (None, "", "default"):
+        base = LOCAL_DEFAULT_MODEL_HF_ID
+    if not base:
+        return None
+    b = str(base).lower().rstrip("/")
+    # a converted GGUF cache dir is named like SmolLM2-135M-Instruct.Q4_1
+    tail = b.rsplit("/", 1)[-1].removesuffix(".gguf").split(".")[0]
+    for key, d in (cat.data.get("open_models") or {}).items():
+        hf = str(d.get("hf_id") or "").lower()
+        if b in (key, hf) or (hf and tail == hf.rsplit("/", 1)[-1]):
+            return cat.open_model(key)
+    return None
+
+
+def _price(o: Option, cat, gpu, q: int) -> None:
+    if o.kind == "self-hosted":
+        _price_self(o, cat, gpu, q)
+    else:
+        _price_hosted(o, cat, q)
+    if o.has_cost:
+        o.monthly_usd = o.monthly_cost(q)
+        o.cost_per_1k_usd = o.monthly_usd / q * 1000 if o.monthly_usd is not None else None
+    else:
+        o.caveat("no_cost", "no cost figure: the eval gave none and the catalogue does not price this model; "
+                            "it ranks after every priced option")
+
+
+def _price_hosted(o: Option, cat, q: int) -> None:
+    from .prices import HOURS_PER_MONTH
+
+    entry = _catalogue_model(o, cat)
+    o.catalogue_model = entry.ref if entry is not None else None
+    if entry is not None and o.fine_tuned and entry.serving == "dedicated":
+        per_hour = entry.dedicated_endpoint_per_hour
+        per_token = ""
+        if o.eval_cost_per_1k_usd is not None:
+            per_token = f" instead of the per-token ${o.eval_cost_per_1k_usd:.4f} per 1K queries the eval measured"
+        if per_hour is None:
+            o.serving = "dedicated endpoint (price unknown)"
+            o.caveat("dedicated_endpoint", f"{entry.provider} has no serverless inference for fine-tuned LoRA models: "
+                                           "it needs a dedicated endpoint, whose price the catalogue lacks; no cost figure")
+            return
+        fixed = per_hour * HOURS_PER_MONTH
+        o.serving = "dedicated endpoint, always on"
+        o._fixed_monthly = fixed
+        o._monthly_fn = lambda v, _f=fixed: _f
+        o.cost_basis = (f"dedicated endpoint ${per_hour:g}/h x {HOURS_PER_MONTH:g} h/month = ${fixed:,.2f}/month "
+                        "at any volume (capacity assumed sufficient)")
+        o.caveat("dedicated_endpoint", (
+            f"{entry.provider} has no serverless inference for fine-tuned LoRA models: serving this one needs a "
+            f"dedicated endpoint (${per_hour:g}/h, ${fixed:,.0f}/month always on), i.e. "
+            f"${fixed / q * 1000:,.4f} per 1K queries at {q:,} queries/month{per_token}"))
+        return
+    per_1k = o.eval_cost_per_1k_usd
+    basis = f"per token, from the eval: {o.eval_cost_basis}" if o.eval_cost_basis else "per token, from the eval"
+    if per_1k is None and entry is not None:
+        tin, tout = _float(o.tokens.get("input_per_query")), _float(o.tokens.get("output_per_query"))
+        pi, po = entry.inference_input_per_1m, entry.inference_output_per_1m
+        if tin is not None and tout is not None and pi is not None and po is not None:
+            per_1k = (tin * pi + tout * po) / 1e6 * 1000
+            basis = (f"per token, priced by the report: {tin:.1f} input x ${pi:g}/1M + {tout:.1f} output tokens x "
+                     f"${po:g}/1M per query ({entry.ref}, catalogue as of {entry.as_of})")
+    if per_1k is None:
+        return
+    per_q = per_1k / 1000
+    o.serving = "serverless, per token"
+    o._per_query = per_q
+    o._fixed_monthly = 0.0
+    o._monthly_fn = lambda v, _p=per_q: v * _p
+    o.cost_basis = basis
+
+
+def _price_self(o: Option, cat, gpu, q: int) -> None:
+    from .cost import ASSUMPTIONS, _self_host_inference, serverless_gpu_hours
+    from .prices import HOURS_PER_MONTH
+
+    om = _open_model(o, cat) if o.backend == "local" else None
+    tin, tout = _float(o.tokens.get("input_per_query")), _float(o.tokens.get("output_per_query"))
+    if om is not None and tin is not None and tout is not None:
+        inf = _self_host_inference(om.params_b, gpu, tin, tout, ASSUMPTIONS)
+        gpu_s = inf["gpu_seconds_per_query"]
+        how = (f"{gpu_s * 1000:.2f} GPU-ms per query from the throughput model ({om.key}, {om.params_b:g}B params; "
+               f"{tin:.0f} prompt + {tout:.0f} completion tokens)")
+        o.catalogue_model = om.key
+        if not inf["fits"]:
+            o.caveat("gpu_too_small", f"the model's weights do not fit {gpu.ref}'s memory for serving")
+    elif o.throughput_qps:
+        gpu_s = 1.0 / o.throughput_qps
+        how = f"{gpu_s * 1000:.1f} ms per query, measured by the eval ({o.throughput_qps:.2f} queries/s)"
+        if o.backend == "local":
+            o.caveat("measured_throughput", (
+                "the catalogue does not know this model's size: its serving cost uses the throughput the eval "
+                f"measured on the evaluating machine ({o.throughput_qps:.2f} queries/s), not a {gpu.ref} figure"))
+        else:
+            o.caveat("measured_throughput", (
+                f"serving cost from the throughput the eval measured against this server ({o.throughput_qps:.2f} "
+                f"queries/s at the eval's concurrency) at {gpu.ref}'s ${gpu.usd_per_hour:g}/h: give --gpu-price "
+                "with the server's real price per hour"))
+    else:
+        o.serving = f"self-hosted on {gpu.ref} (throughput unknown)"
+        return
+    price = gpu.usd_per_hour
+    if gpu.serverless:
+        a = ASSUMPTIONS
+        o.serving = f"self-hosted, {gpu.ref} per second (scales to zero)"
+        o._per_query = gpu_s / 3600.0 * price
+        o._fixed_monthly = 0.0
+        o._monthly_fn = lambda v, _s=gpu_s, _p=price: serverless_gpu_hours(v, _s) * _p
+        o.cost_basis = (f"estimated: {gpu.ref} at ${price:g}/h billed per second; {how}; busy time plus idle "
+                        f"windows ({a.serverless_scaledown_s:g} s scale-down, {a.serverless_cold_start_s:g} s cold starts)")
+    else:
+        cap = HOURS_PER_MONTH * 3600.0 / gpu_s if gpu_s > 0 else float("inf")
+        fixed = price * HOURS_PER_MONTH
+        o._per_query = gpu_s / 3600.0 * price
+        o._fixed_monthly = fixed
+        o._capacity = cap
+        o._monthly_fn = lambda v, _c=cap, _f=fixed: max(1, math.ceil(v / _c)) * _f if v > 0 else _f
+        n = max(1, math.ceil(q / cap))
+        o.serving = f"self-hosted, {gpu.ref} always on ({n} GPU{'s' if n > 1 else ''})"
+        o.cost_basis = (f"estimated: {gpu.ref} ${price:g}/h x {HOURS_PER_MONTH:g} h/month per GPU; one GPU serves up "
+                        f"to {cap:,.0f} queries/month at {how}")
+    if gpu.stale:
+        o.caveat("stale_price", f"the {gpu.ref} price is older than 90 days (as_of {gpu.as_of})")
+
+
+# ----------------------------------------------------------------------------- training
+def _parse_time(v: Any) -> _dt.datetime | None:
+    if not v:
+        return None
+    try:
+        t = _dt.datetime.fromisoformat(str(v).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=_dt.timezone.utc)
+
+
+def _training(o: Option, jobs: Mapping[str, Mapping[str, Any]]) -> None:
+    if not o.job_id:
+        if o.fine_tuned:
+            o.caveat("no_job", "fine-tuned, but the run names no ftc job: training cost and time unknown")
+        return
+    job = jobs.get(o.job_id)
+    if job is None:
+        o.caveat("no_job", f"job {o.job_id} is not in the job store: training cost and time unknown")
+        return
+    o.job_state = job.get("state")
+    spent, est = _float(job.get("cost_so_far_usd")), _float(job.get("estimate_usd"))
+    if spent is not None:
+        o.training_cost_usd, o.training_cost_basis = spent, "cost reported for the job (cost_so_far_usd)"
+    elif est is not None:
+        o.training_cost_usd, o.training_cost_basis = est, "ftc's estimate before submission (estimate_usd)"
+    result = job.get("result") if isinstance(job.get("result"), Mapping) else {}
+    wall = _float(result.get("total_wall_s")) if result else None
+    if wall is None and result:
+        wall = _float(result.get("wall_s"))
+        basis = "training wall time of the last session (result.json wall_s)"
+    else:
+        basis = "training wall time, all sessions (result.json total_wall_s)"
+    if wall is not None:
+        o.training_time_s, o.training_time_basis = wall, basis
+    else:
+        t0, t1 = _parse_time(job.get("created_at")), _parse_time(job.get("finished_at"))
+        if t0 and t1 and t1 >= t0:
+            o.training_time_s = (t1 - t0).total_seconds()
+            o.training_time_basis = "from submission to finish (includes time queued at the provider)"
+    if o.job_state and o.job_state != "succeeded":
+        o.caveat("job_not_succeeded", f"job {o.job_id} is {o.job_state}, not succeeded")
+
+
+# ---------------------------------------------------------------------------- lifecycle
+def _lifecycle(o: Option, cat, today: _dt.date) -> None:
+    if o.kind != "hosted":
+        return
+    entry = _catalogue_model(o, cat)
+    if entry is None:
+        return
+    if entry.inference_shutdown and o.fine_tuned:
+        d = entry.inference_shutdown
+        if today >= d:
+            o.eligible = False
+            o.caveat("retired", f"{entry.provider} shut fine-tuned {entry.name} models down on {d.isoformat()}: "
+                                "this option is left out of the recommendation")
+        else:
+            o.caveat("retirement", f"{entry.provider} shuts fine-tuned {entry.name} models down on {d.isoformat()} "
+                                   f"({(d - today).days} days from {today.isoformat()}): plan to move off it")
+    if entry.train_cutoff:
+        d = entry.train_cutoff
+        when = "ended" if today >= d else "end"
+        what = "retraining it (new data, new labels)" if o.fine_tuned else "fine-tuning it"
+        o.caveat("retirement", f"new {entry.provider} fine-tuning jobs on {entry.name} {when} {d.isoformat()}: "
+                               f"{what} " + ("is no longer possible" if today >= d else "will not be possible after that"))
+    if entry.stale:
+        o.caveat("stale_price", f"the {entry.ref} price is older than 90 days (as_of {entry.as_of})")
+
+
+# ------------------------------------------------------------------------ recommendation
+def _rank_key(o: Option, q: float):
+    c = o.monthly_cost(q)
+    return (c is None, c if c is not None else 0.0, -(o.score or 0.0), o.name)
+
+
+def pick(options: Sequence[Option], q: float, tolerance: float) -> tuple[Option | None, list[Option]]:
+    """The rule: (winner, options meeting the bar) among eligible options at volume ``q``."""
+    elig = [o for o in options if o.eligible and o.score is not None]
+    if not elig:
+        return None, []
+    best = max(o.score for o in elig)  # type: ignore[type-var]
+    bar = [o for o in elig if o.score >= best - tolerance - 1e-12]  # type: ignore[operator]
+    return min(bar, key=lambda o: _rank_key(o, q)), bar
+
+
+def _money(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"${v:,.2f}" if abs(v) >= 0.995 or v == 0 else f"${v:.4f}"
+
+
+def _points(d: float) -> str:
+    return f"{d * 100:.1f} points"
+
+
+def _recommend(options: list[Option], q: int, tol: float, metric: str) -> dict[str, Any]:
+    winner, bar = pick(options, q, tol)
+    if winner is None:
+        return {"recommended": None, "text": "no option can be recommended: none has a score and is still served"}
+    elig = [o for o in options if o.eligible and o.score is not None]
+    most = max(elig, key=lambda o: (o.score, -(_rank_key(o, q)[1]), o.name))
+    priced = [o for o in elig if o.has_cost]
+    cheapest = min(priced, key=lambda o: _rank_key(o, q)) if priced else None
+    others = sorted((o for o in bar if o is not winner and o is not most), key=lambda o: _rank_key(o, q))
+    alt = others[0] if others else None
+    best = most.score or 0.0
+    lines = [
+        f"At {q:,} queries/month, **{winner.name}** wins: score {winner.score:.3f} ({metric}; "
+        f"{'the best' if winner.score == best else _points(best - (winner.score or 0)) + ' below the best'}), "
+        f"{_money(winner.monthly_usd)}/month inference ({_money(winner.cost_per_1k_usd)} per 1K queries)."
+    ]
+    if most is not winner:
+        lines.append(f"The most accurate, {most.name} ({most.score:.3f}), is within the tolerance and costs "
+                     f"{_money(most.monthly_usd)}/month.")
+    if cheapest is not None and cheapest is not winner:
+        lines.append(f"The cheapest overall, {cheapest.name}, costs {_money(cheapest.monthly_usd)}/month but scores "
+                     f"{_points(best - (cheapest.score or 0))} below the best.")
+    if alt is not None:
+        lines.append(f"Next choice meeting the bar: {alt.name} ({alt.score:.3f}, {_money(alt.monthly_usd)}/month).")
+    changing = [dict(c, option=winner.name, text=f"{winner.name}: {c['text']}")
+                for c in winner.caveats if c["kind"] in _ANSWER_CHANGING]
+    w_month = winner.monthly_usd
+    for o in bar:
+        # An option that the per-token price the eval measured would have made the winner,
+        # but that needs a dedicated endpoint.
+        if o is winner or "dedicated_endpoint" not in o.caveat_kinds() or o.eval_cost_per_1k_usd is None:
+            continue
+        per_token_month = o.eval_cost_per_1k_usd / 1000 * q
+        if w_month is None or per_token_month < w_month:
+            changing.append({"kind": "dedicated_endpoint", "option": o.name, "text": (
+                f"{o.name} would win at the per-token price the eval measured ({_money(per_token_month)}/month), "
+                f"but its host serves fine-tuned LoRA models only on a dedicated endpoint: {_money(o.monthly_usd)}/month")})
+    for o in options:
+        if not o.eligible and "retired" in o.caveat_kinds() and o.score is not None and o.score >= best - tol:
+            changing.append({"kind": "retired", "option": o.name, "text": (
+                f"{o.name} ({o.score:.3f}) would meet the bar but is left out: "
+                + "; ".join(c["text"] for c in o.caveats if c["kind"] == "retired"))})
+    return {
+        "recommended": winner.name,
+        "run_id": winner.run_id,
+        "score": winner.score,
+        "monthly_inference_usd": _round(winner.monthly_usd, 4),
+        "cost_per_1k_queries_usd": _round(winner.cost_per_1k_usd, 6),
+        "bar": {"best_score": best, "min_score": best - tol, "meeting": [o.name for o in bar]},
+        "cheapest_meeting_bar": winner.name,
+        "most_accurate": most.name,
+        "cheapest_overall": cheapest.name if cheapest else None,
+        "next_choice": alt.name if alt else None,
+        "caveats": changing,
+        "excluded": [{"name": o.name, "why": "; ".join(c["text"] for c in o.caveats if c["kind"] in ("retired", "no_score"))}
+                     for o in options if not o.eligible],
+        "text": " ".join(lines),
+    }
+
+
+_ANSWER_CHANGING = ("dedicated_endpoint", "retirement", "retired", "failed_examples", "no_cost", "job_not_succeeded",
+                    "measured_throughput", "gpu_too_small")
+
+
+# ---------------------------------------------------------------------------- break-even
+def _scan(f: Callable[[float], float], lo: float = _SCAN_LO, hi: float = _SCAN_HI) -> list[float]:
+    """Volumes where ``f`` (a difference of two monthly costs) changes sign: a log grid,
+    each change refined by bisection to half a query. Each result is the volume where the sign changes."""
+    n = int(round(math.log10(hi / lo) * _SCAN_STEPS_PER_DECADE))
+    xs = [lo * (hi / lo) ** (i / n) for i in range(n + 1)]
+    out = []
+    prev = f(xs[0]) < 0
+    for a, b in zip(xs, xs[1:]):
+        cur = f(b) < 0
+        if cur != prev:
+            x0, x1 = a, b
+            while x1 - x0 > 0.25 and x1 / x0 > 1 + 1e-12:
+                mid = math.sqrt(x0 * x1)
+                if (f(mid) < 0) == prev:
+                    x0 = mid
+                else:
+                    x1 = mid
+            out.append((x0 + x1) / 2)
+        prev = cur
+    return out
+
+
+def _break_even(options: list[Option], q: int, tol: float) -> dict[str, Any]:
+    from .cost import break_even_monthly, break_even_volume
+
+    cloud, _ = pick([o for o in options if o.kind == "hosted" and o.has_cost], q, tol)
+    own, _ = pick([o for o in options if o.kind == "self-hosted" and o.has_cost], q, tol)
+    res: dict[str, Any] = {"cloud": cloud.name if cloud else None, "self_hosted": own.name if own else None,
+                           "queries_per_month": None, "direction": None, "method": None}
+    if cloud is None or own is None:
+        missing = "cloud (hosted)" if cloud is None else "self-hosted (local)"
+        res["text"] = f"no break-even: the comparison has no priced {missing} option that can be recommended"
+        return res
+    res["scores"] = {cloud.name: cloud.score, own.name: own.score}
+    if cloud._per_query is not None and cloud._fixed_monthly == 0.0:
+        h = cloud._per_query
+        if own._capacity is not None:
+            be = break_even_volume(h, own._per_query or 0.0, own._fixed_monthly or 0.0, own._capacity)
+            res["method"] = "ftclient.cost.break_even_volume (always-on GPU vs per-token)"
+        else:
+            assert own._monthly_fn is not None
+            be = break_even_monthly(h, own._monthly_fn)
+            res["method"] = "ftclient.cost.break_even_monthly (per-second GPU vs per-token)"
+        if be == "never":
+            res["direction"] = "never"
+            res["text"] = (f"self-hosting ({own.name}) never costs less than {cloud.name} "
+                           f"({_money(h * 1000)} per 1K queries) at any volume one GPU can serve")
+        elif be == 0:
+            res["queries_per_month"] = 0
+            res["direction"] = "self-hosted cheaper at any volume"
+            res["text"] = f"self-hosting ({own.name}) costs less than {cloud.name} at any volume"
+        else:
+            res["queries_per_month"] = round(float(be))
+            res["direction"] = "self-hosted cheaper above"
+            res["text"] = (f"above ~{float(be):,.0f} queries/month, self-hosting ({own.name}) costs less than "
+                           f"{cloud.name} ({_money(h * 1000)} per 1K queries); below it, {cloud.name} is cheaper")
+    else:
+        assert cloud._monthly_fn is not None and own._monthly_fn is not None
+        fc, fs = cloud._monthly_fn, own._monthly_fn
+        xs = _scan(lambda v: fs(v) - fc(v))
+        res["method"] = "crossings of the two monthly cost curves, scanned from 1 to 1e12 queries/month"
+        res["crossings"] = [round(x) for x in xs]
+        cheaper_at_q = fs(q) < fc(q)
+        if not xs:
+            res["direction"] = "self-hosted cheaper at any volume" if fs(1.0) < fc(1.0) else "never"
+            res["queries_per_month"] = 0 if res["direction"] != "never" else None
+            res["text"] = (f"{'self-hosting (' + own.name + ')' if res['direction'] != 'never' else cloud.name} costs "
+                           f"less at every volume up to 1e12 queries/month ({cloud.name}: {cloud.serving})")
+        else:
+            res["queries_per_month"] = round(xs[0])
+            below = fs(1.0) < fc(1.0)
+            res["direction"] = "self-hosted cheaper below" if below else "self-hosted cheaper above"
+            res["text"] = (f"{cloud.name} is not billed per token ({cloud.serving}, {_money(fc(q))}/month at "
+                           f"{q:,}): self-hosting ({own.name}) costs less {'below' if below else 'above'} "
+                           f"~{xs[0]:,.0f} queries/month; at {q:,}, {own.name if cheaper_at_q else cloud.name} is cheaper")
+    if (own.score or 0) < (cloud.score or 0) - tol:
+        res["text"] += (f" -- but {own.name} scores {_points((cloud.score or 0) - (own.score or 0))} below "
+                        f"{cloud.name}")
+    return res
+
+
+def _winner_by_volume(options: list[Option], tol: float) -> list[dict[str, Any]]:
+    """The rule's winner from 100 to 1e10 queries/month: ranges of volume and their winner."""
+    lo, hi = 100.0, 1e10
+    _, bar = pick(options, lo, tol)  # the bar does not depend on volume
+    priced = [o for o in bar if o.has_cost]
+    if not priced:
+        return []
+    if len(priced) == 1:
+        return [{"from": 0, "to": None, "winner": priced[0].name}]
+
+    def winner(v: float) -> Option:
+        return min(priced, key=lambda o: _rank_key(o, v))
+
+    n = int(round(math.log10(hi / lo) * _SCAN_STEPS_PER_DECADE))
+    xs = [lo * (hi / lo) ** (i / n) for i in range(n + 1)]
+    ranges = [{"from": 0, "to": None, "winner": winner(lo).name}]
+    for a, b in zip(xs, xs[1:]):
+        wb = winner(b)
+        if wb.name != ranges[-1]["winner"]:
+            x0, x1 = a, b
+            wa = ranges[-1]["winner"]
+            while x1 - x0 > 0.25 and x1 / x0 > 1 + 1e-12:
+                mid = math.sqrt(x0 * x1)
+                if winner(mid).name == wa:
+                    x0 = mid
+                else:
+                    x1 = mid
+            v = round((x0 + x1) / 2)
+            ranges[-1]["to"] = v
+            ranges.append({"from": v, "to": None, "winner": wb.name})
+    return ranges
+
+
+# ------------------------------------------------------------------------------ markdown
+def _md(s: Any) -> str:
+    return str(s).replace("|", "\\|").replace("\n", " ")
+
+
+def _dur(s: float | None) -> str:
+    if s is None:
+        return "-"
+    s = float(s)
+    if s < 120:
+        return f"{s:.0f} s"
+    if s < 7200:
+        return f"{s / 60:.0f} min"
+    return f"{s / 3600:.1f} h"
+
+
+def _ms(v: Any) -> str:
+    f = _float(v)
+    return "-" if f is None else (f"{f * 1000:.0f} ms" if f < 10 else f"{f:.1f} s")
+
+
+def _markdown(r: Report, image: str | None) -> str:
+    o0 = r.options[0]
+    L: list[str] = ["# ftc comparison report", ""]
+    data = ("the same data" if r.comparable else "DIFFERENT data") + (
+        f" (`{_md(Path(o0.data).name)}`, sha256 `{o0.data_sha256[:12]}`, {o0.examples:,} examples)" if r.comparable else "")
+    L.append(f"{len(r.options)} option{'s' if len(r.options) != 1 else ''} scored by `{r.metric}` on {data}; "
+             f"volume **{r.queries_per_month:,} queries/month**; prices as of the catalogue; {r.today.isoformat()}.")
+    L.append("")
+    for w in r.warnings:
+        L.append(f"> **WARNING:** {_md(w['text'])}" if w["kind"] in ("different_data", "different_examples")
+                 else f"> Note: {_md(w['text'])}")
+        L.append("")
+    rec = r.recommendation
+    L += ["## Recommendation", ""]
+    L.append(rec["text"])
+    L.append("")
+    L.append(f"Rule: {r.rule}.")
+    L.append("")
+    if rec.get("caveats"):
+        L.append("Caveats that change the answer:")
+        L.append("")
+        L += [f"- {_md(c['text'])}" for c in rec["caveats"]]
+        L.append("")
+    for x in rec.get("excluded") or []:
+        L.append(f"- Left out: {_md(x['name'])}: {_md(x['why'])}")
+    if rec.get("excluded"):
+        L.append("")
+    if len(r.winner_by_volume) > 1:
+        parts = []
+        for w in r.winner_by_volume:
+            span = (f"up to ~{w['to']:,}" if w["from"] == 0 else
+                    f"~{w['from']:,} to ~{w['to']:,}" if w["to"] else f"from ~{w['from']:,}")
+            parts.append(f"{span}: {w['winner']}")
+        L.append("The winner changes with volume (queries/month): " + "; ".join(parts) + ".")
+        L.append("")
+    L.append(f"Break-even, cloud vs self-hosting: {r.break_even['text']}.")
+    L.append("")
+    L += ["## Options", ""]
+    L.append("| option | score (" + _md(r.metric) + ") | per 1K queries | per month | latency p50 | p95 | training | training "
+             "time | serving |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    for o in r.options:
+        mark = " (winner)" if o.name == rec.get("recommended") else ("" if o.eligible else " (left out)")
+        L.append("| " + " | ".join([
+            _md(o.name) + mark,
+            "-" if o.score is None else f"{o.score:.3f}",
+            _money(o.cost_per_1k_usd), _money(o.monthly_usd),
+            _ms(o.latency_s.get("p50")), _ms(o.latency_s.get("p95")),
+            _money(o.training_cost_usd) if o.training_cost_usd is not None else "-",
+            _dur(o.training_time_s),
+            _md(o.serving),
+        ]) + " |")
+    L.append("")
+    if image:
+        L += [f"![{_md(r.metric)} against cost per 1K queries, and latency]({image})", ""]
+    L += ["## Break-even between cloud and self-hosting", ""]
+    be = r.break_even
+    L.append(f"{be['text']}.")
+    if be.get("method"):
+        L.append("")
+        L.append(f"Method: {be['method']}. Self-hosting priced on {r.self_host['gpu']} at "
+                 f"${r.self_host['usd_per_hour']:g}/h ({r.self_host['billing']}).")
+    L.append("")
+    L += ["## Caveats", ""]
+    any_c = False
+    for o in r.options:
+        if o.caveats:
+            any_c = True
+            L.append(f"**{_md(o.name)}**")
+            L.append("")
+            L += [f"- {_md(c['text'])}" for c in o.caveats]
+            L.append("")
+    if not any_c:
+        L += ["None.", ""]
+    L += ["## How each figure is made", ""]
+    for o in r.options:
+        L.append(f"- **{_md(o.name)}** (run `{o.run_id}`, model `{_md(o.model)}`): cost: {_md(o.cost_basis or 'none')}"
+                 + (f"; training: {_md(o.training_cost_basis)}" if o.training_cost_basis else "")
+                 + (f"; time: {_md(o.training_time_basis)}" if o.training_time_basis else "")
+                 + (f"; {o.failed} failed" if o.failed else "") + ".")
+    L.append("")
+    L.append("Latency is what the eval measured from the evaluating machine (network included for hosted "
+             "options; a local run's latency is that machine's, not the GPU priced for self-hosting).")
+    L.append("")
+    return "\n".join(L)
+
+
+# --------------------------------------------------------------------------------- chart
+def render_png(r: Report) -> bytes:
+    """Two panels: score against cost per 1K queries (log x when the spread is wide), and
+    latency p50/p95 per option."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    from matplotlib.figure import Figure
+
+    opts = r.options
+    n = len(opts)
+    winner = r.recommendation.get("recommended")
+    fig = Figure(figsize=(11, 5.2 + 0.42 * n), dpi=110)
+    ax1, ax2 = fig.subplots(2, 1, gridspec_kw={"height_ratios": [3, 0.9 + 0.32 * n]})
+    color = {"hosted": "#4C72B0", "self-hosted": "#DD8452"}
+    pts = [o for o in opts if o.cost_per_1k_usd is not None and o.score is not None]
+    xs = [float(o.cost_per_1k_usd) for o in pts]  # type: ignore[arg-type]
+    pos = [x for x in xs if x > 0]
+    log = bool(pos) and len(pos) == len(xs) and max(pos) / min(pos) > 20
+    best = r.recommendation.get("bar", {}).get("best_score")
+    if best is not None:
+        ax1.axhspan(best - r.tolerance, best, color="#55A868", alpha=0.15, zorder=0,
+                    label=f"within {r.tolerance:g} of the best")
+    if log:
+        ax1.set_xscale("log")
+        x_lo, x_hi = min(pos) / 3, max(pos) * 3
+    else:
+        x_lo, x_hi = 0.0, (max(xs) * 1.15 if xs and max(xs) > 0 else 1.0)
+    ax1.set_xlim(x_lo, x_hi)
+
+    def right_half(x: float) -> bool:
+        if log:
+            return math.log(x / x_lo) / math.log(x_hi / x_lo) > 0.55
+        return (x - x_lo) / (x_hi - x_lo) > 0.55
+
+    for o in pts:
+        x = float(o.cost_per_1k_usd)  # type: ignore[arg-type]
+        ax1.scatter(x, o.score, s=160 if o.name == winner else 70, color=color.get(o.kind, "grey"),
+                    marker="*" if o.name == winner else ("o" if o.eligible else "x"), zorder=3)
+        left = right_half(x)
+        ax1.annotate(o.name + (" (recommended)" if o.name == winner else ""), (x, o.score),
+                     textcoords="offset points", xytext=(-7 if left else 7, 5), ha="right" if left else "left",
+                     fontsize=8)
+    scores = [float(o.score) for o in pts]  # type: ignore[arg-type]
+    if scores:
+        lo_y, hi_y = min(scores + ([best - r.tolerance] if best is not None else [])), max(scores)
+        pad = max(0.02, (hi_y - lo_y) * 0.12)
+        ax1.set_ylim(lo_y - pad, hi_y + pad)
+    ax1.set_xlabel(f"inference cost per 1K queries at {r.queries_per_month:,} queries/month "
+                   f"(USD{', log scale' if log else ''})")
+    ax1.set_ylabel(f"score ({r.metric})")
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], marker="o", linestyle="", color=c, label=k) for k, c in color.items()
+               if any(o.kind == k for o in pts)]
+    if best is not None:
+        from matplotlib.patches import Patch
+
+        handles.append(Patch(color="#55A868", alpha=0.3, label=f"within {r.tolerance:g} of the best (tied)"))
+    if handles:
+        ax1.legend(handles=handles, fontsize=8, loc="lower right")
+    missing = [o.name for o in opts if o not in pts]
+    title = "score against inference cost"
+    if missing:
+        title += f" (not shown, no cost figure: {', '.join(missing)})"
+    ax1.set_title(title, fontsize=9)
+    ax1.grid(alpha=0.3)
+    ys = list(range(n))[::-1]
+    p50 = [_float(o.latency_s.get("p50")) or 0.0 for o in opts]
+    p95 = [_float(o.latency_s.get("p95")) or 0.0 for o in opts]
+    h = 0.38
+    ax2.barh([y + h / 2 for y in ys], p50, height=h, color="#4C72B0", label="p50")
+    ax2.barh([y - h / 2 for y in ys], p95, height=h, color="#C44E52", label="p95")
+    ax2.set_yticks(ys)
+    ax2.set_yticklabels([o.name for o in opts], fontsize=8)
+    top = max(p50 + p95) if max(p50 + p95, default=0) > 0 else 1.0
+    ax2.set_xlim(0, top * 1.2)
+    for y, a, b in zip(ys, p50, p95):
+        ax2.text(a + top * 0.01, y + h / 2, f"{a:.2f} s", va="center", fontsize=7)
+        ax2.text(b + top * 0.01, y - h / 2, f"{b:.2f} s", va="center", fontsize=7)
+    ax2.set_xlabel("latency per query, seconds, as the eval measured it")
+    ax2.set_title("latency p50 / p95", fontsize=9)
+    ax2.legend(fontsize=8, loc="lower right")
+    ax2.grid(axis="x", alpha=0.3)
+    title = (f"ftc compare: recommended at {r.queries_per_month:,} queries/month: "
+             f"{r.recommendation.get('recommended') or 'none'}")
+    if not r.comparable:
+        title += "\nNOT COMPARABLE: the runs were not evaluated on the same examples"
+    fig.suptitle(title, fontsize=11, color="black" if r.comparable else "#C44E52")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def write_report(report: Report, out_dir: str | os.PathLike) -> dict[str, Path]:
+    """Write report.md, report.json and report.png into ``out_dir`` (created), each atomically.
+    The chart is rendered first, so a failure leaves no partial set of new files."""
+    from .fileio import atomic_writer
+
+    d = Path(out_dir)
+    if d.exists() and not d.is_dir():
+        raise UsageError(f"{d}: exists and is not a directory", hint="Give --out a directory.")
+    png = render_png(report)
+    md = report.to_markdown(REPORT_PNG)
+    js = json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n"
+    paths = {"md": d / REPORT_MD, "json": d / REPORT_JSON, "png": d / REPORT_PNG}
+    with atomic_writer(paths["png"], "wb") as f:
+        f.write(png)
+    with atomic_writer(paths["json"]) as f:
+        f.write(js)
+    with atomic_writer(paths["md"]) as f:
+        f.write(md)
+    return paths
+
+
+__all__ = [
+    "DEFAULT_QUERIES_PER_MONTH",
+    "DEFAULT_SELF_HOST_GPU",
+    "DEFAULT_TOLERANCE",
+    "Option",
+    "Report",
+    "build_report",
+    "pick",
+    "render_png",
+    "write_report",
+]
