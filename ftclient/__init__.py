@@ -27,6 +27,12 @@ _API = {
     "chat": "ftclient.jobs",
     "get_backend": "ftclient.backends",
     "Store": "ftclient.store",
+    # evaluation and the report
+    "parse_model_ref": "ftclient.modelref",
+    "evaluate": "ftclient.evaluate",
+    "build_report": "ftclient.report",
+    "write_report": "ftclient.report",
+    "run_demo": "ftclient.demo",
 }
 
 __all__ = ["__version__", *_API]

@@ -342,6 +342,35 @@ def build_report(
 _REQUIRED = ("run_id", "backend", "metric", "metrics")
 
 
+def job_infos(store: Any, summaries: list[dict]) -> dict[str, dict]:
+    """For each job a run names: the job's fields, plus a local job's result.json as ``result``."""
+    import json
+
+    from .errors import UsageError
+    from .paths import job_dir
+
+    out: dict[str, dict] = {}
+    for s in summaries:
+        jid = s.get("job_id")
+        if not jid or jid in out:
+            continue
+        try:
+            job = store.get_job(jid)
+        except UsageError:
+            continue  # the report notes the missing job
+        d = job.to_dict()
+        d.pop("spec", None)
+        if job.backend == "local":
+            try:
+                res = json.loads((job_dir(job.id) / "result.json").read_text(encoding="utf-8"))
+                if isinstance(res, dict):
+                    d["result"] = res
+            except (OSError, ValueError, UsageError):
+                pass
+        out[jid] = d
+    return out
+
+
 def _check_summary(r: Mapping[str, Any], i: int) -> dict[str, Any]:
     if not isinstance(r, Mapping):
         raise UsageError(f"run {i + 1}: not an eval summary (a mapping), but {type(r).__name__}")
@@ -392,7 +421,7 @@ def _names(summaries: list[dict]) -> list[str]:
         if s.get("backend") == "local" and shown in (None, "", "default"):
             shown = LOCAL_DEFAULT_MODEL_HF_ID
         n = f"{s.get('backend')}:{_short(shown)}"
-        out.append(n + (" ft" if s.get("fine_tuned") else ""))
+        out.append(n + (" fine-tuned" if s.get("fine_tuned") else ""))
     for n in set(out):
         if out.count(n) > 1:
             out = [f"{x} #{str(s['run_id']).removeprefix('eval-')[:8]}" if x == n else x
@@ -1025,7 +1054,7 @@ def render_png(r: Report) -> bytes:
 
         handles.append(Patch(color="#55A868", alpha=0.3, label=f"within {r.tolerance:g} of the best (tied)"))
     if handles:
-        ax1.legend(handles=handles, fontsize=8, loc="lower right")
+        ax1.legend(handles=handles, fontsize=8, loc="best")
     missing = [o.name for o in opts if o not in pts]
     title = "score against inference cost"
     if missing:

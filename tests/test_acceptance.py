@@ -79,8 +79,8 @@ def test_banking77_prepare_validate_estimate_matches_cookbook(ftc_proc, banking7
     assert v["stats"]["tokens"]["total"] == expected
 
 
-def test_demo_runs_offline_and_writes_its_files(ftc_proc, tmp_path):
-    r = ftc_proc("demo", "--out-dir", tmp_path / "demo", "--json")
+def test_demo_offline_stages_write_their_files(ftc_proc, tmp_path):
+    r = ftc_proc("demo", "--out-dir", tmp_path / "demo", "--offline-only", "--json")
     assert r.code == 0, r.err
     d = r.json()
     for path in d["files"].values():
@@ -92,3 +92,4 @@ def test_demo_runs_offline_and_writes_its_files(ftc_proc, tmp_path):
     assert any(row["kind"] == "self-hosted" for row in d["cost"]["rows"])
     with open(d["files"]["cost_plot"], "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert set(d["skipped"]) == {"train", "eval", "report"} and d["job"] is None and d["evals"] == []

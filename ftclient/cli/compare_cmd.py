@@ -30,7 +30,7 @@ def compare(refs, out_dir, queries_per_month, tolerance, self_host_gpu, gpu_pric
     and report.png into --out and prints the table and the recommendation.
     """
     from ..errors import UsageError
-    from ..report import build_report, write_report
+    from ..report import build_report, job_infos, write_report
     from ..store import Store
 
     if not refs:
@@ -85,35 +85,6 @@ def resolve_run(store: Any, ref: str) -> Any:
         raise UsageError(f"job {job.id} has no complete eval run",
                          hint=f"Evaluate its model first: ftc eval {job.id} --data EVAL.jsonl")
     return max(done, key=lambda r: (str(r.summary.get("finished_at") or r.updated_at or ""), r.id))
-
-
-def job_infos(store: Any, summaries: list[dict]) -> dict[str, dict]:
-    """For each job a run names: the job's fields, plus a local job's result.json as ``result``."""
-    import json
-
-    from ..errors import UsageError
-    from ..paths import job_dir
-
-    out: dict[str, dict] = {}
-    for s in summaries:
-        jid = s.get("job_id")
-        if not jid or jid in out:
-            continue
-        try:
-            job = store.get_job(jid)
-        except UsageError:
-            continue  # the report notes the missing job
-        d = job.to_dict()
-        d.pop("spec", None)
-        if job.backend == "local":
-            try:
-                res = json.loads((job_dir(job.id) / "result.json").read_text(encoding="utf-8"))
-                if isinstance(res, dict):
-                    d["result"] = res
-            except (OSError, ValueError, UsageError):
-                pass
-        out[jid] = d
-    return out
 
 
 def _render(report: Any) -> None:
