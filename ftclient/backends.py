@@ -305,7 +305,12 @@ class Backend(Protocol):
 
 
 PROTOCOL_METHODS = tuple(m for m in vars(Backend) if not m.startswith("_") and callable(vars(Backend)[m]))
-"""The methods a backend implements (``name`` is an attribute)."""
+"""The methods a backend implements (``name`` is an attribute).
+
+Optional, looked up with ``getattr`` by :func:`ftclient.jobs.plan`: ``describe_run(spec) ->
+[(what, value), ...]`` -- rows about the run for the plan table (the local backend's device,
+precision, batch, checkpoints) -- and ``uploads_files`` (default True; False when the
+backend reads the data in place, so the plan lists no uploads)."""
 
 
 # --------------------------------------------------------------------------- registry

@@ -116,6 +116,8 @@ class Plan:
     budget_usd: float | None
     uploads: list[dict[str, Any]]
     backend_obj: Any = field(default=None, repr=False)
+    details: list[tuple[str, str]] = field(default_factory=list)
+    """(what, value) rows a backend gives about the run (``describe_run``), e.g. device and batch."""
 
     @property
     def within_budget(self) -> bool | None:
@@ -138,6 +140,7 @@ class Plan:
             "within_budget": self.within_budget,
             "estimate": est,
             "uploads": self.uploads,
+            "details": [list(d) for d in self.details],
         }
 
 
@@ -410,8 +413,12 @@ def plan(spec_or_path: Any, backend_name: str, *, budget: float | None = None, o
             f"the estimated cost ${est_usd:,.2f} on {name} is above the budget ${limit:,.2f}; nothing was sent",
             hint="Raise --budget (or budget_usd in the spec), or train on less data or fewer epochs.",
         )
+    describe = getattr(be, "describe_run", None)
+    details = [(str(k), str(v)) for k, v in (describe(spec) or [])] if callable(describe) else []
+    uploads = _uploads(spec, name) if getattr(be, "uploads_files", True) else []
     return Plan(backend=name, spec=spec, model=spec.model_for(name), warnings=warnings, validation=validation,
-                estimate=est, estimate_usd=est_usd, budget_usd=limit, uploads=_uploads(spec, name), backend_obj=be)
+                estimate=est, estimate_usd=est_usd, budget_usd=limit, uploads=uploads, backend_obj=be,
+                details=details)
 
 
 class _Confirm:

@@ -135,7 +135,8 @@ class TrainPlan:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def describe(self) -> str:
+    def rows(self) -> list[tuple[str, str]]:
+        """(what, value) pairs: what the run will do, for the CLI's plan table."""
         adapter = self.adapter
         if self.adapter in ("lora", "qlora"):
             tm = self.target_modules if isinstance(self.target_modules, str) else ",".join(self.target_modules)
@@ -159,6 +160,10 @@ class TrainPlan:
             ("checkpoints", f"every {self.save_steps} steps"),
             ("seed", str(self.seed)),
         ]
+        return rows
+
+    def describe(self) -> str:
+        rows = self.rows()
         width = max(len(k) for k, _ in rows)
         lines = [f"{k.ljust(width)}  {v}" for k, v in rows]
         lines += [f"note: {n}" for n in self.notes]

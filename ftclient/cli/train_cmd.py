@@ -32,6 +32,8 @@ def render_plan(plan: Any, console: Any) -> None:
         ex = f"{v['examples']:,} examples, " if isinstance(v.get("examples"), int) else ""
         warn = f", [yellow]{v['warnings']} warning(s)[/yellow]" if v.get("warnings") else ""
         t.add_row(f"{v['role']} data", f"{_esc(v['path'])}: {ex}[green]valid[/green]{warn}")
+    for what, value in getattr(plan, "details", None) or []:
+        t.add_row(_esc(what), _esc(value))
     for u in plan.uploads:
         how = f"already uploaded ({_esc(u['provider_file_id'])})" if u["already_uploaded"] else "to upload"
         t.add_row(f"{u['role']} file", f"{_human_bytes(u['bytes'])}, sha256 {u['sha256'][:12]}..., {how}")
