@@ -20,6 +20,9 @@ How each figure is made (also in docs/cost.md):
   serverless hosts billed for busy time, hourly instances kept on all month.
 * Break-even: the monthly query volume above which a self-hosted row's inference
   costs less than the cheapest per-token hosted option, or "never".
+* Local training (``local:MODEL``, :func:`estimate_local`): tokens with the model's own
+  tokenizer; time from a calibration on this machine (a few real training steps,
+  ``ftclient.local_backend.calibrate``), or unknown; cost = hours x the $/h you give.
 """
 
 from __future__ import annotations
@@ -438,6 +441,207 @@ def estimate_cost(
         examples_over_limit=over,
         max_example_tokens=entry.max_example_tokens,
         caveats=caveats,
+    )
+
+
+# ---------------------------------------------------------------------- local
+# Local training (``local:MODEL``): what the run costs is its wall time on this machine x what an
+# hour of it costs you. Nothing here imports torch; the time comes from a calibration (a few real
+# steps, ``ftc cost estimate ... --calibrate``, ftclient.local_backend.calibrate) or is unknown.
+
+LOCAL_PREFIX = "local:"
+
+
+def is_local_ref(model_ref: str | None) -> bool:
+    return isinstance(model_ref, str) and model_ref.strip().lower().startswith(LOCAL_PREFIX)
+
+
+def local_gpu_price(
+    *,
+    usd_per_hour: float | None = None,
+    spec: Any = None,
+    prices: Catalogue | str | os.PathLike | None = None,
+    today=None,
+) -> dict[str, Any] | None:
+    """What an hour of local training costs, or None (your own machine, no price given).
+
+    In order: ``usd_per_hour`` (``--gpu-price-per-hour``); the spec's
+    ``local.gpu_price_per_hour``; the spec's ``local.gpu``, priced from the catalogue: a
+    ``HOST:GPU`` offer (``runpod:rtx4090-community``), or a GPU name (``rtx4090``: the
+    cheapest offer of that GPU). A price you give is billed by the exact duration; a
+    catalogue offer bills as cost.py bills it (hourly instances in whole hours).
+    """
+    if usd_per_hour is not None:
+        if usd_per_hour < 0:
+            raise UsageError(f"GPU price must be >= 0, not {usd_per_hour!r}")
+        return {"usd_per_hour": float(usd_per_hour), "billing": "exact", "source": "given (--gpu-price-per-hour)"}
+    loc = getattr(spec, "local", None)
+    if loc is None:
+        return None
+    if loc.gpu_price_per_hour is not None:
+        return {"usd_per_hour": float(loc.gpu_price_per_hour), "billing": "exact",
+                "source": "local.gpu_price_per_hour in the spec"}
+    if not loc.gpu:
+        return None
+    cat = _catalogue(prices, today)
+    ref = loc.gpu.strip().lower()
+    if ":" in ref:
+        gpu = cat.gpu(ref)
+    else:
+        offers = []
+        for r in cat.gpu_refs():
+            g = cat.gpu(r)
+            if (g.spec is not None and g.spec.name == ref) or g.gpu == ref or g.gpu.startswith(ref + "-"):
+                offers.append(g)
+        if not offers:
+            raise ConfigError(
+                f"local.gpu {loc.gpu!r}: no offer of that GPU in the price catalogue",
+                hint="Give local.gpu_price_per_hour (or --gpu-price-per-hour), or a HOST:GPU offer, e.g. "
+                + ", ".join(cat.gpu_refs()[:3]) + ".",
+            )
+        gpu = min(offers, key=lambda g: g.usd_per_hour)
+    return {"usd_per_hour": gpu.usd_per_hour, "billing": gpu.billing, "offer": gpu.ref,
+            "source": f"{gpu.ref} in the price catalogue (local.gpu {loc.gpu!r})", **gpu.provenance()}
+
+
+def local_training_cost(seconds: float, price: dict[str, Any]) -> dict[str, Any]:
+    """Cost of ``seconds`` of local training at ``price`` (see :func:`local_gpu_price`):
+    hours x $/h; an hourly catalogue offer bills whole hours."""
+    hours = max(seconds, 0.0) / 3600.0
+    usd = float(price["usd_per_hour"])
+    billing = price.get("billing", "exact")
+    billed = math.ceil(hours) if billing == "hourly" and hours > 0 else hours
+    cost = billed * usd
+    how = f"{hours:.4g} h" if billed == hours else f"{hours:.4g} h, billed as {billed:g} h (hourly offer)"
+    return {"hours": hours, "billed_hours": billed, "usd_per_hour": usd, "billing": billing, "cost_usd": cost,
+            "basis": f"{how} x ${usd:g}/h ({price.get('source', 'given')})"}
+
+
+@dataclass
+class LocalCostEstimate(CostEstimate):
+    """A local run's estimate: tokens and steps from the data, time from a calibration (or unknown)."""
+
+    duration_s: float | None = None
+    time_basis: str = ""
+    optimizer_steps: int | None = None
+    steps_basis: str = ""
+    rows: int | None = None
+    batch_size: int | None = None
+    device: str | None = None
+    calibration: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k in ("cost_usd", "cost_before_minimum_usd"):
+            if isinstance(d.get(k), float):
+                d[k] = round(d[k], 4)
+        if d["self_hosted"] is None:
+            del d["self_hosted"]
+        return d
+
+
+def estimate_local(
+    path: str | os.PathLike,
+    model_ref: str,
+    *,
+    epochs: int | None = None,
+    method: str | None = None,
+    adapter: str | None = None,
+    batch_size: int | None = None,
+    max_seq_len: int | None = None,
+    spec: Any = None,
+    usd_per_hour: float | None = None,
+    prices: Catalogue | str | os.PathLike | None = None,
+    today=None,
+) -> LocalCostEstimate:
+    """Training estimate of a local run (``local:default``, ``local:PATH``), offline and without torch.
+
+    Tokens: the model's own tokenizer and chat template when it is on disk, else the labelled
+    approximation. Time: from a calibration of the same model, data and settings on this
+    machine (cached by ``--calibrate``), else unknown -- never a made-up speed. Cost: time x
+    the price (:func:`local_gpu_price`), $0 on your own machine without one, unknown when
+    there is a price but no time.
+    """
+    from .local_backend import calibrate as cal
+
+    _check_args(epochs, method or "sft", adapter or "lora")
+    records = as_records(path)
+    n = len(records)
+    ep, ep_basis = _epochs(epochs, n)
+    job = cal.spec_for(path, cal.local_model_name(model_ref), spec=spec, epochs=ep, method=method, adapter=adapter,
+                       batch_size=batch_size, max_seq_len=max_seq_len)
+    counts = cal.offline_counts(job, records)
+    price = local_gpu_price(usd_per_hour=usd_per_hour, spec=job, prices=prices, today=today)
+    bs = job.hyperparameters.batch_size or cal.DEFAULT_BATCH_SIZE
+    accum = job.local.gradient_accumulation_steps
+    steps = cal.count_optimizer_steps(counts.rows, bs, accum, ep)
+    steps_basis = (f"{counts.rows:,} rows / batch {bs} x {accum} accumulation, {ep} epoch(s), as the Trainer counts; "
+                   "unpacked rows (on a CUDA GPU with packing on, rows are packed: fewer steps)")
+    found = cal.load_cached(job, price=price)
+    caveats: list[str] = []
+    duration = None
+    calib = None
+    device = None
+    if found is not None:
+        p = found.prediction
+        duration = p.total_s
+        steps, steps_basis = p.optimizer_steps, "as the Trainer counts, from the calibration"
+        device = f"{found.device} ({found.device_name}), {found.precision}"
+        m = found.measured
+        time_basis = (f"calibrated on this machine {found.created_at} ({found.calibration_steps} real steps): "
+                      f"setup {p.setup_s:.1f} s + warm-up {p.warmup_s:.1f} s + steps {p.steps_s:.1f} s "
+                      f"({m.seconds_per_step:.3g} s/step) + {p.checkpoint_saves} checkpoint save(s) "
+                      f"{p.checkpoints_s:.1f} s"
+                      + (f" + {p.evaluations} evaluation(s) {p.evaluations_s:.1f} s" if p.evaluations else "")
+                      + f" + final save {p.final_save_s + p.finish_s:.1f} s = {p.total_s:,.1f} s")
+        calib = {"key": found.key, "created_at": found.created_at, "calibration_steps": found.calibration_steps,
+                 "prediction": p.to_dict(), "seconds_per_step": m.seconds_per_step,
+                 "tokens_per_step": m.tokens_per_step}
+    else:
+        time_basis = ("unknown: no calibration of this model, data and settings on this machine; "
+                      "add --calibrate to run a few real steps and predict the run")
+    if price is None:
+        cost: float | None = 0.0
+        cost_basis = ("your own machine: $0; give --gpu-price-per-hour (or local.gpu_price_per_hour / local.gpu in "
+                      "the spec) for a figure")
+    elif duration is None:
+        cost = None
+        cost_basis = f"unknown: the time is unknown (${price['usd_per_hour']:g}/h given); add --calibrate"
+        caveats.append("no cost without a measured speed: run with --calibrate")
+    else:
+        c = local_training_cost(duration, price)
+        cost, cost_basis = c["cost_usd"], "estimated: " + c["basis"]
+    if not counts.exact:
+        caveats.append("token count approximated (the model's tokenizer is not readable offline yet)")
+    return LocalCostEstimate(
+        model=f"local:{job.model_for('local')}",
+        provider="local",
+        kind="self-hosted",
+        method=job.method,
+        adapter=job.adapter,
+        examples=n,
+        tokens_per_epoch=counts.tokens_per_epoch,
+        epochs=ep,
+        epochs_basis=ep_basis,
+        billed_tokens=counts.tokens_per_epoch * ep,
+        cost_usd=cost,  # type: ignore[arg-type]
+        cost_before_minimum_usd=cost,  # type: ignore[arg-type]
+        min_charge_usd=0.0,
+        min_charge_applied=False,
+        token_count_basis=counts.basis,
+        token_count_exact=counts.exact,
+        cost_exact=False,
+        cost_basis=cost_basis,
+        price=price or {},
+        caveats=caveats,
+        duration_s=duration,
+        time_basis=time_basis,
+        optimizer_steps=steps,
+        steps_basis=steps_basis,
+        rows=counts.rows,
+        batch_size=bs,
+        device=device,
+        calibration=calib,
     )
 
 

@@ -29,7 +29,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 from ftclient.backends import Checkpoint, JobEvent, JobState, JobStatus, SubmitResult, to_datetime
 from ftclient.errors import UsageError
@@ -79,19 +79,26 @@ def _say(cb: Callable | None, msg: str, frac: float | None = None) -> None:
 
 @dataclass
 class LocalEstimate:
-    """An approximate cost for a local run: your own machine costs what you say it costs."""
+    """A local run's estimate: tokens with the model's own tokenizer, time from a calibration of the
+    same model, data and settings on this machine (or unknown), cost = hours x your $/h."""
 
     model: str
     examples: int
     tokens_per_epoch: int
     epochs: int
     billed_tokens: int
-    cost_usd: float
+    cost_usd: Optional[float]
     provider: str = "local"
     kind: str = "self-hosted"
     cost_exact: bool = False
     cost_basis: str = ""
     caveats: list[str] = field(default_factory=list)
+    token_count_basis: str = ""
+    token_count_exact: bool = False
+    optimizer_steps: Optional[int] = None
+    duration_s: Optional[float] = None
+    time_basis: str = ""
+    calibrated_at: Optional[str] = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -101,6 +108,7 @@ class LocalBackend:
     """Local fine-tuning (TRL + PEFT) as an ftc backend."""
 
     name = "local"
+    uploads_files = False  # the plan shows no uploads: the worker reads the files in place
 
     def __init__(self, *, cancel_grace_s: float = 30.0, max_restarts: int = 3, python: str | None = None,
                  on_retry: Any = None, **_: Any):
@@ -119,43 +127,76 @@ class LocalBackend:
                              max_seq_len=spec.hyperparameters.max_seq_len)
 
     def estimate(self, spec: Any) -> LocalEstimate:
-        """Tokens from the data (about 4 characters a token) and, with ``local.gpu_price_per_hour``,
-        a cost from a rough time figure; otherwise $0 (your own machine)."""
-        n = chars = 0
-        with open(spec.data.train, encoding="utf-8-sig") as f:
-            for line in f:
-                if line.strip():
-                    n += 1
-                    chars += len(line)
-        tokens = chars // 4
+        """Tokens with the model's own tokenizer and chat template (offline; a labelled
+        approximation when it is not on disk yet); the time from a calibration of the same model,
+        data and settings on this machine (``ftc cost estimate --calibrate``), else unknown; the
+        cost = hours x ``local.gpu_price_per_hour`` (or ``local.gpu``'s catalogue price): $0
+        without a price (your own machine), unknown with a price but no measured time."""
+        from ftclient.cost import local_gpu_price, local_training_cost
+        from ftclient.tokens import read_records
+
+        from .calibrate import DEFAULT_BATCH_SIZE, count_optimizer_steps, load_cached, offline_counts
+
+        from ftclient.errors import ConfigError
+        from ftclient.tokens import ApproxCounter
+
+        records = read_records(spec.data.train)
+        try:
+            counts = offline_counts(spec, records)
+        except ConfigError as e:  # the model cannot be found here: training will say so; count approximately
+            counts = offline_counts(spec, records, counter=ApproxCounter(f"local:{spec.model_for(self.name)}",
+                                                                         reason=e.message))
         epochs = spec.hyperparameters.epochs
-        billed = tokens * epochs
-        price = spec.local.gpu_price_per_hour
-        caveats = ["approximate: tokens counted as characters / 4"]
-        if price:
-            hours = billed / 2000.0 / 3600.0 + 0.05  # ~2k tokens/s for a small LoRA run on one GPU, + setup
-            cost = round(hours * price, 4)
-            basis = f"estimated: {billed:,} tokens at ~2,000 tokens/s + 3 min setup = {hours:.2f} h x ${price:g}/h"
+        billed = counts.tokens_per_epoch * epochs
+        steps = count_optimizer_steps(counts.rows, spec.hyperparameters.batch_size or DEFAULT_BATCH_SIZE,
+                                      spec.local.gradient_accumulation_steps, epochs)
+        price = local_gpu_price(spec=spec)
+        cal = load_cached(spec, price=price)
+        caveats = [] if counts.exact else [f"approximate token count: {counts.basis}"]
+        duration = None
+        if cal is not None:
+            p = cal.prediction
+            duration, steps = p.total_s, p.optimizer_steps
+            time_basis = (f"calibrated on this machine ({cal.created_at}, {cal.calibration_steps} real steps on "
+                          f"{cal.device}): {cal.measured.seconds_per_step:.3g} s/step x {p.optimizer_steps} steps, "
+                          f"setup, {p.checkpoint_saves} checkpoint save(s) and the final save = {p.total_s:,.0f} s")
         else:
-            cost = 0.0
-            basis = "your own machine: set local.gpu_price_per_hour for a cost figure"
-        return LocalEstimate(model=spec.model_for(self.name), examples=n, tokens_per_epoch=tokens, epochs=epochs,
-                             billed_tokens=billed, cost_usd=cost, cost_basis=basis, caveats=caveats)
+            time_basis = "unknown: not calibrated on this machine for this model, data and settings"
+            caveats.append("time unknown: `ftc cost estimate --spec JOB.yaml --calibrate` runs a few real steps "
+                           "and predicts it (then this estimate uses it)")
+        if price is None:
+            cost: Optional[float] = 0.0
+            basis = "your own machine: set local.gpu_price_per_hour (or local.gpu) for a cost figure"
+        elif duration is None:
+            cost = None
+            basis = f"unknown: ${price['usd_per_hour']:g}/h x an unknown time"
+        else:
+            c = local_training_cost(duration, price)
+            cost, basis = round(c["cost_usd"], 4), "estimated: " + c["basis"]
+        return LocalEstimate(model=spec.model_for(self.name), examples=counts.examples,
+                             tokens_per_epoch=counts.tokens_per_epoch, epochs=epochs, billed_tokens=billed,
+                             cost_usd=cost, cost_basis=basis, caveats=caveats, token_count_basis=counts.basis,
+                             token_count_exact=counts.exact, optimizer_steps=steps, duration_s=duration,
+                             time_basis=time_basis, calibrated_at=cal.created_at if cal is not None else None)
 
     def preflight(self, spec: Any, *, today: date | None = None) -> list[str]:
-        """The device and precision the run will use (raises ConfigError for what cannot run
-        here, e.g. QLoRA without a CUDA GPU)."""
+        """Warnings about the run (raises ConfigError for what cannot run here, e.g. QLoRA
+        without a CUDA GPU). What the run will do is :meth:`describe_run`."""
         from .train import make_plan
 
         plan = make_plan(spec)
-        out = [f"local training on {plan.device} in {plan.precision}"
-               + (f" (weights {plan.model_dtype})" if plan.model_dtype != plan.precision else "")
-               + f", {plan.adapter}, batch {plan.batch_size} x {plan.gradient_accumulation_steps}, "
-               f"checkpoint every {plan.save_steps} steps"]
+        out = []
         if plan.device == "cpu":
             out.append("training on CPU: fine for small models and data, slow for anything else")
         out += list(plan.notes)
         return out
+
+    def describe_run(self, spec: Any) -> list[tuple[str, str]]:
+        """(what, value) rows for the plan table: device, precision, processes, batch, checkpoints..."""
+        from .train import make_plan
+
+        rows = [("data", "read from disk by the local worker (nothing is uploaded)")]
+        return rows + [r for r in make_plan(spec).rows() if r[0] not in ("method", "base model")]
 
     # ------------------------------------------------------------------ submit
 

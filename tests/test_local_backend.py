@@ -220,7 +220,10 @@ def test_preflight_and_estimate(tmp_path, tiny):
     be = LocalBackend()
     spec = make_spec(tmp_path, tiny)
     warns = be.preflight(spec)
-    assert warns[0].startswith("local training on cpu in fp32")
+    assert warns[0].startswith("training on CPU")
+    rows = dict(be.describe_run(spec))
+    assert rows["device"] == "cpu, fp32" and rows["batch"].endswith(f"= {spec.hyperparameters.batch_size}")
+    assert "nothing is uploaded" in rows["data"]
     est = be.estimate(spec)
     assert est.cost_usd == 0.0 and est.examples == 8 and est.billed_tokens > 0
     q = parse_spec({**spec.model_dump(mode="json"), "adapter": "qlora"})
@@ -229,3 +232,20 @@ def test_preflight_and_estimate(tmp_path, tiny):
     with pytest.raises(ConfigError, match="QLoRA needs a CUDA GPU"):
         be.preflight(q)
     assert be.find_by_client_token("nope") is None
+
+
+def test_train_dry_run_shows_what_the_local_run_does(tmp_path, tiny, ftc):
+    """The plan table of a local job: device, batch and checkpoints as rows; no upload, no warning for them."""
+    import yaml
+
+    spec = make_spec(tmp_path, tiny, batch_size=2)
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(spec.model_dump(mode="json")), encoding="utf-8")
+    r = ftc("train", path, "--backend", "local", "--dry-run")
+    assert r.code == 0, r.err
+    text = " ".join(r.out.replace("│", " ").split())
+    assert "nothing is" in text and "to upload" not in text
+    assert "cpu, fp32" in text and "every 50 steps" in text and "accumulation" in text
+    assert text.count("warning") == 1 and "training on CPU" in text  # the one warning
+    d = ftc("train", path, "--backend", "local", "--dry-run", "--json").json()
+    assert d["plan"]["uploads"] == [] and ["device", "cpu, fp32"] in d["plan"]["details"]

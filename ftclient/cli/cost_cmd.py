@@ -1,4 +1,4 @@
-"""``ftc cost``: estimate and compare fine-tuning cost, offline."""
+"""``ftc cost``: estimate and compare fine-tuning cost, offline (``estimate --calibrate``: a few local steps)."""
 
 from __future__ import annotations
 
@@ -55,25 +55,77 @@ def _from_spec(spec_path, file, epochs, method, adapter, budget=None):
 @cost.command("estimate")
 @click.argument("file", type=click.Path(dir_okay=True), required=False)
 @click.option("--model", "-m", default=None,
-              help="PROVIDER:MODEL, e.g. openai:gpt-4.1-mini, or a GPU offer (modal:h100). With --spec: openai's model.")
+              help="PROVIDER:MODEL, e.g. openai:gpt-4.1-mini, a GPU offer (modal:h100), or local:MODEL "
+                   "(local:default, local:PATH). With --spec: openai's model (local's with --calibrate).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs (default: the OpenAI cookbook heuristic).")
 @click.option("--method", type=click.Choice(["sft", "dpo"], case_sensitive=False), default=None, help="sft (default) or dpo.")
 @click.option("--adapter", type=click.Choice(["lora", "qlora", "full"], case_sensitive=False), default=None,
               help="lora (default), qlora or full.")
+@click.option("--calibrate", is_flag=True,
+              help="local:MODEL only: run a few real training steps here and predict the whole run's time and cost.")
+@click.option("--steps", type=click.IntRange(min=1), default=None,
+              help="local: optimizer steps the calibration runs (default 8, the first one a warm-up).")
+@click.option("--batch-size", type=click.IntRange(min=1, max=4096), default=None, help="local: batch size (default 8).")
+@click.option("--max-seq-len", type=click.IntRange(min=32), default=None, help="local: max tokens per example (default 2048).")
+@click.option("--gpu-price-per-hour", type=click.FloatRange(min=0), default=None, metavar="USD",
+              help="local: what an hour of this machine costs (else the spec's local.gpu_price_per_hour / local.gpu).")
 @_spec_option
 @_common_prices
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def estimate(file, model, epochs, method, adapter, spec_path, prices_file, as_json) -> None:
-    """Training cost of fine-tuning MODEL on FILE (JSONL of ChatML examples)."""
-    from ..cost import estimate_cost
+def estimate(file, model, epochs, method, adapter, calibrate, steps, batch_size, max_seq_len, gpu_price_per_hour,
+             spec_path, prices_file, as_json) -> None:
+    """Training cost of fine-tuning MODEL on FILE (JSONL of ChatML examples).
+
+    For local:MODEL the time is measured, not assumed: --calibrate runs the first steps of the
+    real local training on this machine and predicts the whole run (cached, so later estimates
+    and `ftc train` use it).
+    """
     from ..errors import UsageError
-    from .output import emit_json, out
 
     file, epochs, method, adapter, budget, job = _from_spec(spec_path, file, epochs, method, adapter)
-    if model is None and job is not None and job.openai.model:
-        model = f"openai:{job.openai.model}"
+    if model is None and job is not None:
+        if calibrate:
+            model = f"local:{job.model_for('local')}"
+        elif job.openai.model:
+            model = f"openai:{job.openai.model}"
     if model is None:
-        raise UsageError("give --model PROVIDER:MODEL", hint="e.g. --model openai:gpt-4.1-mini")
+        raise UsageError("give --model PROVIDER:MODEL", hint="e.g. --model openai:gpt-4.1-mini, or --model local:default")
+    from ..cost import is_local_ref
+
+    if not is_local_ref(model):
+        local_only = [n for n, v in (("--calibrate", calibrate), ("--steps", steps), ("--batch-size", batch_size),
+                                      ("--max-seq-len", max_seq_len), ("--gpu-price-per-hour", gpu_price_per_hour))
+                      if v not in (None, False)]
+        if local_only:
+            raise UsageError(f"{', '.join(local_only)}: only for a local model (--model local:MODEL)",
+                             hint="e.g. ftc cost estimate data/train.jsonl --model local:default --calibrate")
+        _estimate_hosted(file, model, epochs, method, adapter, budget, prices_file, as_json)
+        return
+    if steps is not None and not calibrate:
+        raise UsageError("--steps is the number of calibration steps: add --calibrate")
+    if calibrate:
+        _calibrate(file, model, epochs, method, adapter, batch_size, max_seq_len, gpu_price_per_hour, budget, job,
+                   prices_file, steps, as_json)
+        return
+    from ..cost import estimate_local
+
+    est = estimate_local(file, model, epochs=epochs, method=method, adapter=adapter, batch_size=batch_size,
+                         max_seq_len=max_seq_len, spec=job, usd_per_hour=gpu_price_per_hour, prices=prices_file)
+    within = None if budget is None or est.cost_usd is None else est.cost_usd <= budget
+    if as_json:
+        from .output import emit_json
+
+        d = est.to_dict()
+        if budget is not None:
+            d["budget_usd"], d["within_budget"] = budget, within
+        emit_json(d)
+        return
+    _render_local(est, budget, within)
+
+
+def _estimate_hosted(file, model, epochs, method, adapter, budget, prices_file, as_json) -> None:
+    from ..cost import estimate_cost
+    from .output import emit_json, out
 
     est = estimate_cost(file, model, epochs=epochs, method=method, adapter=adapter, prices=prices_file)
     within = None if budget is None else est.cost_usd <= budget
@@ -104,6 +156,174 @@ def estimate(file, model, epochs, method, adapter, spec_path, prices_file, as_js
         t.add_row("[yellow]caveat[/yellow]", c)
     if budget is not None:
         t.add_row("budget", f"${budget:,.2f}: " + ("[green]holds[/green]" if within else "[red]exceeded[/red]"))
+    out.print(t)
+
+
+# ------------------------------------------------------------------ local estimates
+
+def _esc(s) -> str:
+    from rich.markup import escape
+
+    return escape(str(s))
+
+
+def _dur(seconds) -> str:
+    if seconds is None:
+        return "unknown"
+    s = float(seconds)
+    if s < 10:
+        return f"{s:.2f} s"
+    if s < 60:
+        return f"{s:.1f} s"
+    m, sec = divmod(round(s), 60)
+    if m < 60:
+        return f"{m}m {sec:02d}s"
+    h, m = divmod(m, 60)
+    return f"{h}h {m:02d}m"
+
+
+def _usd(v) -> str:
+    return "-" if v is None else (f"${v:,.2f}" if v >= 0.995 or v == 0 else f"${v:.4f}")
+
+
+def _render_local(est, budget, within) -> None:
+    from rich.table import Table
+
+    from .output import out
+
+    t = Table(title=f"Local training estimate: {_esc(est.model)}", show_header=False, title_justify="left")
+    t.add_column(style="bold")
+    t.add_column()
+    mark = "" if est.token_count_exact else " [yellow](estimated)[/yellow]"
+    t.add_row("examples", f"{est.examples:,}" + (f" ({est.rows:,} rows trained)" if est.rows != est.examples else ""))
+    t.add_row("tokens per epoch", f"{est.tokens_per_epoch:,}{mark}")
+    t.add_row("epochs", f"{est.epochs} ({_esc(est.epochs_basis)})")
+    t.add_row("optimizer steps", f"{est.optimizer_steps:,} ({_esc(est.steps_basis)})")
+    if est.device:
+        t.add_row("device", _esc(est.device))
+    t.add_row("time", ("[bold]" + _dur(est.duration_s) + "[/bold]" if est.duration_s is not None
+                       else "[yellow]unknown[/yellow]") + f" ({_esc(est.time_basis)})")
+    cost = "[yellow]unknown[/yellow]" if est.cost_usd is None else f"[bold]{_usd(est.cost_usd)}[/bold]"
+    t.add_row("cost", f"{cost} ({_esc(est.cost_basis)})")
+    t.add_row("token count", _esc(est.token_count_basis))
+    for c in est.caveats:
+        t.add_row("[yellow]caveat[/yellow]", _esc(c))
+    if budget is not None:
+        verdict = "unknown" if within is None else ("[green]holds[/green]" if within else "[red]exceeded[/red]")
+        t.add_row("budget", f"${budget:,.2f}: {verdict}")
+    out.print(t)
+
+
+class _CalibrationProgress:
+    """Phases and steps of a calibration on stderr: a rich progress bar on a terminal, one line per
+    phase otherwise; nothing with --json."""
+
+    def __init__(self, bar, quiet: bool):
+        self.bar, self.quiet = bar, quiet
+        self.task = None
+        self.phase = None
+
+    def __call__(self, phase: str, done, total) -> None:
+        if self.quiet:
+            return
+        label = "training steps" if phase == "step" else phase
+        if self.bar is not None and not self.bar.disable:
+            if self.task is None:
+                self.task = self.bar.add_task(label, total=None)
+            self.bar.update(self.task, description=label, completed=done or 0, total=total)
+            return
+        if label != self.phase:
+            from .output import info
+
+            info(f"calibrating: {label}" + (f" ({total})" if phase == "step" and total else "") + " ...")
+        self.phase = label
+
+
+def _calibrate(file, model, epochs, method, adapter, batch_size, max_seq_len, gpu_price_per_hour, budget, job,
+               prices_file, steps, as_json) -> None:
+    from ..cost import _epochs, local_gpu_price
+    from ..local_backend import calibrate as cal_mod
+    from ..tokens import as_records
+    from .output import emit_json, progress
+
+    n = len(as_records(file))
+    ep, ep_basis = _epochs(epochs, n)
+    spec = cal_mod.spec_for(file, cal_mod.local_model_name(model), spec=job, epochs=ep, method=method,
+                            adapter=adapter, batch_size=batch_size, max_seq_len=max_seq_len)
+    price = local_gpu_price(usd_per_hour=gpu_price_per_hour, spec=spec, prices=prices_file)
+    with progress(enabled=not as_json) as bar:
+        cal = cal_mod.calibrate(spec, steps=steps or cal_mod.DEFAULT_STEPS, price=price,
+                                progress=_CalibrationProgress(bar, as_json))
+    cost = cal.cost_usd
+    if price is None:
+        cost = 0.0
+    within = None if budget is None or cost is None else cost <= budget
+    if as_json:
+        d = cal.to_dict()
+        d.update(epochs=ep, epochs_basis=ep_basis, cost_usd=None if cost is None else round(cost, 4),
+                 cost_basis=(cal.cost or {}).get("basis") or "your own machine: $0 (no price given)")
+        if budget is not None:
+            d["budget_usd"], d["within_budget"] = budget, within
+        emit_json(d)
+        return
+    _render_calibration(cal, ep, ep_basis, cost, budget, within)
+
+
+def _render_calibration(cal, epochs, epochs_basis, cost, budget, within) -> None:
+    from rich.table import Table
+
+    from .output import out
+
+    s, c, m, p = cal.settings, cal.counts, cal.measured, cal.prediction
+    t = Table(title=f"Local training estimate: {_esc(cal.model)}, calibrated on this machine",
+              show_header=False, title_justify="left")
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("model", _esc(cal.model_source))
+    t.add_row("device", f"{cal.device}, {cal.precision} ({_esc(cal.device_name)})")
+    adapter = s.adapter + (f" r={s.lora_r}" if s.lora_r else "")
+    t.add_row("plan", f"{s.method.upper()} {adapter}, batch {s.batch_size} x {s.gradient_accumulation_steps}, "
+                      f"{epochs} epoch(s) ({_esc(epochs_basis)}), max_seq_len {s.max_seq_len}"
+                      f"{', packed' if s.packing else ''}, checkpoint every {s.save_steps} steps"
+                      + (", eval data" if s.has_eval else ""))
+    t.add_row("data", f"{c.examples:,} examples, {c.rows:,} rows, {c.tokens_per_epoch:,} tokens/epoch "
+                      f"({_esc(c.basis)})")
+    t.add_row("full run", f"{p.optimizer_steps:,} optimizer steps, {p.tokens:,} tokens, "
+                          f"{p.checkpoint_saves} checkpoint save(s)" + (f", {p.evaluations} evaluation(s)" if s.has_eval else ""))
+    setup = (f"imports {_dur(m.imports_s)}" + ("" if m.imports_measured else " (already imported)")
+             + f", model load {_dur(m.model_load_s)}, trainer build {_dur(m.trainer_build_s)}, "
+               f"start {_dur(m.trainer_start_s)}")
+    t.add_row("measured", setup)
+    w = m.warmup_used
+    n_steady = len(m.step_seconds) - w
+    steady = (f"{n_steady} step(s): {m.seconds_per_step:.3g} s/step, {m.tokens_per_step:,.0f} tokens/step"
+              + (f" ({1 / m.seconds_per_token:,.0f} tokens/s)" if m.seconds_per_token else ""))
+    t.add_row("", (f"warm-up {w} step(s) {_dur(sum(m.step_seconds[:w]))}; " if w else "") + steady)
+    extra = []
+    if m.checkpoint_save_s is not None:
+        extra.append(f"checkpoint save {_dur(m.checkpoint_save_s)}")
+    if m.eval_s is not None:
+        extra.append(f"evaluation {_dur(m.eval_s)}")
+    extra.append(f"final save {_dur(m.final_save_s)}")
+    t.add_row("", ", ".join(extra))
+    parts = [f"setup {_dur(p.setup_s)}", f"warm-up {_dur(p.warmup_s)}", f"steps {_dur(p.steps_s)}",
+             f"{p.checkpoint_saves} save(s) {_dur(p.checkpoints_s)}"]
+    if s.has_eval:
+        parts.append(f"{p.evaluations} evaluation(s) {_dur(p.evaluations_s)}")
+    parts.append(f"final save {_dur(p.final_save_s + p.finish_s)}")
+    t.add_row("predicted", f"[bold]{_dur(p.total_s)}[/bold] = " + " + ".join(parts))
+    t.add_row("", _esc(p.steps_basis))
+    if cal.cost is not None:
+        t.add_row("cost", f"[bold]{_usd(cost)}[/bold] ({_esc(cal.cost['basis'])})")
+    else:
+        t.add_row("cost", "$0 on your own machine; give --gpu-price-per-hour USD for a figure")
+    if budget is not None:
+        verdict = "unknown" if within is None else ("[green]holds[/green]" if within else "[red]exceeded[/red]")
+        t.add_row("budget", f"${budget:,.2f}: {verdict}")
+    t.add_row("calibration", f"{cal.calibration_steps} real step(s), {_dur(cal.calibration_wall_s)} in all; cached "
+                             "for later estimates and `ftc train`")
+    for note in cal.notes:
+        t.add_row("[yellow]note[/yellow]", _esc(note))
     out.print(t)
 
 
