@@ -45,7 +45,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from .errors import ConfigError, DataError, FtcError, UsageError
 
@@ -270,18 +270,10 @@ def _now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-@contextlib.contextmanager
-def _opened(store: "Store | None") -> Iterator["Store"]:
-    if store is not None:
-        yield store
-        return
-    from .store import Store
+def _opened(store: "Store | None") -> "contextlib.AbstractContextManager[Store]":
+    from .store import opened
 
-    s = Store()
-    try:
-        yield s
-    finally:
-        s.close()
+    return opened(store)
 
 
 def _quantile(sorted_values: Sequence[float], q: float) -> float:

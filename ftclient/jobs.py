@@ -31,7 +31,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from .errors import BudgetExceeded, DataError, FtcError, UsageError
 
@@ -242,18 +242,10 @@ class ChatReply:
 # --------------------------------------------------------------------------- helpers
 
 
-@contextlib.contextmanager
-def _opened(store: "Store | None") -> Iterator["Store"]:
-    if store is not None:
-        yield store
-        return
-    from .store import Store
+def _opened(store: "Store | None") -> "contextlib.AbstractContextManager[Store]":
+    from .store import opened
 
-    s = Store()
-    try:
-        yield s
-    finally:
-        s.close()
+    return opened(store)
 
 
 def _load(spec_or_path: Any) -> "JobSpec":

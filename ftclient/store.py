@@ -1347,6 +1347,19 @@ class Store:
         return [_eval_run(r) for r in self._read(sql, params)]
 
 
+@contextlib.contextmanager
+def opened(store: Store | None = None) -> Iterator[Store]:
+    """``store`` itself (left open), or a new :class:`Store` on the default path, closed afterwards."""
+    if store is not None:
+        yield store
+        return
+    s = Store()
+    try:
+        yield s
+    finally:
+        s.close()
+
+
 def _op_reason(op: Operation) -> str:
     where = f"job {op.job_id}" if op.job_id else "no job"
     if op.state == "intent":
@@ -1364,6 +1377,7 @@ __all__ = [
     "OPEN_OP_STATES",
     "UPLOAD_STATUSES",
     "Store",
+    "opened",
     "Job",
     "Operation",
     "Upload",
