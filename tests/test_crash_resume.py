@@ -67,9 +67,15 @@ def driver(tmp_path):
     return p
 
 
+def _default_sigint() -> None:
+    # A test run started in the background (`pytest &` from a script) inherits SIGINT
+    # ignored, and so would the child: give it the default, as a terminal would.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _popen(driver, env, mode, cfg, *args):
     return subprocess.Popen([sys.executable, str(driver), mode, json.dumps(cfg), *map(str, args)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
 
 
 def _run(driver, env, mode, cfg, *args, timeout=60):
