@@ -500,8 +500,9 @@ def local_gpu_price(
                 + ", ".join(cat.gpu_refs()[:3]) + ".",
             )
         gpu = min(offers, key=lambda g: g.usd_per_hour)
-    return {"usd_per_hour": gpu.usd_per_hour, "billing": gpu.billing, "offer": gpu.ref,
-            "source": f"{gpu.ref} in the price catalogue (local.gpu {loc.gpu!r})", **gpu.provenance()}
+    prov = gpu.provenance()
+    return {**prov, "price_page": prov.get("source"), "usd_per_hour": gpu.usd_per_hour, "billing": gpu.billing,
+            "offer": gpu.ref, "source": f"{gpu.ref} in the price catalogue (local.gpu {loc.gpu!r})"}
 
 
 def local_training_cost(seconds: float, price: dict[str, Any]) -> dict[str, Any]:
@@ -606,7 +607,8 @@ def estimate_local(
                       "the spec) for a figure")
     elif duration is None:
         cost = None
-        cost_basis = f"unknown: the time is unknown (${price['usd_per_hour']:g}/h given); add --calibrate"
+        cost_basis = (f"unknown: ${price['usd_per_hour']:g}/h ({price.get('source', 'given')}) x an unknown time; "
+                      "add --calibrate")
         caveats.append("no cost without a measured speed: run with --calibrate")
     else:
         c = local_training_cost(duration, price)

@@ -945,15 +945,19 @@ def calibrate(spec: "JobSpec", *, steps: int = DEFAULT_STEPS, warmup_steps: int 
         notes.append("the training libraries were already imported in this process: their import time "
                      "(paid once by a training run) is not in the prediction")
     spread = _spread(m)
-    if spread is not None and spread > NOISY_SPREAD:
-        notes.append(f"the steady steps' cost varied {spread:.1f}x from one step to another (per position fed; "
-                     "about 1.15x on a quiet machine): something else was using this machine; calibrate again when it "
-                     "is quiet, or with more --steps")
     if m.warmup_used < warmup_steps:
         notes.append(f"only {k} step(s) ran: {m.warmup_used} counted as warm-up")
     if plan.packing:
         notes.append("rows are packed: step and token counts are those of the packed rows")
     pred = predict(m, counts, settings)
+    if spread is not None and spread > NOISY_SPREAD:
+        fastest = _fastest(m)
+        quiet = predict(fastest, counts, settings).total_s if fastest is not None else None
+        notes.append(f"the steady steps' cost varied {spread:.1f}x from one step to another (per position fed; "
+                     "about 1.15x on a quiet machine): something else was using this machine while it was measured"
+                     + (f"; at the fastest measured rate the run would take {quiet:,.0f} s instead of "
+                        f"{pred.total_s:,.0f} s" if quiet is not None else "")
+                     + "; calibrate again when it is quiet, or with more --steps")
     cal = Calibration(key=key, created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                       model=plan.base_model, model_source=source.describe(), data=str(spec.data.train),
                       device=plan.device, device_name=_device_name(plan.device), precision=plan.precision,
@@ -974,6 +978,18 @@ def _spread(m: Measurements) -> Optional[float]:
     x = m.step_positions[w:] if len(m.step_positions) == len(m.step_seconds) else [1] * len(t)
     per = [a / b for a, b in zip(t, x) if b > 0 and a > 0]
     return max(per) / min(per) if len(per) >= 3 else None
+
+
+def _fastest(m: Measurements) -> Optional[Measurements]:
+    """The measurements with every steady step at the fastest steady rate (per position fed)."""
+    from dataclasses import replace
+
+    w = m.warmup_used
+    if len(m.step_positions) != len(m.step_seconds) or len(m.step_seconds) - w < 1:
+        return None
+    rate = min(t / x for t, x in zip(m.step_seconds[w:], m.step_positions[w:]) if x > 0)
+    secs = m.step_seconds[:w] + [rate * x for x in m.step_positions[w:]]
+    return replace(m, step_seconds=secs)
 
 
 def _count_lines(path: "str | os.PathLike | None") -> int:

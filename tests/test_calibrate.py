@@ -288,6 +288,20 @@ def test_predict_with_the_whole_run_measured_and_dpo_steps():
     assert tok.steps_s == pytest.approx(6 + (600 - 400) * 6.0 / 300)
 
 
+def test_a_busy_machine_is_noticed():
+    from dataclasses import replace
+
+    base = cal_mod.Measurements(imports_s=1, imports_measured=True, model_load_s=1, trainer_build_s=1,
+                                trainer_start_s=1, step_seconds=[4.0, 3.0, 4.5, 3.6], step_tokens=[90, 80, 95, 85],
+                                warmup_steps=1, checkpoint_save_s=0.1, eval_s=None, final_save_s=0.1, finish_s=0.0,
+                                step_positions=[100, 400, 600, 480])
+    assert cal_mod._spread(base) == pytest.approx(1.0)  # same cost per position: quiet
+    busy = replace(base, step_seconds=[4.0, 3.0, 18.0, 3.6])
+    assert cal_mod._spread(busy) == pytest.approx(4.0) and 4.0 > cal_mod.NOISY_SPREAD
+    fast = cal_mod._fastest(busy)
+    assert fast.step_seconds == pytest.approx([4.0, 3.0, 4.5, 3.6])
+
+
 def test_expected_positions_of_padded_batches():
     assert cal_mod.expected_positions([5] * 12, 4) == 60  # nothing to pad
     assert cal_mod.expected_positions([1] * 7 + [10], 8) == 80  # one batch, padded to its longest
