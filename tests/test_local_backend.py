@@ -21,11 +21,11 @@ pytest.importorskip("trl")
 pytest.importorskip("peft")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tiny_model import no_threads_left_behind  # noqa: F401  (fixture)
-from tiny_model import build_tiny_model, dpo_records, sft_records, write_jsonl  # noqa: E402
+from tiny_model import local_backend_env, no_threads_left_behind, tiny  # noqa: F401  (fixtures)
+from tiny_model import dpo_records, sft_records, write_jsonl  # noqa: E402
 
 from ftclient import jobs  # noqa: E402
-from ftclient.backends import JobState, get_backend, register_backend, unregister_backend  # noqa: E402
+from ftclient.backends import JobState, get_backend  # noqa: E402
 from ftclient.local_backend import worker as w  # noqa: E402
 from ftclient.local_backend.backend import LocalBackend  # noqa: E402
 from ftclient.paths import job_dir  # noqa: E402
@@ -36,22 +36,9 @@ pytestmark = pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is d
 FAST = jobs.PollPolicy(initial=0.3, factor=1.0, max_interval=0.3, events_every=1, timeout=120)
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> Path:
-    from ftclient.local_backend import models as lm
-
-    lm.quiet_offline_libraries()
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
-
-
 @pytest.fixture(autouse=True)
-def _env(tmp_path, monkeypatch):
-    monkeypatch.setenv("FTC_HOME", str(tmp_path / "ftc-home"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the workers' torch: no spinning threads fighting for 2 cores
-    register_backend("local", LocalBackend, replace=True)
+def _env(local_backend_env):
     yield
-    unregister_backend("local")
 
 
 def make_spec(tmp_path: Path, model: Path, *, n=8, epochs=1, batch_size=4, checkpoint_every=50, records=None):

@@ -38,15 +38,13 @@ pytest.importorskip("peft")
 pytest.importorskip("accelerate")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tiny_model import no_threads_left_behind  # noqa: F401  (fixture)
-from tiny_model import build_tiny_model, sft_records, write_jsonl  # noqa: E402
+from tiny_model import local_backend_env, no_threads_left_behind, tiny  # noqa: F401  (fixtures)
+from tiny_model import sft_records, write_jsonl  # noqa: E402
 
 from ftclient import jobs  # noqa: E402
-from ftclient.backends import register_backend, unregister_backend  # noqa: E402
 from ftclient.errors import ConfigError, SpecError  # noqa: E402
 from ftclient.local_backend import train as lt  # noqa: E402
 from ftclient.local_backend import worker as w  # noqa: E402
-from ftclient.local_backend.backend import LocalBackend  # noqa: E402
 from ftclient.paths import job_dir  # noqa: E402
 from ftclient.spec import load_spec, parse_spec  # noqa: E402
 
@@ -55,22 +53,9 @@ CPU = lt.Devices()
 FAST = jobs.PollPolicy(initial=0.3, factor=1.0, max_interval=0.3, events_every=1, timeout=180)
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> Path:
-    from ftclient.local_backend import models as lm
-
-    lm.quiet_offline_libraries()
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
-
-
 @pytest.fixture(autouse=True)
-def _env(tmp_path, monkeypatch):
-    monkeypatch.setenv("FTC_HOME", str(tmp_path / "ftc-home"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # two ranks on few cores: no spinning torch threads
-    register_backend("local", LocalBackend, replace=True)
+def _env(local_backend_env):
     yield
-    unregister_backend("local")
 
 
 def spec_data(model: Path | str, *, n=8, epochs=1, batch_size=4, checkpoint_every=50, local=None, adapter="lora"):

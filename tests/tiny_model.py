@@ -120,3 +120,28 @@ def no_threads_left_behind():
         tqdm.tqdm.monitor.exit()
         tqdm.tqdm.monitor = None
     gc.collect()
+
+
+# ----------------------------------------------------------------------------- shared fixtures
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    from ftclient.local_backend import models as lm
+
+    lm.quiet_offline_libraries()
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture
+def local_backend_env(tmp_path, monkeypatch):
+    """FTC_HOME in tmp_path, offline, one torch thread per worker (no spinning threads
+    fighting for few cores), and the local backend registered for the test."""
+    from ftclient.backends import register_backend, unregister_backend
+    from ftclient.local_backend.backend import LocalBackend
+
+    monkeypatch.setenv("FTC_HOME", str(tmp_path / "ftc-home"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    register_backend("local", LocalBackend, replace=True)
+    yield
+    unregister_backend("local")
