@@ -27,9 +27,11 @@ How each figure is made (also in docs/cost.md):
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from .errors import ConfigError, UsageError
@@ -180,13 +182,13 @@ class CostEstimate:
 class CompareRow:
     backend: str  # what the user passed (model or GPU offer)
     label: str
-    kind: str  # hosted | self-hosted
+    kind: str  # hosted | self-hosted (a catalogue GPU offer) | local (this machine)
     model: str
     method: str
     adapter: str
     epochs: int
     billed_tokens: int
-    training_cost_usd: float
+    training_cost_usd: float | None  # None: unknown (a local row with a price but no measured time)
     training_basis: str
     training_exact: bool
     min_charge_applied: bool
@@ -675,9 +677,16 @@ def compare_costs(
     self_host_model: str = DEFAULT_SELF_HOST_MODEL,
     today=None,
     assumptions: Assumptions = ASSUMPTIONS,
+    local_usd_per_hour: float | None = None,
+    spec: Any = None,
 ) -> CostComparison:
     """Every backend side by side: training, inference per 1K queries and per month,
-    break-even volume of self-hosting, budget check."""
+    break-even volume of self-hosting, budget check.
+
+    A ``local:MODEL`` ref adds this machine's row: exact tokens and optimizer steps, the time
+    of a cached calibration (``ftc cost estimate --calibrate``) or unknown, and its cost at
+    ``local_usd_per_hour`` (or the ``spec``'s local price); see :func:`estimate_local`. Its
+    serving cost is not estimated here: ``ftc eval`` measures it and ``ftc compare`` prices it."""
     method, adapter = _check_args(epochs, method, adapter)
     q = DEFAULT_QUERIES_PER_MONTH if queries_per_month is None else queries_per_month
     if not isinstance(q, int) or isinstance(q, bool) or q < 0:
@@ -697,7 +706,12 @@ def compare_costs(
             refs.append(ref.lower())
     # Validate every ref before counting (fast failure with the closest names).
     for ref in refs:
-        if _is_self_host(ref, cat):
+        if is_local_ref(ref):
+            from .local_backend.calibrate import local_model_name
+            from .local_backend.models import resolve_model
+
+            resolve_model(local_model_name(ref))
+        elif _is_self_host(ref, cat):
             cat.gpu(ref)
         else:
             cat.model(ref)
@@ -706,7 +720,15 @@ def compare_costs(
     n = len(counts.records)
     ep, ep_basis = _epochs(epochs, n)
     rows: list[CompareRow] = []
+    local_data: Path | None = None
     for ref in refs:
+        if is_local_ref(ref):
+            if local_data is None:
+                local_data = _data_file(path_or_records, counts.records)
+            est_l = estimate_local(local_data, ref, epochs=ep, method=method, adapter=adapter, spec=spec,
+                                   usd_per_hour=local_usd_per_hour, prices=cat, today=today)
+            rows.append(_local_row(ref, est_l, budget_usd))
+            continue
         est = estimate_cost(
             None, ref, epochs=ep, method=method, adapter=adapter, prices=cat,
             self_host_model=self_host_model, _counts=counts,
@@ -750,8 +772,58 @@ def _query_tokens(counts: _Counts, counter, tin, tout) -> tuple[float, float, bo
     return pin, pout, False
 
 
-def _budget(cost: float, budget: float | None) -> bool | None:
-    return None if budget is None else cost <= budget + 1e-9
+def _budget(cost: float | None, budget: float | None) -> bool | None:
+    return None if budget is None or cost is None else cost <= budget + 1e-9
+
+
+def _data_file(path_or_records: Any, records: list[dict]) -> Path:
+    """The data as a file (a local estimate is keyed by the file's sha256): the given path, or
+    the records written once to a content-named file under ftc's cache."""
+    if isinstance(path_or_records, (str, os.PathLike)):
+        return Path(path_or_records)
+    import hashlib
+
+    from .paths import ftc_home
+
+    text = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records)
+    d = ftc_home() / "cache" / "compare-data"
+    d.mkdir(parents=True, exist_ok=True)
+    f = d / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.jsonl"
+    if not f.is_file():
+        tmp = f.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, f)
+    return f
+
+
+def _local_row(ref: str, est: "LocalCostEstimate", budget: float | None) -> CompareRow:
+    """This machine's row: training from :func:`estimate_local`; serving is measured, not estimated."""
+    caveats = [c for c in est.caveats if "--calibrate" not in c]
+    if est.duration_s is None:
+        caveats.append(f"training time unknown until measured: run `ftc cost estimate FILE --model {ref} "
+                       "--calibrate` once (cached)")
+    return CompareRow(
+        backend=ref,
+        label=f"{est.model} (this machine, {est.adapter})",
+        kind="local",
+        model=est.model,
+        **_estimate_fields(est, budget),
+        training_exact=False,
+        min_charge_applied=False,
+        duration_hours=None if est.duration_s is None else est.duration_s / 3600.0,
+        inference_per_1k_usd=None,
+        inference_monthly_usd=None,
+        inference_basis=("not estimated: a small local model's serving speed is measured, not assumed; "
+                         "`ftc eval local:JOB --data EVAL.jsonl` measures it and `ftc compare` prices it"),
+        inference_exact=False,
+        serving=("this machine; training time " + ("calibrated" if est.duration_s is not None else "not measured yet")
+                 + "; serving cost measured by `ftc eval`, not estimated here"),
+        break_even_queries_per_month=None,
+        break_even_basis="needs a measured serving cost (ftc eval, then ftc compare)",
+        price={"stale": False, **est.price},  # a price you give does not go stale; a catalogue offer says
+        caveats=caveats,
+        usd_per_gpu_hour=est.price.get("usd_per_hour") if est.price else None,
+    )
 
 
 def _hosted_row(ref, est: CostEstimate, entry: ModelEntry, counts, q, tin, tout, budget) -> CompareRow:

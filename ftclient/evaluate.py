@@ -462,7 +462,7 @@ async def _run_hosted(ref: "ModelRef", todo: list[Example], st: "Store", run_id:
 
 def _run_local(ref: "ModelRef", todo: list[Example], st: "Store", run_id: str, sess: _Session, *,
                batch_size: int, max_tokens: int, device: str) -> None:
-    from .local_backend.inference import generate, load_for_inference
+    from .local_backend.inference import generate_with_usage, load_for_inference
 
     t = time.perf_counter()
     model, tok = load_for_inference(ref.model, device=device)
@@ -473,19 +473,16 @@ def _run_local(ref: "ModelRef", todo: list[Example], st: "Store", run_id: str, s
                       "not in throughput)")
     prog = sess.progress
 
-    def n_tokens(text: str) -> int:
-        return len(tok(text, add_special_tokens=False)["input_ids"])
-
     for i in range(0, len(todo), batch_size):
         chunk = todo[i:i + batch_size]
         t = time.perf_counter()
-        outs = generate(model, tok, [ex.messages for ex in chunk], max_new_tokens=max_tokens, batch_size=len(chunk))
+        outs = generate_with_usage(model, tok, [ex.messages for ex in chunk], max_new_tokens=max_tokens,
+                                   batch_size=len(chunk))
         dt = time.perf_counter() - t
         sess.active_s += dt
-        for ex, out in zip(chunk, outs):
-            prompt = tok.apply_chat_template(list(ex.messages), tokenize=False, add_generation_prompt=True)
-            st.save_eval_result(run_id, idx=ex.idx, example_key=ex.key, output=out, latency_s=dt / len(chunk),
-                                tokens_in=n_tokens(prompt), tokens_out=n_tokens(out))
+        for ex, g in zip(chunk, outs):
+            st.save_eval_result(run_id, idx=ex.idx, example_key=ex.key, output=g.text, latency_s=dt / len(chunk),
+                                tokens_in=g.prompt_tokens, tokens_out=g.completion_tokens)
             prog.completed += 1
             prog.sent += 1
             sess.new_completed += 1

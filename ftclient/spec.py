@@ -143,7 +143,8 @@ class JobSpec(_Strict):
         return own or self.base_model
 
     def resolve_paths(self, base_dir: Path) -> "JobSpec":
-        """Return a copy whose relative data paths are resolved against ``base_dir``."""
+        """Return a copy whose relative paths (data, DeepSpeed config, and a model given as a
+        path) are resolved against ``base_dir``."""
         data = self.data.model_copy(
             update={
                 "train": _resolve(self.data.train, base_dir),
@@ -151,15 +152,35 @@ class JobSpec(_Strict):
             }
         )
         update: dict[str, Any] = {"data": data}
+        local: dict[str, Any] = {}
         if self.local.deepspeed_config is not None:
-            update["local"] = self.local.model_copy(
-                update={"deepspeed_config": _resolve(self.local.deepspeed_config, base_dir)})
+            local["deepspeed_config"] = _resolve(self.local.deepspeed_config, base_dir)
+        if self.local.model and (m := _model_path(self.local.model, base_dir)) is not None:
+            local["model"] = m
+        if local:
+            update["local"] = self.local.model_copy(update=local)
+        if (m := _model_path(self.base_model, base_dir)) is not None:
+            update["base_model"] = m
         return self.model_copy(update=update)
 
 
 def _resolve(p: Path, base_dir: Path) -> Path:
     p = Path(os.path.expanduser(str(p)))
     return p if p.is_absolute() else (base_dir / p)
+
+
+def _model_path(ref: str, base_dir: Path) -> str | None:
+    """A model reference that is a relative path, resolved against ``base_dir`` (the spec's
+    folder); None for anything else ('default', an HF id, a hosted model name, an absolute
+    path). A path is written as one (./m, ../m, ~/m, *.gguf) or exists next to the spec."""
+    if ref == "default":
+        return None
+    p = Path(os.path.expanduser(ref))
+    if p.is_absolute():
+        return str(p) if ref.startswith("~") else None
+    if ref.startswith((".", "~")) or ref.lower().endswith(".gguf") or (base_dir / p).exists():
+        return str(base_dir / p)
+    return None
 
 
 def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:

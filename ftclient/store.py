@@ -37,7 +37,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
@@ -270,6 +270,9 @@ class EvalRun:
     created_at: str
     updated_at: str
     summary: dict | None = None
+    pid: int | None = None
+    worker_host: str | None = None
+    worker_start: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -444,6 +447,14 @@ def m004_evals(conn: sqlite3.Connection) -> None:
         )
         """,
     )
+
+
+@migration
+def m005_eval_workers(conn: sqlite3.Connection) -> None:
+    """Who runs an evaluation (pid, host, process start time), so that a run whose process was
+    killed reads as ``interrupted`` and two processes never send the same run at once."""
+    for col, typ in (("pid", "INTEGER"), ("worker_host", "TEXT"), ("worker_start", "TEXT")):
+        conn.execute(f"ALTER TABLE eval_runs ADD COLUMN {col} {typ}")
 
 
 def schema_version(conn: sqlite3.Connection) -> int:
@@ -1246,28 +1257,43 @@ class Store:
 
     def put_eval_run(self, run_id: str, *, model_ref: str, data_path: str, data_sha256: str,
                      params: Mapping[str, Any]) -> EvalRun:
-        """Record an evaluation run (state ``running``) unless it exists; returns the record."""
+        """Record an evaluation run (state ``running``, by this process) unless it exists; returns
+        the record."""
         from .secrets import redact, redact_json
 
-        now = _now()
+        pid, host, start, now = self._me()
         with self._write() as c:
             c.execute(
                 "INSERT OR IGNORE INTO eval_runs (id, model_ref, data_path, data_sha256, params_json, state,"
-                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'running', ?, ?)",
-                (run_id, redact(model_ref), str(data_path), data_sha256.lower(), redact_json(dict(params)), now, now),
+                " created_at, updated_at, pid, worker_host, worker_start) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?)",
+                (run_id, redact(model_ref), str(data_path), data_sha256.lower(), redact_json(dict(params)), now, now,
+                 pid, host, start),
             )
         return self.get_eval_run(run_id)
 
     def restart_eval_run(self, run_id: str, *, fresh: bool = False) -> EvalRun:
-        """Mark a run ``running`` again before (re)sending its examples; ``fresh`` also
-        forgets its stored results and summary (``ftc eval --fresh``)."""
+        """Mark a run ``running`` by this process before (re)sending its examples; ``fresh``
+        also forgets its stored results and summary (``ftc eval --fresh``). Refused while
+        another live process runs it."""
+        pid, host, start, now = self._me()
         with self._write() as c:
-            if c.execute("SELECT 1 FROM eval_runs WHERE id = ?", (run_id,)).fetchone() is None:
+            row = c.execute("SELECT state, pid, worker_host, worker_start, updated_at FROM eval_runs WHERE id = ?",
+                            (run_id,)).fetchone()
+            if row is None:
                 raise UsageError(f"no evaluation run {run_id!r} in the store")
+            other = row["pid"] is not None and (row["pid"], row["worker_host"]) != (pid, host)
+            if row["state"] == "running" and other and self._alive(
+                    row["pid"], row["worker_host"], row["worker_start"], row["updated_at"]):
+                raise UsageError(
+                    f"evaluation run {run_id} is being run by another process (pid {row['pid']} on "
+                    f"{row['worker_host']})",
+                    hint="Wait for it to finish (ftc eval show RUN), or stop that process; "
+                         "running the same command again afterwards resumes the run.")
             if fresh:
                 c.execute("DELETE FROM eval_results WHERE run_id = ?", (run_id,))
                 c.execute("UPDATE eval_runs SET summary_json = NULL WHERE id = ?", (run_id,))
-            c.execute("UPDATE eval_runs SET state = 'running', updated_at = ? WHERE id = ?", (_now(), run_id))
+            c.execute("UPDATE eval_runs SET state = 'running', updated_at = ?, pid = ?, worker_host = ?,"
+                      " worker_start = ? WHERE id = ?", (now, pid, host, start, run_id))
         return self.get_eval_run(run_id)
 
     def save_eval_result(self, run_id: str, *, idx: int, example_key: str, output: str | None,
@@ -1318,7 +1344,7 @@ class Store:
             raise UsageError("give an evaluation run id", hint=hint)
         rows = self._read("SELECT * FROM eval_runs WHERE id = ?", (ref,))
         if rows:
-            return _eval_run(rows[0])
+            return self._eval_run(rows[0])
         n = len(ref)
         rows = self._read(
             "SELECT * FROM eval_runs WHERE substr(id, 1, ?) = ? OR (id LIKE 'eval-%' AND substr(id, 6, ?) = ?)"
@@ -1326,7 +1352,7 @@ class Store:
             (n, ref, n, ref),
         )
         if len(rows) == 1:
-            return _eval_run(rows[0])
+            return self._eval_run(rows[0])
         if not rows:
             import difflib
 
@@ -1344,7 +1370,15 @@ class Store:
         if limit is not None:
             sql += " LIMIT ?"
             params.append(int(limit))
-        return [_eval_run(r) for r in self._read(sql, params)]
+        return [self._eval_run(r) for r in self._read(sql, params)]
+
+    def _eval_run(self, row: sqlite3.Row) -> EvalRun:
+        """The record as read, except that a ``running`` run whose process is gone (killed,
+        crashed) reads as ``interrupted``: running the same evaluation again resumes it."""
+        run = _eval_run(row)
+        if run.state == "running" and not self._alive(run.pid, run.worker_host, run.worker_start, run.updated_at):
+            run = replace(run, state="interrupted")
+        return run
 
 
 @contextlib.contextmanager

@@ -9,7 +9,9 @@
   OpenAI's cookbook (see :class:`OpenAICounter`).
 * Open models (``together:``, ``fireworks:``, ``local:``, ``hf:``): exact when the
   model's own tokenizer and chat template are available offline (a local folder or
-  the Hugging Face cache; transformers is imported only then); otherwise a clearly
+  the Hugging Face cache: its ``tokenizer.json`` is read with the ``tokenizers`` library and
+  the template rendered with jinja2, no transformers or torch; transformers only for a
+  tokenizer without ``tokenizer.json``); otherwise a clearly
   labelled approximation (:class:`ApproxCounter`) whose measured error is in its
   ``basis``.
 
@@ -37,6 +39,7 @@ from bisect import bisect_left
 from itertools import accumulate, islice
 from operator import sub
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -778,6 +781,96 @@ class HFCounter:
         return self.count_records([record])[0]
 
 
+# ------------------------------------------------------------------ torch-free tokenizer
+
+def _token_text(v: Any) -> str | None:
+    if isinstance(v, str):
+        return v
+    if isinstance(v, dict) and isinstance(v.get("content"), str):
+        return v["content"]
+    return None
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return d if isinstance(d, dict) else {}
+
+
+class LightTokenizer:
+    """A model's own tokenizer without transformers (and so without torch): ``tokenizer.json``
+    through the ``tokenizers`` library, the chat template rendered with jinja2 the way
+    transformers renders it (sandboxed, trim_blocks/lstrip_blocks, ``tojson``,
+    ``raise_exception``, ``{% generation %}``, the special tokens as variables).
+
+    Offers the two calls :class:`ftclient.tokens.HFCounter` makes: ``apply_chat_template(...,
+    tokenize=False)`` and ``tok(texts, add_special_tokens=False)["input_ids"]``."""
+
+    def __init__(self, folder: "str | os.PathLike"):
+        from tokenizers import Tokenizer
+
+        folder = Path(folder)
+        self.folder = folder
+        self._tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        cfg = _read_json(folder / "tokenizer_config.json")
+        special = {**_read_json(folder / "special_tokens_map.json"), **cfg}
+        self.special = {k: t for k, v in special.items() if k.endswith("_token") and (t := _token_text(v)) is not None}
+        template: Any = None
+        if (folder / "chat_template.jinja").is_file():
+            template = (folder / "chat_template.jinja").read_text(encoding="utf-8")
+        else:
+            template = cfg.get("chat_template")
+            if isinstance(template, list):
+                named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
+                template = named.get("default")
+        self.chat_template = template if isinstance(template, str) and template else None
+        self._compiled = None
+
+    def _template(self):
+        if self._compiled is None:
+            import jinja2
+            from jinja2.ext import Extension
+            from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+            class Generation(Extension):
+                tags = {"generation"}
+
+                def parse(self, parser):
+                    lineno = next(parser.stream).lineno
+                    body = parser.parse_statements(["name:endgeneration"], drop_needle=True)
+                    return jinja2.nodes.CallBlock(self.call_method("_render"), [], [], body).set_lineno(lineno)
+
+                def _render(self, caller):
+                    return caller()
+
+            def raise_exception(message):
+                raise jinja2.exceptions.TemplateError(message)
+
+            def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
+                return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators,
+                                  sort_keys=sort_keys)
+
+            env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
+                                                extensions=[Generation, jinja2.ext.loopcontrols])
+            env.filters["tojson"] = tojson
+            env.globals["raise_exception"] = raise_exception
+            env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+            self._compiled = env.from_string(self.chat_template)
+        return self._compiled
+
+    def apply_chat_template(self, messages, tokenize: bool = False, add_generation_prompt: bool = False, **kw):
+        if tokenize:
+            raise NotImplementedError("LightTokenizer renders text only")
+        return self._template().render(messages=messages, tools=None, documents=None,
+                                       add_generation_prompt=add_generation_prompt, **self.special)
+
+    def __call__(self, texts: Sequence[str], add_special_tokens: bool = False) -> dict[str, list[list[int]]]:
+        enc = self._tok.encode_batch(list(texts), add_special_tokens=add_special_tokens)
+        return {"input_ids": [e.ids for e in enc]}
+
+
 # ------------------------------------------------------------------ factory
 PROVIDERS = ("openai", "together", "fireworks", "local", "hf")
 
@@ -813,21 +906,33 @@ def _hf_cache_dirs() -> list[Path]:
     return dirs
 
 
-def find_local_tokenizer(name: str) -> str | None:
-    """A folder holding a tokenizer for ``name`` (a path, or a repo id in the HF cache),
-    found without importing transformers; None when there is none."""
+def tokenizer_dir(name: str) -> Path | None:
+    """The folder holding a tokenizer for ``name`` (a path, or a repo id in the HF cache: the
+    snapshot ``refs/main`` names, else the newest), found without importing transformers;
+    None when there is none."""
     p = Path(name).expanduser()
     if p.is_dir() and any((p / f).exists() for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")):
-        return str(p)
+        return p
     if "/" in name and not p.exists():
         folder = "models--" + name.replace("/", "--")
         for d in _hf_cache_dirs():
             snaps = d / folder / "snapshots"
-            if snaps.is_dir():
-                for snap in sorted(snaps.iterdir()):
-                    if (snap / "tokenizer_config.json").exists() or (snap / "tokenizer.json").exists():
-                        return name
+            if not snaps.is_dir():
+                continue
+            main = d / folder / "refs" / "main"
+            named = snaps / main.read_text(encoding="utf-8").strip() if main.is_file() else None
+            cands = [named] if named is not None and named.is_dir() else []
+            cands += sorted((s for s in snaps.iterdir() if s.is_dir()), key=lambda s: s.stat().st_mtime, reverse=True)
+            for snap in cands:
+                if (snap / "tokenizer_config.json").exists() or (snap / "tokenizer.json").exists():
+                    return snap
     return None
+
+
+def find_local_tokenizer(name: str) -> str | None:
+    """``name`` when :func:`tokenizer_dir` finds a tokenizer for it (a folder or a cached
+    repo id), else None."""
+    return name if tokenizer_dir(name) is not None else None
 
 
 _counters: dict[tuple[str, str | None], Any] = {}
@@ -847,6 +952,11 @@ def get_counter(model_ref: str, *, tokenizer: str | None = None):
     provider, name = split_ref(model_ref)
     if provider == "openai":
         c = OpenAICounter(name)
+    elif provider == "local" and (name == "default" or name.lower().endswith(".gguf")):
+        # A GGUF model's tokenizer is read from its one-time conversion (local_backend.models).
+        from .local_backend.calibrate import offline_counter
+
+        c = offline_counter(name)
     elif provider in ("together", "fireworks", "local", "hf", "modal", "runpod", "lambda", "own"):
         src = None
         for cand in (tokenizer, name):
@@ -872,6 +982,20 @@ def get_counter(model_ref: str, *, tokenizer: str | None = None):
 
 
 def _load_hf_counter(src: str):
+    """Exact counter from ``src``'s tokenizer: its ``tokenizer.json`` and chat template read
+    without transformers (:class:`LightTokenizer`, fast and torch-free) when it has one, else
+    transformers' AutoTokenizer (e.g. a sentencepiece-only tokenizer)."""
+    folder = tokenizer_dir(src)
+    if folder is not None and (folder / "tokenizer.json").is_file():
+        try:
+            light = LightTokenizer(folder)
+        except Exception:  # noqa: BLE001 - tokenizers missing or an unusual file: try transformers
+            light = None
+        if light is not None and light.chat_template:
+            c = HFCounter(light, src)
+            c.basis = (f"exact: the model's own tokenizer (tokenizer.json) and chat template ({src}), "
+                       "rendered offline")
+            return c
     try:
         from transformers import AutoTokenizer
     except ImportError:  # pragma: no cover - depends on the install

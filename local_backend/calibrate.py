@@ -502,94 +502,6 @@ def load_cached(spec: "JobSpec", *, price: Optional[dict[str, Any]] = None) -> O
 
 # ----------------------------------------------------------------------------- offline token counts
 
-def _token_text(v: Any) -> Optional[str]:
-    if isinstance(v, str):
-        return v
-    if isinstance(v, dict) and isinstance(v.get("content"), str):
-        return v["content"]
-    return None
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        d = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return d if isinstance(d, dict) else {}
-
-
-class LightTokenizer:
-    """A model's own tokenizer without transformers (and so without torch): ``tokenizer.json``
-    through the ``tokenizers`` library, the chat template rendered with jinja2 the way
-    transformers renders it (sandboxed, trim_blocks/lstrip_blocks, ``tojson``,
-    ``raise_exception``, ``{% generation %}``, the special tokens as variables).
-
-    Offers the two calls :class:`ftclient.tokens.HFCounter` makes: ``apply_chat_template(...,
-    tokenize=False)`` and ``tok(texts, add_special_tokens=False)["input_ids"]``."""
-
-    def __init__(self, folder: "str | os.PathLike"):
-        from tokenizers import Tokenizer
-
-        folder = Path(folder)
-        self.folder = folder
-        self._tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        cfg = _read_json(folder / "tokenizer_config.json")
-        special = {**_read_json(folder / "special_tokens_map.json"), **cfg}
-        self.special = {k: t for k, v in special.items() if k.endswith("_token") and (t := _token_text(v)) is not None}
-        template: Any = None
-        if (folder / "chat_template.jinja").is_file():
-            template = (folder / "chat_template.jinja").read_text(encoding="utf-8")
-        else:
-            template = cfg.get("chat_template")
-            if isinstance(template, list):
-                named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
-                template = named.get("default")
-        self.chat_template = template if isinstance(template, str) and template else None
-        self._compiled = None
-
-    def _template(self):
-        if self._compiled is None:
-            import jinja2
-            from jinja2.ext import Extension
-            from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-            class Generation(Extension):
-                tags = {"generation"}
-
-                def parse(self, parser):
-                    lineno = next(parser.stream).lineno
-                    body = parser.parse_statements(["name:endgeneration"], drop_needle=True)
-                    return jinja2.nodes.CallBlock(self.call_method("_render"), [], [], body).set_lineno(lineno)
-
-                def _render(self, caller):
-                    return caller()
-
-            def raise_exception(message):
-                raise jinja2.exceptions.TemplateError(message)
-
-            def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
-                return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators,
-                                  sort_keys=sort_keys)
-
-            env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
-                                                extensions=[Generation, jinja2.ext.loopcontrols])
-            env.filters["tojson"] = tojson
-            env.globals["raise_exception"] = raise_exception
-            env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
-            self._compiled = env.from_string(self.chat_template)
-        return self._compiled
-
-    def apply_chat_template(self, messages, tokenize: bool = False, add_generation_prompt: bool = False, **kw):
-        if tokenize:
-            raise NotImplementedError("LightTokenizer renders text only")
-        return self._template().render(messages=messages, tools=None, documents=None,
-                                       add_generation_prompt=add_generation_prompt, **self.special)
-
-    def __call__(self, texts: Sequence[str], add_special_tokens: bool = False) -> dict[str, list[list[int]]]:
-        enc = self._tok.encode_batch(list(texts), add_special_tokens=add_special_tokens)
-        return {"input_ids": [e.ids for e in enc]}
-
-
 def tokenizer_folder(model_ref: str) -> Optional[Path]:
     """A folder with the model's ``tokenizer.json``, found without loading anything (None when
     there is none yet: a GGUF model before its one-time conversion)."""
@@ -605,7 +517,7 @@ def tokenizer_folder(model_ref: str) -> Optional[Path]:
 def offline_counter(model_ref: str):
     """The token counter for a local model, torch-free: exact (its tokenizer.json + chat
     template) when on disk, else the labelled approximation of ``ftclient.tokens``."""
-    from ftclient.tokens import ApproxCounter, HFCounter
+    from ftclient.tokens import ApproxCounter, HFCounter, LightTokenizer
 
     from .models import resolve_model
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -59,9 +60,20 @@ def load_for_inference(model_dir: "str | os.PathLike", *, device: str = "auto", 
     return model, tokenizer
 
 
-def generate(model: Any, tokenizer: Any, messages_list: Sequence[Sequence[dict]], max_new_tokens: int = 64,
-             batch_size: int = 8) -> list[str]:
-    """Greedy replies for a list of conversations, in batches with left padding."""
+@dataclass
+class Generation:
+    """One reply and its token counts: the prompt as fed (chat template applied, no padding) and
+    the reply as generated, up to and including its end-of-turn token."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+def generate_with_usage(model: Any, tokenizer: Any, messages_list: Sequence[Sequence[dict]],
+                        max_new_tokens: int = 64, batch_size: int = 8) -> list[Generation]:
+    """Greedy replies for a list of conversations, in batches with left padding, with the
+    tokens each one took."""
     import torch
 
     template = tokenizer.chat_template
@@ -70,7 +82,8 @@ def generate(model: Any, tokenizer: Any, messages_list: Sequence[Sequence[dict]]
     eos = [tokenizer.eos_token_id]
     cfg_eos = getattr(model.generation_config, "eos_token_id", None)
     eos += [e for e in (cfg_eos if isinstance(cfg_eos, list) else [cfg_eos]) if e is not None and e not in eos]
-    out: list[str] = []
+    stops = {e for e in eos if e is not None}
+    out: list[Generation] = []
     try:
         model.eval()
         device = next(model.parameters()).device
@@ -84,7 +97,17 @@ def generate(model: Any, tokenizer: Any, messages_list: Sequence[Sequence[dict]]
                                      temperature=None, top_p=None, top_k=None,
                                      pad_token_id=tokenizer.pad_token_id, eos_token_id=eos)
             new = gen[:, enc["input_ids"].shape[1]:]
-            out.extend(t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True))
+            replies = tokenizer.batch_decode(new, skip_special_tokens=True)
+            for row, n_prompt, reply in zip(new.tolist(), enc["attention_mask"].sum(dim=1).tolist(), replies):
+                # After the first stop token the row is padding (generate fills finished rows).
+                n_out = next((k + 1 for k, tok_id in enumerate(row) if tok_id in stops), len(row))
+                out.append(Generation(reply.strip(), int(n_prompt), n_out))
     finally:
         tokenizer.padding_side = old_side
     return out
+
+
+def generate(model: Any, tokenizer: Any, messages_list: Sequence[Sequence[dict]], max_new_tokens: int = 64,
+             batch_size: int = 8) -> list[str]:
+    """Greedy replies for a list of conversations, in batches with left padding."""
+    return [g.text for g in generate_with_usage(model, tokenizer, messages_list, max_new_tokens, batch_size)]

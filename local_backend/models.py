@@ -16,10 +16,13 @@ torch/transformers are imported inside the functions, never at module import.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -329,8 +332,16 @@ def converted_gguf_dir(source: ModelSource) -> Path:
         _quiet_transformers()
         t0 = time.monotonic()
         folder, fname = str(source.path.parent), source.path.name
-        tok = AutoTokenizer.from_pretrained(folder, gguf_file=fname)
-        gmodel = AutoModelForCausalLM.from_pretrained(folder, gguf_file=fname, dtype=torch.float32)
+        # transformers' GGUF reader draws its own tqdm bar, which disable_progress_bar() does not
+        # reach; it goes to a buffer, shown only if the conversion fails.
+        stderr = sys.stderr
+        with contextlib.redirect_stderr(io.StringIO()) as noise:
+            try:
+                tok = AutoTokenizer.from_pretrained(folder, gguf_file=fname)
+                gmodel = AutoModelForCausalLM.from_pretrained(folder, gguf_file=fname, dtype=torch.float32)
+            except BaseException:
+                stderr.write(noise.getvalue())
+                raise
         # A GGUF-loaded model keeps a gguf quantization_config and refuses save_pretrained;
         # rebuild it as a plain model from a clean config and copy the dequantised weights.
         cfg = gmodel.config.to_dict()

@@ -27,6 +27,7 @@ from tiny_model import SYSTEM, TICKETS, build_tiny_model, sft_records, write_jso
 from ftclient.local_backend import calibrate as cal_mod  # noqa: E402
 from ftclient.local_backend import models as lm  # noqa: E402
 from ftclient.local_backend import train as lt  # noqa: E402
+from ftclient import tokens  # noqa: E402
 from ftclient.spec import parse_spec  # noqa: E402
 
 CPU = lt.Devices()
@@ -153,7 +154,7 @@ def test_light_tokenizer_renders_and_counts_like_transformers(tiny, tmp_path):
             tok.chat_template = template
             tok.save_pretrained(folder)
         ref = AutoTokenizer.from_pretrained(str(folder))
-        light = cal_mod.LightTokenizer(folder)
+        light = tokens.LightTokenizer(folder)
         for msgs in lm.PROBE_CONVERSATIONS:
             for gp in (False, True):
                 want = ref.apply_chat_template(msgs, tokenize=False, add_generation_prompt=gp)
@@ -262,6 +263,49 @@ def test_local_backend_estimate_uses_the_calibration(calibrated, tmp_path, tiny)
     assert any("--calibrate" in c for c in e2.caveats)
     e3 = LocalBackend().estimate(make_spec(tmp_path / "free", tiny, n=9))
     assert e3.cost_usd == 0.0 and e3.examples == 9 and e3.billed_tokens > 0
+
+
+def test_cost_compare_has_this_machines_row(calibrated, tmp_path, tiny):
+    from ftclient.cost import compare_costs
+
+    spec, cal, _ = calibrated
+    hours = cal.prediction.total_s / 3600
+    cmp = compare_costs(spec.data.train, ["openai:gpt-4.1-mini", f"local:{tiny}"], epochs=2, spec=spec)
+    hosted, local = cmp.rows
+    assert (hosted.kind, local.kind, local.backend) == ("hosted", "local", f"local:{tiny}")
+    assert local.duration_hours == pytest.approx(hours)
+    assert local.training_cost_usd == pytest.approx(hours * PRICE, rel=1e-3)  # the spec's local price
+    assert local.billed_tokens == cal.prediction.tokens and local.token_count_exact
+    assert local.inference_per_1k_usd is None and local.break_even_queries_per_month is None
+    assert "ftc eval" in local.inference_basis
+    given = compare_costs(spec.data.train, [f"local:{tiny}"], epochs=2, spec=spec, local_usd_per_hour=4.0).rows[0]
+    assert given.training_cost_usd == pytest.approx(hours * 4.0, rel=1e-3)
+    # other data, not calibrated: the time is unknown and the row says how to measure it
+    other = make_spec(tmp_path, tiny, n=9, hp={"epochs": 2, "max_seq_len": 64})
+    records = [json.loads(x) for x in other.data.train.read_text().splitlines() if x.strip()]
+    row = compare_costs(records, [f"local:{tiny}"], epochs=2, local_usd_per_hour=4.0).rows[0]
+    assert row.duration_hours is None and row.training_cost_usd is None and row.within_budget is None
+    assert any("--calibrate" in c for c in row.caveats)
+    d = cmp.to_dict()["rows"][1]
+    assert d["kind"] == "local" and d["training_cost_usd"] == pytest.approx(hours * PRICE, abs=1e-4)  # rounded
+
+
+def test_cost_compare_cli_with_a_local_row(calibrated, tiny, ftc, tmp_path):
+    import yaml
+
+    spec, cal, _ = calibrated
+    job = tmp_path / "job.yaml"
+    job.write_text(yaml.safe_dump(spec.model_dump(mode="json")))
+    r = ftc("cost", "compare", "--spec", str(job), "--models", f"openai:gpt-4.1-mini,local:{tiny}",
+            "--gpu-price-per-hour", "2", "--json", "--plot", str(tmp_path / "c.png"))
+    assert r.code == 0, r.err
+    rows = {x["kind"]: x for x in r.json()["rows"]}
+    assert rows["local"]["training_cost_usd"] == pytest.approx(cal.prediction.total_s / 3600 * 2, abs=1e-4)
+    assert (tmp_path / "c.png").stat().st_size > 1000
+    r = ftc("cost", "compare", "--spec", str(job), "--models", f"local:{tiny}")
+    assert r.code == 0 and "this machine" in r.out and "~" in r.out  # a calibrated time
+    r = ftc("cost", "compare", str(spec.data.train), "--models", "local:./no-such-model")
+    assert r.code != 0 and "not found" in r.err
 
 
 def test_predict_with_the_whole_run_measured_and_dpo_steps():

@@ -234,5 +234,6 @@ def test_train_dry_run_shows_what_the_local_run_does(tmp_path, tiny, ftc):
     assert "nothing is" in text and "to upload" not in text
     assert "cpu, fp32" in text and "every 50 steps" in text and "accumulation" in text
     assert text.count("warning") == 1 and "training on CPU" in text  # the one warning
+    assert "tokens trained" in text and "billed tokens" not in text  # a local run bills time, not tokens
     d = ftc("train", path, "--backend", "local", "--dry-run", "--json").json()
     assert d["plan"]["uploads"] == [] and ["device", "cpu, fp32"] in d["plan"]["details"]

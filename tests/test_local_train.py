@@ -285,6 +285,25 @@ def test_sft_lora_trains_reloads_and_generates(tmp_path, tiny):
     assert not isinstance(merged, PeftModel)
     assert lt.generate(merged, mtok, convs[:1], max_new_tokens=4) == outs[:1]  # merging changes nothing
 
+    # Token counts per reply: the prompt as fed, and the reply up to its stop token. Make the first
+    # token the merged model gives conversation 0 a stop token: that reply then took exactly 1.
+    import torch
+
+    from ftclient.local_backend.inference import generate_with_usage
+
+    text0 = mtok.apply_chat_template(convs[0], tokenize=False, add_generation_prompt=True)
+    enc = mtok(text0, return_tensors="pt", add_special_tokens=False)
+    with torch.inference_mode():
+        first = merged.generate(**enc, max_new_tokens=1, do_sample=False, pad_token_id=mtok.pad_token_id)[0, -1].item()
+    merged.generation_config.eos_token_id = [first]
+    gs = generate_with_usage(merged, mtok, convs, max_new_tokens=4, batch_size=3)
+    assert gs[0].completion_tokens == 1 and gs[0].prompt_tokens == enc["input_ids"].shape[1]
+    assert [g.text for g in gs] == lt.generate(merged, mtok, convs, max_new_tokens=4, batch_size=3)
+    for conv, g in zip(convs, gs):
+        fed = mtok(mtok.apply_chat_template(conv, tokenize=False, add_generation_prompt=True), add_special_tokens=False)
+        assert g.prompt_tokens == len(fed["input_ids"])  # left padding not counted
+        assert 1 <= g.completion_tokens <= 4
+
 
 def test_sft_full_finetune_with_eval(tmp_path, tiny):
     spec = make_spec(tmp_path, tiny, adapter="full")
@@ -372,14 +391,22 @@ def test_local_backend_imports_stay_light():
 
 @pytest.mark.slow
 @needs_smollm2
-def test_smollm2_converts_once_and_trains(tmp_path):
-    """Convert the GGUF (~35 s the first time on 2 cores), then 2 LoRA steps and a reload."""
+def test_smollm2_converts_once_and_trains(tmp_path, monkeypatch, capfd):
+    """Convert the GGUF into a fresh FTC_HOME (~35 s on 2 cores), quietly, then 2 LoRA steps and a reload."""
     pytest.importorskip("gguf")
+    monkeypatch.setenv("FTC_HOME", str(tmp_path / "home"))
+    src = lm.resolve_model("default")
+    assert not src.cache_dir.exists()
+    capfd.readouterr()
     spec = make_spec(tmp_path, "default", n=8, hp={"batch_size": 4, "max_seq_len": 256})
     res = lt.train(spec, output_dir=tmp_path / "out", plan=lt.make_plan(spec, devices=CPU))
     assert res.completed and res.steps == 2 and math.isfinite(res.final_loss)
-    src = lm.resolve_model("default")
-    assert (src.cache_dir / "model.safetensors").is_file()
+    assert (src.cache_dir / "model.safetensors").is_file() and (src.cache_dir / lm._COMPLETE).is_file()
+    err = capfd.readouterr().err
+    assert "GGUF tensors" not in err and "%|" not in err  # transformers' own tqdm bar stays hidden
+    stamp = (src.cache_dir / lm._COMPLETE).stat().st_mtime_ns
+    assert lm.converted_gguf_dir(src) == src.cache_dir  # once: the second call converts nothing
+    assert (src.cache_dir / lm._COMPLETE).stat().st_mtime_ns == stamp
     model, tok = lt.load_for_inference(res.model_dir, device="cpu")
     out = lt.generate(model, tok, [[{"role": "user", "content": "What is the capital of France?"}]], max_new_tokens=8)
     assert out[0]

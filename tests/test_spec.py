@@ -23,6 +23,29 @@ def test_example_spec_is_valid_and_resolves_paths(tmp_path):
     assert job.model_for("local") == "default"
 
 
+@pytest.mark.parametrize("given, where", [
+    ("./models/mine", "models/mine"),
+    ("../shared-models/m.gguf", "../shared-models/m.gguf"),
+    ("weights/m.gguf", "weights/m.gguf"),
+    ("side-by-side", "side-by-side"),  # no path syntax, but a folder next to the spec
+])
+def test_a_model_path_is_relative_to_the_spec_file(tmp_path, monkeypatch, given, where):
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "side-by-side").mkdir()
+    monkeypatch.chdir(tmp_path)  # somewhere else than the spec's folder
+    p = write(tmp_path / "cfg", f"name: x\nbase_model: {given}\nlocal:\n  model: {given}\ndata:\n  train: t.jsonl\n")
+    job = load_spec(p)
+    want = str(tmp_path / "cfg" / where)
+    assert job.base_model == want and job.model_for("local") == want
+
+
+@pytest.mark.parametrize("ref", ["default", "HuggingFaceTB/SmolLM2-360M-Instruct", "gpt-4.1-mini-2025-04-14",
+                                 "/opt/models/m"])
+def test_model_names_and_absolute_paths_stay_as_given(tmp_path, ref):
+    job = load_spec(write(tmp_path, f"name: x\nbase_model: {ref}\ndata:\n  train: t.jsonl\n"))
+    assert job.base_model == ref
+
+
 def test_defaults_from_minimal_spec():
     job = parse_spec({"name": "x", "data": {"train": "t.jsonl"}})
     assert (job.method, job.adapter, job.base_model) == ("sft", "lora", "default")

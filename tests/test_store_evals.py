@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
 
 import pytest
 
@@ -54,7 +57,8 @@ def test_put_creates_once_and_returns_the_existing_run(st):
     assert again == run  # unchanged
     d = run.to_dict()
     assert set(d) == {"id", "model_ref", "data_path", "data_sha256", "params", "state", "created_at", "updated_at",
-                      "summary"}
+                      "summary", "pid", "worker_host", "worker_start"}
+    assert run.pid == os.getpid()
 
 
 def test_results_are_upserted_and_keyed_by_example(st):
@@ -134,3 +138,38 @@ def test_list_newest_first(st):
     ids = [r.id for r in st.list_eval_runs()]
     assert ids == ["eval-000000000002", "eval-000000000001", "eval-000000000000"]
     assert [r.id for r in st.list_eval_runs(limit=2)] == ids[:2]
+
+
+def _claim_as(st, run_id, pid):
+    """Record ``pid`` (a process of this host) as the one running ``run_id``."""
+    from ftclient.store import HOST, _process_start
+
+    with st._write() as c:
+        c.execute("UPDATE eval_runs SET state = 'running', pid = ?, worker_host = ?, worker_start = ? WHERE id = ?",
+                  (pid, HOST, _process_start(pid), run_id))
+
+
+def test_a_run_whose_process_died_reads_as_interrupted_and_resumes(st):
+    put(st)
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        _claim_as(st, "eval-0123456789ab", child.pid)
+        assert st.get_eval_run("eval-0123456789ab").state == "running"  # alive: running
+        with pytest.raises(UsageError) as ei:  # and nobody else may send its examples meanwhile
+            st.restart_eval_run("eval-0123456789ab")
+        assert f"pid {child.pid}" in ei.value.message and "resumes" in ei.value.hint
+    finally:
+        child.kill()
+        child.wait()
+    assert st.get_eval_run("eval-0123456789ab").state == "interrupted"  # killed: interrupted
+    assert [r.state for r in st.list_eval_runs()] == ["interrupted"]
+    run = st.restart_eval_run("eval-0123456789ab")  # running it again takes it over
+    assert (run.state, run.pid) == ("running", os.getpid())
+
+
+def test_a_run_from_before_m005_without_a_worker_reads_as_interrupted(st):
+    put(st)
+    with st._write() as c:
+        c.execute("UPDATE eval_runs SET pid = NULL, worker_host = NULL, worker_start = NULL")
+    assert st.get_eval_run("eval-0123456789ab").state == "interrupted"
+    assert st.restart_eval_run("eval-0123456789ab").state == "running"

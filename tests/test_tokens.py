@@ -247,6 +247,59 @@ def test_open_model_exact_with_its_tokenizer(tiny_tokenizer_dir):
     assert c.count_record(dpo) == (3 + 3) + (3 + 4) + (3 + 1) + (3 + 2)
 
 
+TICKET = {"messages": [
+    {"role": "system", "content": "you route tickets"},
+    {"role": "user", "content": "my card is late"},
+    {"role": "assistant", "content": "card_arrival"},
+]}
+
+
+def test_open_model_counts_need_neither_transformers_nor_torch(tiny_tokenizer_dir):
+    import subprocess
+    import sys
+
+    code = (
+        "import json, sys\n"
+        "from ftclient import tokens\n"
+        f"c = tokens.get_counter({('local:' + str(tiny_tokenizer_dir))!r})\n"
+        f"n = c.count_record({TICKET!r})\n"
+        "print(json.dumps([n, c.exact, c.basis, 'transformers' in sys.modules, 'torch' in sys.modules]))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    n, exact, basis, transformers_loaded, torch_loaded = json.loads(r.stdout.strip().splitlines()[-1])
+    assert (n, exact) == ((3 + 3) + (3 + 4) + (3 + 1), True)
+    assert "tokenizer.json" in basis and "rendered offline" in basis
+    assert not transformers_loaded and not torch_loaded
+
+
+def test_torch_free_counts_equal_transformers_counts(tiny_tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    light = tokens._load_hf_counter(str(tiny_tokenizer_dir))
+    assert isinstance(light.tok, tokens.LightTokenizer)
+    ref = tokens.HFCounter(AutoTokenizer.from_pretrained(str(tiny_tokenizer_dir)), "transformers")
+    dpo = {"input": {"messages": TICKET["messages"][:2]},
+           "preferred_output": [{"role": "assistant", "content": "card_arrival"}],
+           "non_preferred_output": [{"role": "assistant", "content": "hello hello hello"}]}
+    recs = [TICKET, dpo, {"messages": TICKET["messages"][1:]}]
+    assert light.count_split(recs) == ref.count_split(recs)
+
+
+def test_hf_cache_snapshot_named_by_refs_main(tiny_tokenizer_dir, tmp_path, monkeypatch):
+    repo = tmp_path / "hub" / "models--acme--tiny"
+    shutil.copytree(tiny_tokenizer_dir, repo / "snapshots" / "abc123")
+    (repo / "snapshots" / "old999").mkdir()
+    (repo / "snapshots" / "old999" / "tokenizer.json").write_text("{}")  # broken, and not refs/main
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc123\n")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    assert tokens.tokenizer_dir("acme/tiny") == repo / "snapshots" / "abc123"
+    c = tokens.get_counter("hf:acme/tiny")
+    assert c.exact is True and c.count_record(TICKET) == (3 + 3) + (3 + 4) + (3 + 1)
+    assert tokens.tokenizer_dir("acme/absent") is None
+
+
 def test_local_folder_without_tokenizer_is_an_error(tmp_path):
     with pytest.raises(ConfigError, match="no tokenizer"):
         tokens.get_counter(f"local:{tmp_path}")

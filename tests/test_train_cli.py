@@ -66,6 +66,7 @@ def test_dry_run_human(ftc, prov, spec):
     register(prov)
     r = ftc("train", spec, "--backend", "fake", "--dry-run")
     assert r.code == 0 and "Fine-tuning plan" in r.out and "to upload" in r.out and "nothing was sent" in r.err
+    assert "12,345 billed tokens" in r.out and "tokens trained" not in r.out
 
 
 def test_budget_exceeded_exit_1_and_nothing_sent(ftc, prov, spec):

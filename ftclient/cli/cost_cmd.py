@@ -161,25 +161,13 @@ def _estimate_hosted(file, model, epochs, method, adapter, budget, prices_file, 
 
 # ------------------------------------------------------------------ local estimates
 
+from .output import duration as _dur  # noqa: E402 - light, shared with train's plan
+
+
 def _esc(s) -> str:
     from rich.markup import escape
 
     return escape(str(s))
-
-
-def _dur(seconds) -> str:
-    if seconds is None:
-        return "unknown"
-    s = float(seconds)
-    if s < 10:
-        return f"{s:.2f} s"
-    if s < 60:
-        return f"{s:.1f} s"
-    m, sec = divmod(round(s), 60)
-    if m < 60:
-        return f"{m}m {sec:02d}s"
-    h, m = divmod(m, 60)
-    return f"{h}h {m:02d}m"
 
 
 def _usd(v) -> str:
@@ -359,17 +347,23 @@ def _parse_gpu_prices(values: tuple[str, ...]) -> dict[str, float]:
 @click.option("--gpu-price", multiple=True, metavar="HOST:GPU=USD", help="Price a GPU per hour, e.g. own:rtx4090=0.25 (repeatable).")
 @click.option("--budget", type=click.FloatRange(min=0), default=None, help="Training budget in USD: each row says whether it holds.")
 @click.option("--self-host-model", default="llama-3.1-8b", show_default=True, help="Open model for the self-hosted rows.")
+@click.option("--gpu-price-per-hour", type=click.FloatRange(min=0), default=None, metavar="USD",
+              help="local:MODEL rows: what an hour of this machine costs (default: the spec's local price, else $0).")
 @_spec_option
 @_common_prices
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Also write a PNG chart here.")
 def compare(file, models, epochs, method, adapter, queries_per_month, tokens_per_query_in, tokens_per_query_out,
-            gpu_price, budget, self_host_model, spec_path, prices_file, as_json, plot_path) -> None:
-    """Every backend side by side: training, inference per month, break-even, budget."""
+            gpu_price, budget, self_host_model, gpu_price_per_hour, spec_path, prices_file, as_json, plot_path) -> None:
+    """Every backend side by side: training, inference per month, break-even, budget.
+
+    Add local:MODEL (e.g. local:default) to --models for this machine's row: its training time
+    comes from `ftc cost estimate FILE --model local:MODEL --calibrate` (run once; cached).
+    """
     from ..cost import compare_costs
     from .output import emit_json, out
 
-    file, epochs, method, adapter, budget, _ = _from_spec(spec_path, file, epochs, method, adapter, budget)
+    file, epochs, method, adapter, budget, job = _from_spec(spec_path, file, epochs, method, adapter, budget)
     cmp = compare_costs(
         file,
         models,
@@ -383,6 +377,8 @@ def compare(file, models, epochs, method, adapter, queries_per_month, tokens_per
         budget_usd=budget,
         prices=prices_file,
         self_host_model=self_host_model,
+        local_usd_per_hour=gpu_price_per_hour,
+        spec=job,
     )
     if plot_path:
         from ..plot import plot_comparison
@@ -430,7 +426,8 @@ def _render_compare(cmp, out) -> None:
         t.add_column(f"<=${cmp.budget_usd:g}", justify="center", no_wrap=True)
     notes: list[str] = []
     for r in cmp.rows:
-        dur = "-" if r.duration_hours is None else f"~{r.duration_hours:.1f}h"
+        dur = "-" if r.duration_hours is None else (
+            f"~{r.duration_hours:.1f}h" if r.duration_hours >= 1 else f"~{_dur(r.duration_hours * 3600)}")
         be = r.break_even_queries_per_month
         be_s = "-" if be is None else (be if isinstance(be, str) else ("any volume" if be == 0 else f"{be:,.0f}"))
         label = r.label + ("" if r.price.get("stale") is False else " [red](stale price)[/red]")

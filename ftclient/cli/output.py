@@ -36,6 +36,22 @@ def _default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
+def duration(seconds) -> str:
+    """A duration for people: 4.20 s, 42.0 s, 7m 05s, 2h 03m; "unknown" for None."""
+    if seconds is None:
+        return "unknown"
+    s = float(seconds)
+    if s < 10:
+        return f"{s:.2f} s"
+    if s < 60:
+        return f"{s:.1f} s"
+    m, sec = divmod(round(s), 60)
+    if m < 60:
+        return f"{m}m {sec:02d}s"
+    h, m = divmod(m, 60)
+    return f"{h}h {m:02d}m"
+
+
 def warn(message: str) -> None:
     err.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
 

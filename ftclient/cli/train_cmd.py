@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from .jobs_cmd import _esc, emit, finish_report, show_retry
+from .output import duration
 
 
 def _human_bytes(n: int) -> str:
@@ -39,11 +40,17 @@ def render_plan(plan: Any, console: Any) -> None:
         t.add_row(f"{u['role']} file", f"{_human_bytes(u['bytes'])}, sha256 {u['sha256'][:12]}..., {how}")
     est = plan.estimate
     if plan.estimate_usd is not None:
+        def field(name):
+            return est.get(name) if isinstance(est, dict) else getattr(est, name, None)
+
         extra = []
-        tokens = getattr(est, "billed_tokens", None) if not isinstance(est, dict) else est.get("billed_tokens")
+        tokens = field("billed_tokens")
         if tokens:
-            extra.append(f"{tokens:,} billed tokens")
-        exact = getattr(est, "cost_exact", None) if not isinstance(est, dict) else est.get("cost_exact")
+            # A local run bills time, not tokens: its token figure is what the trainer is fed.
+            extra.append(f"{tokens:,} " + ("tokens trained" if field("provider") == "local" else "billed tokens"))
+        if isinstance(field("duration_s"), (int, float)):
+            extra.append(f"~{duration(field('duration_s'))}")
+        exact = field("cost_exact")
         mark = " [yellow](estimated)[/yellow]" if exact is False else ""
         t.add_row("estimate", f"[bold]${plan.estimate_usd:,.2f}[/bold]{mark}" + (f" ({', '.join(extra)})" if extra else ""))
     else:
