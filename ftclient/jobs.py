@@ -686,8 +686,13 @@ def resume(job_ref: str | None = None, *, store: "Store | None" = None, watch_jo
            budget: float | None = None, confirm: Callable[[Quote], bool] | None = None,
            on_progress: Callable | None = None, on_update: Callable[[WatchUpdate], None] | None = None,
            on_retry: Callable | None = None, on_outcome: Callable[[ResumeOutcome], None] | None = None,
-           poll: PollPolicy | None = None, backends: Mapping[str, "Backend"] | None = None) -> list[ResumeOutcome]:
+           poll: PollPolicy | None = None, backends: Mapping[str, "Backend"] | None = None,
+           reopen: bool = False) -> list[ResumeOutcome]:
     """Finish what killed processes left: every ``store.pending_work()`` item, or one job.
+
+    ``reopen`` (with ``job_ref``): continue a *cancelled* job, where its backend can
+    (``backend.reopen``: the local backend, from the job's last checkpoint); a hosted
+    provider's cancel is final, so there it is an error.
 
     Each job is first claimed (:meth:`Store.claim`); one that another live process holds
     is skipped, so two ``ftc jobs resume`` at once never work on the same job. Then:
@@ -717,6 +722,8 @@ def resume(job_ref: str | None = None, *, store: "Store | None" = None, watch_jo
         if on_outcome is not None:
             on_outcome(o)
 
+    if reopen and job_ref is None:
+        raise UsageError("--reopen continues one cancelled job: give its id", hint="e.g. ftc jobs resume JOB --reopen")
     with _opened(store) as st:
         if job_ref is not None:
             job = st.get_job(job_ref)
@@ -746,6 +753,11 @@ def resume(job_ref: str | None = None, *, store: "Store | None" = None, watch_jo
                 job = st.get_job(job_id)
                 open_ops = [o for o in st.operations(job_id) if o.is_open]
                 try:
+                    if reopen and job.state == "cancelled":
+                        job = _reopen(st, backend_for(job.backend), job)
+                        done(ResumeOutcome(job_id, "reopened", job.state, "continues from its last checkpoint", job))
+                        to_watch.append(job_id)
+                        continue
                     if job.is_final and not open_ops:
                         done(ResumeOutcome(job_id, "skipped", job.state, f"already {job.state}", job))
                         continue
@@ -801,6 +813,18 @@ def resume(job_ref: str | None = None, *, store: "Store | None" = None, watch_jo
                 with contextlib.suppress(Exception):
                     st.release(job_id)
     return outcomes
+
+
+def _reopen(st: "Store", be: "Backend", job: "Job") -> "Job":
+    """A cancelled job running again, where its backend can continue one (``be.reopen``)."""
+    fn = getattr(be, "reopen", None)
+    if not callable(fn) or not job.provider_job_id:
+        raise UsageError(f"{job.id}: a cancelled {job.backend} job cannot be continued (the provider's cancel "
+                         "is final)", hint=f"Start a new job: ftc train SPEC --backend {job.backend}")
+    s = fn(job.provider_job_id)
+    state = getattr(s.state, "value", s.state)
+    return st.update_state(job.id, state if state not in ("succeeded", "failed", "cancelled") else "queued",
+                           force=True, error=None)
 
 
 # --------------------------------------------------------------------------- cancel and queries

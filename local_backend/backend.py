@@ -412,6 +412,31 @@ class LocalBackend:
                                           model_ref=str(p)))
         return sorted(out, key=lambda c: c.step or 0)
 
+    def reopen(self, provider_job_id: str) -> JobStatus:
+        """Continue a cancelled job from its last checkpoint (``ftc jobs resume JOB --reopen``):
+        the cancel marker goes, and a new worker resumes with the same data order, optimizer and
+        scheduler state. A job that did not end cancelled, or has no checkpoint, is refused."""
+        d = _jdir(provider_job_id)
+        fin = self._final(d)
+        if fin is None or fin.get("state") != "cancelled":
+            state = fin.get("state") if fin else "not finished"
+            raise UsageError(f"{provider_job_id} is {state}: only a cancelled job can be reopened",
+                             hint="A running job or one killed mid-run continues with `ftc jobs resume JOB`.")
+        if self._worker_alive(d):
+            raise UsageError(f"{provider_job_id}: its worker is still stopping", hint="Try again in a moment.")
+        ckpt = w.last_checkpoint_step(d / w.OUTPUT_DIR)
+        if ckpt is None:
+            raise UsageError(f"{provider_job_id} was cancelled before its first checkpoint: nothing to continue from",
+                             hint="Start it again with `ftc train SPEC --backend local`.")
+        (d / w.CANCEL_FILE).unlink(missing_ok=True)
+        prog = w.read_json(d / w.PROGRESS_FILE) or {}
+        prog.update(state="queued", error=None, updated_at=w.now_iso())
+        w.write_json(d / w.PROGRESS_FILE, prog, sync=True)
+        info = w.read_json(d / w.WORKER_FILE) or {}
+        w.append_event(d, f"reopened: continues from checkpoint {ckpt}", type="reopened", checkpoint_step=ckpt)
+        self._start_worker(d, restarts=int(info.get("restarts") or 0))  # a reopen is not a crash restart
+        return self.status(provider_job_id)
+
     def cancel(self, provider_job_id: str) -> JobStatus:
         """SIGTERM the worker (it saves a checkpoint and ends ``cancelled``); SIGKILL after
         ``cancel_grace_s``. A job that already ended is reported as it is."""

@@ -292,6 +292,18 @@ def test_cancel_a_running_job(prov, spec):
     assert [c["call"] for c in network_calls(prov)].count("cancel") == 1
 
 
+def test_a_cancelled_hosted_job_cannot_be_reopened(prov, spec):
+    register(prov)
+    job = J.submit(spec, "fake")
+    J.cancel(job.id)
+    calls = len(network_calls(prov))
+    (o,) = J.resume(job.id, reopen=True)
+    assert (o.action, o.state) == ("error", "cancelled") and "cannot be continued" in o.detail
+    assert len(network_calls(prov)) == calls  # nothing sent
+    with pytest.raises(UsageError, match="give its id"):
+        J.resume(reopen=True)
+
+
 def test_cancel_a_job_never_sent_needs_no_request(prov):
     register(prov)
     with Store() as st:

@@ -182,6 +182,37 @@ def test_cancel_stops_the_worker(tmp_path, tiny):
     assert w.last_checkpoint_step(d / w.OUTPUT_DIR) == prog["step"]  # saved where it stopped
     s = get_backend("local").status(job.provider_job_id)  # a cancelled job is never restarted
     assert s.state == JobState.CANCELLED and not (d / w.RESULT_FILE).exists()
+    assert [o.action for o in jobs.resume(job.id, poll=FAST)] == ["skipped"]  # ... unless asked to
+
+    # --reopen: it continues from the checkpoint where it stopped, to the end
+    stopped = prog["step"]
+    outcomes = jobs.resume(job.id, poll=FAST, reopen=True)
+    assert [(o.action, o.state) for o in outcomes][-1] == ("watched", "succeeded"), (d / w.LOG_FILE).read_text()[-3000:]
+    assert outcomes[0].action == "reopened"
+    evs = _events(job)
+    [reopened] = [e for e in evs if e["data"].get("type") == "reopened"]
+    assert reopened["data"]["checkpoint_step"] == stopped
+    [resumed] = [e for e in evs if e["data"].get("type") == "resumed"]
+    assert resumed["data"]["step"] == stopped
+    assert _progress(job)["step"] == 120 and (d / w.RESULT_FILE).exists()
+    assert w.read_json(d / w.WORKER_FILE)["restarts"] == 0  # a reopen is not counted as a crash
+    stored = jobs.show(job.id, refresh_status=False).job
+    assert stored.state == "succeeded" and stored.finished_at and Path(stored.fine_tuned_model).is_dir()
+    with pytest.raises(Exception, match="only a cancelled job"):
+        get_backend("local").reopen(job.provider_job_id)
+
+
+def test_a_job_cancelled_before_its_first_checkpoint_is_not_reopened(tmp_path, tiny):
+    spec = make_spec(tmp_path, tiny, n=24, epochs=5, batch_size=1, checkpoint_every=1000)
+    job = jobs.submit(spec, "local")
+    d = _dir(job)
+    pid = w.read_json(d / w.WORKER_FILE)["pid"]
+    jobs.cancel(job.id)  # at once: before training started, so no checkpoint
+    _reap_child(pid)
+    if w.last_checkpoint_step(d / w.OUTPUT_DIR) is not None:
+        pytest.skip("the worker reached a step before the cancel arrived")
+    (o,) = jobs.resume(job.id, poll=FAST, reopen=True)
+    assert o.action == "error" and "before its first checkpoint" in o.detail and o.state == "cancelled"
 
 
 def test_failing_run_reports_the_error(tmp_path, tiny):

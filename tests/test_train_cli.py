@@ -172,6 +172,9 @@ def test_cancel_and_resume_commands(ftc, prov, spec):
     assert r.code == 0 and r.json() == {"outcomes": []}
     r = ftc("jobs", "resume")
     assert r.code == 0 and "nothing to resume" in r.err
+    r = ftc("jobs", "resume", job_id, "--reopen", "--json")  # a hosted cancel is final
+    assert r.code == 1 and r.json()["outcomes"][0]["action"] == "error"
+    assert "cannot be continued" in r.json()["outcomes"][0]["detail"]
 
     job2 = ftc("train", spec, "--backend", "fake", "--yes", "--detach", "--json").json()["job"]["id"]
     r = ftc("jobs", "resume", "--json")  # the detached job: nobody watches it

@@ -413,14 +413,17 @@ def cancel_cmd(job, as_json) -> None:
 @click.option("--detach", is_flag=True, help="Settle and submit what was left, but do not watch the jobs.")
 @click.option("--budget", type=click.FloatRange(min=0), default=None,
               help="Budget in USD for a provider's quote (default: each spec's budget_usd).")
+@click.option("--reopen", is_flag=True,
+              help="Continue JOB although it was cancelled (local jobs: from the last checkpoint).")
 @_json_option
 @click.pass_context
-def resume_cmd(ctx, job, detach, budget, as_json) -> None:
+def resume_cmd(ctx, job, detach, budget, reopen, as_json) -> None:
     """Finish what interrupted ftc processes left: every unfinished job, or JOB.
 
     Uncertain submissions are reconciled with the provider (never a second job), jobs
     recorded but never sent are submitted, and running jobs are watched to their end.
     A job another live ftc process works on is skipped. Exit 1 when a job ended failed.
+    With --reopen, a cancelled local JOB continues from its last checkpoint.
     """
     from .. import jobs as J
     from .output import err, info, out
@@ -447,7 +450,7 @@ def resume_cmd(ctx, job, detach, budget, as_json) -> None:
 
     try:
         outcomes = J.resume(job, watch_jobs=not detach, budget=budget, on_update=on_update, on_retry=show_retry,
-                            on_outcome=on_outcome, confirm=None)
+                            on_outcome=on_outcome, confirm=None, reopen=reopen)
     finally:
         for v in view_holder.values():
             v.__exit__(None, None, None)
