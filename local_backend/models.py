@@ -333,8 +333,11 @@ def converted_gguf_dir(source: ModelSource) -> Path:
         t0 = time.monotonic()
         folder, fname = str(source.path.parent), source.path.name
         # transformers' GGUF reader draws its own tqdm bar, which disable_progress_bar() does not
-        # reach; it goes to a buffer, shown only if the conversion fails.
+        # reach; it goes to a buffer, shown only if the conversion fails. One line says instead
+        # what happens, since it takes a while (about 40 s for SmolLM2-135M on 2 CPU cores).
         stderr = sys.stderr
+        stderr.write(f"ftc: converting {source.path.name} once into {final} (later loads take a second)...\n")
+        stderr.flush()
         with contextlib.redirect_stderr(io.StringIO()) as noise:
             try:
                 tok = AutoTokenizer.from_pretrained(folder, gguf_file=fname)
@@ -361,9 +364,12 @@ def converted_gguf_dir(source: ModelSource) -> Path:
         del gmodel
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
+        seconds = round(time.monotonic() - t0, 1)
         (tmp / _COMPLETE).write_text(json.dumps({
-            "source": str(source.path), "ref": source.ref, "seconds": round(time.monotonic() - t0, 1),
+            "source": str(source.path), "ref": source.ref, "seconds": seconds,
         }, indent=2), encoding="utf-8")
+        stderr.write(f"ftc: converted {source.path.name} in {seconds:g} s\n")
+        stderr.flush()
 
     return _atomic_dir(final, build)
 

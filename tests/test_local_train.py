@@ -404,6 +404,7 @@ def test_smollm2_converts_once_and_trains(tmp_path, monkeypatch, capfd):
     assert (src.cache_dir / "model.safetensors").is_file() and (src.cache_dir / lm._COMPLETE).is_file()
     err = capfd.readouterr().err
     assert "GGUF tensors" not in err and "%|" not in err  # transformers' own tqdm bar stays hidden
+    assert f"converting {src.path.name} once" in err and f"converted {src.path.name} in" in err  # ftc's line instead
     stamp = (src.cache_dir / lm._COMPLETE).stat().st_mtime_ns
     assert lm.converted_gguf_dir(src) == src.cache_dir  # once: the second call converts nothing
     assert (src.cache_dir / lm._COMPLETE).stat().st_mtime_ns == stamp
