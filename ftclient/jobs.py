@@ -821,10 +821,11 @@ def _reopen(st: "Store", be: "Backend", job: "Job") -> "Job":
     if not callable(fn) or not job.provider_job_id:
         raise UsageError(f"{job.id}: a cancelled {job.backend} job cannot be continued (the provider's cancel "
                          "is final)", hint=f"Start a new job: ftc train SPEC --backend {job.backend}")
+    from .store import FINAL_STATES
+
     s = fn(job.provider_job_id)
     state = getattr(s.state, "value", s.state)
-    return st.update_state(job.id, state if state not in ("succeeded", "failed", "cancelled") else "queued",
-                           force=True, error=None)
+    return st.update_state(job.id, "queued" if state in FINAL_STATES else state, force=True, error=None)
 
 
 # --------------------------------------------------------------------------- cancel and queries

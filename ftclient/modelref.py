@@ -85,21 +85,15 @@ class ModelRef:
 @contextlib.contextmanager
 def _store(store: "Store | None") -> Iterator["Store | None"]:
     """The given store, else the default one if it exists (never creates one)."""
-    if store is not None:
-        yield store
-        return
     from .paths import store_path
 
-    if not store_path().exists():
+    if store is None and not store_path().exists():
         yield None
         return
-    from .store import Store
+    from .store import opened
 
-    s = Store()
-    try:
+    with opened(store) as s:
         yield s
-    finally:
-        s.close()
 
 
 def _job_ids(store: "Store | None") -> list[str]:

@@ -981,20 +981,28 @@ def get_counter(model_ref: str, *, tokenizer: str | None = None):
     return c
 
 
+def light_counter(folder: Path, source: str) -> "HFCounter | str":
+    """The exact counter from ``folder``'s ``tokenizer.json`` and chat template, torch-free
+    (:class:`LightTokenizer`); or, when that cannot be had, the reason why."""
+    try:
+        tok = LightTokenizer(folder)
+    except Exception as e:  # noqa: BLE001 - tokenizers missing or an unreadable file
+        return f"its tokenizer.json could not be read ({type(e).__name__})"
+    if tok.chat_template is None:
+        return "its tokenizer has no chat template"
+    c = HFCounter(tok, source)
+    c.basis = f"exact: the model's own tokenizer (tokenizer.json) and chat template ({source}), rendered offline"
+    return c
+
+
 def _load_hf_counter(src: str):
     """Exact counter from ``src``'s tokenizer: its ``tokenizer.json`` and chat template read
     without transformers (:class:`LightTokenizer`, fast and torch-free) when it has one, else
     transformers' AutoTokenizer (e.g. a sentencepiece-only tokenizer)."""
     folder = tokenizer_dir(src)
     if folder is not None and (folder / "tokenizer.json").is_file():
-        try:
-            light = LightTokenizer(folder)
-        except Exception:  # noqa: BLE001 - tokenizers missing or an unusual file: try transformers
-            light = None
-        if light is not None and light.chat_template:
-            c = HFCounter(light, src)
-            c.basis = (f"exact: the model's own tokenizer (tokenizer.json) and chat template ({src}), "
-                       "rendered offline")
+        c = light_counter(folder, src)
+        if not isinstance(c, str):
             return c
     try:
         from transformers import AutoTokenizer

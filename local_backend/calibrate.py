@@ -517,29 +517,21 @@ def tokenizer_folder(model_ref: str) -> Optional[Path]:
 def offline_counter(model_ref: str):
     """The token counter for a local model, torch-free: exact (its tokenizer.json + chat
     template) when on disk, else the labelled approximation of ``ftclient.tokens``."""
-    from ftclient.tokens import ApproxCounter, HFCounter, LightTokenizer
+    from ftclient.tokens import ApproxCounter, light_counter
 
     from .models import resolve_model
 
     src = resolve_model(model_ref)
     folder = tokenizer_folder(model_ref)
-    reason = None
     if folder is None:
         reason = ("its tokenizer is read from the model's one-time conversion, not done yet "
                   "(the first calibration or training does it)" if src.kind == "gguf"
                   else "no tokenizer.json in the model folder")
     else:
-        try:
-            tok = LightTokenizer(folder)
-        except Exception as e:  # noqa: BLE001 - an unreadable tokenizer means: approximate
-            tok, reason = None, f"its tokenizer.json could not be read ({type(e).__name__})"
-        if tok is not None and tok.chat_template is None:
-            reason = "its tokenizer has no chat template"
-        elif tok is not None:
-            c = HFCounter(tok, str(folder))
-            c.basis = (f"exact: the model's own tokenizer (tokenizer.json) and chat template ({src.ref}), "
-                       "rendered offline")
+        c = light_counter(folder, src.ref)
+        if not isinstance(c, str):
             return c
+        reason = c
     return ApproxCounter(f"local:{src.name}", reason=reason)
 
 

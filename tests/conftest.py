@@ -56,3 +56,21 @@ def banking77_train() -> Path:
     if not p.exists():
         pytest.skip("the banking77 data set is not beside the repository")
     return p
+
+
+@pytest.fixture
+def ftc_home(tmp_path, monkeypatch) -> Path:
+    """FTC_HOME in the test's own tmp_path."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("FTC_HOME", str(home))
+    return home
+
+
+@pytest.fixture
+def st(tmp_path, ftc_home):
+    """A job store of its own in tmp_path (FTC_HOME there too), closed afterwards."""
+    from ftclient.store import Store
+
+    s = Store(tmp_path / "ftc.db")
+    yield s
+    s.close()

@@ -7,11 +7,11 @@ resume from its checkpoint, cancel, and a run that fails.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,7 +22,7 @@ pytest.importorskip("peft")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tiny_model import local_backend_env, no_threads_left_behind, tiny  # noqa: F401  (fixtures)
-from tiny_model import dpo_records, sft_records, write_jsonl  # noqa: E402
+from tiny_model import dpo_records, sft_records, wait_for, write_jsonl  # noqa: E402
 
 from ftclient import jobs  # noqa: E402
 from ftclient.backends import JobState, get_backend  # noqa: E402
@@ -57,14 +57,7 @@ def _dir(job) -> Path:
     return job_dir(job.id)
 
 
-def _wait(pred, timeout=90.0, what="condition"):
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
+_wait = functools.partial(wait_for, timeout=90.0)
 
 
 def _progress(job) -> dict:

@@ -19,6 +19,7 @@ Trainer cannot reach it on CPU).
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -39,7 +40,7 @@ pytest.importorskip("accelerate")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tiny_model import local_backend_env, no_threads_left_behind, tiny  # noqa: F401  (fixtures)
-from tiny_model import sft_records, write_jsonl  # noqa: E402
+from tiny_model import sft_records, wait_for, write_jsonl  # noqa: E402
 
 from ftclient import jobs  # noqa: E402
 from ftclient.errors import ConfigError, SpecError  # noqa: E402
@@ -328,14 +329,7 @@ def _progress(d: Path) -> dict:
     return w.read_json(d / w.PROGRESS_FILE) or {}
 
 
-def _wait(pred, timeout=120.0, what="condition"):
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
+_wait = functools.partial(wait_for, timeout=120.0)
 
 
 def _reap(pid: int) -> None:

@@ -15,16 +15,7 @@ OA_BASE = "gpt-4o-mini-2024-07-18"
 OA_FT = f"ft:{OA_BASE}:acme::Ab12Cd"
 
 
-@pytest.fixture(autouse=True)
-def _env(tmp_path, monkeypatch):
-    monkeypatch.setenv("FTC_HOME", str(tmp_path / "home"))
-
-
-@pytest.fixture
-def st(tmp_path):
-    s = Store(tmp_path / "ftc.db")
-    yield s
-    s.close()
+pytestmark = pytest.mark.usefixtures("ftc_home")  # (st: a store of its own, from conftest)
 
 
 def finished(st: Store, backend: str, model: str, fine_tuned: str, provider_id: str):

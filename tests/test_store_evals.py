@@ -15,16 +15,7 @@ from ftclient.store import MIGRATIONS, EvalRun, Store, migrate, schema_version
 SECRET = "sk-proj-" + "Z9" * 20
 
 
-@pytest.fixture(autouse=True)
-def _env(tmp_path, monkeypatch):
-    monkeypatch.setenv("FTC_HOME", str(tmp_path / "home"))
-
-
-@pytest.fixture
-def st(tmp_path):
-    s = Store(tmp_path / "ftc.db")
-    yield s
-    s.close()
+pytestmark = pytest.mark.usefixtures("ftc_home")  # (st: a store of its own, from conftest)
 
 
 def put(st, run_id="eval-0123456789ab", **kw):

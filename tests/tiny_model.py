@@ -10,6 +10,7 @@ laptop CPU, which is all the tests need: they check plumbing, not quality.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -145,3 +146,14 @@ def local_backend_env(tmp_path, monkeypatch):
     register_backend("local", LocalBackend, replace=True)
     yield
     unregister_backend("local")
+
+
+def wait_for(pred, timeout: float = 90.0, what: str = "condition"):
+    """Poll ``pred`` until it returns something truthy (returned), or fail after ``timeout`` s."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -113,27 +113,28 @@ def estimate(file, model, epochs, method, adapter, calibrate, steps, batch_size,
                          max_seq_len=max_seq_len, spec=job, usd_per_hour=gpu_price_per_hour, prices=prices_file)
     within = None if budget is None or est.cost_usd is None else est.cost_usd <= budget
     if as_json:
-        from .output import emit_json
-
-        d = est.to_dict()
-        if budget is not None:
-            d["budget_usd"], d["within_budget"] = budget, within
-        emit_json(d)
+        _emit_with_budget(est.to_dict(), budget, within)
         return
     _render_local(est, budget, within)
 
 
+def _emit_with_budget(d: dict, budget, within) -> None:
+    """An estimate as JSON, with the budget and whether it holds when a budget was given."""
+    from .output import emit_json
+
+    if budget is not None:
+        d["budget_usd"], d["within_budget"] = budget, within
+    emit_json(d)
+
+
 def _estimate_hosted(file, model, epochs, method, adapter, budget, prices_file, as_json) -> None:
     from ..cost import estimate_cost
-    from .output import emit_json, out
+    from .output import out
 
     est = estimate_cost(file, model, epochs=epochs, method=method, adapter=adapter, prices=prices_file)
     within = None if budget is None else est.cost_usd <= budget
     if as_json:
-        d = est.to_dict()
-        if budget is not None:
-            d["budget_usd"], d["within_budget"] = budget, within
-        emit_json(d)
+        _emit_with_budget(est.to_dict(), budget, within)
         return
     from rich.table import Table
 
@@ -232,7 +233,7 @@ def _calibrate(file, model, epochs, method, adapter, batch_size, max_seq_len, gp
     from ..cost import _epochs, local_gpu_price
     from ..local_backend import calibrate as cal_mod
     from ..tokens import as_records
-    from .output import emit_json, progress
+    from .output import progress
 
     n = len(as_records(file))
     ep, ep_basis = _epochs(epochs, n)
@@ -250,9 +251,7 @@ def _calibrate(file, model, epochs, method, adapter, batch_size, max_seq_len, gp
         d = cal.to_dict()
         d.update(epochs=ep, epochs_basis=ep_basis, cost_usd=None if cost is None else round(cost, 4),
                  cost_basis=(cal.cost or {}).get("basis") or "your own machine: $0 (no price given)")
-        if budget is not None:
-            d["budget_usd"], d["within_budget"] = budget, within
-        emit_json(d)
+        _emit_with_budget(d, budget, within)
         return
     _render_calibration(cal, ep, ep_basis, cost, budget, within)
 
