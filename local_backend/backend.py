@@ -264,12 +264,12 @@ class LocalBackend:
         return SubmitResult(pjid, state=JobState.QUEUED, raw={"pid": pid, "job_dir": str(d)})
 
     def _start_worker(self, d: Path, *, restarts: int) -> int:
-        env = dict(os.environ)
+        env = w.child_env()
         env.setdefault("TOKENIZERS_PARALLELISM", "false")
         env.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         env["PYTHONUNBUFFERED"] = "1"
         with open(d / w.LOG_FILE, "ab") as log:
-            p = subprocess.Popen([self.python, "-m", "ftclient.local_backend.worker", str(d)],
+            p = subprocess.Popen(w.module_command(self.python, str(d)),
                                  stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                  start_new_session=True, env=env, close_fds=True)
         self._children[p.pid] = p

@@ -49,6 +49,7 @@ LOCK_FILE = "worker.lock"
 CANCEL_FILE = "cancel.requested"
 LOG_FILE = "train.log"
 OUTPUT_DIR = "output"
+MODULE = "ftclient.local_backend.worker"
 
 EXIT_LOCKED = 3
 """Exit code of a worker that found another worker on the same job directory."""
@@ -311,6 +312,26 @@ WORKER_PID_ENV = "FTC_WORKER_PID"
 PARENT_PID_ENV = "FTC_LAUNCHER_PID"
 
 
+def module_command(python: str, *args: str) -> list[str]:
+    """``python -P -m ftclient.local_backend.worker ARGS``: the worker, whatever the current directory.
+
+    ``python -m`` puts the current directory first on ``sys.path``; started from a source
+    checkout, its ``ftclient/`` folder (the core alone, without this package) would shadow
+    the installed one. ``-P`` (Python 3.11+) leaves the current directory off the path,
+    and the environment's ``PYTHONSAFEPATH`` (see :func:`child_env`) does the same for the
+    processes accelerate starts."""
+    return [python, "-P", "-m", MODULE, *args]
+
+
+def child_env(base: dict[str, str] | None = None, **extra: str) -> dict[str, str]:
+    """The environment of a process ftc starts: no current directory on its import path
+    (``PYTHONSAFEPATH``, inherited by every process it starts in turn)."""
+    env = dict(os.environ if base is None else base)
+    env["PYTHONSAFEPATH"] = "1"
+    env.update(extra)
+    return env
+
+
 def free_port() -> int:
     """A TCP port nobody listens on now (the ranks' rendezvous; two jobs never share one)."""
     import socket
@@ -342,7 +363,7 @@ def launch_command(job_dir: Path, plan: Any, port: int, config_file: Path, *, th
             "--machine_rank", "0", "--main_process_ip", "127.0.0.1", "--main_process_port", str(port),
             "--mixed_precision", cfg["mixed_precision"], "--dynamo_backend", "no",
             "--num_cpu_threads_per_process", str(threads),
-            "--module", "ftclient.local_backend.worker", "--rank", str(job_dir)]
+            "--module", MODULE, "--rank", str(job_dir)]
 
 
 def _threads_per_rank(n: int) -> int:
@@ -401,7 +422,7 @@ def _run_ranks(job_dir: Path, rep: Reporter, plan: Any, launcher: dict[str, Any]
     write_json(config_file, accelerate_config(plan, port))
     threads = _threads_per_rank(plan.num_processes)
     cmd = launch_command(job_dir, plan, port, config_file, threads=threads)
-    env = dict(os.environ, **{WORKER_PID_ENV: str(os.getpid()), "OMP_NUM_THREADS": str(threads)})
+    env = child_env(**{WORKER_PID_ENV: str(os.getpid()), "OMP_NUM_THREADS": str(threads)})
     print(f"{now_iso()} launching {plan.num_processes} training processes ({plan.describe_processes()}), "
           f"rendezvous on 127.0.0.1:{port}: {' '.join(cmd)}", flush=True)
     rep.event(f"launching {plan.num_processes} training processes: {plan.describe_processes()}", type="launched",
@@ -412,7 +433,7 @@ def _run_ranks(job_dir: Path, rep: Reporter, plan: Any, launcher: dict[str, Any]
         rep.event("cancelled before training started", type="cancelled")
         return 0
     # the launcher gets a parent-death signal (via --exec-child): a worker killed with -9 takes its ranks along
-    proc = subprocess.Popen([sys.executable, "-m", "ftclient.local_backend.worker", "--exec-child", "--", *cmd],
+    proc = subprocess.Popen(module_command(sys.executable, "--exec-child", "--", *cmd),
                             stdin=subprocess.DEVNULL, env=env, close_fds=True)
     launcher["proc"] = proc
     stop_sent = False

@@ -109,6 +109,50 @@ def test_submit_watch_chat(tmp_path, tiny):
     assert isinstance(reply.text, str) and reply.backend == "local" and reply.model == str(adapter)
 
 
+def test_the_worker_ignores_a_source_checkout_in_the_current_directory(tmp_path, tiny, monkeypatch):
+    # ftc started from a clone's root: its ftclient/ folder (the core alone) must not shadow
+    # the installed package in the worker (``python -m`` puts the current directory first).
+    checkout = tmp_path / "checkout"
+    (checkout / "ftclient").mkdir(parents=True)
+    (checkout / "ftclient" / "__init__.py").write_text('"""the core, without its backends"""\n')
+    monkeypatch.chdir(checkout)
+    spec = make_spec(tmp_path, tiny, n=4, epochs=1)
+    job = jobs.submit(spec, "local")
+    final = jobs.watch(job.id, poll=FAST)
+    log = (_dir(job) / w.LOG_FILE).read_text()
+    assert final.state == JobState.SUCCEEDED, (final.error, log[-2000:])
+    assert "No module named" not in log
+    cmd = w.module_command(sys.executable, "x")
+    assert cmd[:4] == [sys.executable, "-P", "-m", w.MODULE] and w.child_env({})["PYTHONSAFEPATH"] == "1"
+
+
+def test_the_worker_command_does_not_depend_on_the_current_directory(tmp_path):
+    # A non-editable install's layout (the core with its backends inside it) on the path,
+    # started from a source checkout whose ftclient/ folder is the core alone.
+    import shutil
+
+    repo = Path(__file__).resolve().parents[1]
+    site = tmp_path / "site" / "ftclient"
+    shutil.copytree(repo / "ftclient", site, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(repo / "local_backend", site / "local_backend", ignore=shutil.ignore_patterns("__pycache__"))
+    checkout = tmp_path / "checkout"
+    shutil.copytree(repo / "ftclient", checkout / "ftclient", ignore=shutil.ignore_patterns("__pycache__", "resources"))
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(site.parent)}
+
+    def run(cmd, env):  # -S: no site-packages, so only the copied layout can be found
+        import subprocess
+
+        return subprocess.run([cmd[0], "-S", *cmd[1:]], cwd=checkout, env=env,
+                              capture_output=True, text=True, timeout=60)
+
+    plain = run([sys.executable, "-m", w.MODULE], env)  # what ftc used to start: shadowed
+    assert "No module named 'ftclient.local_backend'" in plain.stderr
+    for cmd, child_env in ((w.module_command(sys.executable), env),  # -P alone
+                           ([sys.executable, "-m", w.MODULE], w.child_env(env))):  # as accelerate's ranks start
+        ours = run(cmd, child_env)
+        assert ours.returncode == 2 and "usage: python -m ftclient.local_backend.worker" in ours.stderr, ours.stderr
+
+
 def _ops(job):
     from ftclient.store import Store
 
