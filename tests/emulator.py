@@ -11,7 +11,7 @@
 It is a real HTTP/1.1 server (``ThreadingHTTPServer`` on 127.0.0.1, ephemeral port, in a
 background thread), so the official SDKs run unmodified, with their own transports
 (``httpx2`` for openai 3.x, ``httpx`` for together 3.x). Bodies are built to the shapes of
-the official OpenAPI documents in ../shared/specs/; ``check_responses`` proves it.
+the official OpenAPI documents (tests/specs/); ``check_responses`` proves it.
 
 Jobs advance one phase per ``retrieve`` (``advance="poll"``, the default) or by wall clock
 (``advance="time"``, ``seconds_per_phase``), or explicitly with ``emu.advance(job_id)`` /
