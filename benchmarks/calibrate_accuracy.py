@@ -40,7 +40,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-BANKING = ROOT.parent / "shared" / "datasets" / "banking77" / "train.csv"
+# banking77's full train.csv in ../shared/datasets/ when present, else the 964-row subset in tests/data/.
+_FULL = ROOT.parent / "shared" / "datasets" / "banking77" / "train.csv"
+BANKING = _FULL if _FULL.is_file() else ROOT / "tests" / "data" / "banking77" / "train_subset.csv"
 SYSTEM_PROMPT = "Route the customer's message to one intent. Answer with the intent name only."  # = ftclient.demo
 
 CHILD = r'''

@@ -31,7 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ftclient import tokens  # noqa: E402
 
-BANKING = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "banking77" / "train.csv"
+# banking77's full train.csv in ../shared/datasets/ when present, else the 964-row subset in tests/data/.
+_FULL = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "banking77" / "train.csv"
+BANKING = _FULL if _FULL.is_file() else (
+    Path(__file__).resolve().parents[1] / "tests" / "data" / "banking77" / "train_subset.csv")
 # Which model name ftc would see for each tokenizer (decides the approximation profile).
 PROFILE_MODEL = {
     "Llama-3 (template without preamble)": "together:meta-llama/Meta-Llama-3-8B-Instruct",
@@ -43,9 +46,7 @@ LLAMA31_PREAMBLE = "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 20
 
 
 def records(system: str) -> list[dict]:
-    here = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "banking77" / "train.csv"
-    path = here if here.exists() else BANKING
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(BANKING, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     return [
         {

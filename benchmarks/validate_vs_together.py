@@ -39,7 +39,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_SOURCE = HERE.parent.parent / "shared" / "datasets" / "banking77" / "train.csv"
+# banking77's full train.csv in ../shared/datasets/ when present, else the 964-row subset in tests/data/.
+_FULL = HERE.parent.parent / "shared" / "datasets" / "banking77" / "train.csv"
+DEFAULT_SOURCE = _FULL if _FULL.is_file() else HERE.parent / "tests" / "data" / "banking77" / "train_subset.csv"
 SYSTEM = "You are a banking support assistant. Classify the customer's message into one of 77 intents; answer with the intent name only."
 
 
@@ -118,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--size-mb", type=float, default=100)
     ap.add_argument("--out", type=Path, default=None, help="where to write the generated JSONL (default: a temp dir)")
-    ap.add_argument("--source", type=Path, default=DEFAULT_SOURCE, help="banking77 train.csv (default: ../shared/datasets/banking77)")
+    ap.add_argument("--source", type=Path, default=DEFAULT_SOURCE, help="banking77 train.csv (default: ../shared/datasets/banking77/train.csv, else tests/data/banking77/)")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--keep", action="store_true", help="keep the generated file")
     a = ap.parse_args(argv)

@@ -12,7 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 REPO = Path(__file__).resolve().parents[1]
-BANKING77 = REPO.parent / "shared" / "datasets" / "banking77"
+#: 964 real rows of BANKING77 (all 77 intents), CC BY 4.0: tests/data/banking77/README.md.
+BANKING77_TRAIN = REPO / "tests" / "data" / "banking77" / "train_subset.csv"
 
 
 class Ran:
@@ -52,10 +53,7 @@ def ftc_proc():
 
 @pytest.fixture
 def banking77_train() -> Path:
-    p = BANKING77 / "train.csv"
-    if not p.exists():
-        pytest.skip("the banking77 data set is not beside the repository")
-    return p
+    return BANKING77_TRAIN
 
 
 @pytest.fixture

@@ -4,9 +4,10 @@
     validate_response("openai", "GET", "/fine_tuning/jobs/{fine_tuning_job_id}", 200, body)
 
 ``spec_name`` is ``"openai"`` or ``"together"`` (the files ``<name>-openapi.yaml`` in
-``../shared/specs/`` beside the repository, or in ``$FTC_SPECS_DIR``), or a path to a
+``tests/specs/``: the parts of the official documents the tests use, cut by
+``tests/specs/subset.py``; or the full documents in ``$FTC_SPECS_DIR``), or a path to a
 YAML file. Each document is parsed once per process (libyaml's CSafeLoader when present:
-the OpenAI file is 3 MB) and then normalised from the OpenAPI dialect to plain JSON
+the full OpenAI file is 3 MB) and then normalised from the OpenAPI dialect to plain JSON
 Schema 2020-12 (see ``_normalise_schema``), and ``$ref``s are resolved against the whole
 document through a ``referencing`` registry.
 
@@ -29,11 +30,13 @@ from jsonschema.exceptions import ValidationError, best_match
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-REPO = Path(__file__).resolve().parents[1]
+#: The vendored subsets of the official documents (tests/specs/README.md).
+VENDORED = Path(__file__).resolve().parent / "specs"
 
 
 def specs_dir() -> Path:
-    return Path(os.environ.get("FTC_SPECS_DIR") or REPO.parent / "shared" / "specs")
+    """``$FTC_SPECS_DIR`` (e.g. the full published documents) or the vendored subsets."""
+    return Path(os.environ.get("FTC_SPECS_DIR") or VENDORED)
 
 
 # Where each provider's API lives, and which component describes its error bodies.
@@ -339,7 +342,3 @@ def has_response_schema(spec_name: str, method: str, path_template: str, status:
     except KeyError:
         return False
     return True
-
-
-def specs_available() -> bool:
-    return all((specs_dir() / f"{n}-openapi.yaml").exists() for n in ("openai", "together"))

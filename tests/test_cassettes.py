@@ -10,7 +10,7 @@ interaction must be played exactly once, and the neutral results (``JobStatus``,
 query and -- for JSON request bodies -- the body, so a cassette also pins what ftc sends.
 
 Also checked: every JSON response body in every cassette validates against the official
-OpenAPI document in ../shared/specs/ (the operation found from the recorded URL, error
+OpenAPI document (tests/specs/; the operation found from the recorded URL, error
 bodies against the error schema), and no cassette holds a key, a Bearer token, an
 organisation/project id or the emulator's account names.
 
@@ -47,9 +47,6 @@ from ftclient.providers.together import TogetherBackend  # noqa: E402
 from ftclient.retry import AmbiguousResult, AuthError, RetryExhausted, RetryPolicy, sdk_client_kwargs  # noqa: E402
 from ftclient.spec import parse_spec  # noqa: E402
 from ftclient.store import Store  # noqa: E402
-
-pytestmark = pytest.mark.skipif(not openapi_check.specs_available(),
-                                reason="../shared/specs/ is not beside the repository")
 
 OA_MODEL = "gpt-4.1-mini-2025-04-14"
 TG_MODEL = "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference"

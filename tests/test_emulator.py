@@ -13,14 +13,10 @@ import urllib.request
 
 import pytest
 
-import openapi_check
 from emulator import ProviderEmulator, drop_after_processing, hang, status
 
 openai = pytest.importorskip("openai")
 together = pytest.importorskip("together")
-
-pytestmark = pytest.mark.skipif(not openapi_check.specs_available(),
-                                reason="../shared/specs/ is not beside the repository")
 
 OA_MODEL = "gpt-4o-mini-2024-07-18"
 TG_MODEL = "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference"

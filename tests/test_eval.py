@@ -20,11 +20,10 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import openapi_check  # noqa: E402
 from compat_server import CompatServer, count_tokens, drop, prompt_tokens, status  # noqa: E402
 
 from ftclient.errors import DataError, UsageError  # noqa: E402
-from ftclient.evaluate import (  # noqa: E402
+from ftclient.evaluation import (  # noqa: E402
     RATE_SAFETY,
     SUMMARY_KEYS,
     Interrupted,
@@ -47,9 +46,6 @@ FAST = RetryPolicy(base=0.01, max_wait=0.05, deadline=30)
 CONTRACT = ["run_id", "model_ref", "backend", "model", "job_id", "base_model", "fine_tuned", "data", "data_sha256",
             "examples", "completed", "failed", "metric", "metrics", "latency_s", "tokens",
             "cost_per_1k_queries_usd", "cost_basis", "throughput_qps", "wall_s", "started_at", "finished_at", "notes"]
-
-needs_specs = pytest.mark.skipif(not openapi_check.specs_available(), reason="../shared/specs/ is not beside the repository")
-
 
 @pytest.fixture(autouse=True)
 def _env(tmp_path, monkeypatch):
@@ -95,7 +91,6 @@ def store_at(tmp_path: Path) -> Store:
 # --------------------------------------------------------------------------- hosted, through the SDK
 
 
-@needs_specs
 def test_hosted_eval_scores_and_measures(server, tmp_path):
     data, answers = dataset(tmp_path, n=12, wrong=(1, 6))
     server.answer, server.latency = answers, 0.02
@@ -128,7 +123,6 @@ def test_hosted_eval_scores_and_measures(server, tmp_path):
     assert server.check_responses() == 12
 
 
-@needs_specs
 def test_429_500_and_a_dropped_connection_are_retried(server, tmp_path):
     data, answers = dataset(tmp_path, n=8)
     server.answer = answers
@@ -248,7 +242,7 @@ def test_resume_after_ctrl_c_sends_only_the_missing_examples(server, tmp_path):
 def test_resume_after_kill_9(server, tmp_path):
     data, answers = dataset(tmp_path, n=14)
     server.answer, server.latency = answers, 0.15
-    code = ("import sys; from ftclient.evaluate import evaluate; "
+    code = ("import sys; from ftclient.evaluation import evaluate; "
             "evaluate(sys.argv[1], sys.argv[2], concurrency=2)")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     p = subprocess.Popen([sys.executable, "-c", code, ref(server), str(data)], env=env,

@@ -1,5 +1,6 @@
 """The OpenAPI schema checker used to hold the provider emulator (and cassettes) to the
-providers' official documents in ../shared/specs/."""
+providers' official documents (the vendored subsets in tests/specs/, or the full documents
+in $FTC_SPECS_DIR)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,6 @@ import pytest
 
 import openapi_check as oc
 from openapi_check import _normalise_schema, response_schema, validate_error, validate_response, validate_schema
-
-pytestmark = pytest.mark.skipif(not oc.specs_available(), reason="../shared/specs/ is not beside the repository")
 
 OA_JOB_PATH = "/fine_tuning/jobs/{fine_tuning_job_id}"
 TG_JOB_PATH = "/fine-tunes/{id}"
@@ -196,3 +195,81 @@ def test_normalisation_of_openapi_idioms(schema, good, bad):
         assert v.is_valid(g), (schema, g)
     for b in bad:
         assert not v.is_valid(b), (schema, b)
+
+
+# ----------------------------------------------------------------- the vendored documents
+
+
+def _vendored(name: str):
+    return oc.VENDORED / f"{name}-openapi.yaml"
+
+
+def _subset_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("specs_subset", oc.VENDORED / "subset.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_the_vendored_subsets_are_the_default(monkeypatch):
+    monkeypatch.delenv("FTC_SPECS_DIR", raising=False)
+    assert oc.specs_dir() == oc.VENDORED
+    for name in ("openai", "together"):
+        assert oc.spec_path(name) == _vendored(name) and _vendored(name).is_file()
+    monkeypatch.setenv("FTC_SPECS_DIR", "/elsewhere")
+    assert oc.spec_path("openai").parent.name == "elsewhere"
+
+
+@pytest.mark.parametrize("name", ["openai", "together"])
+def test_a_vendored_subset_is_closed_and_regenerates_to_itself(name):
+    # Every $ref (and discriminator target) resolves inside the subset, and cutting the
+    # subset again gives the same document: nothing it reaches was left out.
+    subset = _subset_script()
+    doc = oc.load_spec(_vendored(name))
+    assert subset.check(doc) > 50
+    assert subset.subset(doc, name) == doc
+    assert doc["components"]["schemas"], name
+
+
+def test_a_dangling_ref_is_found():
+    subset = _subset_script()
+    doc = copy.deepcopy(oc.load_spec(_vendored("together")))
+    doc["components"]["schemas"].pop("ErrorData")
+    with pytest.raises(KeyError, match="ErrorData"):
+        subset.check(doc)
+
+
+@pytest.mark.parametrize("name", ["openai", "together"])
+def test_every_emulator_operation_is_in_the_vendored_subset(name):
+    from emulator import ProviderEmulator
+
+    paths = oc.load_spec(_vendored(name))["paths"]
+    ops = 0
+    for method, _rx, _handler, tmpl in ProviderEmulator(name)._routes:
+        if tmpl is None:  # not a documented operation (Together's upload redirect, download)
+            continue
+        method, path = tmpl if isinstance(tmpl, tuple) else (method, tmpl)
+        assert method.lower() in paths.get(path, {}), f"{name}: {method} {path} is not vendored"
+        ops += 1
+    assert ops >= 8
+
+
+def test_the_vendored_subset_rejects_a_non_conforming_body(monkeypatch):
+    # Checked through the files themselves, so that an $FTC_SPECS_DIR cannot stand in.
+    monkeypatch.delenv("FTC_SPECS_DIR", raising=False)
+    oa, tg = str(_vendored("openai")), str(_vendored("together"))
+    validate_response(oa, "GET", OA_JOB_PATH, 200, OPENAI_JOB)
+    validate_response(tg, "GET", TG_JOB_PATH, 200, TOGETHER_JOB)
+    _raises(oa, "GET", OA_JOB_PATH, dict(OPENAI_JOB, status="done"), "$.status")
+    _raises(oa, "GET", "/fine_tuning/jobs", {"object": "list", "data": [dict(OPENAI_JOB, seed="42")],
+                                              "has_more": False}, "$.data[0].seed")
+    _raises(tg, "GET", TG_JOB_PATH, dict(TOGETHER_JOB, n_epochs="3"), "$.n_epochs")
+    with pytest.raises(AssertionError):
+        validate_error(tg, {"message": "nope"})
+    # A request body, too (Together's create schema, reached through its $refs).
+    create = "#/paths/~1fine-tunes/post/requestBody/content/application~1json/schema"
+    validate_schema(tg, create, {"training_file": "file-1", "model": "m"})
+    with pytest.raises(AssertionError, match="n_epochs"):
+        validate_schema(tg, create, {"training_file": "file-1", "model": "m", "n_epochs": "three"})

@@ -25,9 +25,6 @@ from ftclient.retry import AmbiguousResult, AuthError, RetryExhausted, RetryPoli
 from ftclient.spec import parse_spec  # noqa: E402
 from ftclient.store import Store  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not openapi_check.specs_available(),
-                                reason="../shared/specs/ is not beside the repository")
-
 MODEL = "gpt-4.1-mini-2025-04-14"
 BEFORE = date(2026, 11, 22)
 CREATE = r"/fine_tuning/jobs$"

@@ -40,9 +40,6 @@ from ftclient.retry import AmbiguousResult, AuthError, RetryExhausted, RetryPoli
 from ftclient.spec import parse_spec  # noqa: E402
 from ftclient.store import Store  # noqa: E402
 
-needs_specs = pytest.mark.skipif(not openapi_check.specs_available(),
-                                 reason="../shared/specs/ is not beside the repository")
-
 MODEL = "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference"
 TOKEN = "0123abcd" + "f" * 24
 CREATE = r"/v1/fine-tunes$"
@@ -261,7 +258,6 @@ def test_preflight(data, monkeypatch):
 # --------------------------------------------------------------------------- through the SDK
 
 
-@needs_specs
 @pytest.mark.parametrize("variant", ["lora-sft", "full-dpo"])
 def test_create_request_on_the_wire(emu, data, store, variant):
     if variant == "lora-sft":

@@ -226,10 +226,6 @@ def test_a_real_process_has_no_traceback(ftc_proc, tmp_path, spec):
 def openai_emu(monkeypatch):
     """The real OpenAIBackend (the openai SDK) against the local OpenAI emulator, via the environment."""
     pytest.importorskip("openai")
-    import openapi_check
-
-    if not openapi_check.specs_available():
-        pytest.skip("../shared/specs/ is not beside the repository")
     from emulator import ProviderEmulator
 
     from ftclient.providers.openai import OpenAIBackend
@@ -291,10 +287,6 @@ def test_end_to_end_budget_exceeded_sends_no_request(ftc, openai_emu, tmp_path):
 def together_emu(monkeypatch):
     """The real TogetherBackend (the together SDK) against the local Together emulator."""
     pytest.importorskip("together")
-    import openapi_check
-
-    if not openapi_check.specs_available():
-        pytest.skip("../shared/specs/ is not beside the repository")
     from emulator import ProviderEmulator
 
     from ftclient.providers.together import TogetherBackend
