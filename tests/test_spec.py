@@ -118,3 +118,18 @@ def test_cli_spec_init_and_check(ftc, tmp_path):
     p.write_text(p.read_text().replace("  epochs: 3", "  epochz: 3"))
     r = ftc("spec", "check", p)
     assert r.code == 2 and "did you mean 'hyperparameters.epochs'" in r.err
+
+
+def test_readme_shows_exactly_what_spec_init_writes(ftc, tmp_path):
+    """The README's "The job spec" section shows the file `ftc spec init` writes, byte for byte."""
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## The job spec"):]
+    section = section[: section.index("\n## ", 1)]
+    m = re.search(r"`ftc spec init` writes this[^\n]*\n\n```yaml\n(.*?)```\n", section, re.S)
+    assert m, "the README's job spec section has no yaml block after `ftc spec init` writes this"
+    out = tmp_path / "job.yaml"
+    r = ftc("spec", "init", out)
+    assert r.code == 0
+    assert m.group(1) == out.read_text(encoding="utf-8")
