@@ -11,11 +11,32 @@ import sys
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
+
+#: The width tables are laid out at when the output is not a terminal (a pipe, a file, a
+#: log): wide enough that no name is wrapped or cropped; a table is only as wide as its
+#: content, so nothing is padded to this width.
+PIPE_WIDTH = 4096
+
+
+class _Console(Console):
+    """A rich Console that, writing to something that is not a terminal, lays tables out at
+    :data:`PIPE_WIDTH` instead of 80 columns, so names are never split mid-word or cut in a
+    pipe or a log. ``COLUMNS`` set in the environment still wins; a terminal keeps its own
+    width."""
+
+    def _size(self) -> ConsoleDimensions:
+        dims = Console.size.fget(self)  # type: ignore[attr-defined]
+        if self._width is None and not self.is_terminal and not self._environ.get("COLUMNS", "").isdigit():
+            return ConsoleDimensions(PIPE_WIDTH, dims.height)
+        return dims
+
+    size = property(_size, Console.size.fset)  # type: ignore[assignment,attr-defined]
+
 
 # stdout for results, stderr for everything else.
-out = Console(soft_wrap=False)
-err = Console(stderr=True)
+out = _Console(soft_wrap=False)
+err = _Console(stderr=True)
 
 
 def emit_json(obj: Any) -> None:
