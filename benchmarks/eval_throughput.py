@@ -48,7 +48,7 @@ def make_data(path: Path, n: int) -> dict:
 def run_once(args, data: Path, answers: dict, *, paced: bool) -> dict:
     from compat_server import CompatServer
 
-    from ftclient.evaluate import evaluate
+    from ftclient.evaluation import evaluate
     from ftclient.retry import RetryPolicy
     from ftclient.store import Store
 

@@ -1,14 +1,35 @@
 """ftclient: one provider-neutral spec for preparing data, estimating cost and fine-tuning.
 
-The Python API mirrors the CLI; names are imported lazily so that ``import ftclient``
-stays fast and never pulls heavy libraries.
+The Python API mirrors the CLI (see the README's "Python API"):
+
+* spec: :class:`JobSpec`, :func:`load_spec`
+* data: :func:`prepare`, :func:`validate_file`
+* tokens and cost: :func:`count_tokens`, :func:`estimate_cost`, :func:`compare_costs`,
+  :func:`load_catalogue`
+* jobs: :func:`submit`, :func:`watch`, :func:`resume`, :func:`chat`, :func:`get_backend`,
+  :class:`Store`
+* evaluation and the report: :func:`parse_model_ref`, :func:`evaluate`, :func:`build_report`,
+  :func:`write_report`, :func:`run_demo`
+* the errors to catch: :class:`FtcError` (every error ftc reports, with ``message``,
+  ``hint`` and ``exit_code``) and its subclasses :class:`DataError`, :class:`UsageError`,
+  :class:`SpecError`, :class:`ConfigError`, :class:`BudgetExceeded`, :class:`Declined`,
+  :class:`Interrupted`, :class:`ProviderError`, :class:`AuthError`,
+  :class:`RequestRejected`, :class:`RetryExhausted`, :class:`AmbiguousResult`,
+  :class:`StoreError`, :class:`DuplicateSubmission`.
+
+The names are imported lazily, on first use, so that ``import ftclient`` stays fast and
+never pulls heavy libraries (torch, transformers, the provider SDKs, matplotlib). Type
+checkers and IDEs see them through the imports under ``TYPE_CHECKING`` below.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
-_API = {
+#: Each public name -> the module that defines it.
+_API: dict[str, str] = {
     # spec
     "JobSpec": "ftclient.spec",
     "load_spec": "ftclient.spec",
@@ -29,18 +50,89 @@ _API = {
     "Store": "ftclient.store",
     # evaluation and the report
     "parse_model_ref": "ftclient.modelref",
-    "evaluate": "ftclient.evaluate",
+    "evaluate": "ftclient.evaluation",
     "build_report": "ftclient.report",
     "write_report": "ftclient.report",
     "run_demo": "ftclient.demo",
+    # errors
+    "FtcError": "ftclient.errors",
+    "DataError": "ftclient.errors",
+    "UsageError": "ftclient.errors",
+    "SpecError": "ftclient.errors",
+    "ConfigError": "ftclient.errors",
+    "BudgetExceeded": "ftclient.errors",
+    "Interrupted": "ftclient.errors",
+    "Declined": "ftclient.jobs",
+    "ProviderError": "ftclient.retry",
+    "AuthError": "ftclient.retry",
+    "RequestRejected": "ftclient.retry",
+    "RetryExhausted": "ftclient.retry",
+    "AmbiguousResult": "ftclient.retry",
+    "StoreError": "ftclient.store",
+    "DuplicateSubmission": "ftclient.store",
 }
 
-__all__ = ["__version__", *_API]
+if TYPE_CHECKING:  # pragma: no cover - what type checkers and IDEs read; keep in step with _API
+    from .backends import get_backend as get_backend
+    from .cost import compare_costs as compare_costs
+    from .cost import estimate_cost as estimate_cost
+    from .data.prepare import prepare as prepare
+    from .demo import run_demo as run_demo
+    from .errors import BudgetExceeded as BudgetExceeded
+    from .errors import ConfigError as ConfigError
+    from .errors import DataError as DataError
+    from .errors import FtcError as FtcError
+    from .errors import Interrupted as Interrupted
+    from .errors import SpecError as SpecError
+    from .errors import UsageError as UsageError
+    from .evaluation import evaluate as evaluate
+    from .jobs import Declined as Declined
+    from .jobs import chat as chat
+    from .jobs import resume as resume
+    from .jobs import submit as submit
+    from .jobs import watch as watch
+    from .modelref import parse_model_ref as parse_model_ref
+    from .prices import load_catalogue as load_catalogue
+    from .report import build_report as build_report
+    from .report import write_report as write_report
+    from .retry import AmbiguousResult as AmbiguousResult
+    from .retry import AuthError as AuthError
+    from .retry import ProviderError as ProviderError
+    from .retry import RequestRejected as RequestRejected
+    from .retry import RetryExhausted as RetryExhausted
+    from .spec import JobSpec as JobSpec
+    from .spec import load_spec as load_spec
+    from .store import DuplicateSubmission as DuplicateSubmission
+    from .store import Store as Store
+    from .store import StoreError as StoreError
+    from .tokens import count_tokens as count_tokens
+    from .validation import validate_file as validate_file
+
+# A literal list, so that static analysers read it (tests check it matches _API).
+__all__ = [
+    "__version__",
+    "JobSpec", "load_spec",
+    "prepare", "validate_file",
+    "count_tokens", "estimate_cost", "compare_costs", "load_catalogue",
+    "submit", "watch", "resume", "chat", "get_backend", "Store",
+    "parse_model_ref", "evaluate", "build_report", "write_report", "run_demo",
+    "FtcError", "DataError", "UsageError", "SpecError", "ConfigError", "BudgetExceeded", "Interrupted",
+    "Declined", "ProviderError", "AuthError", "RequestRejected", "RetryExhausted", "AmbiguousResult",
+    "StoreError", "DuplicateSubmission",
+]
 
 
-def __getattr__(name: str):
-    if name in _API:
-        import importlib
+def __getattr__(name: str) -> Any:
+    module = _API.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ftclient' has no attribute {name!r}")
+    import importlib
 
-        return getattr(importlib.import_module(_API[name]), name)
-    raise AttributeError(f"module 'ftclient' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    # The public names and the module's own dunders; not the helpers of this file.
+    return sorted(set(__all__) | {k for k in globals() if k.startswith("__") and k.endswith("__")})

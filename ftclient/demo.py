@@ -288,7 +288,7 @@ def run_demo(
         write_json_atomic(out / "demo.json", result.to_dict())
         return result
 
-    from .evaluate import evaluate
+    from .evaluation import evaluate
     from .report import build_report, job_infos, write_report
     from .store import Store
 

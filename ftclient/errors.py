@@ -46,3 +46,10 @@ class BudgetExceeded(FtcError):
     """The estimate is above the budget; nothing was sent (exit 1)."""
 
     exit_code = 1
+
+
+class Interrupted(FtcError):
+    """Ctrl-C stopped a submission, a watch or an evaluation; what was done is recorded and
+    the same call (or ``ftc jobs resume``) picks it up again (exit 130)."""
+
+    exit_code = 130

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from .errors import BudgetExceeded, DataError, FtcError, UsageError
+from .errors import Interrupted as _Interrupted
 
 if TYPE_CHECKING:  # pragma: no cover
     from .backends import Backend, JobEvent, JobStatus
@@ -76,7 +77,7 @@ class Declined(FtcError):
     exit_code = 1
 
 
-class Interrupted(FtcError):
+class Interrupted(_Interrupted):
     """Ctrl-C while ftc was submitting or watching; the job itself is left as it is (exit 130)."""
 
     exit_code = 130

@@ -1,7 +1,6 @@
 """The comparison report: eval runs side by side, with a recommendation for a volume.
 
-    report = build_report([run.summary for run in runs], jobs={job_id: job_info},
-                          queries_per_month=10_000)
+    report = build_report([run.summary for run in runs], queries_per_month=10_000)
     write_report(report, "report/")     # report.md, report.json, report.png
 
 Each eval run (the summary dict ``ftc eval`` stores) becomes one *option*: its score,
@@ -236,12 +235,17 @@ def build_report(
     tolerance: float = DEFAULT_TOLERANCE,
     self_host_gpu: str = DEFAULT_SELF_HOST_GPU,
     gpu_price_per_hour: float | None = None,
+    store: Any = None,
 ) -> Report:
-    """Compare eval runs (their summary dicts) at ``queries_per_month``.
+    """Compare eval runs (their summary dicts, as :func:`ftclient.evaluate` returns them) at
+    ``queries_per_month``.
 
-    ``jobs`` maps a job id to that job's fields (``ftclient.store.Job.to_dict()``: backend,
-    state, estimate_usd, cost_so_far_usd, created_at, finished_at, ...) plus, for a local
-    job, ``result`` (its ``result.json``: ``wall_s``, ``total_wall_s``). ``prices``: a
+    The training cost and time of a fine-tuned model come from the job its run names. By
+    default those jobs are read from the job store (``store``, else the one under
+    ``FTC_HOME``; see :func:`job_infos`). ``jobs`` gives them instead: a job id -> that job's
+    fields (``ftclient.store.Job.to_dict()``: backend, state, estimate_usd, cost_so_far_usd,
+    created_at, finished_at, ...) plus, for a local job, ``result`` (its ``result.json``:
+    ``wall_s``, ``total_wall_s``); ``jobs={}`` looks nothing up. ``prices``: a
     Catalogue or a prices file (default: the bundled catalogue, $FTC_PRICES). ``today``
     decides which retirement dates have passed. ``self_host_gpu`` is the GPU offer that
     prices self-hosted serving; ``gpu_price_per_hour`` overrides its price.
@@ -268,9 +272,10 @@ def build_report(
     gpu = cat.gpu(self_host_gpu)
     if gpu.spec is None:
         raise ConfigError(f"{gpu.ref}: no GPU spec in the catalogue", hint="Add it under gpu_specs.")
-    jobs = jobs or {}
 
     summaries = [_check_summary(r, i) for i, r in enumerate(runs)]
+    if jobs is None:
+        jobs = _stored_jobs(summaries, store)
     warnings: list[dict[str, str]] = []
     seen: dict[str, int] = {}
     unique = []
@@ -369,6 +374,23 @@ def job_infos(store: Any, summaries: list[dict]) -> dict[str, dict]:
                 pass
         out[jid] = d
     return out
+
+
+def _stored_jobs(summaries: list[dict], store: Any) -> dict[str, dict]:
+    """:func:`job_infos` for the jobs the runs name, from ``store`` or the default job store
+    (not created when it does not exist yet: then no job is known)."""
+    if not any(s.get("job_id") for s in summaries):
+        return {}
+    if store is not None:
+        return job_infos(store, summaries)
+    from .paths import STORE_FILE, ftc_home
+    from .store import Store
+
+    path = ftc_home(create=False) / STORE_FILE
+    if not path.is_file():
+        return {}
+    with Store(path) as st:
+        return job_infos(st, summaries)
 
 
 def _check_summary(r: Mapping[str, Any], i: int) -> dict[str, Any]:

@@ -94,7 +94,7 @@ def eval_() -> None:
 def run_cmd(model_ref, data_path, metric, concurrency, max_examples, rpm, tpm, max_tokens, temperature, batch_size,
             gpu_price_per_hour, gpu, fresh, as_json) -> None:
     """Evaluate MODEL_REF on --data (the default command of `ftc eval`)."""
-    from ..evaluate import evaluate
+    from ..evaluation import evaluate
     from .output import err, warn
 
     bar_state: dict[str, Any] = {}

@@ -1,6 +1,6 @@
 """Evaluate a model on held-out chat data: quality, latency, tokens, throughput, cost per 1K queries.
 
-    from ftclient.evaluate import evaluate
+    from ftclient.evaluation import evaluate
     summary = evaluate("openai:gpt-4o-mini", "data/eval.jsonl", metric="label", rpm=500)
 
 The Python API behind ``ftc eval`` (docs/eval.md). Steps:
@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from .errors import ConfigError, DataError, FtcError, UsageError
+from .errors import Interrupted as _Interrupted
 
 if TYPE_CHECKING:  # pragma: no cover
     from .modelref import ModelRef
@@ -91,7 +92,7 @@ _KEY_ENVS = {"openai": "OPENAI_API_KEY", "together": "TOGETHER_API_KEY",
              "openai-compatible": "OPENAI_COMPATIBLE_API_KEY"}
 
 
-class Interrupted(FtcError):
+class Interrupted(_Interrupted):
     """The evaluation was interrupted; what was answered is stored (exit 130)."""
 
     exit_code = 130
