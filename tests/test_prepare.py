@@ -286,3 +286,62 @@ def test_banking77(tmp_path):
     assert r["pii"]["total"] == 0  # amounts, dates and "last 4 digits" are not PII
     assert 0.98 * len(rows) < r["counts"]["kept"] <= len(rows)
     assert all(v["train"] >= 1 and v["eval"] >= 1 for v in r["labels"]["per_label"].values())
+
+
+# --- split sizes against the providers' minimums ----------------------------------------
+
+
+def _size_warning(report: dict) -> str | None:
+    return next((w for w in report["warnings"] if "too few for" in w), None)
+
+
+def test_a_split_too_small_for_a_provider_is_warned_about_with_the_fix(tmp_path, capsys):
+    """45 labelled rows: the default 10% eval set is below OpenAI's minimum per file; prepare
+    says so (stderr, report.json, --json) and its --eval-fraction fix works."""
+    from ftclient.validation import validate_file
+    from ftclient.validation.openai import OpenAIChecker
+
+    least = OpenAIChecker.min_examples  # what `ftc data validate --provider openai` enforces
+    src = write_csv(tmp_path / "t.csv", labelled_rows({f"intent_{k}": 9 for k in range(5)}))
+    code, out, err = run_cli("data", "prepare", str(src), "--out-dir", str(tmp_path / "a"), "--json", capsys=capsys)
+    assert code == 0
+    rep = json.loads(out)
+    assert rep == json.loads((tmp_path / "a" / "report.json").read_text(encoding="utf-8"))
+    n_eval = rep["counts"]["eval"]
+    assert n_eval < least
+    assert not validate_file(tmp_path / "a" / "eval.jsonl", "openai").ok  # the problem is real
+    w = _size_warning(rep)
+    assert w is not None and f"eval.jsonl has {n_eval} example(s)" in w and f"openai (at least {least}" in w
+    assert "together" not in w and "local" not in w  # their minimum is met
+    assert "warning: " in err and "--eval-fraction" in err
+    assert rep["provider_minimums"]["openai"] == {"min_examples": least, "train_ok": True, "eval_ok": False}
+    assert rep["provider_minimums"]["together"]["eval_ok"] is True
+    # the suggested fraction does what it says
+    import re
+
+    m = re.search(r"--eval-fraction ([0-9.]+) \(train (\d+), eval (\d+)\)", w)
+    assert m, w
+    fixed = prepare(src, tmp_path / "b", eval_fraction=float(m.group(1))).to_dict()
+    assert (fixed["counts"]["train"], fixed["counts"]["eval"]) == (int(m.group(2)), int(m.group(3)))
+    assert fixed["counts"]["eval"] >= least and _size_warning(fixed) is None
+    assert all(v["train_ok"] and v["eval_ok"] for v in fixed["provider_minimums"].values())
+    assert validate_file(tmp_path / "b" / "eval.jsonl", "openai").ok
+
+
+def test_too_few_records_for_any_split_says_to_add_records(tmp_path):
+    src = write_csv(tmp_path / "t.csv", [(f"question {i} with its own words", f"answer {i} differs") for i in range(15)],
+                    header=("prompt", "answer"))
+    r = prepare(src, tmp_path / "o").to_dict()
+    w = _size_warning(r)
+    assert w is not None and "add records" in w and "--eval-fraction 0" in w
+    assert r["provider_minimums"]["openai"]["train_ok"] is True  # 13 or 14 of 15
+    tiny = prepare(src, tmp_path / "p", eval_fraction=0).to_dict()
+    assert any("eval.jsonl is empty" in x and "data.eval" in x for x in tiny["warnings"])
+    assert _size_warning(tiny) is None  # 15 to train on is enough everywhere
+
+
+def test_enough_records_give_no_size_warning(tmp_path):
+    src = write_csv(tmp_path / "t.csv", labelled_rows({f"intent_{k}": 40 for k in range(5)}))
+    r = prepare(src, tmp_path / "o").to_dict()
+    assert _size_warning(r) is None and not any("eval.jsonl is empty" in w for w in r["warnings"])
+    assert all(v["train_ok"] and v["eval_ok"] for v in r["provider_minimums"].values())

@@ -61,6 +61,9 @@ class PrepareReport:
     split: dict
     near_dup: dict
     outputs: dict
+    provider_minimums: dict = field(default_factory=dict)
+    """``{provider: {min_examples, train_ok, eval_ok}}``: each file against the least number
+    of examples the provider's validation takes in a file (``ftc data validate``)."""
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -249,6 +252,8 @@ def _run(src: Path, out: Path, fmt, spool, *, system, eval_fraction, seed, redac
     n_eval = sum(is_eval)
     if kept == 1 and eval_fraction > 0:
         warnings.append("only one usable record: it goes to train and eval.jsonl is empty")
+    minimums, small = _size_checks(kept, n_eval, eval_fraction, seed, labels.per_record if labelled else None)
+    warnings += small
 
     train_path, eval_path, report_path = out / "train.jsonl", out / "eval.jsonl", out / "report.json"
     order = array("l", range(kept))
@@ -296,6 +301,7 @@ def _run(src: Path, out: Path, fmt, spool, *, system, eval_fraction, seed, redac
             "rows": near.rows if near else None,
         },
         outputs={"train": str(train_path), "eval": str(eval_path), "report": str(report_path)},
+        provider_minimums=minimums,
         warnings=warnings,
     )
     if log:
@@ -312,6 +318,69 @@ def _run(src: Path, out: Path, fmt, spool, *, system, eval_fraction, seed, redac
         json.dump(report.to_dict(), fr, indent=2, ensure_ascii=False)
         fr.write("\n")
     return report
+
+
+def provider_minimums() -> dict[str, int]:
+    """The least number of examples each provider's validation takes in a file, as
+    ``ftc data validate`` enforces it (the same for a training and an eval file)."""
+    from ..validation.engine import PROVIDERS, make_checker
+
+    return {p: int(getattr(make_checker(p, None, None), "min_examples", 1) or 1) for p in PROVIDERS}
+
+
+# Above this many records the eval count of a candidate fraction is computed, not drawn.
+_SIMULATE_MAX = 200_000
+
+
+def _size_checks(kept: int, n_eval: int, eval_fraction: float, seed: int,
+                 labels: Any) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Each file against every provider's minimum, and a warning (with the fix: an
+    ``--eval-fraction`` that satisfies them, or what else to do) when one is too small."""
+    from .split import eval_size
+
+    mins = provider_minimums()
+    n_train = kept - n_eval
+    table = {p: {"min_examples": m, "train_ok": n_train >= m, "eval_ok": n_eval >= m} for p, m in mins.items()}
+    warnings: list[str] = []
+    no_eval = n_eval == 0 and (eval_fraction == 0 or kept == 1)  # said apart (or chosen): not a size problem
+    if n_eval == 0 and eval_fraction == 0:
+        warnings.append("eval.jsonl is empty (--eval-fraction 0): leave data.eval out of the job spec "
+                        "(`ftc spec init` names it); an empty file fails every provider's check")
+    short_train = {p: m for p, m in mins.items() if n_train < m}
+    short_eval = {} if no_eval else {p: m for p, m in mins.items() if n_eval < m}
+    short = {**short_train, **short_eval}
+    if not short:
+        return table, warnings
+    files = ([f"train.jsonl has {n_train} example(s)"] if short_train else []) + \
+            ([f"eval.jsonl has {n_eval} example(s)"] if short_eval else [])
+    whom = " and ".join(f"{p} (at least {m} in each file it is given, train and eval)" for p, m in short.items())
+    need = max(short.values())
+
+    def counts(f: float) -> tuple[int, int]:
+        if labels is None or kept > _SIMULATE_MAX:
+            e = eval_size(kept, f)
+        else:
+            e = sum(assign_split(labels, kept, f, seed))
+        return kept - e, e
+
+    fix = None
+    if not (short_train and eval_fraction == 0):  # else the eval share is not what is short
+        for k in sorted(range(1, 100), key=lambda k: (abs(k / 100 - eval_fraction), k)):
+            t, e = counts(k / 100)
+            if t >= need and e >= need:
+                fix = f"rerun with --eval-fraction {k / 100:g} (train {t}, eval {e})"
+                if short_eval and not short_train:
+                    fix += ", or leave data.eval out of the job spec"
+                break
+    if fix is None:
+        if kept >= need:
+            fix = (f"add records ({2 * need} in all: {need} to train on and {need} to evaluate), or rerun with "
+                   "--eval-fraction 0 and leave data.eval out of the job spec")
+        else:
+            fix = f"add records: {need} are needed to train on"
+    warnings.append(f"{' and '.join(files)}: too few for {whom}; `ftc data validate` and `ftc train` would "
+                    f"refuse it. To fix it: {fix}")
+    return table, warnings
 
 
 def _messages(rec: dict) -> list[dict]:
