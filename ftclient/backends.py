@@ -52,6 +52,12 @@ __all__ = [
     "register_backend",
     "unregister_backend",
     "to_datetime",
+    "readiness",
+    "check_ready",
+    "missing_requirements",
+    "missing_key",
+    "require_modules",
+    "install_line",
 ]
 
 log = logging.getLogger("ftclient.backends")
@@ -310,7 +316,102 @@ PROTOCOL_METHODS = tuple(m for m in vars(Backend) if not m.startswith("_") and c
 Optional, looked up with ``getattr`` by :func:`ftclient.jobs.plan`: ``describe_run(spec) ->
 [(what, value), ...]`` -- rows about the run for the plan table (the local backend's device,
 precision, batch, checkpoints) -- and ``uploads_files`` (default True; False when the
-backend reads the data in place, so the plan lists no uploads)."""
+backend reads the data in place, so the plan lists no uploads).
+
+Optional, what the backend needs to run (checked by :func:`missing_requirements` and
+:func:`missing_key` before anything is recorded; see :func:`readiness`):
+
+* ``requires``: the top-level modules it imports when it works (``("openai",)``), found
+  with ``importlib.util.find_spec`` (nothing is imported);
+* ``install_extra``: the ftclient extra that installs them (``"hosted"``), for the
+  install line ``pip install "ftclient[hosted]"``;
+* ``key_env``: the environment variable of its API key (empty or absent: no key), and
+  ``key_name``: the name the key is stored under (``ftc keys set NAME``; default ``name``);
+* ``needs_key()``: False when this instance needs no key after all (e.g. built with a
+  ready client); default: it needs one when ``key_env`` is set."""
+
+
+# --------------------------------------------------------------------------- requirements
+
+
+def _module_missing(module: str) -> bool:
+    """True when ``module`` cannot be found (nothing is imported; a parent package may be)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is None
+    except (ImportError, ValueError):  # a parent missing, a blocked import, a broken __spec__
+        return True
+
+
+def install_line(extra: str | None, modules: Sequence[str] = ()) -> str:
+    """``pip install "ftclient[EXTRA]"``, or ``pip install MODULES`` when there is no extra."""
+    if extra:
+        return f'pip install "ftclient[{extra}]"'
+    return "pip install " + " ".join(modules)
+
+
+def _and(items: Sequence[str]) -> str:
+    items = list(items)
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def require_modules(modules: Sequence[str], *, extra: str | None, who: str) -> None:
+    """Raise ConfigError (exit 2) with the install line when one of ``modules`` is missing.
+
+    ``who`` names what needs them (``the openai backend``)."""
+    missing = [m for m in modules if _module_missing(m)]
+    if missing:
+        line = install_line(extra, missing)
+        raise ConfigError(f"{who} needs {_and(missing)}, which {'is' if len(missing) == 1 else 'are'} not "
+                          f"installed: {line}",
+                          hint=f"Install it with `{line}` and run the same command again.")
+
+
+def missing_requirements(backend: Any) -> ConfigError | None:
+    """The error for a backend whose ``requires`` modules are not installed, else None."""
+    mods = tuple(getattr(backend, "requires", None) or ())
+    if not mods:
+        return None
+    name = getattr(backend, "name", "") or "this"
+    try:
+        require_modules(mods, extra=getattr(backend, "install_extra", None), who=f"the {name} backend")
+    except ConfigError as e:
+        return e
+    return None
+
+
+def missing_key(backend: Any) -> ConfigError | None:
+    """The error for a backend that needs an API key and has none (environment or key file), else None."""
+    var = getattr(backend, "key_env", "") or ""
+    if not var:
+        return None
+    needs = getattr(backend, "needs_key", None)
+    if callable(needs) and not needs():
+        return None
+    from .secrets import key_source
+
+    key_name = getattr(backend, "key_name", None) or getattr(backend, "name", "")
+    if key_source(key_name, var=var) is not None:
+        return None
+    return ConfigError(f"no API key for {key_name}: set {var} or run `ftc keys set {key_name}`",
+                       hint=f"export {var}=... (or `ftc keys set {key_name}`, which asks for it and keeps it "
+                            "in a 0600 file), then run the same command again.")
+
+
+def readiness(backend: Any, *, key: bool = True) -> list[ConfigError]:
+    """What stops ``backend`` from working here: a missing SDK or training stack first,
+    then (with ``key``) a missing API key. Empty when nothing is missing. Offline; imports
+    nothing."""
+    problems = [e for e in (missing_requirements(backend), missing_key(backend) if key else None) if e]
+    return problems
+
+
+def check_ready(backend: Any, *, key: bool = True) -> None:
+    """Raise the first of :func:`readiness`'s problems (ConfigError, exit 2)."""
+    problems = readiness(backend, key=key)
+    if problems:
+        raise problems[0]
 
 
 # --------------------------------------------------------------------------- registry

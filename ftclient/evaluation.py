@@ -42,6 +42,7 @@ import datetime as _dt
 import hashlib
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,7 +85,7 @@ RATE_SAFETY = 0.97
 SUMMARY_KEYS: tuple[str, ...] = (
     "run_id", "model_ref", "backend", "model", "job_id", "base_model", "fine_tuned", "data", "data_sha256",
     "examples", "completed", "failed", "metric", "metrics", "latency_s", "tokens", "cost_per_1k_queries_usd",
-    "cost_basis", "throughput_qps", "wall_s", "started_at", "finished_at", "notes",
+    "cost_basis", "throughput_qps", "wall_s", "started_at", "finished_at", "notes", "machine",
 )
 
 _SUPPORTED = ("local", "openai", "together", "openai-compatible")
@@ -312,14 +313,47 @@ class _Session:
     """Seconds spent answering (hosted: first request to last answer; local: generation)."""
     notes: list[str] = field(default_factory=list)
     device: str | None = None
+    load_start: float | None = field(default_factory=lambda: _load_1m())
+    """The 1-minute load average when the evaluation started (the machine's load before it)."""
+    load_max: float | None = None
 
     def tick(self) -> None:
         self.progress.elapsed_s = time.monotonic() - self.t0
+        load = _load_1m()
+        if load is not None and (self.load_max is None or load > self.load_max):
+            self.load_max = load
         if self.on_progress is not None:
             self.on_progress(self.progress)
 
+    def machine(self) -> dict[str, Any]:
+        """Where latency and throughput were measured: the device, the CPUs and their load."""
+        end = _load_1m()
+        peak = max((x for x in (self.load_start, self.load_max, end) if x is not None), default=None)
+        return {"device": self.device, "cpu_count": os.cpu_count(),
+                "load_avg_1m": {"start": self.load_start, "max": peak, "end": end}}
+
+
+def _load_1m() -> float | None:
+    """The 1-minute load average (runnable processes), or None where the OS has none."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (OSError, AttributeError):
+        return None
+
 
 # --------------------------------------------------------------------------- hosted
+
+
+def _check_can_ask(ref: "ModelRef") -> None:
+    """Before the run is recorded: what asking ``ref`` needs is here (the backend's SDK or
+    training stack, its API key), else a ConfigError (exit 2) with the install line or the
+    key's variable. The backend declares both (``ftclient.backends.readiness``)."""
+    from .backends import available_backends, check_ready, get_backend, require_modules
+
+    if ref.backend in available_backends():
+        check_ready(get_backend(ref.backend))
+    elif ref.backend == "openai-compatible":  # asked through the openai SDK; a key is optional
+        require_modules(("openai",), extra="hosted", who="ftc eval of an OpenAI-compatible server")
 
 
 def _async_client(ref: "ModelRef") -> Any:
@@ -629,6 +663,9 @@ def _summary(ref: "ModelRef", run_id: str, data: Path, sha: str, examples: list[
         "started_at": sess.started_at,
         "finished_at": _now_iso(),
         "notes": notes,
+        # measured in this session, else (all answers from the store) the session that measured them
+        "machine": sess.machine() if sess.new_completed or not (previous or {}).get("machine")
+        else previous["machine"],  # type: ignore[index]
     }
     assert tuple(summary) == SUMMARY_KEYS
     return summary
@@ -700,6 +737,7 @@ def evaluate(
         if ref.backend not in _SUPPORTED:
             raise UsageError(f"ftc eval cannot ask {ref.backend} models yet",
                              hint=f"Supported: {', '.join(_SUPPORTED)}.")
+        _check_can_ask(ref)
         data = Path(data_path).expanduser()
         data = data.resolve() if data.exists() else data
         examples, sha = load_examples(data, max_examples)

@@ -119,6 +119,14 @@ class Plan:
     backend_obj: Any = field(default=None, repr=False)
     details: list[tuple[str, str]] = field(default_factory=list)
     """(what, value) rows a backend gives about the run (``describe_run``), e.g. device and batch."""
+    not_ready: list[Any] = field(default_factory=list)
+    """What stops a real submission here (``ConfigError``s: the backend's SDK is not
+    installed, no API key); only a dry run's plan has any (:func:`plan` raises otherwise)."""
+
+    @property
+    def ready(self) -> bool:
+        """Nothing is missing to submit this plan on this machine."""
+        return not self.not_ready
 
     @property
     def within_budget(self) -> bool | None:
@@ -142,6 +150,8 @@ class Plan:
             "estimate": est,
             "uploads": self.uploads,
             "details": [list(d) for d in self.details],
+            "ready": self.ready,
+            "not_ready": [{"message": e.message, "hint": e.hint} for e in self.not_ready],
         }
 
 
@@ -268,10 +278,15 @@ def _spec_of(job: "Job") -> "JobSpec":
     return parse_spec(job.spec, source=f"the spec stored with {job.id}")
 
 
-def _backend(name: str, on_retry: Callable | None) -> "Backend":
-    from .backends import get_backend
+def _backend(name: str, on_retry: Callable | None, *, ready: bool = True) -> "Backend":
+    """The backend ``name``; with ``ready``, a ConfigError (exit 2, the install line) when
+    what it imports to work (its SDK, the training stack) is not installed."""
+    from .backends import check_ready, get_backend
 
-    return get_backend(name, on_retry=on_retry) if on_retry is not None else get_backend(name)
+    be = get_backend(name, on_retry=on_retry) if on_retry is not None else get_backend(name)
+    if ready:
+        check_ready(be, key=False)  # a missing key is the backend's own ConfigError when it needs one
+    return be
 
 
 def _usd(value: Any) -> float | None:
@@ -367,19 +382,29 @@ def _redact(text: Any) -> str | None:
 
 
 def plan(spec_or_path: Any, backend_name: str, *, budget: float | None = None, on_retry: Callable | None = None,
-         today: Any = None, backend: "Backend | None" = None) -> Plan:
+         today: Any = None, backend: "Backend | None" = None, require_ready: bool = True) -> Plan:
     """Everything :func:`submit` checks before sending anything; raises on a problem.
 
-    Loads the spec, builds the backend, runs ``preflight`` (warnings; raises when the
-    backend will not take the job), validates the data with the backend's rules (a
-    :class:`DataError` listing the first problems with their line numbers), estimates
-    the cost, and applies ``budget`` (default: the spec's ``budget_usd``):
-    :class:`BudgetExceeded` when the estimate is above it. Makes no network request and
-    writes nothing.
+    Loads the spec, builds the backend, checks that it can work here
+    (:func:`ftclient.backends.readiness`: its SDK or training stack is installed -- else a
+    ConfigError with the install line -- and its API key is set -- else a ConfigError
+    naming the key's variable), runs ``preflight`` (warnings; raises when the backend will
+    not take the job), validates the data with the backend's rules (a :class:`DataError`
+    listing the first problems with their line numbers), estimates the cost, and applies
+    ``budget`` (default: the spec's ``budget_usd``): :class:`BudgetExceeded` when the
+    estimate is above it. Makes no network request and writes nothing.
+
+    ``require_ready=False`` (a dry run): a missing SDK or key does not raise; it is listed
+    in :attr:`Plan.not_ready` and the rest of the plan is made as usual.
     """
+    from .backends import readiness
+
     spec = _load(spec_or_path)
-    be = backend if backend is not None else _backend(backend_name, on_retry)
+    be = backend if backend is not None else _backend(backend_name, on_retry, ready=False)
     name = getattr(be, "name", None) or backend_name
+    not_ready = readiness(be)
+    if not_ready and require_ready:
+        raise not_ready[0]
     warnings = [str(w) for w in (be.preflight(spec, today=today) or [])]
     for role, path in [("train", spec.data.train)] + ([("eval", spec.data.eval)] if spec.data.eval else []):
         if not Path(path).is_file():
@@ -411,7 +436,7 @@ def plan(spec_or_path: Any, backend_name: str, *, budget: float | None = None, o
     uploads = _uploads(spec, name) if getattr(be, "uploads_files", True) else []
     return Plan(backend=name, spec=spec, model=spec.model_for(name), warnings=warnings, validation=validation,
                 estimate=est, estimate_usd=est_usd, budget_usd=limit, uploads=uploads, backend_obj=be,
-                details=details)
+                details=details, not_ready=not_ready)
 
 
 class _Confirm:
@@ -447,7 +472,8 @@ def submit(spec_or_path: Any, backend_name: str | None = None, *, budget: float 
     """Check, then submit a job; returns the store's job record (or the :class:`Plan` for a dry run).
 
     ``spec_or_path``: a spec file, a ``JobSpec``, a mapping, or a :class:`Plan` from
-    :func:`plan` (then nothing is checked again). Everything :func:`plan` does happens
+    :func:`plan` (then only what :func:`ftclient.backends.readiness` checks -- the
+    backend's SDK and API key -- is checked again). Everything :func:`plan` does happens
     first, so a problem or a budget overrun stops before any network request and before
     a job is recorded. ``dry_run`` returns the plan there.
 
@@ -464,7 +490,11 @@ def submit(spec_or_path: Any, backend_name: str | None = None, *, budget: float 
     if isinstance(spec_or_path, Plan):
         p = spec_or_path
         if p.backend_obj is None:
-            p.backend_obj = _backend(p.backend, on_retry)
+            p.backend_obj = _backend(p.backend, on_retry, ready=False)
+        if not dry_run:
+            from .backends import check_ready
+
+            check_ready(p.backend_obj)  # the SDK and the key, again: before the job is recorded
         if budget is not None and budget != p.budget_usd:
             p.budget_usd = budget
             if p.estimate_usd is not None and p.estimate_usd > budget:
@@ -472,7 +502,7 @@ def submit(spec_or_path: Any, backend_name: str | None = None, *, budget: float 
     else:
         if backend_name is None:
             raise UsageError("give a backend", hint="e.g. --backend openai")
-        p = plan(spec_or_path, backend_name, budget=budget, on_retry=on_retry, today=today)
+        p = plan(spec_or_path, backend_name, budget=budget, on_retry=on_retry, today=today, require_ready=not dry_run)
     if dry_run:
         return p
     with _opened(store) as st:
@@ -715,7 +745,7 @@ def resume(job_ref: str | None = None, *, store: "Store | None" = None, watch_jo
 
     def backend_for(name: str):
         if name not in cache:
-            cache[name] = _backend(name, on_retry)
+            cache[name] = _backend(name, on_retry, ready=False)  # checked below, before anything is touched
         return cache[name]
 
     def done(o: ResumeOutcome) -> None:
@@ -739,6 +769,7 @@ def resume(job_ref: str | None = None, *, store: "Store | None" = None, watch_jo
                                        "reconciles it"))
                     continue
                 items.append((w.job.id, list(w.operations)))
+        _check_resumable(st, items, backend_for, reopen=reopen)
         claimed: list[str] = []
         for job_id, _ops in items:
             if st.claim(job_id):
@@ -816,6 +847,27 @@ def resume(job_ref: str | None = None, *, store: "Store | None" = None, watch_jo
     return outcomes
 
 
+def _check_resumable(st: "Store", items: list, backend_for: Callable[[str], Any], *, reopen: bool) -> None:
+    """Before resume touches any job: every backend it will use can work here (its SDK or
+    training stack installed, its API key set); else the ConfigError (exit 2) with the
+    install line or the key's variable, and every job left as it was."""
+    from .backends import readiness
+
+    by_backend: dict[str, list[Any]] = {}
+    for job_id, ops in items:
+        job = st.get_job(job_id)
+        if job.is_final and not ops and not (reopen and job.state == "cancelled"):
+            continue  # skipped without asking its backend anything
+        by_backend.setdefault(job.backend, []).append(job)
+    for name, jobs_ in by_backend.items():
+        problems = readiness(backend_for(name))
+        if problems:
+            e = problems[0]
+            left = ", ".join(f"{j.id} ({j.state})" for j in jobs_[:5]) + (" ..." if len(jobs_) > 5 else "")
+            raise type(e)(e.message, hint=f"{e.hint} Nothing was changed: {left} left as "
+                                          f"{'it was' if len(jobs_) == 1 else 'they were'}.")
+
+
 def _reopen(st: "Store", be: "Backend", job: "Job") -> "Job":
     """A cancelled job running again, where its backend can continue one (``be.reopen``)."""
     fn = getattr(be, "reopen", None)
@@ -866,7 +918,9 @@ def cancel(job_ref: str, *, store: "Store | None" = None, backend: "Backend | No
         job = st.get_job(job_ref)
         if job.is_final:
             return job
-        be = backend if backend is not None else _backend(job.backend, on_retry)
+        # a job never sent (no create out) is cancelled here: its backend's SDK is not needed
+        asks = bool(job.provider_job_id) or any(o.is_open for o in st.operations(job.id, "create"))
+        be = backend if backend is not None else _backend(job.backend, on_retry, ready=asks)
         if job.provider_job_id:
             return _cancel_provider(st, be, job)
         if not st.claim(job.id):
@@ -1008,6 +1062,9 @@ def chat(model_or_job: str, prompt: str, *, backend: str | None = None, system: 
     else:
         name, model = backend, ref  # type: ignore[assignment]
     be = _backend(name, on_retry)
+    from .backends import check_ready
+
+    check_ready(be)  # the API key too, before the request
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
     text = be.chat(model, messages, **kw)
     return ChatReply(backend=getattr(be, "name", name), model=model, text=text, job_id=job.id if job else None)

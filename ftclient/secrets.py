@@ -240,10 +240,13 @@ def get_key(provider: str) -> str:
     )
 
 
-def key_source(provider: str) -> str | None:
-    """Where ``provider``'s key would come from: ``"env"``, ``"file"`` or None."""
+def key_source(provider: str, *, var: str | None = None) -> str | None:
+    """Where ``provider``'s key would come from: ``"env"``, ``"file"`` or None.
+
+    ``var``: the environment variable to look at (a backend's own ``key_env``; default
+    :func:`env_var`)."""
     p = _check_provider(provider)
-    if os.environ.get(env_var(p), "").strip():
+    if os.environ.get(var or env_var(p), "").strip():
         return "env"
     return "file" if load_keys().get(p, "").strip() else None
 

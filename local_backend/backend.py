@@ -109,6 +109,9 @@ class LocalBackend:
 
     name = "local"
     uploads_files = False  # the plan shows no uploads: the worker reads the files in place
+    #: The training stack, checked before a job is recorded (ftclient.backends.readiness).
+    requires = ("torch", "transformers", "peft", "trl", "datasets")
+    install_extra = "local"
 
     def __init__(self, *, cancel_grace_s: float = 30.0, max_restarts: int = 3, python: str | None = None,
                  on_retry: Any = None, **_: Any):

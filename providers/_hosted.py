@@ -90,6 +90,8 @@ class HostedBackend:
     key_env: str = ""
     sdk: str = ""
     display: str = ""
+    #: The ftclient extra that installs the SDK (``pip install "ftclient[hosted]"``).
+    install_extra: str = "hosted"
 
     #: Reconciliation listings after an ambiguous create (a provider's job list can lag).
     reconcile_attempts: int = 3
@@ -116,6 +118,15 @@ class HostedBackend:
         return f"<{type(self).__name__} {self.name}>"
 
     # ------------------------------------------------------------------ plumbing
+
+    @property
+    def requires(self) -> tuple[str, ...]:
+        """The modules this backend imports when it works: its SDK (checked before a job is recorded)."""
+        return (self.sdk,) if self.sdk else ()
+
+    def needs_key(self) -> bool:
+        """A key is read only when the client is built here (not for a client passed in)."""
+        return self._client is None
 
     @property
     def client(self) -> Any:

@@ -100,8 +100,11 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _print_error(message: str, hint: str | None) -> None:
+    from rich.markup import escape
+
     from .output import err
 
-    err.print(f"[bold red]error:[/bold red] {message}", highlight=False, markup=True, soft_wrap=True)
+    # The texts are plain: brackets in them (pip install "ftclient[hosted]", [code]) are shown as written.
+    err.print(f"[bold red]error:[/bold red] {escape(message)}", highlight=False, markup=True, soft_wrap=True)
     if hint:
-        err.print(f"[dim]hint:[/dim] {hint}", highlight=False, soft_wrap=True)
+        err.print(f"[dim]hint:[/dim] {escape(hint)}", highlight=False, soft_wrap=True)

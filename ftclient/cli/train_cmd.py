@@ -63,6 +63,8 @@ def render_plan(plan: Any, console: Any) -> None:
         t.add_row("budget", f"${plan.budget_usd:,.2f}{verdict}")
     for w in plan.warnings:
         t.add_row("[yellow]warning[/yellow]", _esc(w))
+    for e in getattr(plan, "not_ready", None) or []:
+        t.add_row("[red]missing[/red]", _esc(e.message))
     console.print(t)
 
 
@@ -119,12 +121,15 @@ def train(ctx, spec_path, backend, dry_run, yes, budget, detach, gpus, as_json) 
                          hint="Pass --yes to submit without asking (the budget still applies), or --dry-run.")
 
     spec_arg: Any = spec_path if gpus is None else _with_gpus(spec_path, backend, gpus)
-    plan = J.plan(spec_arg, backend, budget=budget, on_retry=show_retry)
+    plan = J.plan(spec_arg, backend, budget=budget, on_retry=show_retry, require_ready=not dry_run)
     if dry_run:
         if as_json:
             emit({"dry_run": True, "plan": plan.to_dict()})
         else:
             render_plan(plan, out)
+        for e in plan.not_ready:  # also with --json: on stderr, so that it is seen
+            warn(f"{_esc(e.message)}; a real submission stops here (exit 2)")
+        if not as_json:
             info("dry run: nothing was sent")
         return
     if not as_json:
