@@ -72,6 +72,43 @@ def _pid_start(pid: int) -> str | None:
     return _process_start(pid)
 
 
+def log_tail(path: Path, *, lines: int = 4, max_chars: int = 800, window: int = 64 * 1024) -> str:
+    """The last ``lines`` distinct non-blank lines of a log, whole and in the log's order,
+    at most about ``max_chars`` in all (a single longer line keeps its beginning). A line
+    that repeats (the same error after each restart) is shown once, where it last appears.
+    Only the last ``window`` bytes are read; the partial first line of that window is
+    left out."""
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            start = max(0, size - window)
+            f.seek(start)
+            data = f.read()
+    except OSError:
+        return ""
+    found = data.decode("utf-8", "replace").splitlines()
+    if start > 0 and found:
+        found = found[1:]
+    picked: list[str] = []
+    seen: set[str] = set()
+    used = 0
+    for raw in reversed(found):
+        line = raw.rstrip()
+        key = line.strip()
+        if not key or key in seen:
+            continue
+        seen.add(key)
+        if picked and used + len(line) > max_chars:
+            break
+        if len(line) > max_chars:
+            line = line[: max_chars - 3].rstrip() + "..."
+        picked.append(line)
+        used += len(line) + 1
+        if len(picked) >= lines:
+            break
+    return "\n".join(reversed(picked))
+
+
 def _say(cb: Callable | None, msg: str, frac: float | None = None) -> None:
     if cb is not None:
         cb(msg, frac)
@@ -332,12 +369,10 @@ class LocalBackend:
         prog = w.read_json(d / w.PROGRESS_FILE) or {}
         return prog if prog.get("state") in ("succeeded", "failed", "cancelled") else None
 
-    def _log_tail(self, d: Path, n: int = 600) -> str:
-        try:
-            data = (d / w.LOG_FILE).read_bytes()[-n:]
-        except OSError:
-            return ""
-        return data.decode("utf-8", "replace").strip()
+    def _log_tail(self, d: Path, lines: int = 4, max_chars: int = 800) -> str:
+        """The last distinct lines of the worker's log, each whole (a worker that died the
+        same way on every restart wrote the same lines each time: they are shown once)."""
+        return log_tail(d / w.LOG_FILE, lines=lines, max_chars=max_chars)
 
     # ------------------------------------------------------------------ status and friends
 
@@ -355,8 +390,9 @@ class LocalBackend:
                 state, note = "cancelled", "the worker stopped after a cancel request"
                 self._write_final(d, "cancelled")
             elif int(info.get("restarts") or 0) >= self.max_restarts:
+                tail = self._log_tail(d)
                 error = (f"the training worker died {int(info.get('restarts') or 0) + 1} times without finishing; "
-                         f"last lines of {d / w.LOG_FILE}: {self._log_tail(d)}")
+                         + (f"the last lines of {d / w.LOG_FILE}:\n{tail}" if tail else f"{d / w.LOG_FILE} is empty"))
                 state = "failed"
                 self._write_final(d, "failed", error=error)
                 w.append_event(d, "training failed: the worker keeps dying", level="error", type="failed")
