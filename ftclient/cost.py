@@ -120,6 +120,96 @@ def _catalogue(prices: Catalogue | str | os.PathLike | None, today) -> Catalogue
     return load_catalogue(prices, today=today)
 
 
+# ------------------------------------------------------- the self-hosted model
+#: What the local backend's ``default`` base model is (ftclient.local_backend.models).
+LOCAL_DEFAULT_MODEL_HF_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+@dataclass(frozen=True)
+class SelfHostModel:
+    """The model the self-hosted rows train and serve: its size and where that came from."""
+
+    key: str  # as given: a catalogue key, 'default', an HF id or a path
+    name: str  # as shown
+    params_b: float
+    params_basis: str
+    params_exact: bool
+    hf_id: str | None  # tokenizer source (an HF id or a folder)
+    counter_ref: str  # what get_counter counts its tokens with
+
+    def counter(self):
+        """Its token counter: the model's own tokenizer when on disk, else the labelled approximation."""
+        try:
+            return get_counter(self.counter_ref, tokenizer=self.hf_id)
+        except (ConfigError, ImportError):
+            return get_counter(f"hf:{self.hf_id or self.name}", tokenizer=None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.key, "name": self.name, "params_b": self.params_b, "params_basis": self.params_basis,
+                "params_exact": self.params_exact}
+
+
+def _catalogue_open_model_for(hf_or_name: str, cat: Catalogue):
+    low = hf_or_name.lower().rstrip("/")
+    tail = low.rsplit("/", 1)[-1].removesuffix(".gguf").split(".")[0]
+    for key, d in (cat.data.get("open_models") or {}).items():
+        hf = str(d.get("hf_id") or "").lower()
+        if low in (key, hf) or (hf and tail == hf.rsplit("/", 1)[-1]):
+            return cat.open_model(key)
+    return None
+
+
+def resolve_self_host_model(name: "str | SelfHostModel | None", cat: Catalogue) -> SelfHostModel:
+    """The self-hosted rows' model and its parameter count.
+
+    ``name``: a key of the catalogue's ``open_models`` (``llama-3.1-8b``); ``default`` (the local
+    backend's SmolLM2-135M-Instruct); an HF id; or a path (a model folder or a ``.gguf`` file).
+    The count, best first: the model's own files on this machine (safetensors / GGUF headers,
+    exact; else its config.json), the catalogue's ``open_models`` entry of that HF id, the size
+    in the name. ConfigError when none gives one.
+    """
+    from .modelsize import param_count, params_from_name
+
+    if isinstance(name, SelfHostModel):
+        return name
+    raw = (name or "default").strip() or "default"
+    oms = cat.data.get("open_models") or {}
+    if raw.lower() in oms:
+        om = cat.open_model(raw)
+        return SelfHostModel(key=om.key, name=om.key, params_b=om.params_b,
+                             params_basis=f"price catalogue, open_models.{om.key} ({om.source})", params_exact=False,
+                             hf_id=om.hf_id, counter_ref=f"hf:{om.hf_id}")
+    is_default = raw.lower() == "default"
+    target = LOCAL_DEFAULT_MODEL_HF_ID if is_default else raw
+    path = Path(os.path.expanduser(target))
+    shown = f"default ({target.rsplit('/', 1)[-1]})" if is_default else (
+        path.name.removesuffix(".gguf") if path.exists() else target)
+    if is_default:
+        counter_ref, tok = "local:default", LOCAL_DEFAULT_MODEL_HF_ID
+    elif path.exists():
+        counter_ref, tok = f"local:{target}", (target if path.is_dir() else None)
+    else:
+        counter_ref, tok = f"hf:{target}", target
+    found = param_count(target)
+    if found is None:
+        om = _catalogue_open_model_for(target, cat)
+        if om is not None:
+            found_b, basis, exact = om.params_b, f"price catalogue, open_models.{om.key} ({om.source})", False
+        else:
+            by_name = params_from_name(target)
+            if by_name is None:
+                raise ConfigError(
+                    f"self-hosted rows: the size of model {raw!r} is unknown (no config.json or weights on this "
+                    "machine, no catalogue entry, no size in its name)",
+                    hint="Give --self-host-model one of the catalogue's open models ("
+                    + ", ".join(sorted(oms)) + "), or a model folder on this machine.")
+            found_b, basis, exact = by_name.params_b, by_name.basis, False
+    else:
+        found_b, basis, exact = found.params_b, found.basis, found.exact
+    return SelfHostModel(key=raw, name=shown, params_b=found_b, params_basis=basis, params_exact=exact,
+                         hf_id=tok, counter_ref=counter_ref)
+
+
 # ------------------------------------------------------------ token counting
 class _Counts:
     """Per-record (total, prompt, completion) counts, computed once per tokenizer."""
@@ -237,6 +327,7 @@ class CostComparison:
     self_host_model: str
     assumptions: Assumptions
     catalogue_files: list[str]
+    self_host: dict[str, Any] = field(default_factory=dict)  # the self-hosted rows' model: size and its basis
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -247,6 +338,7 @@ class CostComparison:
             "tokens_per_query": self.tokens_per_query,
             "budget_usd": self.budget_usd,
             "self_host_model": self.self_host_model,
+            "self_host": self.self_host,
             "assumptions": self.assumptions.to_dict(),
             "price_files": self.catalogue_files,
             "rows": [r.to_dict() for r in self.rows],
@@ -359,7 +451,7 @@ def estimate_cost(
     method: str = "sft",
     adapter: str = "lora",
     prices: Catalogue | str | os.PathLike | None = None,
-    self_host_model: str = DEFAULT_SELF_HOST_MODEL,
+    self_host_model: "str | SelfHostModel" = DEFAULT_SELF_HOST_MODEL,
     today=None,
     _counts: _Counts | None = None,
 ) -> CostEstimate:
@@ -370,20 +462,21 @@ def estimate_cost(
     n = len(counts.records)
     ep, ep_basis = _epochs(epochs, n)
     if _is_self_host(model_ref, cat):
-        om = cat.open_model(self_host_model)
+        om = resolve_self_host_model(self_host_model, cat)
         gpu = cat.gpu(model_ref)
-        counter = get_counter(f"hf:{om.hf_id}", tokenizer=om.hf_id)
+        counter = om.counter()
         totals = counts.split(counter)[0]
         per_epoch = sum(totals)
         billed = per_epoch * ep
         sh = _self_host_training(om.params_b, billed, gpu, adapter, ASSUMPTIONS)
+        sh["params_basis"] = om.params_basis
         caveats = [] if sh["fits"] else [
             f"needs ~{sh['memory_needed_gb']} GB for {adapter}, the GPU has {sh['gpu_memory_gb']:g} GB"
         ]
         if gpu.stale:
             caveats.append(f"GPU price older than 90 days (as_of {gpu.as_of})")
         return CostEstimate(
-            model=f"{model_ref} ({self_host_model})",
+            model=f"{model_ref} ({om.name})",
             provider=gpu.host,
             kind="self-hosted",
             method=method,
@@ -674,7 +767,7 @@ def compare_costs(
     gpu_prices: dict[str, float] | None = None,
     budget_usd: float | None = None,
     prices: Catalogue | str | os.PathLike | None = None,
-    self_host_model: str = DEFAULT_SELF_HOST_MODEL,
+    self_host_model: "str | SelfHostModel" = DEFAULT_SELF_HOST_MODEL,
     today=None,
     assumptions: Assumptions = ASSUMPTIONS,
     local_usd_per_hour: float | None = None,
@@ -715,7 +808,7 @@ def compare_costs(
             cat.gpu(ref)
         else:
             cat.model(ref)
-    om = cat.open_model(self_host_model)
+    om = resolve_self_host_model(self_host_model, cat)
     counts = _Counts(as_records(path_or_records))
     n = len(counts.records)
     ep, ep_basis = _epochs(epochs, n)
@@ -731,7 +824,7 @@ def compare_costs(
             continue
         est = estimate_cost(
             None, ref, epochs=ep, method=method, adapter=adapter, prices=cat,
-            self_host_model=self_host_model, _counts=counts,
+            self_host_model=om, _counts=counts,
         )
         if est.kind == "hosted":
             rows.append(_hosted_row(ref, est, cat.model(ref), counts, q, tokens_per_query_in, tokens_per_query_out, budget_usd))
@@ -756,7 +849,8 @@ def compare_costs(
         queries_per_month=q,
         tokens_per_query=tpq,
         budget_usd=budget_usd,
-        self_host_model=self_host_model,
+        self_host_model=om.name,
+        self_host=om.to_dict(),
         assumptions=assumptions,
         catalogue_files=cat.files,
     )
@@ -897,7 +991,7 @@ def _estimate_fields(est: CostEstimate, budget: float | None) -> dict[str, Any]:
 
 def _self_row(ref, est: CostEstimate, gpu: GpuEntry, om, counts, q, tin, tout, budget, a: Assumptions) -> CompareRow:
     sh = est.self_hosted or {}
-    counter = get_counter(f"hf:{om.hf_id}", tokenizer=om.hf_id)
+    counter = om.counter()
     pin, pout, _ = _query_tokens(counts, counter, tin, tout)
     inf = _self_host_inference(om.params_b, gpu, pin, pout, a)
     per_q = inf["per_query_usd"]
@@ -933,7 +1027,7 @@ def _self_row(ref, est: CostEstimate, gpu: GpuEntry, om, counts, q, tin, tout, b
         backend=ref,
         label=f"{gpu.ref} ({est.adapter})",
         kind="self-hosted",
-        model=om.key,
+        model=om.name,
         **_estimate_fields(est, budget),
         training_exact=False,
         min_charge_applied=False,

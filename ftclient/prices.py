@@ -185,6 +185,23 @@ class OpenModel(Priced):
 
 
 @dataclass
+class CpuEntry(Priced):
+    """A CPU instance offer (``cpus.<host>:<type>``): serving a small model without a GPU."""
+
+    host: str = ""
+    instance: str = ""
+    vcpus: int = 0
+    memory_gb: float = 0.0
+    arch: str | None = None
+    usd_per_hour: float = 0.0
+    billing: str = "hourly"
+
+    @property
+    def ref(self) -> str:
+        return f"{self.host}:{self.instance}"
+
+
+@dataclass
 class Catalogue:
     data: dict
     today: _dt.date
@@ -344,6 +361,30 @@ class Catalogue:
             entry["as_of"] = self.today
         self.data["gpus"][key] = entry
 
+    # -------------------------------------------------------------------- CPUs
+    def cpu_refs(self) -> list[str]:
+        return sorted(self.data.get("cpus") or {})
+
+    def cpu(self, ref: str) -> CpuEntry:
+        """The CPU instance offer ``host:type`` (``aws:m7g.large``); ConfigError with the closest names."""
+        cpus = self.data.get("cpus") or {}
+        key = ref.lower()
+        if key not in cpus:
+            close = difflib.get_close_matches(key, list(cpus), n=3, cutoff=0.4)
+            raise ConfigError(f"unknown CPU offer {ref!r} in the price catalogue",
+                              hint=f"Did you mean {', '.join(close)}?" if close else f"Known: {', '.join(sorted(cpus))}")
+        d = cpus[key]
+        h, _, inst = key.partition(":")
+        where = f"prices: cpus.{key}"
+        return CpuEntry(
+            key=key, host=h, instance=inst, source=d.get("source"), as_of=_date(d.get("as_of"), where),
+            today=self.today, verified=bool(d.get("verified", False)), note=d.get("note"),
+            vcpus=int(_num(d.get("vcpus"), f"{where}.vcpus", allow_none=False) or 0),
+            memory_gb=_num(d.get("memory_gb"), f"{where}.memory_gb") or 0.0, arch=d.get("arch"),
+            usd_per_hour=_num(d.get("usd_per_hour"), f"{where}.usd_per_hour", allow_none=False) or 0.0,
+            billing=d.get("billing", "hourly"),
+        )
+
     # ------------------------------------------------------------- open models
     def open_model(self, name: str) -> OpenModel:
         oms = self.data.get("open_models", {})
@@ -409,9 +450,9 @@ def _read_yaml(path: Path) -> dict:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a prices file must be a mapping (models:, gpus:, tiers:, ...)")
-    unknown = set(data) - {"version", "models", "tiers", "gpus", "gpu_specs", "open_models"}
+    unknown = set(data) - {"version", "models", "tiers", "gpus", "gpu_specs", "open_models", "cpus"}
     if unknown:
-        valid = ["models", "tiers", "gpus", "gpu_specs", "open_models"]
+        valid = ["models", "tiers", "gpus", "gpu_specs", "open_models", "cpus"]
         k = sorted(unknown)[0]
         close = difflib.get_close_matches(k, valid, n=1)
         raise ConfigError(

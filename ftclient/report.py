@@ -110,11 +110,17 @@ class Option:
     job_state: str | None = None
     eligible: bool = True
     caveats: list[dict[str, str]] = field(default_factory=list)
+    machine: dict[str, Any] = field(default_factory=dict)  # where the eval measured latency and throughput
+    not_compared: list[dict[str, Any]] = field(default_factory=list)  # serving ways not priced, and why
+    score_n: int | None = None  # examples the score rests on
+    score_ci95: tuple[float, float] | None = None  # Wilson interval of a share-of-examples score
     # the cost model: monthly cost at a volume
     _per_query: float | None = field(default=None, repr=False)  # linear part (per token or busy time)
     _fixed_monthly: float | None = field(default=None, repr=False)  # per GPU / endpoint
     _capacity: float | None = field(default=None, repr=False)  # queries per GPU-month (hourly GPU)
     _monthly_fn: Callable[[float], float] | None = field(default=None, repr=False, compare=False)
+    _plans: list["_Plan"] = field(default_factory=list, repr=False, compare=False)  # self-hosted serving ways
+    _q: int = field(default=0, repr=False)  # the report's volume
 
     @property
     def has_cost(self) -> bool:
@@ -126,6 +132,15 @@ class Option:
 
     def caveat(self, kind: str, text: str) -> None:
         self.caveats.append({"kind": kind, "text": text})
+
+    def plans_at(self, v: float) -> list[dict[str, Any]]:
+        """A self-hosted option's serving ways at volume ``v``, cheapest first (empty for a hosted one)."""
+        return sorted((p.at(v) for p in self._plans), key=lambda d: (d["monthly_usd"], d["way"], d["offer"]))
+
+    def plan_at(self, v: float) -> dict[str, Any] | None:
+        """The cheapest serving way at volume ``v`` (what the option's cost is), or None."""
+        plans = self.plans_at(v)
+        return plans[0] if plans else None
 
     def caveat_kinds(self) -> list[str]:
         return [c["kind"] for c in self.caveats]
@@ -169,11 +184,41 @@ class Option:
             },
             "eligible": self.eligible,
             "caveats": list(self.caveats),
+            "score_n": self.score_n,
+            "score_ci95": None if self.score_ci95 is None else [round(x, 6) for x in self.score_ci95],
+            "machine": self.machine,
+            "serving_plans": [_plan_dict(d) for d in self.plans_at(self._q)] if self._plans else [],
+            "serving_not_compared": list(self.not_compared),
         }
 
 
 def _round(v: float | None, n: int) -> float | None:
     return None if v is None else round(float(v), n)
+
+
+def _plan_dict(d: dict[str, Any]) -> dict[str, Any]:
+    """A serving way's figures for report.json (money to 1/100 cent, shares to 8 places)."""
+    out = dict(d)
+    for k, n in (("monthly_usd", 4), ("cost_per_1k_queries_usd", 6), ("utilisation", 8), ("busy_s_per_query", 9),
+                 ("billed_hours", 4), ("capacity_queries_per_month", 0)):
+        if isinstance(out.get(k), float):
+            out[k] = round(out[k], n) if n else round(out[k])
+    return out
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """The Wilson score interval of a proportion (95% for the default z)."""
+    if n <= 0:
+        return (0.0, 1.0)
+    p = successes / n
+    den = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / den
+    half = z / den * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+#: Metrics whose score is the share of examples answered right (a binomial proportion).
+PROPORTION_METRICS = ("exact", "contains", "json", "label")
 
 
 # ------------------------------------------------------------------------------- report
@@ -191,6 +236,7 @@ class Report:
     self_host: dict[str, Any]
     price_files: list[str]
     today: _dt.date
+    not_compared: list[dict[str, Any]] = field(default_factory=list)  # hosted options not evaluated
 
     @property
     def comparable(self) -> bool:
@@ -216,6 +262,7 @@ class Report:
             "break_even": self.break_even,
             "winner_by_volume": self.winner_by_volume,
             "self_host": self.self_host,
+            "not_compared": list(self.not_compared),
             "options": [o.to_dict() for o in self.options],
             "price_files": [Path(p).name for p in self.price_files],
         }
@@ -236,6 +283,7 @@ def build_report(
     self_host_gpu: str = DEFAULT_SELF_HOST_GPU,
     gpu_price_per_hour: float | None = None,
     store: Any = None,
+    costs: Any = None,
 ) -> Report:
     """Compare eval runs (their summary dicts, as :func:`ftclient.evaluate` returns them) at
     ``queries_per_month``.
@@ -247,8 +295,12 @@ def build_report(
     created_at, finished_at, ...) plus, for a local job, ``result`` (its ``result.json``:
     ``wall_s``, ``total_wall_s``); ``jobs={}`` looks nothing up. ``prices``: a
     Catalogue or a prices file (default: the bundled catalogue, $FTC_PRICES). ``today``
-    decides which retirement dates have passed. ``self_host_gpu`` is the GPU offer that
-    prices self-hosted serving; ``gpu_price_per_hour`` overrides its price.
+    decides which retirement dates have passed. ``self_host_gpu`` is the always-on GPU offer
+    among the ways self-hosted serving is priced (with the catalogue's per-second GPUs and CPU
+    instances); ``gpu_price_per_hour`` overrides its price. ``costs``: the cost comparison of the
+    same data (:func:`ftclient.cost.compare_costs`, or its ``to_dict()``), whose hosted rows that
+    were not evaluated are listed as not compared with their cost per 1K queries (without it,
+    the catalogue's per-token hosts are priced at the eval's tokens per query).
     """
     from .cost import _catalogue
 
@@ -309,11 +361,14 @@ def build_report(
         if o.score is None:
             o.eligible = False
             o.caveat("no_score", "the run has no score; it is left out of the recommendation")
+        _sample_caveat(o, tolerance)
+        _machine_caveats(o)
         options.append(o)
 
     q = queries_per_month
     rule = RULE.format(metric=metrics[0], tol=tolerance, points=round(tolerance * 100, 6), q=q)
-    rec = _recommend(options, q, tolerance, metrics[0])
+    not_compared = _not_compared_hosted(options, cat, q, costs, today)
+    rec = _recommend(options, q, tolerance, metrics[0], not_compared)
     data_w = [w for w in warnings if w["kind"] in ("different_data", "different_examples")]
     rec["comparable"] = not data_w
     if data_w and rec.get("recommended"):
@@ -338,9 +393,12 @@ def build_report(
             "usd_per_hour": gpu.usd_per_hour,
             "billing": gpu.billing,
             "price": gpu.provenance(),
+            "per_second_gpus": [r for r in cat.gpu_refs() if cat.gpu(r).serverless],
+            "cpu_instances": cat.cpu_refs() if hasattr(cat, "cpu_refs") else [],
         },
         price_files=list(cat.files),
         today=today,
+        not_compared=not_compared,
     )
 
 
@@ -425,6 +483,12 @@ def _data_warnings(summaries: list[dict]) -> list[dict[str, str]]:
     return out
 
 
+def _short_ref(ref: str) -> str:
+    """``fireworks:accounts/fireworks/models/llama-v3p1-8b-instruct`` -> ``fireworks:llama-v3p1-8b-instruct``."""
+    provider, _, name = ref.partition(":")
+    return f"{provider}:{name.rstrip('/').rsplit('/', 1)[-1]}"
+
+
 def _short(name: str | None) -> str:
     if not name:
         return "?"
@@ -461,7 +525,15 @@ def _float(v: Any) -> float | None:
 def _option(s: dict, name: str) -> Option:
     metrics = dict(s.get("metrics") or {})
     backend = str(s.get("backend") or "?")
+    score = _float(metrics.get("score"))
+    n = metrics.get("n") if isinstance(metrics.get("n"), int) else int(s.get("completed") or 0)
+    ci = None
+    if score is not None and n > 0 and str(s["metric"]) in PROPORTION_METRICS:
+        ci = wilson_interval(round(score * n), n)
     return Option(
+        score_n=n or None,
+        score_ci95=ci,
+        machine=dict(s.get("machine") or {}),
         name=name,
         run_id=str(s["run_id"]),
         model_ref=str(s.get("model_ref") or s.get("model") or ""),
@@ -477,7 +549,7 @@ def _option(s: dict, name: str) -> Option:
         completed=int(s.get("completed") or 0),
         failed=int(s.get("failed") or 0),
         metric=str(s["metric"]),
-        score=_float(metrics.get("score")),
+        score=score,
         metrics=metrics,
         latency_s=dict(s.get("latency_s") or {}),
         tokens=dict(s.get("tokens") or {}),
@@ -521,6 +593,7 @@ def _open_model(o: Option, cat) -> Any:
 
 
 def _price(o: Option, cat, gpu, q: int) -> None:
+    o._q = q
     if o.kind == "self-hosted":
         _price_self(o, cat, gpu, q)
     else:
@@ -578,57 +651,223 @@ def _price_hosted(o: Option, cat, q: int) -> None:
     o.cost_basis = basis
 
 
-def _price_self(o: Option, cat, gpu, q: int) -> None:
-    from .cost import ASSUMPTIONS, _self_host_inference, serverless_gpu_hours
+class _Plan:
+    """One way to serve a self-hosted model: its monthly cost at a volume, and the figures behind it."""
+
+    def __init__(self, way: str, offer: str, usd_per_hour: float, billing: str,
+                 at: Callable[[float], dict[str, Any]]):
+        self.way, self.offer, self.usd_per_hour, self.billing, self._at = way, offer, usd_per_hour, billing, at
+
+    def monthly(self, v: float) -> float:
+        return float(self._at(v)["monthly_usd"])
+
+    def at(self, v: float) -> dict[str, Any]:
+        d = self._at(v)
+        return {"way": self.way, "offer": self.offer, "usd_per_hour": self.usd_per_hour, "billing": self.billing,
+                **d, "cost_per_1k_queries_usd": d["monthly_usd"] / v * 1000 if v else None}
+
+
+#: The ways of serving a self-hosted model that the report compares (``serving_plans[].way``).
+WAYS = {
+    "gpu_always_on": "GPU instance, always on",
+    "gpu_per_second": "GPU billed per second, scales to zero",
+    "cpu_always_on": "CPU instance, always on",
+}
+
+
+def _pct(x: float) -> str:
+    """A share as a percentage with two significant digits below 10% (0.0020%, 0.35%, 3.5%, 42.0%)."""
+    p = float(x) * 100
+    if p <= 0:
+        return "0%"
+    if p >= 10:
+        return f"{p:.1f}%"
+    return f"{p:.{max(1, 1 - math.floor(math.log10(p)))}f}%"
+
+
+def _gpu_plan(gpu, gpu_s: float, how: str) -> _Plan:
+    """An offer of the catalogue's ``gpus``: hourly (always on, one more GPU each time one is full)
+    or per second (busy time and idle windows, :func:`ftclient.cost.serverless_gpu_hours`)."""
+    from .cost import ASSUMPTIONS, serverless_gpu_hours
     from .prices import HOURS_PER_MONTH
 
-    om = _open_model(o, cat) if o.backend == "local" else None
+    price, month_s = gpu.usd_per_hour, HOURS_PER_MONTH * 3600.0
+    if gpu.serverless:
+        a = ASSUMPTIONS
+
+        def at(v: float) -> dict[str, Any]:
+            hours = serverless_gpu_hours(v, gpu_s)
+            busy_h = v * gpu_s / 3600.0
+            monthly = hours * price
+            return {"units": 1, "monthly_usd": monthly, "billed_hours": hours, "busy_s_per_query": gpu_s,
+                    "utilisation": busy_h / hours if hours else 0.0, "capacity_queries_per_month": None,
+                    "serving": f"{gpu.ref}, GPU billed per second, scales to zero ({hours:,.1f} GPU-h/month billed)",
+                    "basis": (f"{hours:,.1f} billed GPU-h x ${price:g}/h = ${monthly:,.2f}/month: busy "
+                              f"{busy_h * 3600:,.0f} s ({v:,.0f} queries x {gpu_s * 1000:.3g} GPU-ms, {how}) plus "
+                              f"idle windows -- queries arriving at random, a container stays up "
+                              f"{a.serverless_scaledown_s:g} s after each request and each cold start bills "
+                              f"{a.serverless_cold_start_s:g} s (ftclient.cost.serverless_gpu_hours)")}
+
+        return _Plan("gpu_per_second", gpu.ref, price, gpu.billing, at)
+    cap = month_s / gpu_s if gpu_s > 0 else float("inf")
+
+    def at_hourly(v: float) -> dict[str, Any]:
+        n = max(1, math.ceil(v / cap)) if v > 0 else 1
+        monthly = n * price * HOURS_PER_MONTH
+        util = v * gpu_s / (n * month_s)
+        return {"units": n, "monthly_usd": monthly, "billed_hours": n * HOURS_PER_MONTH, "busy_s_per_query": gpu_s,
+                "utilisation": util, "capacity_queries_per_month": cap,
+                "serving": f"{gpu.ref} always on ({n} GPU{'s' if n > 1 else ''}, {_pct(util)} busy)",
+                "basis": (f"{n} x ${price:g}/h x {HOURS_PER_MONTH:g} h = ${monthly:,.2f}/month; one GPU serves up to "
+                          f"{cap:,.0f} queries/month at {gpu_s * 1000:.3g} GPU-ms each ({how}); {v:,.0f} queries "
+                          f"keep {'them' if n > 1 else 'it'} {_pct(util)} busy")}
+
+    return _Plan("gpu_always_on", gpu.ref, price, gpu.billing, at_hourly)
+
+
+def _cpu_plan(cpu, qps: float, cpus: int, device: str) -> _Plan:
+    """A CPU instance of the catalogue's ``cpus``, always on, at the throughput the eval measured on
+    this machine's CPUs, scaled to the instance's vCPUs (never above the measured figure)."""
+    from .prices import HOURS_PER_MONTH
+
+    price, month_s = cpu.usd_per_hour, HOURS_PER_MONTH * 3600.0
+    scale = min(1.0, cpu.vcpus / cpus) if cpus else 1.0
+    cap_qps = qps * scale
+    cap = cap_qps * month_s
+
+    def at(v: float) -> dict[str, Any]:
+        n = max(1, math.ceil(v / cap)) if v > 0 else 1
+        monthly = n * price * HOURS_PER_MONTH
+        util = v / (n * cap)
+        scaled = (f"scaled to its {cpu.vcpus} vCPUs ({cpu.vcpus}/{cpus}): {cap_qps:.3g} queries/s" if scale < 1
+                  else f"kept at that rate on its {cpu.vcpus} vCPUs")
+        return {"units": n, "monthly_usd": monthly, "billed_hours": n * HOURS_PER_MONTH,
+                "busy_s_per_query": 1.0 / cap_qps, "utilisation": util, "capacity_queries_per_month": cap,
+                "serving": (f"CPU: {cpu.ref} always on ({n} instance{'s' if n > 1 else ''}, {cpu.vcpus} vCPUs, "
+                            f"{_pct(util)} busy)"),
+                "basis": (f"{n} x ${price:g}/h x {HOURS_PER_MONTH:g} h = ${monthly:,.2f}/month; the eval measured "
+                          f"{qps:.3g} queries/s on this machine's {cpus} CPUs, {scaled} = {cap:,.0f} "
+                          f"queries/month per instance (throughput assumed proportional to vCPUs, never above the "
+                          f"measured); {v:,.0f} queries keep {'them' if n > 1 else 'it'} {_pct(util)} busy")}
+
+    return _Plan("cpu_always_on", cpu.ref, price, cpu.billing, at)
+
+
+def _model_size(o: Option, cat) -> tuple[float, str, str | None] | None:
+    """(billions of parameters, where that came from, catalogue key or None) of a local run's
+    base model: the catalogue's open model, else its files on this machine or its name."""
+    from .cost import resolve_self_host_model
+
+    om = _open_model(o, cat)
+    if om is not None:
+        return om.params_b, f"{om.key}, {om.params_b:g}B params (price catalogue)", om.key
+    base = o.base_model or o.model
+    if not base:
+        return None
+    try:
+        m = resolve_self_host_model(str(base), cat)
+    except ConfigError:
+        return None
+    return m.params_b, f"{m.name}, {m.params_b:g}B params ({m.params_basis})", None
+
+
+def _price_self(o: Option, cat, gpu, q: int) -> None:
+    """Every way to serve a self-hosted model the report can price: the always-on GPU offer
+    (``self_host_gpu``), each per-second GPU offer of the catalogue, and CPU instances at the
+    throughput the eval measured when it ran on a CPU. The option costs its cheapest way at each
+    volume; the ways it could not price are listed with the reason."""
+    from .cost import ASSUMPTIONS, _self_host_inference
+
+    plans: list[_Plan] = []
     tin, tout = _float(o.tokens.get("input_per_query")), _float(o.tokens.get("output_per_query"))
-    if om is not None and tin is not None and tout is not None:
-        inf = _self_host_inference(om.params_b, gpu, tin, tout, ASSUMPTIONS)
-        gpu_s = inf["gpu_seconds_per_query"]
-        how = (f"{gpu_s * 1000:.2f} GPU-ms per query from the throughput model ({om.key}, {om.params_b:g}B params; "
-               f"{tin:.0f} prompt + {tout:.0f} completion tokens)")
-        o.catalogue_model = om.key
-        if not inf["fits"]:
-            o.caveat("gpu_too_small", f"the model's weights do not fit {gpu.ref}'s memory for serving")
+    size = _model_size(o, cat) if o.backend == "local" else None
+    machine = o.machine or {}
+    device = str(machine.get("device") or "")
+    cpus = int(machine.get("cpu_count") or 0)
+    if size is not None and tin is not None and tout is not None:
+        params_b, size_basis, key = size
+        o.catalogue_model = key
+        gpus = [gpu] + [cat.gpu(r) for r in cat.gpu_refs() if r != gpu.ref and cat.gpu(r).serverless]
+        for g in gpus:
+            if g.spec is None:
+                continue
+            inf = _self_host_inference(params_b, g, tin, tout, ASSUMPTIONS)
+            if not inf["fits"]:
+                if g is gpu:
+                    o.caveat("gpu_too_small", f"the model's weights do not fit {gpu.ref}'s memory for serving")
+                o.not_compared.append({"way": "gpu_per_second" if g.serverless else "gpu_always_on", "offer": g.ref,
+                                       "why": f"the model's bf16 weights do not fit its {g.spec.memory_gb:g} GB"})
+                continue
+            how = (f"throughput model: {size_basis}; {tin:.0f} prompt tokens at {inf['prefill_tokens_per_s']:,.0f} "
+                   f"tok/s + {tout:.0f} completion tokens at {inf['decode_tokens_per_s']:,.0f} tok/s")
+            plans.append(_gpu_plan(g, inf["gpu_seconds_per_query"], how))
     elif o.throughput_qps:
         gpu_s = 1.0 / o.throughput_qps
-        how = f"{gpu_s * 1000:.1f} ms per query, measured by the eval ({o.throughput_qps:.2f} queries/s)"
+        how = f"1 / the {o.throughput_qps:.3g} queries/s the eval measured"
         if o.backend == "local":
             o.caveat("measured_throughput", (
-                "the catalogue does not know this model's size: its serving cost uses the throughput the eval "
-                f"measured on the evaluating machine ({o.throughput_qps:.2f} queries/s), not a {gpu.ref} figure"))
+                "the model's size is unknown (no catalogue entry, no files on this machine, no size in its name): "
+                f"its GPU serving cost uses the throughput the eval measured on the evaluating machine "
+                f"({o.throughput_qps:.2f} queries/s), not a {gpu.ref} figure"))
+            o.not_compared.append({"way": "gpu_per_second", "offer": None,
+                                   "why": "the model's size is unknown, so the GPU throughput model cannot price it"})
         else:
             o.caveat("measured_throughput", (
                 f"serving cost from the throughput the eval measured against this server ({o.throughput_qps:.2f} "
                 f"queries/s at the eval's concurrency) at {gpu.ref}'s ${gpu.usd_per_hour:g}/h: give --gpu-price "
                 "with the server's real price per hour"))
-    else:
+            o.not_compared.append({"way": "gpu_per_second, cpu_always_on", "offer": None,
+                                   "why": "the server's hardware is unknown: only its measured throughput on the "
+                                          "--self-host-gpu offer is priced"})
+        plans.append(_gpu_plan(gpu, gpu_s, how))
+    if o.backend == "local":
+        cpu_refs = cat.cpu_refs() if hasattr(cat, "cpu_refs") else []
+        if not machine:
+            why = "the eval did not record where it ran (a run by an older ftc): no CPU throughput to price"
+        elif not device.startswith("cpu"):
+            why = f"the eval ran on {device or 'an unknown device'}, so no CPU throughput was measured"
+        elif not o.throughput_qps:
+            why = "the eval measured no throughput"
+        elif not cpu_refs:
+            why = "the price catalogue has no CPU instance (cpus:)"
+        else:
+            why = ""
+            need_gb = (size[0] * 4 * 1.2 + 1.0) if size is not None else 0.0  # fp32 weights + runtime
+            for ref in cpu_refs:
+                c = cat.cpu(ref)
+                if c.memory_gb and c.memory_gb < need_gb:
+                    o.not_compared.append({"way": "cpu_always_on", "offer": c.ref,
+                                           "why": f"{c.memory_gb:g} GB of memory, the model needs ~{need_gb:.1f} GB"})
+                    continue
+                plans.append(_cpu_plan(c, float(o.throughput_qps), cpus or c.vcpus, device))
+                if c.stale:
+                    o.caveat("stale_price", f"the {c.ref} price is older than 90 days (as_of {c.as_of})")
+        if why:
+            o.not_compared.append({"way": "cpu_always_on", "offer": None, "why": why})
+    if not plans:
         o.serving = f"self-hosted on {gpu.ref} (throughput unknown)"
         return
-    price = gpu.usd_per_hour
-    if gpu.serverless:
-        a = ASSUMPTIONS
-        o.serving = f"self-hosted, {gpu.ref} per second (scales to zero)"
-        o._per_query = gpu_s / 3600.0 * price
-        o._fixed_monthly = 0.0
-        o._monthly_fn = lambda v, _s=gpu_s, _p=price: serverless_gpu_hours(v, _s) * _p
-        o.cost_basis = (f"estimated: {gpu.ref} at ${price:g}/h billed per second; {how}; busy time plus idle "
-                        f"windows ({a.serverless_scaledown_s:g} s scale-down, {a.serverless_cold_start_s:g} s cold starts)")
-    else:
-        cap = HOURS_PER_MONTH * 3600.0 / gpu_s if gpu_s > 0 else float("inf")
-        fixed = price * HOURS_PER_MONTH
-        o._per_query = gpu_s / 3600.0 * price
-        o._fixed_monthly = fixed
-        o._capacity = cap
-        o._monthly_fn = lambda v, _c=cap, _f=fixed: max(1, math.ceil(v / _c)) * _f if v > 0 else _f
-        n = max(1, math.ceil(q / cap))
-        o.serving = f"self-hosted, {gpu.ref} always on ({n} GPU{'s' if n > 1 else ''})"
-        o.cost_basis = (f"estimated: {gpu.ref} ${price:g}/h x {HOURS_PER_MONTH:g} h/month per GPU; one GPU serves up "
-                        f"to {cap:,.0f} queries/month at {how}")
+    o._plans = plans
+    o._monthly_fn = lambda v, _p=plans: min(p.monthly(v) for p in _p)
+    best = o.plan_at(q)
+    o.serving = best["serving"]
+    o.cost_basis = "estimated: " + best["basis"]
+    if len(plans) == 1:  # the cost model's parts, for the break-even formulas
+        pl = plans[0].at(q)
+        o._per_query = pl["busy_s_per_query"] / 3600.0 * plans[0].usd_per_hour
+        if plans[0].way == "gpu_always_on":
+            o._fixed_monthly = plans[0].usd_per_hour * _hours_per_month()
+            o._capacity = pl["capacity_queries_per_month"]
+        else:
+            o._fixed_monthly = 0.0
     if gpu.stale:
         o.caveat("stale_price", f"the {gpu.ref} price is older than 90 days (as_of {gpu.as_of})")
+
+
+def _hours_per_month() -> float:
+    from .prices import HOURS_PER_MONTH
+
+    return HOURS_PER_MONTH
 
 
 # ----------------------------------------------------------------------------- training
@@ -701,6 +940,104 @@ def _lifecycle(o: Option, cat, today: _dt.date) -> None:
         o.caveat("stale_price", f"the {entry.ref} price is older than 90 days (as_of {entry.as_of})")
 
 
+# ---------------------------------------------------------------- what the measurements rest on
+def _ci_text(o: Option) -> str | None:
+    """``48 examples: 89.6% (95% CI 77.8-95.5%)`` for a share-of-examples score, else None."""
+    if o.score_ci95 is None or o.score is None or not o.score_n:
+        return None
+    lo, hi = o.score_ci95
+    return f"{o.score_n} examples: {o.score * 100:.1f}% (95% CI {lo * 100:.1f}-{hi * 100:.1f}%)"
+
+
+def _sample_caveat(o: Option, tol: float) -> None:
+    """The score rests on a sample: its 95% interval, a caveat when that is wider than the tie tolerance."""
+    if o.score is None or not o.score_n:
+        return
+    text = _ci_text(o)
+    if text is not None:
+        lo, hi = o.score_ci95  # type: ignore[misc]
+        half = (hi - lo) / 2
+        if half > tol:
+            o.caveat("sample_size", (
+                f"{text}: the interval is {half * 100:.1f} points either side, wider than the {tol * 100:g}-point "
+                "tie tolerance, so scores closer than that are not told apart by this sample; evaluate more "
+                "examples to settle the ranking"))
+    elif o.score_n < 100:
+        o.caveat("sample_size", f"only {o.score_n} examples: the mean {o.metric} score {o.score:.3f} may move by "
+                                "several points on other examples")
+
+
+def _machine_caveats(o: Option) -> None:
+    """Where latency and throughput were measured: on a CPU, on a loaded machine, or not recorded."""
+    m = o.machine
+    if not m:
+        if o.backend == "local":
+            o.caveat("machine_unknown", "the eval did not record where it measured latency and throughput (device, "
+                                        "CPUs, load): it was written by an older ftc; evaluate again for those figures")
+        return
+    device = str(m.get("device") or "")
+    cpus = m.get("cpu_count")
+    load = m.get("load_avg_1m") or {}
+    if o.backend == "local" and device.startswith("cpu"):
+        o.caveat("latency_cpu", (
+            f"latency and throughput were measured on this machine's CPU ({cpus} CPUs), not on a GPU: a GPU answers "
+            "faster than the latency shown; the GPU serving costs use the throughput model, the CPU serving cost "
+            "this measurement"))
+    peak, start = _float(load.get("max")), _float(load.get("start"))
+    if isinstance(cpus, int) and cpus > 0 and peak is not None and peak > cpus:
+        at_start = f", {start:.1f} when it started" if start is not None else ""
+        o.caveat("machine_load", (
+            f"the machine was loaded while the eval ran (1-minute load average up to {peak:.1f} on {cpus} CPUs"
+            f"{at_start}): other work competed for the CPUs, so the latency is longer and the throughput lower "
+            "than on a quiet machine; measure again on a quiet one for firm figures"))
+
+
+def _not_compared_hosted(options: list[Option], cat, q: int, costs: Any, today: _dt.date) -> list[dict[str, Any]]:
+    """Hosted options that were not evaluated, so their score is unknown: the cost stage's hosted
+    rows (``costs``), else the catalogue's per-token hosts priced at the eval's tokens per query."""
+    evaluated = {o.catalogue_model for o in options if o.catalogue_model} | {o.model_ref for o in options}
+    why = "not evaluated: its score on this data is unknown"
+    out: list[dict[str, Any]] = []
+    if costs is not None:
+        d = costs.to_dict() if hasattr(costs, "to_dict") else dict(costs)
+        for r in d.get("rows") or []:
+            if r.get("kind") != "hosted" or r.get("model") in evaluated:
+                continue
+            per_1k, serving = _float(r.get("inference_per_1k_usd")), str(r.get("serving") or "")
+            monthly = None
+            if per_1k is not None and "per token" in serving:
+                monthly = per_1k * q / 1000
+            elif _float(r.get("inference_monthly_usd")) is not None:  # a flat monthly cost (dedicated endpoint)
+                monthly = float(r["inference_monthly_usd"])
+                per_1k = monthly / q * 1000
+            out.append({"name": r.get("label") or r.get("model"), "model": r.get("model"), "serving": serving,
+                        "cost_per_1k_queries_usd": _round(per_1k, 6), "monthly_usd": _round(monthly, 4),
+                        "why": why, "basis": "the cost stage (ftc cost compare): " + str(r.get("inference_basis"))})
+    else:
+        toks = next(((_float(o.tokens.get("input_per_query")), _float(o.tokens.get("output_per_query")), o.name)
+                     for o in options if _float(o.tokens.get("input_per_query"))), None)
+        for ref in cat.model_refs():
+            e = cat.model(ref)
+            if e.ref in evaluated or e.serving != "serverless":
+                continue
+            if (e.inference_shutdown and today >= e.inference_shutdown) or (e.train_cutoff and today >= e.train_cutoff):
+                continue  # it can no longer be fine-tuned or served
+            pi, po = e.inference_input_per_1m, e.inference_output_per_1m
+            per_1k = monthly = None
+            basis = "no token count from the evals to price it with"
+            if toks is not None and toks[1] is not None and pi is not None and po is not None:
+                per_1k = (toks[0] * pi + toks[1] * po) / 1e6 * 1000
+                monthly = per_1k * q / 1000
+                basis = (f"estimated: {toks[0]:.1f} input x ${pi:g}/1M + {toks[1]:.1f} output tokens x ${po:g}/1M per "
+                         f"query (the tokens {toks[2]}'s eval counted with its own tokenizer; catalogue as of "
+                         f"{e.as_of})")
+            out.append({"name": _short_ref(e.ref), "model": e.ref, "serving": "serverless, per token",
+                        "cost_per_1k_queries_usd": _round(per_1k, 6), "monthly_usd": _round(monthly, 4),
+                        "why": why, "basis": basis})
+    out.sort(key=lambda x: (x["monthly_usd"] is None, x["monthly_usd"] or 0.0, str(x["name"])))
+    return out
+
+
 # ------------------------------------------------------------------------ recommendation
 def _rank_key(o: Option, q: float):
     c = o.monthly_cost(q)
@@ -723,11 +1060,17 @@ def _money(v: float | None) -> str:
     return f"${v:,.2f}" if abs(v) >= 0.995 or v == 0 else f"${v:.4f}"
 
 
+def _per_1k(v: float | None) -> str:
+    """A cost per 1K queries, always to 1/100 cent, so that per 1K x volume / 1000 = per month as shown."""
+    return "-" if v is None else f"${v:,.4f}"
+
+
 def _points(d: float) -> str:
     return f"{d * 100:.1f} points"
 
 
-def _recommend(options: list[Option], q: int, tol: float, metric: str) -> dict[str, Any]:
+def _recommend(options: list[Option], q: int, tol: float, metric: str,
+               not_compared: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
     winner, bar = pick(options, q, tol)
     if winner is None:
         return {"recommended": None, "text": "no option can be recommended: none has a score and is still served"}
@@ -738,11 +1081,30 @@ def _recommend(options: list[Option], q: int, tol: float, metric: str) -> dict[s
     others = sorted((o for o in bar if o is not winner and o is not most), key=lambda o: _rank_key(o, q))
     alt = others[0] if others else None
     best = most.score or 0.0
+    ci = _ci_text(winner)
     lines = [
         f"At {q:,} queries/month, **{winner.name}** wins: score {winner.score:.3f} ({metric}; "
         f"{'the best' if winner.score == best else _points(best - (winner.score or 0)) + ' below the best'}), "
-        f"{_money(winner.monthly_usd)}/month inference ({_money(winner.cost_per_1k_usd)} per 1K queries)."
+        f"{_money(winner.monthly_usd)}/month inference ({_per_1k(winner.cost_per_1k_usd)} per 1K queries"
+        + (f", served on {winner.plan_at(q)['serving']}" if winner._plans else "") + ")."  # type: ignore[index]
     ]
+    if ci:
+        lines.append(f"Its score rests on {ci}.")
+    plans = winner.plans_at(q)
+    seen_ways = {plans[0]["way"]} if plans else set()
+    others_ways = []
+    for p in plans[1:]:  # the cheapest of each other way
+        if p["way"] not in seen_ways:
+            seen_ways.add(p["way"])
+            others_ways.append(p)
+    if others_ways:
+        lines.append("Other ways to serve it at this volume: " + "; ".join(
+            f"{WAYS[p['way']]} ({p['offer']}) {_money(p['monthly_usd'])}/month, {_pct(p['utilisation'])} of the "
+            f"billed {'GPU' if p['way'].startswith('gpu') else 'CPU'} time busy" for p in others_ways) + ".")
+    if winner.not_compared:
+        lines.append("Not priced for it: " + "; ".join(
+            f"{WAYS.get(x['way'], x['way'])}{' ' + x['offer'] if x.get('offer') else ''}: {x['why']}"
+            for x in winner.not_compared) + ".")
     if most is not winner:
         lines.append(f"The most accurate, {most.name} ({most.score:.3f}), is within the tolerance and costs "
                      f"{_money(most.monthly_usd)}/month.")
@@ -751,6 +1113,14 @@ def _recommend(options: list[Option], q: int, tol: float, metric: str) -> dict[s
                      f"{_points(best - (cheapest.score or 0))} below the best.")
     if alt is not None:
         lines.append(f"Next choice meeting the bar: {alt.name} ({alt.score:.3f}, {_money(alt.monthly_usd)}/month).")
+    priced_nc = [x for x in not_compared if x.get("monthly_usd") is not None]
+    if not_compared:
+        shown = priced_nc[:4] or list(not_compared)[:4]
+        more = len(not_compared) - len(shown)
+        lines.append("Not compared (not evaluated, so their scores are unknown): " + "; ".join(
+            f"{x['name']}" + (f" {_per_1k(x['cost_per_1k_queries_usd'])} per 1K queries = "
+                              f"{_money(x['monthly_usd'])}/month" if x.get("monthly_usd") is not None else "")
+            for x in shown) + (f"; and {more} more" if more > 0 else "") + ".")
     changing = [dict(c, option=winner.name, text=f"{winner.name}: {c['text']}")
                 for c in winner.caveats if c["kind"] in _ANSWER_CHANGING]
     w_month = winner.monthly_usd
@@ -764,6 +1134,13 @@ def _recommend(options: list[Option], q: int, tol: float, metric: str) -> dict[s
             changing.append({"kind": "dedicated_endpoint", "option": o.name, "text": (
                 f"{o.name} would win at the per-token price the eval measured ({_money(per_token_month)}/month), "
                 f"but its host serves fine-tuned LoRA models only on a dedicated endpoint: {_money(o.monthly_usd)}/month")})
+    cheaper_nc = [x for x in priced_nc if w_month is not None and x["monthly_usd"] < w_month]
+    if cheaper_nc:
+        changing.append({"kind": "not_evaluated", "option": None, "text": (
+            f"{len(cheaper_nc)} hosted option(s) that were not evaluated cost less than {winner.name} at this "
+            "volume: " + ", ".join(f"{x['name']} {_money(x['monthly_usd'])}/month" for x in cheaper_nc)
+            + f"; one of them would win if a model fine-tuned there scored within {tol * 100:g} points of the best: "
+            "evaluate it to know")})
     for o in options:
         if not o.eligible and "retired" in o.caveat_kinds() and o.score is not None and o.score >= best - tol:
             changing.append({"kind": "retired", "option": o.name, "text": (
@@ -775,6 +1152,9 @@ def _recommend(options: list[Option], q: int, tol: float, metric: str) -> dict[s
         "score": winner.score,
         "monthly_inference_usd": _round(winner.monthly_usd, 4),
         "cost_per_1k_queries_usd": _round(winner.cost_per_1k_usd, 6),
+        "score_ci95": None if winner.score_ci95 is None else [round(x, 6) for x in winner.score_ci95],
+        "serving": winner.serving,
+        "serving_plans": [_plan_dict(p) for p in plans],
         "bar": {"best_score": best, "min_score": best - tol, "meeting": [o.name for o in bar]},
         "cheapest_meeting_bar": winner.name,
         "most_accurate": most.name,
@@ -788,6 +1168,7 @@ def _recommend(options: list[Option], q: int, tol: float, metric: str) -> dict[s
 
 
 _ANSWER_CHANGING = ("dedicated_endpoint", "retirement", "retired", "failed_examples", "no_cost", "job_not_succeeded",
+                    "sample_size", "machine_load",
                     "measured_throughput", "gpu_too_small")
 
 
@@ -826,19 +1207,23 @@ def _break_even(options: list[Option], q: int, tol: float) -> dict[str, Any]:
         res["text"] = f"no break-even: the comparison has no priced {missing} option that can be recommended"
         return res
     res["scores"] = {cloud.name: cloud.score, own.name: own.score}
-    if cloud._per_query is not None and cloud._fixed_monthly == 0.0:
-        h = cloud._per_query
+    assert cloud._monthly_fn is not None and own._monthly_fn is not None
+    fc, fs = cloud._monthly_fn, own._monthly_fn
+    per_token = cloud._per_query is not None and cloud._fixed_monthly == 0.0
+    own_way = "its cheapest serving way at each volume" if len(own._plans) > 1 else (own.plan_at(q) or {}).get(
+        "offer") or "its serving"
+    if per_token and len(own._plans) == 1 and own._per_query is not None:
+        h = cloud._per_query or 0.0
         if own._capacity is not None:
             be = break_even_volume(h, own._per_query or 0.0, own._fixed_monthly or 0.0, own._capacity)
-            res["method"] = "ftclient.cost.break_even_volume (always-on GPU vs per-token)"
+            res["method"] = "ftclient.cost.break_even_volume (always-on instance vs per-token)"
         else:
-            assert own._monthly_fn is not None
-            be = break_even_monthly(h, own._monthly_fn)
+            be = break_even_monthly(h, fs)
             res["method"] = "ftclient.cost.break_even_monthly (per-second GPU vs per-token)"
         if be == "never":
             res["direction"] = "never"
             res["text"] = (f"self-hosting ({own.name}) never costs less than {cloud.name} "
-                           f"({_money(h * 1000)} per 1K queries) at any volume one GPU can serve")
+                           f"({_per_1k(h * 1000)} per 1K queries) at any volume one instance can serve")
         elif be == 0:
             res["queries_per_month"] = 0
             res["direction"] = "self-hosted cheaper at any volume"
@@ -846,27 +1231,43 @@ def _break_even(options: list[Option], q: int, tol: float) -> dict[str, Any]:
         else:
             res["queries_per_month"] = round(float(be))
             res["direction"] = "self-hosted cheaper above"
-            res["text"] = (f"above ~{float(be):,.0f} queries/month, self-hosting ({own.name}) costs less than "
-                           f"{cloud.name} ({_money(h * 1000)} per 1K queries); below it, {cloud.name} is cheaper")
+            res["text"] = (f"above ~{float(be):,.0f} queries/month, self-hosting ({own.name}, {own_way}) costs less "
+                           f"than {cloud.name} ({_per_1k(h * 1000)} per 1K queries); below it, {cloud.name} is "
+                           f"cheaper")
     else:
-        assert cloud._monthly_fn is not None and own._monthly_fn is not None
-        fc, fs = cloud._monthly_fn, own._monthly_fn
         xs = _scan(lambda v: fs(v) - fc(v))
-        res["method"] = "crossings of the two monthly cost curves, scanned from 1 to 1e12 queries/month"
+        res["method"] = ("crossings of the two monthly cost curves (the self-hosted one: its cheapest serving way at "
+                         "each volume), scanned from 1 to 1e12 queries/month")
         res["crossings"] = [round(x) for x in xs]
-        cheaper_at_q = fs(q) < fc(q)
+        how = f"{cloud.name}: {cloud.serving}" + ("" if per_token else f", {_money(fc(q))}/month at {q:,}")
         if not xs:
-            res["direction"] = "self-hosted cheaper at any volume" if fs(1.0) < fc(1.0) else "never"
-            res["queries_per_month"] = 0 if res["direction"] != "never" else None
-            res["text"] = (f"{'self-hosting (' + own.name + ')' if res['direction'] != 'never' else cloud.name} costs "
-                           f"less at every volume up to 1e12 queries/month ({cloud.name}: {cloud.serving})")
+            cheaper_own = fs(1.0) < fc(1.0)
+            res["direction"] = "self-hosted cheaper at any volume" if cheaper_own else "never"
+            res["queries_per_month"] = 0 if cheaper_own else None
+            res["text"] = (f"{'self-hosting (' + own.name + ')' if cheaper_own else cloud.name} costs less at every "
+                           f"volume from 1 to 1e12 queries/month ({how})")
         else:
-            res["queries_per_month"] = round(xs[0])
             below = fs(1.0) < fc(1.0)
+            res["queries_per_month"] = round(xs[0])
             res["direction"] = "self-hosted cheaper below" if below else "self-hosted cheaper above"
-            res["text"] = (f"{cloud.name} is not billed per token ({cloud.serving}, {_money(fc(q))}/month at "
-                           f"{q:,}): self-hosting ({own.name}) costs less {'below' if below else 'above'} "
-                           f"~{xs[0]:,.0f} queries/month; at {q:,}, {own.name if cheaper_at_q else cloud.name} is cheaper")
+            spans = []
+            edges = [0.0] + xs + [None]
+            own_cheaper = below
+            for a, b in zip(edges, edges[1:]):
+                if own_cheaper:
+                    spans.append(f"below ~{b:,.0f}" if a == 0 else (f"from ~{a:,.0f} to ~{b:,.0f}" if b
+                                                                     else f"above ~{a:,.0f}"))
+                own_cheaper = not own_cheaper
+            res["text"] = (f"self-hosting ({own.name}, {own_way}) costs less than {cloud.name} "
+                           + " and ".join(spans) + f" queries/month, {cloud.name} elsewhere ({how}); at {q:,}, "
+                           + (own.name if fs(q) < fc(q) else cloud.name) + " is cheaper")
+    v = res["queries_per_month"]
+    if isinstance(v, (int, float)) and v > 0:
+        way = own.plan_at(v) or {}
+        res["at_break_even"] = {"queries_per_month": v, "cloud_monthly_usd": round(fc(v), 4),
+                                "self_hosted_monthly_usd": round(fs(v), 4), "self_hosted_way": way.get("offer")}
+        res["text"] += (f" (at ~{v:,} queries/month: {cloud.name} {_money(fc(v))}/month, {own.name} "
+                        f"{_money(fs(v))}/month on {way.get('offer')})")
     if (own.score or 0) < (cloud.score or 0) - tol:
         res["text"] += (f" -- but {own.name} scores {_points((cloud.score or 0) - (own.score or 0))} below "
                         f"{cloud.name}")
@@ -929,11 +1330,12 @@ def _ms(v: Any) -> str:
 
 def _markdown(r: Report, image: str | None) -> str:
     o0 = r.options[0]
+    q = r.queries_per_month
     L: list[str] = ["# ftc comparison report", ""]
     data = ("the same data" if r.comparable else "DIFFERENT data") + (
         f" (`{_md(Path(o0.data).name)}`, sha256 `{o0.data_sha256[:12]}`, {o0.examples:,} examples)" if r.comparable else "")
     L.append(f"{len(r.options)} option{'s' if len(r.options) != 1 else ''} scored by `{r.metric}` on {data}; "
-             f"volume **{r.queries_per_month:,} queries/month**; prices as of the catalogue; {r.today.isoformat()}.")
+             f"volume **{q:,} queries/month**; prices as of the catalogue; {r.today.isoformat()}.")
     L.append("")
     for w in r.warnings:
         L.append(f"> **WARNING:** {_md(w['text'])}" if w["kind"] in ("different_data", "different_examples")
@@ -965,30 +1367,74 @@ def _markdown(r: Report, image: str | None) -> str:
     L.append(f"Break-even, cloud vs self-hosting: {r.break_even['text']}.")
     L.append("")
     L += ["## Options", ""]
-    L.append("| option | score (" + _md(r.metric) + ") | per 1K queries | per month | latency p50 | p95 | training | training "
-             "time | serving |")
-    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    L.append("| option | score (" + _md(r.metric) + ") | 95% CI | per 1K queries | per month | latency p50 | p95 | "
+             "training | training time | serving |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for o in r.options:
         mark = " (winner)" if o.name == rec.get("recommended") else ("" if o.eligible else " (left out)")
+        ci = "-" if o.score_ci95 is None else f"{o.score_ci95[0] * 100:.1f}-{o.score_ci95[1] * 100:.1f}%"
         L.append("| " + " | ".join([
             _md(o.name) + mark,
-            "-" if o.score is None else f"{o.score:.3f}",
-            _money(o.cost_per_1k_usd), _money(o.monthly_usd),
+            "-" if o.score is None else f"{o.score:.3f}" + (f" (n={o.score_n})" if o.score_n else ""),
+            ci,
+            _per_1k(o.cost_per_1k_usd), _money(o.monthly_usd),
             _ms(o.latency_s.get("p50")), _ms(o.latency_s.get("p95")),
             _money(o.training_cost_usd) if o.training_cost_usd is not None else "-",
             _dur(o.training_time_s),
             _md(o.serving),
         ]) + " |")
     L.append("")
+    L.append(f"Per month = per 1K queries x {q:,} / 1,000. The 95% CI is the Wilson interval of the share of "
+             "examples answered right (n examples).")
+    L.append("")
     if image:
         L += [f"![{_md(r.metric)} against cost per 1K queries, and latency]({image})", ""]
+    own = [o for o in r.options if o._plans or o.not_compared]
+    if own:
+        L += ["## Serving the self-hosted models", ""]
+        L.append(f"Each self-hosted option costs its cheapest way of serving at {q:,} queries/month; every way "
+                 "priced is listed (busy = the share of the billed time that answering takes).")
+        L.append("")
+        for o in own:
+            L.append(f"**{_md(o.name)}**")
+            L.append("")
+            if o._plans:
+                L.append("| way | offer | per month | per 1K queries | units | busy | how |")
+                L.append("|---|---|---:|---:|---:|---:|---|")
+                for i, p in enumerate(o.plans_at(q)):
+                    L.append("| " + " | ".join([
+                        WAYS[p["way"]] + (" (chosen)" if i == 0 else ""), _md(p["offer"]), _money(p["monthly_usd"]),
+                        _per_1k(p["cost_per_1k_queries_usd"]), str(p["units"]), _pct(p["utilisation"]),
+                        _md(p["basis"])]) + " |")
+                L.append("")
+            for x in o.not_compared:
+                L.append(f"- Not priced: {WAYS.get(x['way'], x['way'])}"
+                         + (f" {_md(x['offer'])}" if x.get("offer") else "") + f": {_md(x['why'])}")
+            if o.not_compared:
+                L.append("")
+    if r.not_compared:
+        L += ["## Not compared", ""]
+        L.append("Hosted options that were not evaluated on this data: their cost is known, their score is not, so "
+                 "the rule cannot rank them. Evaluate one (`ftc eval PROVIDER:MODEL --data EVAL.jsonl`) to compare it.")
+        L.append("")
+        L.append("| option | serving | per 1K queries | per month | why | how |")
+        L.append("|---|---|---:|---:|---|---|")
+        for x in r.not_compared:
+            L.append("| " + " | ".join([_md(x["name"]), _md(x["serving"]), _per_1k(x["cost_per_1k_queries_usd"]),
+                                         _money(x["monthly_usd"]), _md(x["why"]), _md(x["basis"])]) + " |")
+        L.append("")
     L += ["## Break-even between cloud and self-hosting", ""]
     be = r.break_even
     L.append(f"{be['text']}.")
     if be.get("method"):
         L.append("")
-        L.append(f"Method: {be['method']}. Self-hosting priced on {r.self_host['gpu']} at "
-                 f"${r.self_host['usd_per_hour']:g}/h ({r.self_host['billing']}).")
+        sh = r.self_host
+        ways = [f"{sh['gpu']} at ${sh['usd_per_hour']:g}/h ({sh['billing']})"]
+        if sh.get("per_second_gpus"):
+            ways.append("per-second GPUs " + ", ".join(sh["per_second_gpus"]))
+        if sh.get("cpu_instances"):
+            ways.append("CPU instances " + ", ".join(sh["cpu_instances"]) + " (when the eval ran on a CPU)")
+        L.append(f"Method: {be['method']}. Self-hosting priced on: {'; '.join(ways)}.")
     L.append("")
     L += ["## Caveats", ""]
     any_c = False
@@ -999,6 +1445,11 @@ def _markdown(r: Report, image: str | None) -> str:
             L.append("")
             L += [f"- {_md(c['text'])}" for c in o.caveats]
             L.append("")
+    if r.not_compared:
+        any_c = True
+        L.append(f"**Not compared**: {len(r.not_compared)} hosted option(s) were not evaluated (see above); a cheaper "
+                 "one may meet the bar.")
+        L.append("")
     if not any_c:
         L += ["None.", ""]
     L += ["## How each figure is made", ""]

@@ -45,7 +45,9 @@ FAST = RetryPolicy(base=0.01, max_wait=0.05, deadline=30)
 # The summary contract the report module reads (written out here on purpose).
 CONTRACT = ["run_id", "model_ref", "backend", "model", "job_id", "base_model", "fine_tuned", "data", "data_sha256",
             "examples", "completed", "failed", "metric", "metrics", "latency_s", "tokens",
-            "cost_per_1k_queries_usd", "cost_basis", "throughput_qps", "wall_s", "started_at", "finished_at", "notes"]
+            "cost_per_1k_queries_usd", "cost_basis", "throughput_qps", "wall_s", "started_at", "finished_at", "notes",
+            "machine"]
+
 
 @pytest.fixture(autouse=True)
 def _env(tmp_path, monkeypatch):
@@ -96,6 +98,9 @@ def test_hosted_eval_scores_and_measures(server, tmp_path):
     server.answer, server.latency = answers, 0.02
     s = evaluate(ref(server), data, metric="label", concurrency=4, policy=FAST)
     assert list(s) == CONTRACT == list(SUMMARY_KEYS)
+    # where latency was measured: this machine's CPUs and their load (the report's caveats read it)
+    assert s["machine"]["cpu_count"] == os.cpu_count() and s["machine"]["device"] is None
+    assert all(isinstance(v, float) for v in s["machine"]["load_avg_1m"].values())
     right = sum(1 for i in range(12) if answers[question(i)] == LABELS[i % 4])
     assert (s["examples"], s["completed"], s["failed"]) == (12, 12, 0)
     assert s["metrics"]["score"] == s["metrics"]["accuracy"] == pytest.approx(right / 12)

@@ -10,9 +10,10 @@ import struct
 
 import pytest
 
+from ftclient.cost import serverless_gpu_hours
 from ftclient.errors import UsageError
 from ftclient.prices import HOURS_PER_MONTH, load_catalogue
-from ftclient.report import DEFAULT_SELF_HOST_GPU, build_report, pick, write_report
+from ftclient.report import DEFAULT_SELF_HOST_GPU, build_report, pick, wilson_interval, write_report
 
 TODAY = dt.date(2026, 11, 22)
 SHA = "ab" * 32
@@ -52,8 +53,8 @@ def runs(cat):
     token, a local fine-tuned model (self-hosted on an always-on GPU), and a weak cheap one."""
     return [
         run("eval-big", "openai", "gpt-4.1", score=0.86, cost_1k=per_1k(cat, "openai:gpt-4.1")),
-        run("eval-small", "openai", "ft:gpt-4.1-nano-2025-04-14:acme::x1", base="gpt-4.1-nano-2025-04-14", ft=True,
-            score=0.85, cost_1k=per_1k(cat, "openai:gpt-4.1-nano"), job="ftc-20261122-aaaaaa"),
+        run("eval-small", "openai", "ft:gpt-4.1-mini-2025-04-14:acme::x1", base="gpt-4.1-mini-2025-04-14", ft=True,
+            score=0.85, cost_1k=per_1k(cat, "openai:gpt-4.1-mini"), job="ftc-20261122-aaaaaa"),
         run("eval-local", "local", "/jobs/ftc-20261122-bbbbbb/output/final", base="default", ft=True, score=0.855,
             job="ftc-20261122-bbbbbb", p50=0.05, p95=0.08),
         run("eval-weak", "openai", "gpt-4o-mini", score=0.60, cost_1k=per_1k(cat, "openai:gpt-4o-mini") / 10),
@@ -80,10 +81,15 @@ def test_cheaper_small_finetuned_model_as_accurate_wins_at_low_volume(runs, cat)
     small, big, local = names["eval-small"], names["eval-big"], names["eval-local"]
     # The inputs: small is within the tolerance of the best and cheaper per query than big.
     assert r.option(big).score - r.option(small).score <= r.tolerance
-    assert monthly(r, small, q) == pytest.approx(q * per_1k(cat, "openai:gpt-4.1-nano") / 1000)
+    assert monthly(r, small, q) == pytest.approx(q * per_1k(cat, "openai:gpt-4.1-mini") / 1000)
     assert monthly(r, big, q) == pytest.approx(q * per_1k(cat, "openai:gpt-4.1") / 1000)
     gpu = cat.gpu(DEFAULT_SELF_HOST_GPU)
-    assert monthly(r, local, q) == pytest.approx(gpu.usd_per_hour * HOURS_PER_MONTH)  # one GPU, always on
+    ways = {p["offer"]: p for p in r.option(local).plans_at(q)}
+    assert ways[DEFAULT_SELF_HOST_GPU]["monthly_usd"] == pytest.approx(gpu.usd_per_hour * HOURS_PER_MONTH)  # always on
+    # the local model costs its cheapest way to serve it: here a per-second GPU, idle most of the month
+    l4 = ways["modal:l4"]
+    assert l4["monthly_usd"] == pytest.approx(serverless_gpu_hours(q, l4["busy_s_per_query"]) * cat.gpu("modal:l4").usd_per_hour)
+    assert monthly(r, local, q) == min(p["monthly_usd"] for p in ways.values()) == l4["monthly_usd"]
     assert r.recommendation["recommended"] == expected_winner(r, q, r.tolerance) == small
     assert r.recommendation["most_accurate"] == big
     assert r.recommendation["cheapest_meeting_bar"] == small
@@ -128,22 +134,29 @@ def test_break_even_is_where_the_two_monthly_costs_cross(runs, gpu, cat):
     for lo, hi in ((0.99, 1.01), (0.999, 1.001)):
         assert own.monthly_cost(v * lo) > cloud.monthly_cost(v * lo)
         assert own.monthly_cost(v * hi) < cloud.monthly_cost(v * hi)
-    if not cat.gpu(gpu).serverless:  # always on: fixed monthly cost / cloud's price per query
+    # the self-hosted curve is the cheapest way at each volume: the crossings of the two curves
+    assert "crossings" in be["method"] and be["crossings"][0] == v
+    way = own.plan_at(v)
+    assert be["at_break_even"]["self_hosted_way"] == way["offer"]
+    assert be["at_break_even"]["cloud_monthly_usd"] == pytest.approx(v * cloud.cost_per_1k_usd / 1000, rel=1e-4)
+    assert be["at_break_even"]["self_hosted_monthly_usd"] == pytest.approx(way["monthly_usd"], rel=1e-4)
+    if not cat.gpu(gpu).serverless:  # the always-on GPU is cheapest there: its fixed monthly cost / the price per query
+        assert way["offer"] == gpu
         assert v == pytest.approx(cat.gpu(gpu).usd_per_hour * HOURS_PER_MONTH / (cloud.cost_per_1k_usd / 1000), rel=1e-6)
-        assert "break_even_volume" in be["method"]
-    else:
-        assert "break_even_monthly" in be["method"]
+    else:  # only per-second GPUs: the cheapest of them, busy most of the month at that volume
+        assert cat.gpu(way["offer"]).serverless
     assert f"{v:,}" in r.to_markdown()
 
 
 def test_break_even_never_when_self_hosting_is_dearer_at_any_volume(cat):
     # A per-token price so low that one GPU's capacity is reached before the fixed cost pays off.
-    tiny = run("eval-tiny", "openai", "gpt-4.1-nano", score=0.9, cost_1k=1e-9)
+    tiny = run("eval-tiny", "openai", "gpt-4o-mini", score=0.9, cost_1k=1e-9)
     local = run("eval-local", "local", "/m", base="default", ft=True, score=0.9)
     r = build_report([tiny, local], queries_per_month=1_000, today=TODAY)
     assert r.break_even["direction"] == "never" and r.break_even["queries_per_month"] is None
     o = r.option(r.break_even["self_hosted"])
-    for v in (1e3, 1e6, 1e9, o._capacity):
+    cap = next(p for p in o.plans_at(1e3) if p["offer"] == DEFAULT_SELF_HOST_GPU)["capacity_queries_per_month"]
+    for v in (1e3, 1e6, 1e9, cap):
         assert o.monthly_cost(v) > r.option(r.break_even["cloud"]).monthly_cost(v)
 
 
@@ -265,7 +278,10 @@ def test_self_hosted_from_measured_throughput_when_the_model_size_is_unknown(cat
             assert o.monthly_usd == pytest.approx(math.ceil(q / cap) * gpu.usd_per_hour * HOURS_PER_MONTH)
         k = r.option("eval-known")
         assert "measured_throughput" not in k.caveat_kinds() and k.catalogue_model == "smollm2-135m"
-        assert k.monthly_usd == pytest.approx(gpu.usd_per_hour * HOURS_PER_MONTH)  # far below one GPU's capacity
+        ways = {p["offer"]: p for p in k.plans_at(q)}
+        assert ways[gpu.ref]["monthly_usd"] == pytest.approx(gpu.usd_per_hour * HOURS_PER_MONTH)  # far below capacity
+        assert ways[gpu.ref]["units"] == 1 and ways[gpu.ref]["utilisation"] < 0.01
+        assert k.monthly_usd == min(p["monthly_usd"] for p in ways.values())
 
 
 def test_training_cost_and_time_from_the_jobs(runs):
@@ -306,7 +322,9 @@ def test_bad_inputs_are_usage_errors(runs):
 
 def test_gpu_price_override_prices_self_hosting(runs, cat):
     r = build_report(runs, queries_per_month=1_000, today=TODAY, gpu_price_per_hour=0.1)
-    assert r.option("eval-local").monthly_usd == pytest.approx(0.1 * HOURS_PER_MONTH)
+    ways = {p["offer"]: p for p in r.option("eval-local").plans_at(1_000)}
+    assert ways[DEFAULT_SELF_HOST_GPU]["monthly_usd"] == pytest.approx(0.1 * HOURS_PER_MONTH)
+    assert r.option("eval-local").monthly_usd == min(p["monthly_usd"] for p in ways.values())
     base = build_report(runs, queries_per_month=1_000, today=TODAY)
     assert r.break_even["queries_per_month"] == pytest.approx(
         base.break_even["queries_per_month"] * 0.1 / cat.gpu(DEFAULT_SELF_HOST_GPU).usd_per_hour, rel=1e-6)
@@ -430,7 +448,7 @@ def test_cli_compare_errors(home, ftc, runs, tmp_path):
     r = ftc("compare", "eval-", "--out", out)
     assert r.code == 2 and "matches 3" in r.err
     with Store() as st:
-        job = st.new_job("openai", {"x": 1}, model="gpt-4.1-nano")
+        job = st.new_job("openai", {"x": 1}, model="gpt-4.1-mini")
     r = ftc("compare", job.id, "--out", out)
     assert r.code == 2 and "no complete eval run" in r.err
     r = ftc("compare", "eval-big", "--out", out, "--queries-per-month", "0")

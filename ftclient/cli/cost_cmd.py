@@ -99,7 +99,7 @@ def estimate(file, model, epochs, method, adapter, calibrate, steps, batch_size,
         if local_only:
             raise UsageError(f"{', '.join(local_only)}: only for a local model (--model local:MODEL)",
                              hint="e.g. ftc cost estimate data/train.jsonl --model local:default --calibrate")
-        _estimate_hosted(file, model, epochs, method, adapter, budget, prices_file, as_json)
+        _estimate_hosted(file, model, epochs, method, adapter, budget, prices_file, as_json, job)
         return
     if steps is not None and not calibrate:
         raise UsageError("--steps is the number of calibration steps: add --calibrate")
@@ -127,11 +127,13 @@ def _emit_with_budget(d: dict, budget, within) -> None:
     emit_json(d)
 
 
-def _estimate_hosted(file, model, epochs, method, adapter, budget, prices_file, as_json) -> None:
-    from ..cost import estimate_cost
+def _estimate_hosted(file, model, epochs, method, adapter, budget, prices_file, as_json, job=None) -> None:
+    from ..cost import DEFAULT_SELF_HOST_MODEL, estimate_cost
     from .output import out
 
-    est = estimate_cost(file, model, epochs=epochs, method=method, adapter=adapter, prices=prices_file)
+    # A GPU offer (modal:h100) trains the spec's local model; without a spec, the catalogue's default.
+    est = estimate_cost(file, model, epochs=epochs, method=method, adapter=adapter, prices=prices_file,
+                        self_host_model=job.model_for("local") if job is not None else DEFAULT_SELF_HOST_MODEL)
     within = None if budget is None else est.cost_usd <= budget
     if as_json:
         _emit_with_budget(est.to_dict(), budget, within)
@@ -345,7 +347,10 @@ def _parse_gpu_prices(values: tuple[str, ...]) -> dict[str, float]:
 @click.option("--tokens-per-query-out", type=click.IntRange(min=0), default=None, help="Completion tokens per query (default: the data's mean).")
 @click.option("--gpu-price", multiple=True, metavar="HOST:GPU=USD", help="Price a GPU per hour, e.g. own:rtx4090=0.25 (repeatable).")
 @click.option("--budget", type=click.FloatRange(min=0), default=None, help="Training budget in USD: each row says whether it holds.")
-@click.option("--self-host-model", default="llama-3.1-8b", show_default=True, help="Open model for the self-hosted rows.")
+@click.option("--self-host-model", default=None, metavar="MODEL",
+              help="The model the self-hosted rows train and serve: a catalogue open model (llama-3.1-8b), default "
+                   "(SmolLM2-135M-Instruct), an HF id or a model path. Default: the spec's local model with --spec, "
+                   "else llama-3.1-8b.")
 @click.option("--gpu-price-per-hour", type=click.FloatRange(min=0), default=None, metavar="USD",
               help="local:MODEL rows: what an hour of this machine costs (default: the spec's local price, else $0).")
 @_spec_option
@@ -363,6 +368,10 @@ def compare(file, models, epochs, method, adapter, queries_per_month, tokens_per
     from .output import emit_json, out
 
     file, epochs, method, adapter, budget, job = _from_spec(spec_path, file, epochs, method, adapter, budget)
+    if self_host_model is None:
+        from ..cost import DEFAULT_SELF_HOST_MODEL
+
+        self_host_model = job.model_for("local") if job is not None else DEFAULT_SELF_HOST_MODEL
     cmp = compare_costs(
         file,
         models,
