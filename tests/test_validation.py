@@ -164,11 +164,17 @@ def test_openai_legacy_completion_models_take_prompt_completion(tmp_path):
     assert "wrong_format" in codes(validate_file(p, "openai"))
 
 
-def test_openai_too_many_tokens(tmp_path):
+def test_openai_too_many_tokens_is_a_truncation_warning(tmp_path):
+    # OpenAI truncates an example over the limit, it does not refuse the file
+    # (tests/test_validation_provider_rules.py has the provider's own wording).
     long = chat(("word " * 400, "ok"))
     r = validate_file(write(tmp_path, [GOOD] * 10 + [long]), "openai", max_seq_len=100)
-    assert [(p.line, p.code) for p in r.errors] == [(11, "too_many_tokens")]
+    assert r.ok and r.errors == []
+    assert [(p.line, p.code) for p in r.warnings] == [(11, "too_many_tokens")]
     assert r.tokens.exact and r.tokens.over_limit == 1 and r.tokens.counted == 11
+    dropped = r.tokens.max - 100
+    assert r.tokens.over_limit_tokens == dropped > 0
+    assert f"last {dropped:,} tokens will be dropped" in r.warnings[0].message
 
 
 def test_openai_limit_comes_from_the_catalogue(tmp_path):
@@ -190,7 +196,8 @@ TOGETHER_BAD = [
     ({"foo": "bar"}, "unknown_format"),
     ({"prompt": "x"}, "missing_field"),
     ({"text": 5}, "invalid_field_type"),
-    ({"prompt": "x", "completion": ["y"]}, "invalid_field_type"),
+    ({"prompt": "x", "completion": 5}, "invalid_field_type"),
+    ({"prompt": "x", "completion": ["y"]}, "invalid_content"),
     ({**PREF, "input": []}, "invalid_field_type"),
     ({**PREF, "input": {"msgs": []}}, "missing_messages"),
     ({**GOOD, "tools": [{"type": "function", "function": {}}]}, "bad_tool"),

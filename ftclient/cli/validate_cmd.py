@@ -1,4 +1,4 @@
-"""``ftc data validate FILE --provider openai|together|local``."""
+"""``ftc data validate FILE --provider openai|together|local [--strict]``."""
 
 from __future__ import annotations
 
@@ -16,12 +16,17 @@ SHOW_LINES = 5
 @click.option("--model", "-m", default=None, help="Base model (OpenAI default gpt-4.1-mini; local: a model folder or HF id in the local cache).")
 @click.option("--method", type=click.Choice(["sft", "dpo"], case_sensitive=False), default=None, help="Training method (default: detected from the data).")
 @click.option("--max-seq-len", type=click.IntRange(min=1), default=None, help="Token limit per example (local default 2048).")
+@click.option("--strict", is_flag=True, help="Count warnings as errors (exit 1 on any warning).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
-def validate(file: str, provider: str, model: str | None, method: str | None, max_seq_len: int | None, as_json: bool) -> None:
-    """Check FILE (JSONL) against a provider's fine-tuning rules.
+def validate(
+    file: str, provider: str, model: str | None, method: str | None, max_seq_len: int | None, strict: bool, as_json: bool
+) -> None:
+    """Check FILE (JSONL; for Together also pre-tokenized Parquet) against a provider's
+    fine-tuning rules.
 
-    Exit 0 when clean, 1 when problems were found, 2 on a usage error.
-    Every problem names its line and a stable code (see docs/validation.md).
+    Exit 0 when no error was found (warnings allowed, unless --strict), 1 when errors
+    were found, 2 on a usage error. Every problem names its line and a stable code
+    (see docs/validation.md).
     """
     from ..errors import UsageError
     from ..validation import validate_file
@@ -47,7 +52,13 @@ def validate(file: str, provider: str, model: str | None, method: str | None, ma
             bar.update(task, completed=done)
 
         result = validate_file(
-            file, prov, model=model, method=method.lower() if method else None, max_seq_len=max_seq_len, progress=on_progress
+            file,
+            prov,
+            model=model,
+            method=method.lower() if method else None,
+            max_seq_len=max_seq_len,
+            progress=on_progress,
+            strict=strict,
         )
     if as_json:
         emit_json(result.to_dict())
@@ -64,12 +75,14 @@ def _render(r) -> None:
 
     d = r.to_dict()
     status = "[bold green]OK[/bold green]" if r.ok else "[bold red]PROBLEMS FOUND[/bold red]"
+    if r.strict:
+        status += " [dim](--strict: warnings count as errors)[/dim]"
     out.print(f"{status}  {r.path}  ({r.provider}{', ' + r.model if r.model else ''})", highlight=False)
     stats = Table.grid(padding=(0, 2))
     stats.add_column(style="dim")
     stats.add_column()
     stats.add_row("examples", f"{r.examples:,}")
-    stats.add_row("lines", f"{r.lines:,}" + (f" ({r.blank_lines:,} blank)" if r.blank_lines else ""))
+    stats.add_row("rows" if r.encoding == "parquet" else "lines", f"{r.lines:,}" + (f" ({r.blank_lines:,} blank)" if r.blank_lines else ""))
     fmts = ", ".join(f"{k} ({v:,})" for k, v in sorted(r.formats.items(), key=lambda kv: -kv[1])) or "none detected"
     stats.add_row("format", fmts)
     stats.add_row("size", _size(r.file_bytes) + ("" if r.encoding == "utf-8" else f", {r.encoding}"))
@@ -79,6 +92,8 @@ def _render(r) -> None:
         line = f"{approx}min {t['min']:,} / mean {t['mean']:,} / max {t['max']:,} per example, {approx}{t['total']:,} in all"
         if t["limit"]:
             line += f"; limit {t['limit']:,} ({t['limit_source']}), {t['over_limit']:,} over"
+            if t["over_limit_tokens"]:
+                line += f" by {t['over_limit_tokens']:,} tokens in all"
         stats.add_row("tokens", line)
         stats.add_row("", f"[dim]{'APPROXIMATE: ' if not t['exact'] else ''}{t['basis']}[/dim]")
     out.print(stats)

@@ -60,6 +60,23 @@ class Findings:
         if len(lines) < LINES_PER_CODE and line not in lines:
             lines.append(line)
 
+    def count_errors(self, code: str, n: int) -> None:
+        """Count ``n`` more errors of ``code`` whose lines are not stored (past a cap)."""
+        if n > 0:
+            self.n_err += n
+            self.error_counts[code] = self.error_counts.get(code, 0) + n
+
+    def promote_warnings(self) -> None:
+        """Make every warning an error (``strict``)."""
+        for p in self.warnings:
+            if len(self.errors) < self.cap:
+                self.errors.append(p)
+        for code, n in self.warning_counts.items():
+            self.error_counts[code] = self.error_counts.get(code, 0) + n
+            self.n_err += n
+        self.warnings = []
+        self.warning_counts = {}
+
     def merge(self, other: "Findings") -> None:
         """Add ``other`` (a later part of the file) to these findings, keeping the cap."""
         self.n_err += other.n_err
@@ -103,6 +120,7 @@ class TokenStats:
     min: int | None = None
     max: int | None = None
     over_limit: int = 0
+    over_limit_tokens: int = 0  # tokens past the limit, summed over the examples over it
 
     def add(self, n: int) -> None:
         self.counted += 1
@@ -124,6 +142,7 @@ class TokenStats:
             "max": self.max,
             "mean": round(self.total / self.counted, 1) if self.counted else None,
             "over_limit": self.over_limit,
+            "over_limit_tokens": self.over_limit_tokens,
         }
 
 
@@ -131,7 +150,8 @@ class TokenStats:
 class ValidationResult:
     """The outcome of :func:`ftclient.validation.validate_file`.
 
-    ``ok`` is true when no error was found (warnings do not count). ``errors`` and
+    ``ok`` is true when no error was found (warnings do not count; with ``strict``
+    every warning was made an error). ``errors`` and
     ``warnings`` hold at most ``MAX_STORED_PROBLEMS`` problems each, sorted by line;
     ``error_counts`` / ``warning_counts`` count all of them by code.
     """
@@ -150,6 +170,7 @@ class ValidationResult:
     findings: Findings = field(default_factory=Findings)
     tokens: TokenStats | None = None
     notes: list[str] = field(default_factory=list)
+    strict: bool = False
 
     @property
     def ok(self) -> bool:
@@ -188,6 +209,7 @@ class ValidationResult:
             "format": self.format,
             "formats": dict(self.formats),
             "path": self.path,
+            "strict": self.strict,
             "stats": {
                 "lines": self.lines,
                 "blank_lines": self.blank_lines,

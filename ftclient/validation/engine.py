@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from ..errors import ConfigError, DataError, FtcError, UsageError
 from ..fileio import MAX_LINE_BYTES, check_input_file, iter_lines, sniff_encoding
-from .common import Findings, Problem, TokenStats, ValidationResult
+from .common import MAX_STORED_PROBLEMS, Findings, Problem, TokenStats, ValidationResult
 
 PROVIDERS = ("openai", "together", "local")
 METHODS = ("sft", "dpo")
@@ -33,6 +33,9 @@ CHUNKS_PER_WORKER = 4
 MIN_CHUNK_BYTES = 4 * 1024 * 1024
 # Lines to read ahead for the file's format before splitting it between workers.
 SNIFF_LINES = 1000
+
+# Whole-file errors after which counting the examples means nothing.
+FILE_FATAL = frozenset({"empty_file", "binary_file", "parquet_not_supported", "invalid_parquet"})
 
 # Formats whose examples ftclient.tokens can count (chat SFT and preference).
 COUNTABLE = frozenset({"conversation", "preference"})
@@ -63,8 +66,10 @@ def validate_file(
     max_seq_len: int | None = None,
     progress: Progress | None = None,
     workers: int | None = None,
+    strict: bool = False,
 ) -> ValidationResult:
-    """Check a JSONL training file against ``provider``'s rules.
+    """Check a JSONL training file (for Together also a pre-tokenized Parquet file)
+    against ``provider``'s rules.
 
     ``provider``: ``openai``, ``together`` or ``local``. ``model``: the base model
     (OpenAI default ``gpt-4.1-mini``; for ``local`` a model folder or a Hugging Face id
@@ -73,9 +78,11 @@ def validate_file(
     limit per example (``local``: default 2048; hosted: default the model's limit from
     the price catalogue). ``progress(done_bytes, total_bytes)`` is called now and then.
     ``workers``: processes for large files (default: the CPU cores; 1 = in-process).
+    ``strict``: every warning counts as an error (``ok`` is then false on a warning).
 
     Bad data never raises: it is reported in the result. Raises UsageError/ConfigError
-    (exit 2) for an unknown provider or method, a missing file, an unusable model.
+    (exit 2) for an unknown provider or method, a missing file, an unusable model, a
+    Parquet file without pyarrow installed.
     """
     prov = (provider or "").strip().lower()
     if prov not in PROVIDERS:
@@ -96,16 +103,42 @@ def validate_file(
     size = p.stat().st_size
     res = ValidationResult(path=str(p), provider=prov, model=getattr(checker, "model", model), method=method)
     res.file_bytes = size
+    res.strict = bool(strict)
     F = res.findings
+    if prov != "together":
+        from .parquet import is_parquet
+
+        if is_parquet(p):
+            name = "OpenAI" if prov == "openai" else "Local training"
+            F.error(
+                0,
+                "parquet_not_supported",
+                f"{name} takes JSONL training files, not Parquet (pre-tokenized Parquet is a Together format); "
+                "give chat records as JSONL (ftc data prepare writes them)",
+            )
+            return _finish(res, checker, strict, progress, size)
     _file_rules(prov, p, size, F)
     if size == 0:
         F.error(0, "empty_file", "the file is empty")
-        return res
+        return _finish(res, checker, strict, progress, size)
+    if prov == "together" and p.suffix == ".parquet":
+        return _validate_parquet(p, res, checker, model, max_seq_len, strict, progress)
     try:
         enc = sniff_encoding(p)
     except DataError as e:
         F.error(0, "binary_file", e.message)
-        return res
+        return _finish(res, checker, strict, progress, size)
+    if enc not in ("utf-8", "utf-8-sig") and not _decodes_as(p, enc, size):
+        # Bytes that start like a UTF-16/32 byte-order mark (FF FE ...) but do not decode
+        # as that: the file is neither; the UTF-8 scan reports the lines that are not UTF-8.
+        res.notes.append(
+            f"the file starts like a {enc.upper()} byte-order mark but is not {enc.upper()} text; it was read as UTF-8"
+        )
+        with open(p, "rb") as f:
+            if b"\x00" in f.read(65536):
+                F.error(0, "binary_file", f"{p}: looks like a binary file (NUL bytes), not text")
+                return _finish(res, checker, strict, progress, size)
+        enc = "utf-8"
     res.encoding = enc
     if enc == "utf-8-sig":
         msg = "the file starts with a UTF-8 byte-order mark (BOM)"
@@ -132,18 +165,92 @@ def validate_file(
             out = _scan(str(p), 0, size, checker, None, F, plan, progress, size)
     if plan is not None:
         plan.flush()
-    res.lines, res.blank_lines, res.examples, res.formats, first_fmt = out[:5]
-    res.format = first_fmt
-    if res.examples < checker.min_examples:
+        plan.summarise(res.notes)
+    res.lines, res.blank_lines, res.examples, res.formats, first_fmt, _, format_lines = out
+    res.format = _blame_mixed(F, res.formats, format_lines, first_fmt)
+    return _finish(res, checker, strict, progress, size)
+
+
+def _finish(res: ValidationResult, checker, strict: bool, progress, size: int) -> ValidationResult:
+    """The whole-file rules (minimum examples), ``strict``, sorting; the result."""
+    F = res.findings
+    if res.examples < checker.min_examples and FILE_FATAL.isdisjoint(F.error_counts):
         F.error(
             0,
             "too_few_examples",
-            f"{res.examples} example(s); {prov} needs at least {checker.min_examples}",
+            f"{res.examples} example(s); {res.provider} needs at least {checker.min_examples}",
         )
+    if strict:
+        F.promote_warnings()
     F.sort()
     if progress:
         progress(size, size)
     return res
+
+
+def _decodes_as(p: Path, enc: str, size: int) -> bool:
+    """Whether the head of ``p`` (all of it when small) decodes as ``enc``."""
+    import codecs
+
+    with open(p, "rb") as f:
+        head = f.read(65536)
+    try:
+        codecs.getincrementaldecoder(enc)().decode(head, final=len(head) >= size)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _validate_parquet(p: Path, res: ValidationResult, checker, model, max_seq_len, strict, progress) -> ValidationResult:
+    """Together's pre-tokenized Parquet file (see :mod:`.parquet`)."""
+    from .parquet import check_parquet
+
+    F = res.findings
+    res.encoding = "parquet"
+    unchecked = ""
+    if max_seq_len is not None:
+        limit, source = max_seq_len, "--max-seq-len"
+    elif model:
+        limit, source = _catalogue_limit(f"together:{model}")
+        if limit is None:
+            unchecked = f"no token limit checked: {source}"
+            source = None
+    else:
+        limit, source = None, None
+        unchecked = "no token limit checked: give --model or --max-seq-len to check the lengths of the rows"
+
+    def over(row: int, n: int) -> None:
+        F.error(row, "too_many_tokens", f"{n:,} tokens, over the limit of {limit:,} ({source})")
+
+    rows, stats = check_parquet(p, F, limit=limit, limit_source=source, on_over_limit=over, progress=progress)
+    res.examples = res.lines = rows
+    res.tokens = stats
+    if stats is not None and limit is None:
+        res.notes.append(unchecked)
+    if rows:
+        res.formats = {"tokenized": rows}
+        res.format = "tokenized"
+        if checker.method == "dpo":
+            F.error(0, "wrong_format", "pre-tokenized Parquet data is for SFT; DPO needs preference records in JSONL")
+    return _finish(res, checker, strict, progress, res.file_bytes)
+
+
+def _blame_mixed(F: Findings, formats: dict[str, int], format_lines: dict[str, list[int]], first: str | None) -> str | None:
+    """Report ``mixed_formats`` on the lines of every format but the file's main one
+    (the most frequent; on a tie, the first example's). Returns the main format."""
+    if len(formats) < 2:
+        return first if first is not None else next(iter(formats), None)
+    main = max(formats, key=lambda f: (formats[f], f == first))
+    total = sum(formats.values())
+    for fmt, n in formats.items():
+        if fmt == main:
+            continue
+        msg = f"{fmt} example, but the file is mostly {main} ({formats[main]:,} of {total:,} examples); use one format per file"
+        stored = format_lines.get(fmt, [])
+        for ln in stored:
+            F.error(ln, "mixed_formats", msg)
+        F.count_errors("mixed_formats", n - len(stored))
+    return main
 
 
 def _cores() -> int:
@@ -157,7 +264,7 @@ def _file_rules(prov: str, p: Path, size: int, F: Findings) -> None:
     if prov == "together":
         from .together import MAX_FILE_SIZE_GB, NUM_BYTES_IN_GB
 
-        if p.suffix != ".jsonl":
+        if p.suffix not in (".jsonl", ".parquet"):
             F.error(0, "bad_extension", f"Together takes .jsonl (or .parquet) training files; this one is '{p.suffix or 'no extension'}': rename it")
         if size > MAX_FILE_SIZE_GB * NUM_BYTES_IN_GB:
             F.error(0, "file_too_large", f"{size / NUM_BYTES_IN_GB:.1f} GB; Together's maximum is {MAX_FILE_SIZE_GB} GB")
@@ -169,15 +276,30 @@ def _file_rules(prov: str, p: Path, size: int, F: Findings) -> None:
 
 
 class TokenPlan:
-    """Counts tokens of the examples that passed the structural checks, in batches."""
+    """Counts tokens of the examples that passed the structural checks, in batches.
 
-    def __init__(self, counter: Any, limit: int | None, source: str | None, F: Findings, stats: TokenStats, template: bool):
+    An example over the limit is an error where the provider refuses it (exact count),
+    a warning where the count is approximate, and a warning naming the tokens dropped
+    where the provider truncates it (``truncates``: the provider's name; OpenAI).
+    """
+
+    def __init__(
+        self,
+        counter: Any,
+        limit: int | None,
+        source: str | None,
+        F: Findings,
+        stats: TokenStats,
+        template: bool,
+        truncates: str | None = None,
+    ):
         self.counter = counter
         self.limit = limit
         self.source = source
         self.F = F
         self.stats = stats
         self.template = template  # rendering errors are the chat template's (local)
+        self.truncates = truncates
         self.buf: list[tuple[int, Any]] = []
         self.nbytes = 0
         self.offset = 0  # added to line numbers (not used in the sequential scan)
@@ -214,10 +336,31 @@ class TokenPlan:
             st.add(n)
             if limit is not None and n > limit:
                 st.over_limit += 1
-                if exact:
-                    F.error(ln, "too_many_tokens", f"{n} tokens, over the limit of {limit} ({self.source})")
+                st.over_limit_tokens += n - limit
+                if self.truncates:
+                    about = "" if exact else "about "
+                    F.warning(
+                        ln,
+                        "too_many_tokens",
+                        f"{about}{n:,} tokens, over the limit of {limit:,} ({self.source}); {self.truncates} truncates "
+                        f"the example: its last {about}{n - limit:,} tokens will be dropped",
+                    )
+                elif exact:
+                    F.error(ln, "too_many_tokens", f"{n:,} tokens, over the limit of {limit:,} ({self.source})")
                 else:
-                    F.warning(ln, "too_many_tokens", f"about {n} tokens (approximate count), over the limit of {limit} ({self.source})")
+                    F.warning(ln, "too_many_tokens", f"about {n:,} tokens (approximate count), over the limit of {limit:,} ({self.source})")
+
+    def summarise(self, notes: list[str]) -> None:
+        """A note on what truncation drops, in all (where the provider truncates)."""
+        st = self.stats
+        if self.truncates and st.over_limit:
+            note = (
+                f"{st.over_limit:,} example(s) over the {self.limit:,}-token limit: {self.truncates} truncates them, "
+                f"dropping {st.over_limit_tokens:,} tokens in all"
+            )
+            if self.source and "catalogue" in self.source:
+                note += f"; training is billed on at most {self.limit:,} tokens per example, as ftc's cost estimate assumes"
+            notes.append(note)
 
 
 def _catalogue_limit(ref: str) -> tuple[int | None, str | None]:
@@ -292,7 +435,11 @@ def _token_plan(prov: str, checker, model: str | None, max_seq_len: int | None, 
     res.tokens = stats
     if not counter.exact and prov != "local":
         notes.append("token counts are approximate: " + counter.basis)
-    return TokenPlan(counter, limit, source, F, stats, template=(prov == "local"))
+    # OpenAI's fine-tuning guide: "Examples longer than the default will be truncated to
+    # the maximum context length which removes tokens from the end of the training
+    # example(s)" - the file is not refused.
+    truncates = "OpenAI" if prov == "openai" else None
+    return TokenPlan(counter, limit, source, F, stats, template=(prov == "local"), truncates=truncates)
 
 
 # ----------------------------------------------------------------------- scanning
@@ -338,7 +485,12 @@ def _fast_loads() -> Callable[[bytes], Any]:
 
 
 def _record(rec: Any, ln: int, nbytes: int, check, allowed, state: list, formats: dict, F: Findings, plan) -> None:
-    """Check one parsed line (shared by the byte and the text scanners)."""
+    """Check one parsed line (shared by the byte and the text scanners).
+
+    ``state``: ``[first format, its line, {format: its first lines}]``; the lines of each
+    format are kept (up to MAX_STORED_PROBLEMS) so that, once the whole file is read,
+    ``mixed_formats`` blames the formats in the minority (see _blame_mixed).
+    """
     if type(rec) is not dict:
         F.error(ln, "not_an_object", f"each line must be a JSON object, this one is {_jtype(rec)}")
         return
@@ -346,12 +498,14 @@ def _record(rec: Any, ln: int, nbytes: int, check, allowed, state: list, formats
     fmt = check(rec, ln, F)
     if fmt is None:
         return
-    formats[fmt] = formats.get(fmt, 0) + 1
-    if fmt != state[0]:
-        if state[0] is None:
-            state[0], state[1] = fmt, ln
-        else:
-            F.error(ln, "mixed_formats", f"{fmt} example, but the file's first example (line {state[1]}) is {state[0]}; use one format per file")
+    k = formats[fmt] = formats.get(fmt, 0) + 1
+    if k <= MAX_STORED_PROBLEMS:
+        lines = state[2].get(fmt)
+        if lines is None:
+            lines = state[2][fmt] = []
+            if state[0] is None:
+                state[0], state[1] = fmt, ln
+        lines.append(ln)
     if allowed is not None and fmt not in allowed:
         F.error(ln, "wrong_format", f"{fmt} example, but the method asks for {' or '.join(sorted(allowed))}")
     if plan is not None and F.n_err == n0 and fmt in COUNTABLE:
@@ -379,12 +533,13 @@ def _scan(
 ):
     """Check the lines of bytes ``[start, end)`` (``start`` at a line start).
 
-    Reads blocks of BLOCK bytes and splits them into lines (a line longer than
-    MAX_LINE_BYTES is reported and skipped, never held whole). Each line is decoded
+    Reads blocks of BLOCK bytes and splits them into lines (a line longer than the
+    checker's ``max_line_bytes``, by default MAX_LINE_BYTES, is reported and skipped,
+    never held whole). Each line is decoded
     and parsed once: by orjson, or where it refuses a line, by the C scanner of the json
     module, which names the error. Line numbers are counted
     from ``first_line`` + 1. Returns ``(lines, blank_lines, examples, formats,
-    first_format, first_format_line)``.
+    first_format, first_format_line, {format: its first lines})``.
     """
     check = checker.check
     method = checker.method
@@ -392,10 +547,10 @@ def _scan(
     scan_once = json.JSONDecoder().scan_once
     fast_loads = _fast_loads()
     formats: dict[str, int] = {}
-    state: list = [file_format, format_line]
+    state: list = [file_format, format_line, {}]
     ln = first_line
     blank = examples = 0
-    limit = MAX_LINE_BYTES
+    limit = getattr(checker, "max_line_bytes", MAX_LINE_BYTES)
     step = 4 * 1024 * 1024
     next_report = start + step
     carry = b""
@@ -436,7 +591,7 @@ def _scan(
                 ln += 1
                 if b is None or len(b) > limit:
                     examples += 1
-                    F.error(ln, "line_too_long", f"line longer than {limit // (1024 * 1024)} MiB; is this a binary or minified file?")
+                    F.error(ln, "line_too_long", f"line longer than {limit // (1024 * 1024):,} MiB; is this a binary or minified file?")
                     continue
                 try:
                     # Fast path: orjson parses strict JSON straight from the bytes and
@@ -470,7 +625,7 @@ def _scan(
                 else:
                     examples += 1
                 _record(rec, ln, len(b), check, allowed, state, formats, F, plan)
-    return ln - first_line, blank, examples, formats, state[0], state[1]
+    return ln - first_line, blank, examples, formats, state[0], state[1], state[2]
 
 
 def _scan_text(p: Path, checker, F: Findings, plan):
@@ -478,7 +633,7 @@ def _scan_text(p: Path, checker, F: Findings, plan):
     method = checker.method
     allowed = checker.formats_for_method.get(method) if method else None
     formats: dict[str, int] = {}
-    state: list = [None, 0]
+    state: list = [None, 0, {}]
     ln = blank = examples = 0
     try:
         for ln, s in iter_lines(p):
@@ -498,7 +653,7 @@ def _scan_text(p: Path, checker, F: Findings, plan):
     except DataError as e:  # undecodable or overlong line: iter_lines cannot go on
         ln += 1
         F.error(ln, "not_utf8" if "not valid" in e.message else "line_too_long", e.message + " (checking stopped here)")
-    return ln, blank, examples, formats, state[0], state[1]
+    return ln, blank, examples, formats, state[0], state[1], state[2]
 
 
 def _split_points(path: Path, size: int, n: int) -> list[int]:
@@ -582,15 +737,19 @@ def _scan_parallel(p: Path, size: int, checker, F: Findings, n: int, progress):
                 progress(done, size)
     lines = blank = examples = 0
     formats: dict[str, int] = {}
+    format_lines: dict[str, list[int]] = {}
     for Fi, out in parts:
         _shift(Fi, lines)
         F.merge(Fi)
+        for key, v in out[3].items():
+            formats[key] = formats.get(key, 0) + v
+        for key, lns in out[6].items():
+            kept = format_lines.setdefault(key, [])
+            kept.extend(ln + lines for ln in lns[: max(0, MAX_STORED_PROBLEMS - len(kept))])
         lines += out[0]
         blank += out[1]
         examples += out[2]
-        for key, v in out[3].items():
-            formats[key] = formats.get(key, 0) + v
-    return lines, blank, examples, formats, file_format, format_line
+    return lines, blank, examples, formats, file_format, format_line, format_lines
 
 
 def _shift(F: Findings, offset: int) -> None:

@@ -40,6 +40,9 @@ MESSAGE_KEYS = {
     "tool": frozenset({"role", "content", "tool_call_id"}),
     "function": frozenset({"role", "content", "name"}),
 }
+# What the unknown-key check lets through: ``weight`` on a non-assistant message is
+# reported once, as invalid_weight, not a second time as an unknown key.
+KEYS_NOT_UNKNOWN = {role: keys | {"weight"} for role, keys in MESSAGE_KEYS.items()}
 # Content part types allowed per role (string content is always allowed).
 PART_TYPES = {
     "system": frozenset({"text"}),
@@ -161,8 +164,8 @@ class OpenAIChecker:
                 else:
                     err(ln, "invalid_role", f"{w}.role {short(role)} is not one of {', '.join(ROLES)}")
                 continue
-            if not (m.keys() <= MESSAGE_KEYS[role]):
-                self._unknown(m, MESSAGE_KEYS[role], w + ".", ln, err)
+            if not (m.keys() <= KEYS_NOT_UNKNOWN[role]):
+                self._unknown(m, KEYS_NOT_UNKNOWN[role], w + ".", ln, err)
             content = m.get("content")
             if role == "assistant":
                 n_assistant += 1

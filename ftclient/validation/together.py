@@ -3,11 +3,18 @@
 Sources: Together's file checker in its Python SDK (``together.lib.utils.files.check_file``
 and ``together.lib.constants``: MIN_SAMPLES, MAX_FILE_SIZE_GB, the required columns of
 each dataset format, the extra ``tools`` column, the required ``role`` of a message and
-the possible roles) and Together's data-preparation guide (conversational data needs
-``role`` and ``content`` on each message, starts with ``system`` or ``user`` and then
-alternates user/assistant; ``weight`` is 0 or 1; a line matching two formats is an
-error; other fields are ignored). The SDK itself is not imported here: it is slow to
-import. Every code is listed in docs/validation.md.
+the possible roles, the multimodal limits) and Together's data-preparation guide
+(conversational data needs ``role`` and ``content`` on each message, starts with
+``system`` or ``user`` and then alternates user/assistant; ``weight`` is 0 or 1; a line
+matching two formats is an error; other fields are ignored). Images follow Together's
+vision fine-tuning guide and the SDK's previous full checker (1.5.x,
+``together.utils.files._check_message_content``): conversational, instruction and
+preference data may carry OpenAI-style content parts (``text`` / ``image_url``); images
+are base64 data URLs with a MIME prefix (``data:image/png|jpeg|webp;base64,...``), at
+most 10 MB each and 10 per example, only in user messages (or an instruction's
+``prompt``); the messages of one example are all text or all content parts; a message
+with images is not trained on (weight 0). The SDK itself is not imported here: it is
+slow to import. Every code is listed in docs/validation.md.
 """
 
 from __future__ import annotations
@@ -40,6 +47,15 @@ EXTRA_COLUMNS = {"text": (), "conversation": ("tools",), "instruction": (), "pre
 _KNOWN_COLUMNS = {f: frozenset(FORMAT_COLUMNS[f] + EXTRA_COLUMNS[f]) for f in FORMAT_COLUMNS}
 MESSAGE_KEYS = frozenset({"role", "content", "weight", "name", "tool_calls", "tool_call_id"})
 CONTENT_PART_TYPES = frozenset({"text", "image_url"})
+# Multimodal limits (together.lib.constants; the vision fine-tuning guide)
+MAX_IMAGES_PER_EXAMPLE = 10
+MAX_IMAGE_BYTES = 10 * 1024 * 1024
+MAX_BASE64_IMAGE_LENGTH = len("data:image/jpeg;base64,") + 4 * MAX_IMAGE_BYTES // 3
+IMAGE_PREFIXES = tuple(f"data:image/{f};base64," for f in ("jpeg", "png", "webp"))
+IMAGE_RULE = (
+    "Together takes images only as base64 data URLs with a MIME prefix "
+    "(data:image/png;base64,..., also image/jpeg or image/webp): download the image and encode it"
+)
 
 FORMATS_FOR_METHOD = {
     "sft": frozenset({"text", "conversation", "instruction"}),
@@ -72,6 +88,8 @@ class TogetherChecker:
     provider = "together"
     min_examples = MIN_SAMPLES
     formats_for_method = FORMATS_FOR_METHOD
+    # A line may hold 10 base64 images of 10 MB each: more than ftc's usual 8 MiB per line.
+    max_line_bytes = MAX_IMAGES_PER_EXAMPLE * MAX_BASE64_IMAGE_LENGTH + 8 * 1024 * 1024
 
     def __init__(self, model: str | None, method: str | None):
         self.model = model
@@ -128,8 +146,10 @@ class TogetherChecker:
         if fmt == "text":
             self._string(rec, "text", ln, F)
         elif fmt == "instruction":
-            self._string(rec, "prompt", ln, F)
-            self._string(rec, "completion", ln, F)
+            images = self._instruction_field(rec, "prompt", "user", ln, F)
+            images += self._instruction_field(rec, "completion", "assistant", ln, F)
+            if images > MAX_IMAGES_PER_EXAMPLE:
+                F.error(ln, "bad_image", f"{images} images; Together takes at most {MAX_IMAGES_PER_EXAMPLE} per example")
         elif fmt == "conversation":
             if "tools" in rec:
                 check_tools(rec["tools"], ln, err)
@@ -146,6 +166,15 @@ class TogetherChecker:
         elif not v.strip():
             F.warning(ln, "empty_content", f"'{key}' is empty")
 
+    def _instruction_field(self, rec: dict, key: str, role: str, ln: int, F: Findings) -> int:
+        """``prompt`` / ``completion``: a string or a list of content parts (the prompt
+        as a user message, the completion as an assistant's). Returns its images."""
+        v = rec[key]
+        if type(v) is list:
+            return self._parts(v, f"'{key}'", role, ln, F) or 0
+        self._string(rec, key, ln, F)
+        return 0
+
     def _messages(self, msgs: Any, where: str, ln: int, F: Findings, conversation: bool) -> None:
         err = F.error
         if type(msgs) is not list:
@@ -156,6 +185,7 @@ class TogetherChecker:
             return
         previous = None
         n_assistant = 0
+        n_parts = n_text = n_images = 0  # messages with content parts / string content; images
         for i, m in enumerate(msgs):
             if type(m) is not dict:
                 err(ln, "invalid_message", f"{where}[{i}] must be an object, got {type_name(m)}")
@@ -172,6 +202,7 @@ class TogetherChecker:
                 continue
             content = m.get("content")
             if type(content) is str:
+                n_text += 1
                 if not content or content.isspace():
                     if not (role == "assistant" and m.get("tool_calls")):
                         F.warning(ln, "empty_content", f"{where}[{i}] ({role}) content is empty")
@@ -179,9 +210,15 @@ class TogetherChecker:
                 if not (role == "assistant" and m.get("tool_calls")):
                     err(ln, "missing_content", f"{where}[{i}] ({role}) has no 'content'")
             elif type(content) is list:
-                self._parts(content, f"{where}[{i}]", ln, F)
+                n_parts += 1
+                images = self._parts(content, f"{where}[{i}].content", role, ln, F)
+                if images:
+                    n_images += images
+                    wt = m.get("weight")
+                    if type(wt) is int and wt != 0:
+                        err(ln, "invalid_weight", f"{where}[{i}] has images and weight {wt}; Together trains on no message with images (weight 0 or none)")
             else:
-                err(ln, "invalid_content", f"{where}[{i}].content must be a string, got {type_name(content)}")
+                err(ln, "invalid_content", f"{where}[{i}].content must be a string or a list of content parts, got {type_name(content)}")
             if len(m) > 2:
                 if "weight" in m:
                     wt = m["weight"]
@@ -208,21 +245,50 @@ class TogetherChecker:
             if role == "assistant":
                 n_assistant += 1
             previous = role
+        if n_parts and n_text:
+            err(
+                ln,
+                "invalid_content",
+                f"'{where}' mixes string content and lists of content parts; Together needs all messages of an "
+                'example in one form: write text-only ones as [{"type": "text", "text": ...}]',
+            )
+        if n_images > MAX_IMAGES_PER_EXAMPLE:
+            err(ln, "bad_image", f"{n_images} images; Together takes at most {MAX_IMAGES_PER_EXAMPLE} per example")
         if conversation and n_assistant == 0:
             err(ln, "no_assistant_turn", "no assistant message: nothing to train on")
 
     @staticmethod
-    def _parts(parts: list, w: str, ln: int, F: Findings) -> None:
+    def _parts(parts: list, w: str, role: str, ln: int, F: Findings) -> int:
+        """Check a list of content parts (``w`` names it); returns its number of images."""
+        err = F.error
         if not parts:
-            F.error(ln, "invalid_content", f"{w}.content is an empty list")
-            return
+            F.warning(ln, "empty_content", f"{w} is an empty list")
+            return 0
+        images = 0
         for j, part in enumerate(parts):
+            pw = f"{w}[{j}]"
             if not isinstance(part, dict) or part.get("type") not in CONTENT_PART_TYPES:
-                F.error(ln, "invalid_content", f"{w}.content[{j}] must be a text or image_url part")
-            elif part["type"] == "text" and not isinstance(part.get("text"), str):
-                F.error(ln, "invalid_content", f"{w}.content[{j}].text must be a string")
-            elif part["type"] == "image_url" and not isinstance(part.get("image_url"), dict):
-                F.error(ln, "invalid_content", f"{w}.content[{j}].image_url must be an object with a 'url'")
+                got = short(part.get("type")) if isinstance(part, dict) else type_name(part)
+                err(ln, "invalid_content", f"{pw} must be a text or image_url part, got {got}")
+                continue
+            if part["type"] == "text":
+                if not isinstance(part.get("text"), str):
+                    err(ln, "invalid_content", f"{pw}.text must be a string")
+                continue
+            images += 1
+            if role != "user":
+                err(ln, "bad_image", f"{pw}: an image in a {role} message; Together takes images only in user messages (and an instruction's prompt)")
+            img = part.get("image_url")
+            url = img.get("url") if isinstance(img, dict) else None
+            if not isinstance(img, dict):
+                err(ln, "invalid_content", f"{pw}.image_url must be an object with a 'url'")
+            elif not isinstance(url, str) or not url:
+                err(ln, "invalid_content", f"{pw}.image_url.url must be a non-empty string")
+            elif not url.startswith(IMAGE_PREFIXES):
+                err(ln, "bad_image", f"{pw}.image_url.url is {short(url, 60)}; {IMAGE_RULE}")
+            elif len(url) > MAX_BASE64_IMAGE_LENGTH:
+                err(ln, "bad_image", f"{pw}: an image of about {len(url) * 3 // 4 / 2**20:.1f} MB; Together takes at most {MAX_IMAGE_BYTES // 2**20} MB per image")
+        return images
 
     def _preference(self, rec: dict, ln: int, F: Findings) -> None:
         err = F.error
