@@ -5,7 +5,9 @@
 
 How each figure is made (also in docs/cost.md):
 
-* Hosted training: billed tokens x price per 1M, with the provider's minimum charge.
+* Hosted training: billed tokens x price per 1M (a size tier's price for providers that
+  price by model size, also for models the catalogue does not list), with a minimum
+  charge where the catalogue gives one.
   Billed tokens = sum over examples of min(tokens, model's example limit) x epochs
   (the cookbook's ``n_billing_tokens_in_dataset x n_epochs``). Without ``epochs``,
   the cookbook's default-epochs heuristic (:func:`default_epochs`).
@@ -379,6 +381,9 @@ def _hosted_training(entry: ModelEntry, totals: Sequence[int], epochs: int, meth
     cost = max(raw, entry.min_charge_usd)
     applied = entry.min_charge_usd > 0 and raw < entry.min_charge_usd
     basis = f"{billed:,} billed tokens x ${price:g}/1M"
+    tier = entry.tier_basis(method, adapter)
+    if tier:
+        basis += f" ({tier})"
     if cap:
         basis += f" (each example capped at {cap:,} tokens)"
     if applied:
@@ -791,6 +796,8 @@ def compare_costs(
         raise UsageError(f"budget must be >= 0, not {budget_usd!r}")
     cat = _catalogue(prices, today)
     refs = _parse_models(models)
+    if models is None:  # the defaults: only models that can still be fine-tuned today
+        refs = [r for r in refs if not (cat.has_model(r) and cat.model(r).training_closed())]
     for ref, usd in (gpu_prices or {}).items():
         if usd is None or usd < 0:
             raise UsageError(f"{ref}: GPU price must be >= 0")
@@ -924,7 +931,20 @@ def _hosted_row(ref, est: CostEstimate, entry: ModelEntry, counts, q, tin, tout,
     counter = get_counter(entry.ref, tokenizer=entry.hf_id)
     pin, pout, given = _query_tokens(counts, counter, tin, tout)
     caveats = list(est.caveats)
-    if entry.serving == "dedicated" and entry.dedicated_endpoint_per_hour is not None:
+    label = _short(entry.ref) + (" (retired)" if entry.training_closed() or entry.shut_down() else "")
+    dedicated = entry.serving == "dedicated"
+    fixed: float | None
+    if entry.shut_down():
+        # Its fine-tuned models no longer answer: nothing to serve, no serving cost to compare.
+        fixed = monthly = per_1k = per_query = None
+        inf_basis = f"none: the provider shut its fine-tuned models down on {entry.inference_shutdown}"
+        serving, exact = "shut down", False
+    elif (entry.dedicated_endpoint_per_hour if dedicated else entry.inference_input_per_1m) is None:
+        fixed = monthly = per_1k = per_query = None
+        inf_basis = (f"unknown: the catalogue has no {'dedicated-endpoint' if dedicated else 'inference'} price "
+                     f"for {entry.ref}")
+        serving, exact = ("dedicated endpoint" if dedicated else "serverless, per token"), False
+    elif dedicated:
         fixed = entry.dedicated_endpoint_per_hour * HOURS_PER_MONTH
         monthly = fixed
         per_1k = monthly / q * 1000 if q else None
@@ -951,7 +971,7 @@ def _hosted_row(ref, est: CostEstimate, entry: ModelEntry, counts, q, tin, tout,
         exact = given
     return CompareRow(
         backend=ref,
-        label=_short(entry.ref),
+        label=label,
         kind="hosted",
         model=entry.ref,
         **_estimate_fields(est, budget),

@@ -9,6 +9,17 @@ field. Every entry carries ``source`` and ``as_of``; an entry older than
     m = cat.model("openai:gpt-4.1-mini")       # ModelEntry
     m.training_price(method="sft", adapter="lora")
     g = cat.gpu("runpod", "a100-community")    # GpuEntry
+
+Dates a provider sets for a model are data: ``train_cutoff`` (the first day new fine-tuning
+jobs are refused) and ``inference_shutdown`` (the first day its fine-tuned models no longer
+answer); :meth:`ModelEntry.training_closed` / :meth:`ModelEntry.shut_down` read them
+against ``today``.
+
+A provider that prices fine-tuning by model size has a size tier (``tiers.<provider>``);
+with ``prices_unlisted: true`` there, a model of that provider that the catalogue does not
+list is priced by that tier from its parameter count: a catalogue entry or open model with
+the same name, else the size in the name (``Llama-3.2-3B`` -> 3B, ``Qwen2.5-0.5B`` -> 0.5B,
+``8x7B`` -> 56B). Without a known size, :meth:`Catalogue.model` raises ConfigError.
 """
 
 from __future__ import annotations
@@ -16,6 +27,7 @@ from __future__ import annotations
 import datetime as _dt
 import difflib
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,13 +107,39 @@ class ModelEntry(Priced):
     dedicated_endpoint_per_hour: float | None = None
     dedicated_gpu: str | None = None
     min_charge_usd: float = 0.0
-    train_cutoff: _dt.date | None = None
-    inference_shutdown: _dt.date | None = None
+    train_cutoff: _dt.date | None = None  # new fine-tuning jobs refused from this day on
+    inference_shutdown: _dt.date | None = None  # fine-tuned models stop answering from this day on
     encoding: str | None = None
+    listed: bool = True  # False: not in the catalogue, priced by its provider's size tier
+    params_basis: str | None = None  # where params_b comes from, for a model not listed
 
     @property
     def ref(self) -> str:
         return f"{self.provider}:{self.name}"
+
+    def training_closed(self, today: _dt.date | None = None) -> bool:
+        """Whether the provider refuses new fine-tuning jobs for this model on ``today``."""
+        t = today or self.today
+        return self.train_cutoff is not None and t >= self.train_cutoff
+
+    def shut_down(self, today: _dt.date | None = None) -> bool:
+        """Whether this model's fine-tuned models no longer answer on ``today``."""
+        t = today or self.today
+        return self.inference_shutdown is not None and t >= self.inference_shutdown
+
+    def retirement_text(self, today: _dt.date | None = None) -> str | None:
+        """One phrase with the retirement dates as of ``today`` (past or coming), or None."""
+        t = today or self.today
+        parts = []
+        if self.train_cutoff:
+            d = self.train_cutoff.isoformat()
+            parts.append(f"new fine-tuning jobs ended on {d}" if self.training_closed(t)
+                         else f"new fine-tuning jobs end on {d} ({(self.train_cutoff - t).days} days left)")
+        if self.inference_shutdown:
+            d = self.inference_shutdown.isoformat()
+            parts.append(f"fine-tuned models were shut down on {d} and no longer answer" if self.shut_down(t)
+                         else f"fine-tuned models shut down on {d}")
+        return "; ".join(parts) or None
 
     def training_price(self, method: str = "sft", adapter: str = "lora") -> float:
         """USD per 1M training tokens for this method (sft|dpo) and adapter (lora|qlora|full)."""
@@ -137,14 +175,25 @@ class ModelEntry(Priced):
             lo = hi + 0.1
         return None
 
+    def tier_basis(self, method: str = "sft", adapter: str = "lora") -> str | None:
+        """How a size-tier price was chosen, e.g. ``size tier 3B (up to 16B; size read from
+        the name) x published per-token price (SFT, LoRA)``; None without a tier."""
+        label = self.tier_label()
+        if label is None:
+            return None
+        where = f"; {self.params_basis}" if self.params_basis else ""
+        ad = {"qlora": "LoRA", "lora": "LoRA", "full": "full"}.get(adapter.lower(), adapter)
+        return f"size tier {self.params_b:g}B ({label}{where}) x published per-token price ({method.upper()}, {ad})"
+
     def caveats(self, today: _dt.date | None = None) -> list[str]:
         t = today or self.today
         out = []
-        if self.train_cutoff:
-            when = "ended" if t > self.train_cutoff else "end"
-            out.append(f"new fine-tuning jobs {when} {self.train_cutoff.isoformat()}")
-        if self.inference_shutdown:
-            out.append(f"fine-tuned models shut down {self.inference_shutdown.isoformat()}")
+        retired = self.retirement_text(t)
+        if retired:
+            out.append(("retired: " if self.training_closed(t) or self.shut_down(t) else "") + retired)
+        if not self.listed:
+            out.append(f"not in ftc's price catalogue: priced by {self.provider}'s size tier "
+                       f"({self.params_basis or 'size given'}); no inference price")
         if self.serving == "dedicated":
             out.append("LoRA model served on a dedicated endpoint (billed per hour while on)")
         if self.stale:
@@ -213,9 +262,16 @@ class Catalogue:
 
     def model(self, ref: str) -> ModelEntry:
         """The entry of a hosted model, e.g. ``openai:gpt-4.1-mini``; ConfigError with
-        the closest names when unknown. ``ft:`` prefixes and snapshot dates are accepted."""
+        the closest names when unknown. ``ft:`` prefixes and snapshot dates are accepted.
+
+        A model the catalogue does not list, of a provider whose size tier has
+        ``prices_unlisted: true``, is priced by that tier from its parameter count
+        (:meth:`params_of`); ConfigError when the count is unknown."""
         models = self.data.get("models", {})
-        key = self._resolve(ref, models)
+        try:
+            key = self._resolve(ref, models)
+        except ConfigError as e:
+            return self._unlisted(ref, e)
         d = models[key]
         provider, _, name = key.partition(":")
         where = f"prices: models.{key}"
@@ -253,11 +309,70 @@ class Catalogue:
         )
 
     def has_model(self, ref: str) -> bool:
+        """Whether :meth:`model` has an entry for ``ref`` (listed, or priced by size tier)."""
         try:
-            self._resolve(ref, self.data.get("models", {}))
+            self.model(ref)
             return True
         except ConfigError:
             return False
+
+    def _unlisted(self, ref: str, unknown: ConfigError) -> ModelEntry:
+        """An entry for a model the catalogue does not list, priced by its provider's size
+        tier; re-raises ``unknown`` when the provider has no such tier."""
+        provider, sep, name = ref.strip().partition(":")
+        tier = self.data.get("tiers", {}).get(provider.lower()) if sep and name else None
+        if not isinstance(tier, dict) or not tier.get("prices_unlisted"):
+            raise unknown
+        provider = provider.lower()
+        size = self.params_of(provider, name)
+        if size is None:
+            raise ConfigError(
+                f"{ref!r} is not in the price catalogue and its size is unknown, so ftc cannot price it "
+                f"({provider} prices fine-tuning by model size)",
+                hint=f"ftc reads the size from the name (e.g. 8B, 0.5B, 70B); this one has none. Give it in a "
+                     f"prices file (--prices FILE or $FTC_PRICES): models: {{'{provider}:{name}': "
+                     f"{{tier: {provider}, params_b: SIZE_IN_BILLIONS}}}}.",
+            )
+        params_b, basis = size
+        where = f"prices: tiers.{provider}"
+        extra = tier.get("unlisted") or {}
+        return ModelEntry(
+            key=f"{provider}:{name}",
+            provider=provider,
+            name=name,
+            source=tier.get("source"),
+            as_of=_date(tier.get("as_of"), where),
+            today=self.today,
+            verified=bool(tier.get("verified", False)),
+            note=f"not listed in ftc's catalogue: priced by the {provider} size tier ({basis})",
+            tier=tier,
+            params_b=params_b,
+            hf_id=name if "/" in name else None,
+            serving=extra.get("serving", "serverless"),
+            min_charge_usd=_num(tier.get("min_charge_usd", 0.0), f"{where}.min_charge_usd") or 0.0,
+            listed=False,
+            params_basis=basis,
+        )
+
+    def params_of(self, provider: str, name: str) -> tuple[float, str] | None:
+        """(billions of parameters, where the figure comes from) for a model name: a
+        catalogue entry or open model of the same name first, else the size in the name."""
+        low = name.strip().lower()
+        tail = low.rsplit("/", 1)[-1]
+        for key, d in self.data.get("models", {}).items():
+            p = d.get("params_b") if isinstance(d, dict) else None
+            if not isinstance(p, (int, float)) or isinstance(p, bool):
+                continue
+            names = {key.partition(":")[2].lower(), str(d.get("hf_id") or "").lower()}
+            if low in names or tail in {n.rsplit("/", 1)[-1] for n in names if n}:
+                return float(p), f"{p:g}B from the catalogue entry {key}"
+        for key, d in self.data.get("open_models", {}).items():
+            p = d.get("params_b") if isinstance(d, dict) else None
+            hf = str(d.get("hf_id") or "").lower()
+            if isinstance(p, (int, float)) and not isinstance(p, bool) and (
+                    low in (key.lower(), hf) or (hf and tail == hf.rsplit("/", 1)[-1])):
+                return float(p), f"{p:g}B from the catalogue's open model {key}"
+        return params_from_name(name)
 
     def _resolve(self, ref: str, models: dict) -> str:
         r = ref.strip()
@@ -272,8 +387,6 @@ class Catalogue:
         # ft:gpt-4o-mini-2024-07-18:org::id -> gpt-4o-mini; snapshot dates dropped.
         if name.startswith("ft:"):
             name = name.split(":")[1]
-        import re
-
         base = re.sub(r"-\d{4}-\d{2}-\d{2}$", "", name)
         for cand in (f"{provider}:{base}", f"{provider}:accounts/fireworks/models/{base}"):
             if cand.lower() in low:
@@ -406,6 +519,31 @@ class Catalogue:
             params_b=_num(d.get("params_b"), f"{where}.params_b", allow_none=False) or 0.0,
             hf_id=d.get("hf_id"),
         )
+
+
+_SIZE_IN_NAME = re.compile(r"(?<![A-Za-z0-9.])(?:(\d+)x)?(\d+(?:\.\d+)?)([bm])(?![a-z0-9])", re.IGNORECASE)
+
+
+def params_from_name(name: str) -> tuple[float, str] | None:
+    """(billions of parameters, basis) from a model name's size, or None: ``Llama-3.2-3B``
+    -> 3, ``Qwen2.5-0.5B`` -> 0.5, ``SmolLM2-135M`` -> 0.135, ``Mixtral-8x7B`` -> 56 (all
+    experts counted: an upper bound). An active-parameter part (``Qwen3-30B-A3B``) is not a
+    size; with several sizes, the largest."""
+    tail = name.strip().rsplit("/", 1)[-1]
+    best: tuple[float, str] | None = None
+    for m in _SIZE_IN_NAME.finditer(tail):
+        experts, num, unit = m.group(1), float(m.group(2)), m.group(3).lower()
+        b = num / 1000.0 if unit == "m" else num
+        if experts:
+            b *= int(experts)
+        if b <= 0:
+            continue
+        text = m.group(0)
+        basis = (f"{text} read from the name, counted as {b:g}B (all experts)" if experts
+                 else f"{text} read from the name")
+        if best is None or b > best[0]:
+            best = (b, basis)
+    return best
 
 
 def _spec_name(offer: str, specs: dict) -> str | None:

@@ -16,6 +16,7 @@ hook                  what it does
 ``_create_request``   the create request as a JSON-able dict (stored write-ahead; no secrets)
 ``_create``           create the job from that request, return the raw job (a dict)
 ``_find_job``         the id of the job carrying ``client_token``, or None
+``_check_model``      (optional) before any upload: refuse a model the provider does not train
 ``_provider_estimate``(optional) the provider's own price estimate, passed to ``confirm``
 ``_raw_state``        (optional) the neutral state of a raw job (default: ``queued``)
 ====================  =====================================================================
@@ -35,7 +36,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ftclient.backends import JobState, ProgressCallback, SubmitResult, to_datetime
-from ftclient.errors import DataError, FtcError
+from ftclient.errors import DataError, FtcError, SpecError
 from ftclient.retry import DEFAULT_POLICY, AmbiguousResult, ProviderError, RetryPolicy, retry_call
 
 __all__ = ["HostedBackend", "SubmitCancelled", "sha256_file"]
@@ -187,6 +188,11 @@ class HostedBackend:
     def _find_job(self, client_token: str, *, since: datetime | None) -> str | None:  # pragma: no cover
         raise NotImplementedError
 
+    def _check_model(self, spec: Any) -> None:
+        """Before anything is uploaded: raise (e.g. SpecError) when the provider does not
+        fine-tune ``spec``'s model. Its requests go through :meth:`_call`. Default: no check."""
+        return None
+
     def _provider_estimate(self, spec: Any, *, training_file: str) -> dict | None:
         """The provider's own estimate before creating (Together's estimate-price); None if none."""
         return None
@@ -213,25 +219,32 @@ class HostedBackend:
 
     def retirement(self, spec: Any) -> tuple[date | None, date | None]:
         """(the date new fine-tuning jobs end, the date fine-tuned models shut down) for
-        ``spec``'s model, from the price catalogue; (None, None) when it has neither."""
+        ``spec``'s model, from the price catalogue (``train_cutoff``,
+        ``inference_shutdown``); (None, None) when it has neither."""
         ref = f"{self.name}:{spec.model_for(self.name)}"
         cat = self.catalogue
-        if not cat.has_model(ref):
+        try:
+            entry = cat.model(ref)
+        except FtcError:  # not in the catalogue: no dates known
             return None, None
-        entry = cat.model(ref)
         return entry.train_cutoff, entry.inference_shutdown
 
     def _retirement_check(self, spec: Any, today: date | None = None) -> list[str]:
-        """Warnings before the catalogue's ``train_cutoff``; FtcError (no request) on/after it."""
+        """Warnings before the catalogue's ``train_cutoff``; on or after it, SpecError (exit 2)
+        before any request. ``inference_shutdown`` is said in the past tense once passed."""
         t = today or self._today()
         cutoff, shutdown = self.retirement(spec)
         model = spec.model_for(self.name)
-        tail = f"; fine-tuned {model} models stop serving on {shutdown.isoformat()}" if shutdown else ""
+        tail = ""
+        if shutdown is not None:
+            tail = (f"; fine-tuned {model} models were shut down on {shutdown.isoformat()} and no longer answer"
+                    if t >= shutdown else f"; fine-tuned {model} models stop serving on {shutdown.isoformat()}")
         if cutoff is not None and t >= cutoff:
-            raise FtcError(
+            raise SpecError(
                 f"{self._display} no longer accepts new fine-tuning jobs for {model}: they ended on "
                 f"{cutoff.isoformat()} (today is {t.isoformat()}){tail}. Nothing was sent.",
-                hint="Choose another backend (`ftc cost compare` lists them), e.g. --backend together or local.",
+                hint="Choose another model or backend (`ftc cost compare` lists them), e.g. --backend together "
+                     "or --backend local.",
             )
         out = []
         if cutoff is not None:
@@ -239,7 +252,8 @@ class HostedBackend:
             out.append(f"{self._display} accepts new fine-tuning jobs for {model} only until {cutoff.isoformat()} "
                        f"({days} day{'s' if days != 1 else ''} left){tail}: plan a move to another backend.")
         elif shutdown is not None:
-            out.append(f"Fine-tuned {model} models stop serving on {shutdown.isoformat()}.")
+            out.append(f"Fine-tuned {model} models " + ("were shut down on " if t >= shutdown else "stop serving on ")
+                       + f"{shutdown.isoformat()}.")
         return out
 
     def preflight(self, spec: Any, *, today: date | None = None) -> list[str]:
@@ -425,6 +439,7 @@ class HostedBackend:
                                  ambiguous=False)
 
         self._retirement_check(spec)  # a retired model is refused before any request
+        self._check_model(spec)  # a model the provider does not train: refused before any upload
 
         train = self.ensure_uploaded(spec.data.train, store=store, job=job, on_progress=on_progress)
         valid = None

@@ -14,13 +14,21 @@
 
 OpenAI picks the training method (LoRA or full) itself: an ``adapter`` in the spec is
 only noted in preflight. New fine-tuning jobs for the models in the price catalogue end
-on their ``train_cutoff`` (2027-01-06); preflight warns before and refuses after,
-without any request. The SDK is imported only when a client is built.
+on their ``train_cutoff`` (2027-01-06; gpt-4.1-nano's ended on 2026-10-23, when its
+fine-tuned models were shut down too); preflight warns before and refuses after (exit 2),
+without any request.
+
+Since 2026-07-02 (:data:`INACTIVE_RULE_SINCE`) OpenAI refuses new jobs from organisations
+that have not run inference on a fine-tuned model in the last 60 days. ftc cannot see
+that from here: preflight warns, and a create OpenAI refuses for this reason (an HTTP 4xx
+whose message says so, :func:`refused_as_inactive`) ends in one :class:`FineTuningUnavailable`
+(exit 2, no retry) naming the other backends. The SDK is imported only when a client is built.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from datetime import date, datetime
 from pathlib import Path
@@ -32,7 +40,8 @@ from ftclient.retry import RequestRejected
 
 from ._hosted import HostedBackend, epoch
 
-__all__ = ["OpenAIBackend", "OPENAI_STATES", "CLIENT_TOKEN_KEY", "JOB_ID_KEY"]
+__all__ = ["OpenAIBackend", "OPENAI_STATES", "CLIENT_TOKEN_KEY", "JOB_ID_KEY", "FineTuningUnavailable",
+           "refused_as_inactive", "INACTIVE_RULE_SINCE", "INACTIVE_DAYS"]
 
 log = logging.getLogger("ftclient.providers.openai")
 
@@ -63,6 +72,54 @@ MAX_METADATA = 16
 MAX_METADATA_KEY = 64
 MAX_METADATA_VALUE = 512
 MAX_SEED = 2147483647
+
+
+#: From this day on OpenAI refuses new fine-tuning jobs from organisations that have not run
+#: inference on a fine-tuned model in the last INACTIVE_DAYS days (OpenAI's deprecations page:
+#: "Creating fine-tuning jobs no longer available to organizations without inference on a
+#: fine-tuned model in the past 60 days", 2026-07-02).
+INACTIVE_RULE_SINCE = date(2026, 7, 2)
+INACTIVE_DAYS = 60
+
+#: What OpenAI's refusal of a create says when the organisation may not fine-tune (any more).
+#: The exact code is not documented, so the message decides; statuses 400, 403 and 422 only.
+_INACTIVE_TEXT = re.compile(
+    r"\b60 days\b|inference on (a|any) fine-tuned model|fine-tun\w* (is|are) no longer (available|accessible)"
+    r"|no longer (available|accessible) to (your |this )?organi[sz]ation|wind(ing)? down"
+    r"|not (available|eligible|enabled) (to|for) (your |this )?organi[sz]ation",
+    re.IGNORECASE)
+_INACTIVE_STATUSES = (400, 403, 422)
+
+ALTERNATIVES = "`ftc train SPEC --backend together` (or `--backend local` on your own GPU or CPU)"
+
+
+class FineTuningUnavailable(RequestRejected):
+    """OpenAI refused to create the job because the organisation may not start fine-tuning
+    jobs (no fine-tuned-model inference in the last 60 days, or never fine-tuned). Nothing
+    was created; a retry would not help (exit 2)."""
+
+    exit_code = 2
+
+
+def _error_text(e: BaseException) -> tuple[str, str]:
+    """(message, code) of an SDK error, from its body (OpenAI unwraps ``error``) or message."""
+    body = getattr(e, "body", None)
+    if isinstance(body, Mapping) and isinstance(body.get("error"), Mapping):
+        body = body["error"]
+    msg = code = ""
+    if isinstance(body, Mapping):
+        msg = str(body.get("message") or "")
+        code = str(body.get("code") or "")
+    return (msg or str(getattr(e, "message", "") or "")), code
+
+
+def refused_as_inactive(e: BaseException) -> bool:
+    """Whether ``e`` (an SDK error from ``POST /fine_tuning/jobs``) is OpenAI refusing new
+    fine-tuning jobs to this organisation (inactive for 60 days, or never fine-tuned)."""
+    if _status_code(e) not in _INACTIVE_STATUSES:
+        return False
+    msg, code = _error_text(e)
+    return bool(_INACTIVE_TEXT.search(msg) or _INACTIVE_TEXT.search(code.replace("_", " ")))
 
 
 def _dump(obj: Any) -> dict:
@@ -113,6 +170,11 @@ class OpenAIBackend(HostedBackend):
 
     def preflight(self, spec: Any, *, today: date | None = None) -> list[str]:
         warnings = self._retirement_check(spec, today)
+        if (today or self._today()) >= INACTIVE_RULE_SINCE:
+            warnings.append(
+                f"Since {INACTIVE_RULE_SINCE.isoformat()} OpenAI refuses new fine-tuning jobs from organisations that "
+                f"have not run inference on a fine-tuned model in the last {INACTIVE_DAYS} days: if yours has not, "
+                f"the create will be refused after the upload (nothing is billed); then use {ALTERNATIVES}.")
         hp = spec.hyperparameters
         if spec.adapter != "lora" or "adapter" in getattr(spec, "model_fields_set", ()):
             warnings.append(f"OpenAI does not expose LoRA or full fine-tuning: adapter {spec.adapter!r} is "
@@ -201,7 +263,23 @@ class OpenAIBackend(HostedBackend):
                 job: Any) -> dict:
         req = self._create_request(spec, training_file=training_file, validation_file=validation_file,
                                    client_token=client_token, job=job)
-        return _dump(self.client.fine_tuning.jobs.create(**req))
+        try:
+            return _dump(self.client.fine_tuning.jobs.create(**req))
+        except Exception as e:
+            if not refused_as_inactive(e):
+                raise
+            said, _ = _error_text(e)
+            rid = getattr(e, "request_id", None)
+            # `from None`: the SDK error holds the request (and its Authorization header).
+            raise FineTuningUnavailable(
+                f"OpenAI refused to create the fine-tuning job: it takes new jobs only from organisations that ran "
+                f"inference on a fine-tuned model in the last {INACTIVE_DAYS} days (since "
+                f"{INACTIVE_RULE_SINCE.isoformat()}), and it does not count yours among them"
+                + (f' (OpenAI: "{said[:300]}")' if said else "") + ". No job was created and nothing was billed.",
+                hint=f"Train elsewhere: {ALTERNATIVES}; `ftc cost compare` prices them.",
+                provider=self.name, op="create fine-tuning job", status_code=_status_code(e),
+                request_id=rid if isinstance(rid, str) else None, reason="fine-tuning not available",
+            ) from None
 
     def _raw_state(self, raw: Mapping[str, Any]) -> JobState | None:
         st = raw.get("status")

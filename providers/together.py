@@ -28,10 +28,20 @@ Facts this module relies on (together 3.1.1, checked in its source):
 * Event objects have no id; their ``hash`` is used (or a digest of the event when absent).
 * A LoRA fine-tuned model on Together is served from a **dedicated endpoint** billed per
   hour while it is on (the price catalogue says which models and at what rate).
+* Together fine-tunes many more models than ftc's catalogue lists. Before anything is
+  uploaded, ``GET /v1/fine-tunes/models/limits?model_name=...`` (the SDK's
+  ``fine_tuning.model_limits``) is asked for the spec's model; a 404 there means Together
+  does not fine-tune it, and ``GET /v1/fine-tunes/models/supported`` (no SDK method in
+  3.1.1: the client's low-level ``get``) gives the closest names for the message. Both go
+  through ftc's retry policy. A model the catalogue does not list is priced offline by
+  Together's published size tier from its parameter count (``ftclient.prices``); with no
+  known size, ftc has no figure of its own and the budget applies to Together's quote.
+* Together charges no minimum (docs.together.ai/docs/fine-tuning/pricing).
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import logging
 import re
@@ -425,6 +435,23 @@ def job_checkpoint(cp: Mapping[str, Any], job_id: str) -> Checkpoint:
                       model_ref=str(path), metrics={})
 
 
+def _closest_hint(model: str, supported: Sequence[str]) -> str:
+    """The supported names closest to ``model`` (whole name, then its last part), for a hint."""
+    if not supported:
+        return "Together's list of supported models could not be read; check the name on together.ai."
+    by_tail: dict[str, str] = {}
+    for m in supported:
+        by_tail.setdefault(m.rsplit("/", 1)[-1].lower(), m)
+    close = difflib.get_close_matches(model, list(supported), n=3, cutoff=0.5)
+    for t in difflib.get_close_matches(model.rsplit("/", 1)[-1].lower(), list(by_tail), n=3, cutoff=0.5):
+        if by_tail[t] not in close:
+            close.append(by_tail[t])
+    close = close[:3]
+    if close:
+        return f"Did you mean {', '.join(close)}? Set together.model (or base_model) in the spec."
+    return f"Together fine-tunes e.g. {', '.join(sorted(supported)[:5])}; set together.model (or base_model)."
+
+
 # --------------------------------------------------------------------------- backend
 
 
@@ -457,14 +484,13 @@ class TogetherBackend(HostedBackend):
         if spec.method != "sft" and spec.together.train_on_inputs != "auto":
             warns.append("together.train_on_inputs applies to SFT only; it is ignored for DPO")
         entry = self._catalogue_entry(model)
-        if entry is None:
-            warns.append(f"together model {model!r} is not in ftc's price catalogue: no offline estimate; "
-                         "Together checks the model name when the job is created")
-        else:
-            try:
-                entry.training_price(spec.method, spec.adapter)
-            except ConfigError as e:
-                raise SpecError(f"together: {e.message}", hint=e.hint) from None
+        why = self._unpriced_reason(model, spec.method, spec.adapter)
+        if why is not None:
+            listed = "is not in ftc's price catalogue and " if entry is None else ""
+            warns.append(f"together model {model!r} {listed}cannot be priced by ftc ({why}): no estimate of "
+                         "ftc's own; the budget applies to Together's quote, asked before the job is created. "
+                         "Together checks the model name before anything is uploaded")
+        if entry is not None:
             note = self._serving_note(model, spec.adapter)
             if note:
                 warns.append(note)
@@ -476,13 +502,49 @@ class TogetherBackend(HostedBackend):
     # ------------------------------------------------------------------ catalogue
 
     def _catalogue_entry(self, model: str) -> Any:
-        """The price catalogue's entry for a Together model, or None when it has none."""
+        """The price catalogue's entry for a Together model (listed, or priced by its size
+        tier), or None when it cannot price it."""
         try:
-            cat = self.catalogue
-            ref = f"{PROVIDER}:{model}"
-            return cat.model(ref) if cat.has_model(ref) else None
+            return self.catalogue.model(f"{PROVIDER}:{model}")
         except ConfigError:
             return None
+
+    def _unpriced_reason(self, model: str, method: str = "sft", adapter: str = "lora") -> str | None:
+        """Why ftc's catalogue cannot price training ``model`` this way, or None when it can."""
+        try:
+            self.catalogue.model(f"{PROVIDER}:{model}").training_price(method, adapter)
+        except ConfigError as e:
+            return "its size is unknown" if "size is unknown" in e.message else e.message
+        return None
+
+    def estimate(self, spec: "JobSpec") -> Any:
+        """The catalogue's estimate (a listed model, or one priced by Together's size tier from
+        its parameter count); for a model ftc cannot price (no known size, no tier that
+        large), an estimate without a figure (``cost_usd`` None): the budget then applies
+        to Together's own quote, asked before the job is created."""
+        model = spec.model_for(PROVIDER)
+        why = self._unpriced_reason(model, spec.method, spec.adapter)
+        if why is None:
+            return super().estimate(spec)
+        return {"provider": PROVIDER, "model": f"{PROVIDER}:{model}", "kind": "hosted", "cost_usd": None,
+                "cost_exact": False, "cost_basis": f"unknown: ftc cannot price {model} ({why})",
+                "caveats": [f"ftc cannot price {model} ({why}): the budget applies to Together's own quote "
+                            "(estimate-price), asked before the job is created"]}
+
+    def describe_run(self, spec: "JobSpec") -> list[tuple[str, str]]:
+        """Plan rows: how the training price was found (listed model or size tier) and that
+        Together's own quote is checked against the budget too."""
+        model = spec.model_for(PROVIDER)
+        why = self._unpriced_reason(model, spec.method, spec.adapter)
+        if why is not None:
+            basis = f"unknown to ftc ({why})"
+        else:
+            entry = self.catalogue.model(f"{PROVIDER}:{model}")
+            price = entry.training_price(spec.method, spec.adapter)
+            how = entry.tier_basis(spec.method, spec.adapter) or "the catalogue's price"
+            basis = f"${price:g} per 1M tokens: {how}" + ("" if entry.listed else "; model not listed in ftc's catalogue")
+        return [("price", basis),
+                ("provider quote", "Together's estimate-price, after the upload; the budget applies to it too")]
 
     def _serving_note(self, model: str, adapter: str = "lora") -> str | None:
         if adapter == "full":
@@ -550,6 +612,41 @@ class TogetherBackend(HostedBackend):
             cache[model] = self._call("get model limits",
                                       lambda: self.client.fine_tuning.model_limits(model_name=model))
         return cache[model]
+
+    def supported_models(self) -> list[str]:
+        """The models Together fine-tunes (``GET /v1/fine-tunes/models/supported``), cached.
+        The together 3.1.1 SDK has no method for it: its client's own ``get`` sends it, with
+        the SDK's auth and base URL, under ftc's retry policy."""
+        if "_tg_supported" not in self.__dict__:
+            raw = as_dict(self._call("list supported models",
+                                     lambda: self.client.get("/v1/fine-tunes/models/supported", cast_to=object)))
+            models = raw.get("models")
+            self.__dict__["_tg_supported"] = [str(m) for m in models] if isinstance(models, list) else []
+        return list(self.__dict__["_tg_supported"])
+
+    def _check_model(self, spec: "JobSpec") -> None:
+        """Before any upload: Together's limits for the model (needed for the request anyway,
+        then cached). A 404 (or 400) there means Together does not fine-tune it: SpecError with
+        the closest names from Together's list of supported models."""
+        from ftclient.retry import RequestRejected
+
+        model = spec.model_for(PROVIDER)
+        try:
+            self._model_limits(model)
+        except RequestRejected as e:
+            if e.status_code not in (400, 404, 422):
+                raise
+            try:
+                supported = self.supported_models()
+            except RequestRejected:
+                supported = []
+            if model in supported:  # listed, yet no limits: report Together's own refusal
+                raise
+            raise SpecError(
+                f"together does not fine-tune {model!r}: it is not among the {len(supported)} models Together "
+                "lists as supported for fine-tuning (GET /fine-tunes/models/supported); nothing was uploaded",
+                hint=_closest_hint(model, supported),
+            ) from None
 
     def _build_request(self, args: Mapping[str, Any]) -> tuple[dict[str, Any], Any, Any]:
         """The create body as the SDK's own ``create_finetune_request`` builds it (it checks

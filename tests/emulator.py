@@ -21,6 +21,10 @@ OpenAI:   validating_files -> queued -> running (N metric steps) -> succeeded | 
 Together: pending -> queued -> running (N steps) -> compressing -> uploading -> completed
           | error (or user_error) | cancel_requested -> cancelled
 
+Account-level fault modes: ``emu.refuse_fine_tuning()`` (OpenAI) answers every create
+the way OpenAI refuses organisations that may no longer start fine-tuning jobs (no
+inference on a fine-tuned model in the past 60 days), in OpenAI's error shape.
+
 See docs/testing-providers.md.
 """
 
@@ -253,6 +257,7 @@ class ProviderEmulator:
         self.chat_reply = chat_reply
         self.organization = organization
         self.together_user = together_user
+        self.fine_tuning_refusal: tuple[int, str] | None = None  # see refuse_fine_tuning()
         self.requests: list[RecordedRequest] = []
         self.responses: list[RecordedResponse] = []
         self.jobs: dict[str, dict] = {}  # id -> internal job record (see _new_job)
@@ -332,6 +337,18 @@ class ProviderEmulator:
         with self._lock:
             self._job_failures.append({"message": reason, "code": code, "param": param,
                                        "together_status": together_status})
+
+    #: OpenAI's words for the rule of 2026-07-02 (its deprecations page); the exact text and
+    #: code of the API's refusal are not published, so the client must not depend on them.
+    INACTIVE_ORG_MESSAGE = ("Creating fine-tuning jobs is no longer available to organizations without inference "
+                            "on a fine-tuned model in the past 60 days.")
+
+    def refuse_fine_tuning(self, status: int = 403, message: str | None = None) -> None:
+        """OpenAI: from now on every ``POST /fine_tuning/jobs`` is refused with ``status`` and
+        ``message`` (default: the inactive-organisation rule) in OpenAI's error shape; nothing
+        is created. ``refuse_fine_tuning(0)`` turns it off."""
+        with self._lock:
+            self.fine_tuning_refusal = (status, message or self.INACTIVE_ORG_MESSAGE) if status else None
 
     def advance(self, job_id: str | None = None, n: int = 1) -> None:
         """Move one job (or every job) n phases on."""
@@ -643,6 +660,9 @@ class ProviderEmulator:
 
     def _oa_job_create(self, req: RecordedRequest):
         b = req.body if isinstance(req.body, dict) else {}
+        if self.fine_tuning_refusal is not None:
+            code, message = self.fine_tuning_refusal
+            raise _ApiError(code, message, type_="invalid_request_error")
         for key in ("model", "training_file"):
             if not b.get(key):
                 raise _ApiError(400, f"Missing required parameter: '{key}'.", param=key,
@@ -875,9 +895,13 @@ class ProviderEmulator:
 
     SUPPORTED_MODELS = (
         "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference",
+        "meta-llama/Meta-Llama-3.1-70B-Instruct-Reference",
         "Qwen/Qwen2.5-7B-Instruct",
+        "Qwen/Qwen2.5-14B-Instruct",
         "Qwen/Qwen3-8B",
         "meta-llama/Llama-3.2-1B-Instruct",
+        "meta-llama/Llama-3.2-3B-Instruct",
+        "mistralai/Mistral-Nemo-Instruct-2407",
     )
 
     # files

@@ -37,8 +37,12 @@ def test_compare_marks_each_row_against_the_spec_budget(ftc, tmp_path):
     rows = {row["backend"]: row for row in r.json()["rows"]}
     for row in rows.values():
         assert row["within_budget"] is (row["training_cost_usd"] <= 1.0)
-    # Together's minimum charge ($4 in the catalogue) is above a $1 budget.
-    assert rows["together:meta-llama/Meta-Llama-3.1-8B-Instruct-Reference"]["within_budget"] is False
+    # Together charges no minimum: this small job costs its tokens, well within $1.
+    assert rows["together:meta-llama/Meta-Llama-3.1-8B-Instruct-Reference"]["within_budget"] is True
+    (tmp_path / "tight").mkdir()
+    spec = _project(tmp_path / "tight", budget=1e-6)
+    r = ftc("cost", "compare", "--spec", spec, "--json", "--models", "openai:gpt-4.1-mini")
+    assert [row["within_budget"] for row in r.json()["rows"]] == [False]
 
 
 def test_no_file_and_no_spec_is_a_usage_error(ftc):

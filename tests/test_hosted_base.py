@@ -370,7 +370,7 @@ def test_retirement_from_the_catalogue(prov, store, train):
     assert len(w) == 1 and "2027-01-06" in w[0] and "2027-01-14" in w[0] and "36 days left" in w[0]
     with pytest.raises(FtcError, match="ended on 2027-01-06") as ei:
         b.preflight(make_spec(train), today=date(2027, 1, 6))
-    assert ei.value.exit_code == 1 and "Nothing was sent" in str(ei.value)
+    assert ei.value.exit_code == 2 and "Nothing was sent" in str(ei.value)  # the spec's model: usage
     late = FakeBackend(prov, catalogue=cat, today=date(2027, 2, 1))
     with pytest.raises(FtcError):
         late.submit(make_spec(train), job=new_job(store), store=store)

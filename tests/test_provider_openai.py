@@ -358,7 +358,7 @@ def test_preflight_refuses_after_the_retirement_date_without_requests(emu, store
         b = backend(emu)
         with pytest.raises(FtcError) as ei:
             b.preflight(spec(train), today=today)
-        assert "2027-01-06" in str(ei.value) and ei.value.exit_code == 1
+        assert "2027-01-06" in str(ei.value) and ei.value.exit_code == 2
         b.today = today
         with pytest.raises(FtcError):
             b.submit(spec(train), job=new_job(store), store=store)
