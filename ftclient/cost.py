@@ -143,8 +143,9 @@ class SelfHostModel:
         """Its token counter: the model's own tokenizer when on disk, else the labelled approximation."""
         try:
             return get_counter(self.counter_ref, tokenizer=self.hf_id)
-        except (ConfigError, ImportError):
-            return get_counter(f"hf:{self.hf_id or self.name}", tokenizer=None)
+        except (ConfigError, ImportError) as e:
+            why = getattr(e, "message", None) or str(e)
+            return ApproxCounter(f"hf:{self.name}", reason=f"its tokenizer cannot be read offline ({why})")
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.key, "name": self.name, "params_b": self.params_b, "params_basis": self.params_basis,

@@ -275,7 +275,9 @@ def run_demo(
     done("validate", t)
 
     t = stage("cost")
-    result.comparison = compare_costs(train, epochs=settings.epochs, queries_per_month=queries_per_month)
+    # the self-hosted rows price the model the demo trains (local:default, SmolLM2-135M-Instruct)
+    result.comparison = compare_costs(train, epochs=settings.epochs, queries_per_month=queries_per_month,
+                                      self_host_model="default")
     write_json_atomic(out / "cost.json", result.comparison.to_dict())
     plot_comparison(result.comparison, out / "cost.png")
     done("cost", t)
@@ -321,7 +323,8 @@ def run_demo(
 
         t = stage("report")
         jobs = job_infos(st, result.evals)
-        result.report = build_report(result.evals, jobs=jobs, queries_per_month=queries_per_month)
+        result.report = build_report(result.evals, jobs=jobs, queries_per_month=queries_per_month,
+                                     costs=result.comparison)
         write_report(result.report, out / "report")
         done("report", t)
     finally:

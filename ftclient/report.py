@@ -16,16 +16,23 @@ How the figures are made (also in docs/compare.md):
   ``serving: dedicated`` (Together serves fine-tuned LoRA models only on a dedicated
   endpoint) costs the endpoint's hours, always on: ``dedicated_endpoint_per_hour x 730``
   a month, whatever the volume (capacity assumed sufficient, as in ``ftc cost compare``).
-* **Self-hosted** (a ``local`` run): the model served on one GPU offer of the catalogue
-  (``self_host_gpu``, default :data:`DEFAULT_SELF_HOST_GPU`): GPU-seconds per query from
-  ``ftclient.cost``'s throughput model (the model's parameter count, the eval's tokens
-  per query), or, for a model the catalogue does not know, 1 / the throughput measured
-  by the eval. An hourly offer is kept on all month (more GPUs once one is full); a
-  per-second offer bills busy time and idle windows (:func:`ftclient.cost.serverless_gpu_hours`).
+* **Self-hosted** (a ``local`` run): every way to serve it that can be priced, and the option
+  costs the cheapest at each volume (:data:`WAYS`): the always-on GPU offer ``self_host_gpu``
+  (default :data:`DEFAULT_SELF_HOST_GPU`; more GPUs once one is full), each per-second GPU of
+  the catalogue (busy time and idle windows, :func:`ftclient.cost.serverless_gpu_hours`) --
+  GPU-seconds per query from ``ftclient.cost``'s throughput model (the model's parameter
+  count, the eval's tokens per query) -- and, when the eval ran on a CPU, each CPU instance of
+  the catalogue (``cpus``) at the throughput the eval measured, scaled to its vCPUs. Each way
+  states how busy the volume keeps what it bills. A model the catalogue does not know and
+  whose size cannot be read: 1 / the throughput measured by the eval, on ``self_host_gpu``.
+* **Not compared**: hosted options that were not evaluated (their score is unknown), with
+  their cost: the cost comparison's hosted rows (``costs``) or the catalogue's per-token hosts.
+* **Score**: its 95% Wilson interval when it is a share of examples (:func:`wilson_interval`).
 * **Break-even** between the best cloud and the best self-hosted option (each picked by
   the rule below among its kind): :func:`ftclient.cost.break_even_volume` /
-  :func:`ftclient.cost.break_even_monthly` when the cloud option is priced per token;
-  otherwise the volumes where the two monthly cost curves cross, found numerically.
+  :func:`ftclient.cost.break_even_monthly` when the cloud option is priced per token and the
+  self-hosted one has one way of serving; otherwise the volumes where the two monthly cost
+  curves cross, found numerically.
 
 The rule (:data:`RULE`): the highest score wins; options within ``tolerance`` of the best
 score count as tied, and a tie goes to the option with the lowest monthly inference cost
@@ -199,10 +206,13 @@ def _round(v: float | None, n: int) -> float | None:
 def _plan_dict(d: dict[str, Any]) -> dict[str, Any]:
     """A serving way's figures for report.json (money to 1/100 cent, shares to 8 places)."""
     out = dict(d)
-    for k, n in (("monthly_usd", 4), ("cost_per_1k_queries_usd", 6), ("utilisation", 8), ("busy_s_per_query", 9),
-                 ("billed_hours", 4), ("capacity_queries_per_month", 0)):
+    for k, n in (("monthly_usd", 4), ("cost_per_1k_queries_usd", 6), ("billed_hours", 4),
+                 ("capacity_queries_per_month", 0)):
         if isinstance(out.get(k), float):
             out[k] = round(out[k], n) if n else round(out[k])
+    for k in ("utilisation", "busy_s_per_query"):  # tiny shares: 6 significant digits
+        if isinstance(out.get(k), float):
+            out[k] = float(f"{out[k]:.6g}")
     return out
 
 
@@ -214,7 +224,9 @@ def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tup
     den = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / den
     half = z / den * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    lo = 0.0 if successes <= 0 else max(0.0, centre - half)
+    hi = 1.0 if successes >= n else min(1.0, centre + half)
+    return (lo, hi)
 
 
 #: Metrics whose score is the share of examples answered right (a binomial proportion).
@@ -374,7 +386,7 @@ def build_report(
     if data_w and rec.get("recommended"):
         rec["caveats"] = [dict(w) for w in data_w] + rec.get("caveats", [])
         rec["text"] = "NOT COMPARABLE (the runs were not evaluated on the same examples): " + rec["text"]
-    be = _break_even(options, q, tolerance)
+    be = _break_even(options, q, tolerance, not_compared)
     wbv = _winner_by_volume(options, tolerance)
     if rec.get("recommended") and wbv:
         rec["changes_with_volume"] = len(wbv) > 1
@@ -1003,6 +1015,8 @@ def _not_compared_hosted(options: list[Option], cat, q: int, costs: Any, today: 
         for r in d.get("rows") or []:
             if r.get("kind") != "hosted" or r.get("model") in evaluated:
                 continue
+            if r.get("serving") == "shut down" or "(retired)" in str(r.get("label") or ""):
+                continue  # it can no longer be fine-tuned or served
             per_1k, serving = _float(r.get("inference_per_1k_usd")), str(r.get("serving") or "")
             monthly = None
             if per_1k is not None and "per token" in serving:
@@ -1195,7 +1209,8 @@ def _scan(f: Callable[[float], float], lo: float = _SCAN_LO, hi: float = _SCAN_H
     return out
 
 
-def _break_even(options: list[Option], q: int, tol: float) -> dict[str, Any]:
+def _break_even(options: list[Option], q: int, tol: float,
+                not_compared: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
     from .cost import break_even_monthly, break_even_volume
 
     cloud, _ = pick([o for o in options if o.kind == "hosted" and o.has_cost], q, tol)
@@ -1205,6 +1220,12 @@ def _break_even(options: list[Option], q: int, tol: float) -> dict[str, Any]:
     if cloud is None or own is None:
         missing = "cloud (hosted)" if cloud is None else "self-hosted (local)"
         res["text"] = f"no break-even: the comparison has no priced {missing} option that can be recommended"
+        per_token = [x for x in not_compared if "per token" in str(x.get("serving"))
+                     and x.get("cost_per_1k_queries_usd") is not None]
+        if cloud is None and own is not None and per_token:
+            ref = min(per_token, key=lambda x: x["cost_per_1k_queries_usd"])
+            res["reference"] = _reference_break_even(own, ref)
+            res["text"] += "; " + res["reference"]["text"]
         return res
     res["scores"] = {cloud.name: cloud.score, own.name: own.score}
     assert cloud._monthly_fn is not None and own._monthly_fn is not None
@@ -1272,6 +1293,31 @@ def _break_even(options: list[Option], q: int, tol: float) -> dict[str, Any]:
         res["text"] += (f" -- but {own.name} scores {_points((cloud.score or 0) - (own.score or 0))} below "
                         f"{cloud.name}")
     return res
+
+
+def _reference_break_even(own: Option, ref: Mapping[str, Any]) -> dict[str, Any]:
+    """Where a self-hosted option's cheapest serving crosses a per-token price that was not
+    evaluated (for scale only: that host's score is unknown)."""
+    h = float(ref["cost_per_1k_queries_usd"]) / 1000
+    assert own._monthly_fn is not None
+    fs = own._monthly_fn
+    xs = _scan(lambda v: fs(v) - v * h)
+    out: dict[str, Any] = {"against": ref["name"], "cost_per_1k_queries_usd": ref["cost_per_1k_queries_usd"],
+                           "crossings": [round(x) for x in xs], "queries_per_month": None}
+    head = f"for scale, against the cheapest per-token price not evaluated ({ref['name']}, {_per_1k(h * 1000)} per 1K queries)"
+    if not xs:
+        cheaper = fs(1.0) < h
+        out["queries_per_month"] = 0 if cheaper else None
+        out["text"] = head + (f": {own.name} costs less at every volume" if cheaper
+                              else f": {own.name} costs more at every volume up to 1e12 queries/month")
+        return out
+    v = round(xs[0])
+    way = own.plan_at(v) or {}
+    out["queries_per_month"] = v
+    out["self_hosted_way"] = way.get("offer")
+    out["text"] = (head + f": self-hosting {own.name} ({way.get('offer')}) costs less above ~{v:,} queries/month, "
+                   f"where both cost ~{_money(fs(v))}/month")
+    return out
 
 
 def _winner_by_volume(options: list[Option], tol: float) -> list[dict[str, Any]]:
@@ -1587,10 +1633,13 @@ __all__ = [
     "DEFAULT_QUERIES_PER_MONTH",
     "DEFAULT_SELF_HOST_GPU",
     "DEFAULT_TOLERANCE",
+    "PROPORTION_METRICS",
+    "WAYS",
     "Option",
     "Report",
     "build_report",
     "pick",
     "render_png",
+    "wilson_interval",
     "write_report",
 ]

@@ -300,3 +300,127 @@ def test_scale_to_zero_gpu_is_not_free_at_moderate_volume(tmp_path):
     # 100K queries a month keep a 60 s window open ~90% of the time: hundreds of GPU-hours.
     assert modal.inference_monthly_usd > 0.8 * 730 * 3.95
     assert modal.break_even_queries_per_month == "never" or modal.break_even_queries_per_month > 1e6
+
+
+# --------------------------------------------------------------- the self-hosted rows' model
+def _spec_project(tmp_path, base_model="default"):
+    from ftclient.spec import EXAMPLE_SPEC
+
+    (tmp_path / "data").mkdir(exist_ok=True)
+    (tmp_path / "data" / "train.jsonl").write_text("".join(json.dumps(sft(u, c)) + "\n" for u, c in TICKETS * 4))
+    spec = EXAMPLE_SPEC.replace("base_model: default ", f"base_model: {base_model} ", 1)
+    assert f"base_model: {base_model}" in spec
+    (tmp_path / "job.yaml").write_text(spec)
+    return tmp_path / "job.yaml"
+
+
+def _safetensors(path, shapes):
+    """A safetensors file with these tensor shapes (zero data): header length, JSON header, data."""
+    import struct
+
+    header, off = {}, 0
+    for i, shape in enumerate(shapes):
+        n = 4 * math.prod(shape)
+        header[f"t{i}"] = {"dtype": "F32", "shape": list(shape), "data_offsets": [off, off + n]}
+        off += n
+    h = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(h)) + h + b"\0" * off)
+
+
+def test_compare_with_a_spec_prices_the_self_hosted_rows_for_the_specs_model(tmp_path):
+    spec = _spec_project(tmp_path)
+    gpus = "modal:h100,runpod:rtx4090-community"
+    r = CliRunner().invoke(cli, ["cost", "compare", "--spec", str(spec), "--models", gpus, "--json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    # base_model: default is the local backend's SmolLM2-135M-Instruct: 135M parameters, not Llama's 8B
+    assert d["self_host"]["model"] == "default" and "SmolLM2-135M-Instruct" in d["self_host_model"]
+    small = load_catalogue(None).open_model("smollm2-135m").params_b
+    assert d["self_host"]["params_b"] == small == 0.135
+    rows = {row["backend"]: row for row in d["rows"]}
+    for row in rows.values():
+        assert "SmolLM2-135M-Instruct" in row["model"]
+        assert row["training_flops"] == pytest.approx(4 * small * 1e9 * row["billed_tokens"])  # LoRA: 4 x N x D
+    # --self-host-model wins over the spec; the same rows priced for Llama 3.1 8B cost more to train
+    r8 = CliRunner().invoke(cli, ["cost", "compare", "--spec", str(spec), "--models", gpus, "--json",
+                                  "--self-host-model", "llama-3.1-8b"])
+    big = json.loads(r8.stdout)
+    assert big["self_host"]["params_b"] == 8.03
+    h100, h100_8b = rows["modal:h100"], {x["backend"]: x for x in big["rows"]}["modal:h100"]
+    assert h100_8b["training_flops"] / h100_8b["billed_tokens"] == pytest.approx(4 * 8.03e9)
+    assert h100_8b["training_cost_usd"] > h100["training_cost_usd"]
+    # the table names the model and its size
+    t = CliRunner().invoke(cli, ["cost", "compare", "--spec", str(spec), "--models", gpus])
+    assert t.exit_code == 0
+    assert "self-hosted rows: default (SmolLM2-135M-Instruct), 0.135B params" in " ".join(t.output.split())
+    # ftc cost estimate on a GPU offer trains the spec's model too
+    e = CliRunner().invoke(cli, ["cost", "estimate", "--spec", str(spec), "--model", "modal:h100", "--json"])
+    assert e.exit_code == 0, e.output
+    est = json.loads(e.stdout)
+    assert "SmolLM2-135M-Instruct" in est["model"]
+    assert est["self_hosted"]["flops"] == pytest.approx(4 * small * 1e9 * est["billed_tokens"])
+
+
+def test_a_model_folder_is_sized_from_its_weights_headers_or_its_config(tmp_path):
+    cat = load_catalogue(None, today=TODAY)
+    m = tmp_path / "my-model"
+    m.mkdir()
+    # SmolLM2-135M's config: the Llama-style count is its published 134,515,008 parameters
+    cfg = {"model_type": "llama", "hidden_size": 576, "num_hidden_layers": 30, "vocab_size": 49152,
+           "intermediate_size": 1536, "num_attention_heads": 9, "num_key_value_heads": 3, "tie_word_embeddings": True}
+    (m / "config.json").write_text(json.dumps(cfg))
+    got = cost.resolve_self_host_model(str(m), cat)
+    assert got.params_b * 1e9 == pytest.approx(134_515_008) and not got.params_exact and "config.json" in got.params_basis
+    # with weights, their headers give the exact count (and only the header is read)
+    _safetensors(m / "model.safetensors", [(1000, 30), (7,)])
+    got = cost.resolve_self_host_model(str(m), cat)
+    assert got.params_b * 1e9 == pytest.approx(30_007) and got.params_exact and "safetensors" in got.params_basis
+    # a spec whose base_model is that folder prices its rows with that count
+    spec = _spec_project(tmp_path, base_model="./my-model")
+    r = CliRunner().invoke(cli, ["cost", "compare", "--spec", str(spec), "--models", "modal:h100", "--json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    assert d["self_host"]["params_b"] * 1e9 == pytest.approx(30_007) and d["self_host"]["params_exact"]
+    row = d["rows"][0]
+    assert row["training_flops"] == pytest.approx(4 * 30_007 * row["billed_tokens"])
+
+
+def test_a_gguf_file_is_sized_from_its_tensor_table(tmp_path):
+    import struct
+
+    def s(text):
+        b = text.encode()
+        return struct.pack("<Q", len(b)) + b
+
+    # GGUF v3: 2 metadata pairs (a string, an array of strings), 2 tensors of 4x6 and 10 elements
+    kv = (s("general.name") + struct.pack("<I", 8) + s("tiny")
+          + s("tokenizer.ggml.tokens") + struct.pack("<IIQ", 9, 8, 2) + s("a") + s("bb"))
+    tensors = (s("w") + struct.pack("<I2QIQ", 2, 4, 6, 0, 0) + s("b") + struct.pack("<I1QIQ", 1, 10, 0, 96))
+    f = tmp_path / "tiny-Q4.gguf"
+    f.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 2, 2) + kv + tensors + b"\0" * 64)
+    got = cost.resolve_self_host_model(str(f), load_catalogue(None, today=TODAY))
+    assert got.params_b * 1e9 == pytest.approx(34) and got.params_exact and "GGUF" in got.params_basis
+
+
+def test_self_host_model_by_hf_id_name_or_catalogue_and_unknown(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # nothing cached
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
+    cat = load_catalogue(None, today=TODAY)
+    known = cost.resolve_self_host_model("HuggingFaceTB/SmolLM2-135M-Instruct", cat)
+    assert known.params_b == 0.135 and "open_models.smollm2-135m" in known.params_basis
+    named = cost.resolve_self_host_model("Qwen/Qwen2.5-0.5B-Instruct", cat)
+    assert named.params_b == pytest.approx(0.5) and "from the name" in named.params_basis
+    # an HF cache snapshot with a config.json is read (refs/main names the snapshot)
+    snap = tmp_path / "hf" / "hub" / "models--acme--tiny" / "snapshots" / "abc"
+    snap.mkdir(parents=True)
+    (snap.parent.parent / "refs").mkdir()
+    (snap.parent.parent / "refs" / "main").write_text("abc")
+    _safetensors(snap / "model.safetensors", [(5, 5)])
+    cached = cost.resolve_self_host_model("acme/tiny", cat)
+    assert cached.params_b * 1e9 == pytest.approx(25) and cached.params_exact
+    with pytest.raises(ConfigError, match="size of model 'acme/mystery' is unknown"):
+        cost.resolve_self_host_model("acme/mystery", cat)
+    spec = _spec_project(tmp_path, base_model="acme/mystery")
+    r = CliRunner().invoke(cli, ["cost", "compare", "--spec", str(spec), "--models", "modal:h100"])
+    assert r.exit_code == 2 and "--self-host-model" in r.output

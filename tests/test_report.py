@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import re
 import struct
 
 import pytest
@@ -50,7 +51,7 @@ def run(run_id, backend, model, *, score, cost_1k=None, base=None, ft=False, job
 @pytest.fixture
 def runs(cat):
     """A big base model, a small fine-tuned one as accurate (within 2 points) and cheaper per
-    token, a local fine-tuned model (self-hosted on an always-on GPU), and a weak cheap one."""
+    token, a local fine-tuned model (self-hosted: the cheapest way to serve it), and a weak cheap one."""
     return [
         run("eval-big", "openai", "gpt-4.1", score=0.86, cost_1k=per_1k(cat, "openai:gpt-4.1")),
         run("eval-small", "openai", "ft:gpt-4.1-mini-2025-04-14:acme::x1", base="gpt-4.1-mini-2025-04-14", ft=True,
@@ -458,3 +459,263 @@ def test_cli_compare_errors(home, ftc, runs, tmp_path):
     f.write_text("x")
     r = ftc("compare", "eval-big", "--out", f)
     assert r.code == 2
+
+
+# ------------------------------------------------------------- serving a small model cheaply
+def cpu_run(run_id, model, *, score, n=48, ft=True, qps=3.2, cpus=4, load=(5.1, 7.9, 7.2), device="cpu",
+            tin=62.0, tout=5.0):
+    """A local run of the default model (SmolLM2-135M) measured on this machine's CPU, as ftc demo makes."""
+    s = run(run_id, "local", model, base="default", ft=ft, score=score, examples=n, qps=qps, tin=tin, tout=tout,
+            p50=0.31, p95=0.52)
+    s["metrics"]["n"] = n
+    s["machine"] = {"device": device, "cpu_count": cpus,
+                    "load_avg_1m": {"start": load[0], "max": load[1], "end": load[2]}}
+    return s
+
+
+@pytest.fixture
+def demo_runs():
+    """The demo's two runs: the base model and the fine-tuned one, 48 examples each, on a loaded CPU."""
+    return [cpu_run("eval-base", "default", score=3 / 48, ft=False), cpu_run("eval-ft", "/jobs/x/final", score=43 / 48)]
+
+
+def expected_ways(cat, q, *, qps=3.2, cpus=4, tin=62.0, tout=5.0):
+    """Every serving way of a 135M model at volume q, computed here from the catalogue."""
+    from ftclient.cost import ASSUMPTIONS, _self_host_inference
+
+    month_s = HOURS_PER_MONTH * 3600
+    out = {}
+    for ref in cat.cpu_refs():
+        c = cat.cpu(ref)
+        cap = qps * min(1.0, c.vcpus / cpus) * month_s
+        n = math.ceil(q / cap)
+        out[ref] = {"monthly": n * c.usd_per_hour * HOURS_PER_MONTH, "units": n, "busy": q / (n * cap)}
+    for ref in [DEFAULT_SELF_HOST_GPU] + [g for g in cat.gpu_refs() if cat.gpu(g).serverless]:
+        g = cat.gpu(ref)
+        gpu_s = _self_host_inference(0.135, g, tin, tout, ASSUMPTIONS)["gpu_seconds_per_query"]
+        if g.serverless:
+            hours = serverless_gpu_hours(q, gpu_s)
+            out[ref] = {"monthly": hours * g.usd_per_hour, "units": 1, "busy": q * gpu_s / 3600 / hours}
+        else:
+            n = max(1, math.ceil(q * gpu_s / month_s))
+            out[ref] = {"monthly": n * g.usd_per_hour * HOURS_PER_MONTH, "units": n, "busy": q * gpu_s / (n * month_s)}
+    return out
+
+
+def test_a_small_model_is_served_the_cheapest_way_and_the_idle_gpu_is_shown(demo_runs, cat):
+    from ftclient.report import _pct
+
+    q = 100_000
+    r = build_report(demo_runs, jobs={}, queries_per_month=q, today=TODAY)
+    ft = r.option("eval-ft")
+    want = expected_ways(cat, q)
+    got = {p["offer"]: p for p in ft.plans_at(q)}
+    assert set(got) == set(want)
+    for ref, w in want.items():
+        assert got[ref]["monthly_usd"] == pytest.approx(w["monthly"]) and got[ref]["units"] == w["units"]
+        assert got[ref]["utilisation"] == pytest.approx(w["busy"])
+    cheapest = min(want, key=lambda k: want[k]["monthly"])
+    # a 135M model at 100,000 queries a month: one small CPU instance, not an always-on RTX 4090
+    assert cat.cpu_refs() and cheapest in cat.cpu_refs()
+    assert ft.monthly_usd == pytest.approx(want[cheapest]["monthly"])
+    assert ft.monthly_usd < want[DEFAULT_SELF_HOST_GPU]["monthly"]
+    assert r.recommendation["recommended"] == ft.name and r.recommendation["serving"].startswith("CPU: " + cheapest)
+    assert r.recommendation["monthly_inference_usd"] == pytest.approx(want[cheapest]["monthly"], abs=1e-4)
+    # the always-on GPU is named with how little of it the volume uses
+    gpu = want[DEFAULT_SELF_HOST_GPU]
+    assert gpu["busy"] < 1e-3
+    assert (f"({DEFAULT_SELF_HOST_GPU}) ${gpu['monthly']:,.2f}/month, {_pct(gpu['busy'])} of the billed GPU time busy"
+            in r.recommendation["text"])
+    # the per-second GPU bills its idle windows: at one query every ~26 s a container is up most of the month
+    l4 = got["modal:l4"]
+    assert l4["billed_hours"] > 0.8 * HOURS_PER_MONTH and l4["utilisation"] < 1e-3
+
+
+def test_cpu_serving_uses_the_measured_throughput_scaled_to_the_instance(cat):
+    q = 1_500_000
+    r = build_report([cpu_run("eval-ft", "/m", score=0.9, qps=2.0, cpus=16, load=(0.5, 3.0, 2.0))], jobs={},
+                     queries_per_month=q, today=TODAY)
+    o = r.option("eval-ft")
+    for p in o.plans_at(q):
+        if p["way"] != "cpu_always_on":
+            continue
+        c = cat.cpu(p["offer"])
+        cap = 2.0 * c.vcpus / 16 * HOURS_PER_MONTH * 3600  # 2 queries/s on 16 CPUs -> on 2 vCPUs
+        assert p["capacity_queries_per_month"] == pytest.approx(cap)
+        assert p["units"] == math.ceil(q / cap) == 3
+        assert p["monthly_usd"] == pytest.approx(3 * c.usd_per_hour * HOURS_PER_MONTH)
+        assert p["utilisation"] == pytest.approx(q / (3 * cap))
+    assert "machine_load" not in o.caveat_kinds()  # load 3.0 on 16 CPUs: a quiet machine
+
+
+def test_serving_ways_that_could_not_be_priced_say_why(cat):
+    gpu_run = cpu_run("eval-cuda", "/m", score=0.9, device="cuda:0")
+    old = cpu_run("eval-old", "/m2", score=0.9)
+    del old["machine"]
+    r = build_report([gpu_run, old], jobs={}, queries_per_month=10_000, today=TODAY)
+    cuda, o = r.option("eval-cuda"), r.option("eval-old")
+    assert any(x["way"] == "cpu_always_on" and "ran on cuda:0" in x["why"] for x in cuda.not_compared)
+    assert all(p["way"] != "cpu_always_on" for p in cuda.plans_at(10_000))
+    assert "latency_cpu" not in cuda.caveat_kinds()
+    assert any("older ftc" in x["why"] for x in o.not_compared) and "machine_unknown" in o.caveat_kinds()
+    md = r.to_markdown()
+    assert "Not priced: CPU instance, always on: the eval ran on cuda:0" in md
+
+
+def test_wilson_interval():
+    lo, hi = wilson_interval(43, 48)
+    assert (round(lo * 100, 1), round(hi * 100, 1)) == (77.8, 95.5)
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(0, 10)[1] == pytest.approx(0.2775, abs=1e-4)
+    assert wilson_interval(10, 10)[0] == pytest.approx(0.7225, abs=1e-4) and wilson_interval(10, 10)[1] == 1.0
+    a, b = wilson_interval(30, 100)
+    c, d = wilson_interval(70, 100)
+    assert a == pytest.approx(1 - d) and b == pytest.approx(1 - c)  # symmetric
+
+
+def test_caveats_are_the_real_ones_and_never_none_when_they_apply(demo_runs):
+    r = build_report(demo_runs, jobs={}, queries_per_month=100_000, today=TODAY)
+    ft = r.option("eval-ft")
+    assert {"sample_size", "latency_cpu", "machine_load"} <= set(ft.caveat_kinds())
+    md = r.to_markdown()
+    caveats = md.split("## Caveats")[1].split("## How each figure")[0]
+    assert "None." not in caveats
+    assert "48 examples: 89.6% (95% CI 77.8-95.5%)" in caveats and "48 examples: 89.6% (95% CI 77.8-95.5%)" in md
+    assert "load average up to 7.9 on 4 CPUs" in caveats and "measured on this machine's CPU (4 CPUs)" in caveats
+    rec_kinds = {c["kind"] for c in r.recommendation["caveats"]}
+    assert {"sample_size", "machine_load"} <= rec_kinds
+    # a large sample on a quiet machine: no sample-size or load caveat
+    quiet = cpu_run("eval-q", "/q", score=0.9, n=5000, load=(0.2, 1.0, 0.8))
+    q = build_report([quiet], jobs={}, queries_per_month=100_000, today=TODAY).option("eval-q")
+    assert "sample_size" not in q.caveat_kinds() and "machine_load" not in q.caveat_kinds()
+    assert q.score_ci95[1] - q.score_ci95[0] < 2 * 0.02
+
+
+def test_hosted_options_not_evaluated_are_listed_with_their_cost(demo_runs, cat):
+    q = 100_000
+    r = build_report(demo_runs, jobs={}, queries_per_month=q, today=TODAY)
+    names = [x["model"] for x in r.not_compared]
+    for ref in cat.model_refs():
+        e = cat.model(ref)
+        retired = (e.train_cutoff and TODAY >= e.train_cutoff) or (e.inference_shutdown and TODAY >= e.inference_shutdown)
+        assert (ref in names) == (e.serving == "serverless" and not retired)
+    for x in r.not_compared:
+        e = cat.model(x["model"])
+        per_q = (62 * e.inference_input_per_1m + 5 * e.inference_output_per_1m) / 1e6
+        assert x["cost_per_1k_queries_usd"] == pytest.approx(per_q * 1000, abs=1e-6)
+        assert x["monthly_usd"] == pytest.approx(per_q * q, abs=1e-4) and "not evaluated" in x["why"]
+    ft = r.option("eval-ft")
+    cheaper = [x["name"] for x in r.not_compared if x["monthly_usd"] < ft.monthly_usd]
+    nc = next(c for c in r.recommendation["caveats"] if c["kind"] == "not_evaluated")
+    assert cheaper and all(n in nc["text"] for n in cheaper)
+    md = r.to_markdown()
+    assert "## Not compared" in md and all(x["name"] in md for x in r.not_compared)
+    # an evaluated hosted model is compared, not listed
+    oai = run("eval-oai", "openai", "ft:gpt-4o-mini-2024-07-18:acme::x", base="gpt-4o-mini-2024-07-18", ft=True,
+              score=0.8, cost_1k=per_1k(cat, "openai:gpt-4o-mini"), examples=48)
+    r2 = build_report(demo_runs + [oai], jobs={}, queries_per_month=q, today=TODAY)
+    assert "openai:gpt-4o-mini" not in [x["model"] for x in r2.not_compared]
+
+
+def test_not_compared_figures_come_from_the_cost_stage_when_given(demo_runs, tmp_path):
+    from ftclient.cost import compare_costs
+
+    records = [{"messages": [{"role": "system", "content": "Route it."}, {"role": "user", "content": f"Where is card {i}?"},
+                             {"role": "assistant", "content": "card_arrival"}]} for i in range(20)]
+    q = 100_000
+    costs = compare_costs(records, epochs=1, queries_per_month=q, self_host_model="default", today=TODAY)
+    r = build_report(demo_runs, jobs={}, queries_per_month=q, today=TODAY, costs=costs)
+    hosted = {row.model: row for row in costs.rows if row.kind == "hosted" and row.serving != "shut down"}
+    assert {x["model"] for x in r.not_compared} == set(hosted)
+    for x in r.not_compared:
+        row = hosted[x["model"]]
+        assert "cost stage" in x["basis"]
+        assert x["monthly_usd"] == pytest.approx(row.inference_monthly_usd, abs=1e-3)
+        assert x["monthly_usd"] == pytest.approx(x["cost_per_1k_queries_usd"] * q / 1000, abs=1e-3)
+    assert r.to_dict() == build_report(demo_runs, jobs={}, queries_per_month=q, today=TODAY,
+                                       costs=costs.to_dict()).to_dict()
+    # with no cloud option evaluated, the break-even is given against the cheapest per-token price, for scale
+    ref = r.break_even["reference"]
+    own = r.option(r.break_even["self_hosted"])
+    v, h = ref["queries_per_month"], ref["cost_per_1k_queries_usd"] / 1000
+    assert own.monthly_cost(v * 0.999) > v * 0.999 * h and own.monthly_cost(v * 1.001) < v * 1.001 * h
+
+
+def _table_rows(md, heading):
+    section = md.split(heading)[1].split("\n## ")[0]
+    rows = [ln for ln in section.splitlines() if ln.startswith("| ") and not ln.startswith("| ---")]
+    head = [c.strip() for c in rows[0].strip("|").split(" | ")]
+    return [dict(zip(head, [c.strip() for c in ln.strip("|").split(" | ")])) for ln in rows[1:]]
+
+
+def _usd(cell):
+    return float(cell.replace("$", "").replace(",", ""))
+
+
+def test_report_json_and_md_figures_recompute_from_their_inputs(demo_runs, cat, tmp_path):
+    """What a reader checking the arithmetic does: every figure of report.json and report.md from its inputs."""
+    q = 100_000
+    oai = run("eval-oai", "openai", "ft:gpt-4o-mini-2024-07-18:acme::x", base="gpt-4o-mini-2024-07-18", ft=True,
+              score=0.88, cost_1k=per_1k(cat, "openai:gpt-4o-mini"), examples=48)
+    write_report(build_report(demo_runs + [oai], jobs={}, queries_per_month=q, today=TODAY), tmp_path)
+    d = json.loads((tmp_path / "report.json").read_text())
+    md = (tmp_path / "report.md").read_text()
+    month_h = HOURS_PER_MONTH
+    by = {o["name"]: o for o in d["options"]}
+    for o in d["options"]:
+        # $/month = $/1K x volume / 1000
+        assert o["monthly_inference_usd"] == pytest.approx(o["cost_per_1k_queries_usd"] * q / 1000, abs=1e-3)
+        n = o["score_n"]
+        lo, hi = o["score_ci95"]
+        k = round(o["metrics"]["score"] * n)
+        z = 1.959963984540054
+        p = k / n
+        centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+        assert (lo, hi) == (pytest.approx(centre - half, abs=1e-6), pytest.approx(centre + half, abs=1e-6))
+        for pl in o["serving_plans"]:
+            assert pl["monthly_usd"] == pytest.approx(pl["cost_per_1k_queries_usd"] * q / 1000, abs=1e-3)
+            if pl["billing"] == "hourly":
+                assert pl["monthly_usd"] == pytest.approx(pl["units"] * pl["usd_per_hour"] * month_h, abs=1e-3)
+                assert pl["units"] == max(1, math.ceil(q / pl["capacity_queries_per_month"]))
+                busy_s = q * pl["busy_s_per_query"]
+                assert pl["utilisation"] == pytest.approx(busy_s / (pl["units"] * month_h * 3600), rel=1e-3)
+            else:
+                assert pl["monthly_usd"] == pytest.approx(pl["billed_hours"] * pl["usd_per_hour"], abs=1e-3)
+                assert pl["utilisation"] == pytest.approx(q * pl["busy_s_per_query"] / 3600 / pl["billed_hours"],
+                                                          rel=1e-3)
+        if o["serving_plans"]:  # an option costs its cheapest way
+            assert o["monthly_inference_usd"] == pytest.approx(min(p["monthly_usd"] for p in o["serving_plans"]),
+                                                               abs=1e-4)
+            assert o["serving"] == o["serving_plans"][0]["serving"]
+    # the rule, from the figures: best score, within 2 points the cheapest
+    elig = [o for o in d["options"] if o["eligible"]]
+    best = max(o["score"] for o in elig)
+    bar = [o for o in elig if o["score"] >= best - d["tolerance"] - 1e-12]
+    rec = d["recommendation"]
+    assert rec["recommended"] == min(bar, key=lambda o: o["monthly_inference_usd"])["name"]
+    assert rec["monthly_inference_usd"] == by[rec["recommended"]]["monthly_inference_usd"]
+    # break-even: both monthly costs equal there
+    be = d["break_even"]["at_break_even"]
+    cloud = by[d["break_even"]["cloud"]]
+    assert be["cloud_monthly_usd"] == pytest.approx(be["queries_per_month"] * cloud["cost_per_1k_queries_usd"] / 1000,
+                                                    rel=1e-4)
+    assert be["self_hosted_monthly_usd"] == pytest.approx(be["cloud_monthly_usd"], rel=1e-3)
+    for x in d["not_compared"]:
+        assert x["monthly_usd"] == pytest.approx(x["cost_per_1k_queries_usd"] * q / 1000, abs=1e-3)
+    # report.md as printed: per month = per 1K x volume / 1000, to the cent (per 1K shown to 1/100 cent)
+    checked = 0
+    for heading, k1, km in (("## Options", "per 1K queries", "per month"),
+                            ("## Not compared", "per 1K queries", "per month")):
+        for row in _table_rows(md, heading):
+            assert abs(_usd(row[k1]) * q / 1000 - _usd(row[km])) <= 0.005 * q / 1000 + 0.006
+            checked += 1
+    for section in md.split("## Serving the self-hosted models")[1].split("\n## ")[0].split("**")[2::2]:
+        for ln in section.splitlines():
+            if ln.startswith("| ") and "$" in ln:
+                cells = [c.strip() for c in ln.strip("|").split(" | ")]
+                assert abs(_usd(cells[3]) * q / 1000 - _usd(cells[2])) <= 0.005 * q / 1000 + 0.006
+                checked += 1
+    assert checked >= 10
+    # the recommendation's own figures
+    m = re.search(r"\$([\d,.]+)/month inference \(\$([\d.]+) per 1K queries", md)
+    assert m and abs(float(m.group(2)) * q / 1000 - _usd(m.group(1))) <= 0.006
+    assert f"{rec['monthly_inference_usd']:,.2f}" in m.group(1)

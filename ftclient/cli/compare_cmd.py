@@ -16,7 +16,8 @@ import click
 @click.option("--tolerance", type=click.FloatRange(min=0, max=1, max_open=True), default=0.02, show_default=True,
               help="Scores within this of the best count as tied (the cheaper option wins the tie).")
 @click.option("--self-host-gpu", default="runpod:rtx4090-community", show_default=True, metavar="HOST:GPU",
-              help="GPU offer from the price catalogue that prices self-hosted (local, openai-compatible) options.")
+              help="The always-on GPU offer (from the price catalogue) among the ways self-hosted options are "
+                   "priced; the catalogue's per-second GPUs and, for a run on a CPU, its CPU instances are priced too.")
 @click.option("--gpu-price", type=click.FloatRange(min=0), default=None, metavar="USD_PER_HOUR",
               help="Override that GPU's price per hour (e.g. your own machine's).")
 @click.option("--prices", "prices_file", type=click.Path(dir_okay=False), envvar="FTC_PRICES", default=None,
@@ -91,7 +92,7 @@ def _render(report: Any) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from ..report import _dur, _money, _ms
+    from ..report import _dur, _money, _ms, _per_1k
     from .output import out
 
     rec = report.recommendation
@@ -99,6 +100,7 @@ def _render(report: Any) -> None:
               title_justify="left", caption=f"Rule: {report.rule}.", caption_justify="left")
     t.add_column("option", overflow="fold", ratio=1)
     t.add_column("score", justify="right", no_wrap=True)
+    t.add_column("95% CI", justify="right", no_wrap=True)
     t.add_column("per 1K q", justify="right", no_wrap=True)
     t.add_column("per month", justify="right", no_wrap=True)
     t.add_column("p50", justify="right", no_wrap=True)
@@ -111,7 +113,9 @@ def _render(report: Any) -> None:
             name = f"[bold green]{name}[/bold green] (winner)"
         elif not o.eligible:
             name = f"[dim]{name}[/dim] (left out)"
-        t.add_row(name, "-" if o.score is None else f"{o.score:.3f}", _money(o.cost_per_1k_usd), _money(o.monthly_usd),
+        ci = "-" if o.score_ci95 is None else f"{o.score_ci95[0] * 100:.1f}-{o.score_ci95[1] * 100:.1f}%"
+        t.add_row(name, "-" if o.score is None else f"{o.score:.3f}", ci, _per_1k(o.cost_per_1k_usd),
+                  _money(o.monthly_usd),
                   _ms(o.latency_s.get("p50")), _ms(o.latency_s.get("p95")),
                   _money(o.training_cost_usd) if o.training_cost_usd is not None else "-", _dur(o.training_time_s))
     for w in report.warnings:
@@ -122,3 +126,6 @@ def _render(report: Any) -> None:
         out.print(f"  [yellow]caveat:[/yellow] {escape(c['text'])}", soft_wrap=True, highlight=False)
     out.print(f"Break-even, cloud vs self-hosting: {escape(report.break_even['text'])}.", soft_wrap=True,
               highlight=False)
+    n_caveats = sum(len(o.caveats) for o in report.options)
+    if n_caveats:
+        out.print(f"{n_caveats} caveat(s) in all, each with its option, in report.md.", soft_wrap=True, highlight=False)

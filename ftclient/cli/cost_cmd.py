@@ -419,6 +419,7 @@ def _render_compare(cmp, out) -> None:
         title=(
             f"Fine-tuning cost: {cmp.examples:,} examples, {cmp.epochs} epochs, "
             f"{cmp.queries_per_month:,} queries/month, self-hosted rows: {cmp.self_host_model}"
+            + (f", {cmp.self_host['params_b']:g}B params" if cmp.self_host.get("params_b") else "")
         ),
         title_justify="left",
         caption="~ estimated; no ~ = exact token count x published price. --json: each figure's basis.",
