@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,15 +203,14 @@ def params_from_config(cfg: dict[str, Any]) -> int | None:
     return layers * per_layer + vocab * h * (1 if tied else 2) + h
 
 
-_NAME_RE = re.compile(r"(?:^|[-_./ ])(\d+(?:\.\d+)?)\s*([bm])(?=$|[-_./ ])", re.IGNORECASE)
-
-
 def params_from_name(name: str) -> ParamCount | None:
-    """A size written in a model's name (``SmolLM2-135M-Instruct`` -> 135M, ``Llama-3.1-8B`` -> 8B)."""
+    """A size written in a model's name (``SmolLM2-135M-Instruct`` -> 135M, ``Llama-3.1-8B`` -> 8B;
+    :func:`ftclient.prices.params_from_name`, which the catalogue's size tiers use too)."""
+    from .prices import params_from_name as _from_name
+
     tail = str(name).rstrip("/").rsplit("/", 1)[-1]
-    found = _NAME_RE.findall(tail)
-    if not found:
+    got = _from_name(tail)
+    if got is None:
         return None
-    num, unit = found[-1]
-    n = float(num) * (1e9 if unit.lower() == "b" else 1e6)
-    return ParamCount(int(n), False, f"estimated from the name {tail!r} ({num}{unit.upper()})")
+    b, basis = got
+    return ParamCount(int(round(b * 1e9)), False, f"estimated: {basis} ({tail!r})")

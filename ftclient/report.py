@@ -1000,8 +1000,8 @@ def _machine_caveats(o: Option) -> None:
         at_start = f", {start:.1f} when it started" if start is not None else ""
         o.caveat("machine_load", (
             f"the machine was loaded while the eval ran (1-minute load average up to {peak:.1f} on {cpus} CPUs"
-            f"{at_start}): other work competed for the CPUs, so the latency is longer and the throughput lower "
-            "than on a quiet machine; measure again on a quiet one for firm figures"))
+            f"{at_start}): more work was ready to run than there were CPUs, so the latency is longer and the "
+            "throughput lower than on a quiet machine; measure again on a quiet one for firm figures"))
 
 
 def _not_compared_hosted(options: list[Option], cat, q: int, costs: Any, today: _dt.date) -> list[dict[str, Any]]:

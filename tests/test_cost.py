@@ -370,7 +370,8 @@ def test_a_model_folder_is_sized_from_its_weights_headers_or_its_config(tmp_path
            "intermediate_size": 1536, "num_attention_heads": 9, "num_key_value_heads": 3, "tie_word_embeddings": True}
     (m / "config.json").write_text(json.dumps(cfg))
     got = cost.resolve_self_host_model(str(m), cat)
-    assert got.params_b * 1e9 == pytest.approx(134_515_008) and not got.params_exact and "config.json" in got.params_basis
+    assert got.params_b * 1e9 == pytest.approx(134_515_008)
+    assert not got.params_exact and "config.json" in got.params_basis
     # with weights, their headers give the exact count (and only the header is read)
     _safetensors(m / "model.safetensors", [(1000, 30), (7,)])
     got = cost.resolve_self_host_model(str(m), cat)

@@ -89,7 +89,8 @@ def test_cheaper_small_finetuned_model_as_accurate_wins_at_low_volume(runs, cat)
     assert ways[DEFAULT_SELF_HOST_GPU]["monthly_usd"] == pytest.approx(gpu.usd_per_hour * HOURS_PER_MONTH)  # always on
     # the local model costs its cheapest way to serve it: here a per-second GPU, idle most of the month
     l4 = ways["modal:l4"]
-    assert l4["monthly_usd"] == pytest.approx(serverless_gpu_hours(q, l4["busy_s_per_query"]) * cat.gpu("modal:l4").usd_per_hour)
+    l4_hours = serverless_gpu_hours(q, l4["busy_s_per_query"])
+    assert l4["monthly_usd"] == pytest.approx(l4_hours * cat.gpu("modal:l4").usd_per_hour)
     assert monthly(r, local, q) == min(p["monthly_usd"] for p in ways.values()) == l4["monthly_usd"]
     assert r.recommendation["recommended"] == expected_winner(r, q, r.tolerance) == small
     assert r.recommendation["most_accurate"] == big
@@ -596,7 +597,7 @@ def test_hosted_options_not_evaluated_are_listed_with_their_cost(demo_runs, cat)
     names = [x["model"] for x in r.not_compared]
     for ref in cat.model_refs():
         e = cat.model(ref)
-        retired = (e.train_cutoff and TODAY >= e.train_cutoff) or (e.inference_shutdown and TODAY >= e.inference_shutdown)
+        retired = e.training_closed(TODAY) or e.shut_down(TODAY)
         assert (ref in names) == (e.serving == "serverless" and not retired)
     for x in r.not_compared:
         e = cat.model(x["model"])
@@ -619,7 +620,8 @@ def test_hosted_options_not_evaluated_are_listed_with_their_cost(demo_runs, cat)
 def test_not_compared_figures_come_from_the_cost_stage_when_given(demo_runs, tmp_path):
     from ftclient.cost import compare_costs
 
-    records = [{"messages": [{"role": "system", "content": "Route it."}, {"role": "user", "content": f"Where is card {i}?"},
+    records = [{"messages": [{"role": "system", "content": "Route it."},
+                             {"role": "user", "content": f"Where is card {i}?"},
                              {"role": "assistant", "content": "card_arrival"}]} for i in range(20)]
     q = 100_000
     costs = compare_costs(records, epochs=1, queries_per_month=q, self_host_model="default", today=TODAY)
@@ -669,7 +671,8 @@ def test_report_json_and_md_figures_recompute_from_their_inputs(demo_runs, cat, 
         k = round(o["metrics"]["score"] * n)
         z = 1.959963984540054
         p = k / n
-        centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+        half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
         assert (lo, hi) == (pytest.approx(centre - half, abs=1e-6), pytest.approx(centre + half, abs=1e-6))
         for pl in o["serving_plans"]:
             assert pl["monthly_usd"] == pytest.approx(pl["cost_per_1k_queries_usd"] * q / 1000, abs=1e-3)
