@@ -289,6 +289,16 @@ def _backend(name: str, on_retry: Callable | None, *, ready: bool = True) -> "Ba
     return be
 
 
+def _over(cost: float, limit: float) -> tuple[str, str]:
+    """A cost and the budget it exceeds, with as many decimals as it takes to tell them apart
+    ($0.014 vs $0.01, never "$0.01 is above the budget $0.01")."""
+    for places in (2, 4, 6):
+        a, b = f"{cost:,.{places}f}", f"{limit:,.{places}f}"
+        if a != b:
+            return a, b
+    return f"{cost:,.8f}", f"{limit:,.8f}"
+
+
 def _usd(value: Any) -> float | None:
     """A USD figure from a CostEstimate, a mapping with a price field, or a number."""
     if value is None or isinstance(value, bool):
@@ -428,7 +438,8 @@ def plan(spec_or_path: Any, backend_name: str, *, budget: float | None = None, o
     limit = budget if budget is not None else spec.budget_usd
     if limit is not None and est_usd is not None and est_usd > limit:
         raise BudgetExceeded(
-            f"the estimated cost ${est_usd:,.2f} on {name} is above the budget ${limit:,.2f}; nothing was sent",
+            "the estimated cost ${0} on {2} is above the budget ${1}; nothing was sent".format(
+                *_over(est_usd, limit), name),
             hint="Raise --budget (or budget_usd in the spec), or train on less data or fewer epochs.",
         )
     describe = getattr(be, "describe_run", None)
@@ -455,8 +466,8 @@ class _Confirm:
         if q.provider_usd is not None and self.budget_usd is not None and q.provider_usd > self.budget_usd:
             ours = f" (ftc estimated ${q.estimate_usd:,.2f})" if q.estimate_usd is not None else ""
             self.refused = BudgetExceeded(
-                f"the provider's estimate ${q.provider_usd:,.2f} is above the budget ${self.budget_usd:,.2f}{ours}; "
-                "the job was not created",
+                "the provider's estimate ${} is above the budget ${}{}; the job was not created".format(
+                    *_over(q.provider_usd, self.budget_usd), ours),
                 hint="Raise --budget (or budget_usd in the spec) if you accept the provider's price.",
             )
             return False
@@ -498,7 +509,8 @@ def submit(spec_or_path: Any, backend_name: str | None = None, *, budget: float 
         if budget is not None and budget != p.budget_usd:
             p.budget_usd = budget
             if p.estimate_usd is not None and p.estimate_usd > budget:
-                raise BudgetExceeded(f"the estimated cost ${p.estimate_usd:,.2f} is above the budget ${budget:,.2f}; nothing was sent")
+                raise BudgetExceeded("the estimated cost ${} is above the budget ${}; nothing was sent".format(
+                    *_over(p.estimate_usd, budget)))
     else:
         if backend_name is None:
             raise UsageError("give a backend", hint="e.g. --backend openai")

@@ -37,6 +37,16 @@ def test_budget_exceeded_sends_nothing_and_records_nothing(prov, spec, home):
     assert _store_jobs(home) == []
 
 
+@pytest.mark.parametrize("cost,budget,shown", [(0.0142, 0.01, ("$0.0142", "$0.0100")),
+                                               (0.01001, 0.01, ("$0.010010", "$0.010000"))])
+def test_a_budget_message_never_shows_two_equal_figures(prov, spec, home, cost, budget, shown):
+    register(prov, estimate_usd=cost)
+    with pytest.raises(BudgetExceeded) as e:
+        J.submit(spec, "fake", budget=budget)
+    assert all(x in e.value.message for x in shown), e.value.message
+    assert network_calls(prov) == [] and _store_jobs(home) == []
+
+
 def test_the_spec_budget_applies_when_none_is_given(prov, tmp_path, home):
     register(prov, estimate_usd=3.0)
     with pytest.raises(BudgetExceeded):
