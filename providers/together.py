@@ -627,12 +627,16 @@ class TogetherBackend(HostedBackend):
     def _check_model(self, spec: "JobSpec") -> None:
         """Before any upload: Together's limits for the model (needed for the request anyway,
         then cached). A 404 (or 400) there means Together does not fine-tune it: SpecError with
-        the closest names from Together's list of supported models."""
+        the closest names from Together's list of supported models. Then the SDK's own checks of
+        the job against those limits (batch size, sequence length, LoRA rank...), so a job
+        Together would refuse uploads nothing."""
         from ftclient.retry import RequestRejected
 
         model = spec.model_for(PROVIDER)
         try:
             self._model_limits(model)
+            self._build_request(create_arguments(spec, training_file="file-not-uploaded-yet",
+                                                 client_token="0" * TOKEN_CHARS))
         except RequestRejected as e:
             if e.status_code not in (400, 404, 422):
                 raise

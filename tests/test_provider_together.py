@@ -492,6 +492,8 @@ def test_sdk_limits_refuse_before_anything_is_created(emu, data, store):
     with pytest.raises(SpecError, match="batch size of 512"):
         be.submit(spec, job=job, store=store)
     assert not creates(emu) and not store.operations(job.id, "create")
+    # checked against the model's limits before the upload, not after it
+    assert not emu.requests_to(r"^/v1/files", "POST") and not store.operations(job.id, "upload")
 
 
 def test_resume_after_crash_between_mark_sent_and_finish(emu, data, store, monkeypatch):
