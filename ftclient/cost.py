@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .errors import ConfigError, UsageError
+from .errors import ConfigError, DataError, FtcError, UsageError
 from .prices import HOURS_PER_MONTH, Catalogue, GpuEntry, ModelEntry, load_catalogue
 from .tokens import ApproxCounter, HFCounter, OpenAICounter, as_records, get_counter
 
@@ -215,13 +215,37 @@ def resolve_self_host_model(name: "str | SelfHostModel | None", cat: Catalogue) 
 
 # ------------------------------------------------------------ token counting
 class _Counts:
-    """Per-record (total, prompt, completion) counts, computed once per tokenizer."""
+    """Per-record (total, prompt, completion) counts, computed once per tokenizer; for a
+    pre-tokenized Parquet file (``pretokenized``), the file's own exact counts, whatever
+    the counter."""
 
-    def __init__(self, records: list[dict]):
+    def __init__(self, records: list[dict], pretokenized: Any = None):
         self.records = records
+        self.pretokenized = pretokenized  # ftclient.data.parquet.PretokenizedCounts
         self._cache: dict[tuple, tuple[list[int], list[int], list[int]]] = {}
 
+    @classmethod
+    def of(cls, path_or_records: Any) -> "_Counts":
+        """The counts of a JSONL file or records, or of a pre-tokenized Parquet file."""
+        from .data.parquet import is_parquet_path, read_counts
+
+        if is_parquet_path(path_or_records):
+            return cls([], read_counts(path_or_records))
+        return cls(as_records(path_or_records))
+
+    @property
+    def n(self) -> int:
+        return self.pretokenized.rows if self.pretokenized is not None else len(self.records)
+
+    def counter(self, entry: ModelEntry):
+        """The counter of a hosted model: its tokenizer's, or the pre-tokenized file itself."""
+        if self.pretokenized is not None:
+            return self.pretokenized
+        return get_counter(entry.ref, tokenizer=entry.hf_id)
+
     def split(self, counter) -> tuple[list[int], list[int], list[int]]:
+        if self.pretokenized is not None:
+            return self.pretokenized.split()  # type: ignore[return-value]
         if isinstance(counter, ApproxCounter):
             return counter.scale(*self.split(counter._base))
         if isinstance(counter, OpenAICounter):
@@ -331,6 +355,8 @@ class CostComparison:
     assumptions: Assumptions
     catalogue_files: list[str]
     self_host: dict[str, Any] = field(default_factory=dict)  # the self-hosted rows' model: size and its basis
+    # default backends left out, each {"backend", "reason"} (e.g. those that cannot take a Parquet file)
+    not_compared: list[dict[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -345,6 +371,7 @@ class CostComparison:
             "assumptions": self.assumptions.to_dict(),
             "price_files": self.catalogue_files,
             "rows": [r.to_dict() for r in self.rows],
+            "not_compared": self.not_compared,
         }
 
 
@@ -461,11 +488,14 @@ def estimate_cost(
     today=None,
     _counts: _Counts | None = None,
 ) -> CostEstimate:
-    """Training cost of fine-tuning ``model_ref`` on the data (a JSONL path or records)."""
+    """Training cost of fine-tuning ``model_ref`` on the data (a JSONL path or records, or
+    for Together a pre-tokenized Parquet file: its exact token counts)."""
     method, adapter = _check_args(epochs, method, adapter)
     cat = _catalogue(prices, today)
-    counts = _counts or _Counts(as_records(path_or_records))
-    n = len(counts.records)
+    if _counts is None:
+        _check_parquet(path_or_records, [model_ref], cat, method)
+    counts = _counts or _Counts.of(path_or_records)
+    n = counts.n
     ep, ep_basis = _epochs(epochs, n)
     if _is_self_host(model_ref, cat):
         om = resolve_self_host_model(self_host_model, cat)
@@ -509,7 +539,7 @@ def estimate_cost(
             self_hosted=sh,
         )
     entry = cat.model(model_ref)
-    counter = get_counter(entry.ref, tokenizer=entry.hf_id)
+    counter = counts.counter(entry)
     totals = counts.split(counter)[0]
     per_epoch, over, billed, price, raw, cost, applied, basis = _hosted_training(entry, totals, ep, method, adapter)
     caveats = entry.caveats()
@@ -664,9 +694,12 @@ def estimate_local(
     the price (:func:`local_gpu_price`), $0 on your own machine without one, unknown when
     there is a price but no time.
     """
+    from .data.parquet import is_parquet_path, not_jsonl_error
     from .local_backend import calibrate as cal
 
     _check_args(epochs, method or "sft", adapter or "lora")
+    if is_parquet_path(path):
+        raise not_jsonl_error(path, f"local training ({model_ref})")
     records = as_records(path)
     n = len(records)
     ep, ep_basis = _epochs(epochs, n)
@@ -799,6 +832,9 @@ def compare_costs(
     refs = _parse_models(models)
     if models is None:  # the defaults: only models that can still be fine-tuned today
         refs = [r for r in refs if not (cat.has_model(r) and cat.model(r).training_closed())]
+    not_compared: list[dict[str, str]] = []
+    if models is None:  # a pre-tokenized Parquet file: the defaults that can train on it
+        refs, not_compared = _parquet_defaults(path_or_records, refs, cat, spec)
     for ref, usd in (gpu_prices or {}).items():
         if usd is None or usd < 0:
             raise UsageError(f"{ref}: GPU price must be >= 0")
@@ -816,9 +852,10 @@ def compare_costs(
             cat.gpu(ref)
         else:
             cat.model(ref)
+    _check_parquet(path_or_records, refs, cat, method)  # before it is read
     om = resolve_self_host_model(self_host_model, cat)
-    counts = _Counts(as_records(path_or_records))
-    n = len(counts.records)
+    counts = _Counts.of(path_or_records)
+    n = counts.n
     ep, ep_basis = _epochs(epochs, n)
     rows: list[CompareRow] = []
     local_data: Path | None = None
@@ -846,7 +883,8 @@ def compare_costs(
             "input": tokens_per_query_in,
             "output": tokens_per_query_out,
             "basis": "per row, from the data: mean prompt tokens (messages before the last assistant "
-            "one) and mean completion tokens (the last assistant message)",
+            "one) and mean completion tokens (the last assistant message)"
+            if counts.pretokenized is None else counts.pretokenized.query_basis,
         }
     )
     return CostComparison(
@@ -861,7 +899,72 @@ def compare_costs(
         self_host=om.to_dict(),
         assumptions=assumptions,
         catalogue_files=cat.files,
+        not_compared=not_compared,
     )
+
+
+def _parquet_refusal(ref: str, cat: Catalogue) -> str | None:
+    """What cannot train ``ref`` on a pre-tokenized Parquet file (e.g. "OpenAI fine-tuning");
+    None when it can."""
+    from .data.parquet import PARQUET_PROVIDERS
+
+    if is_local_ref(ref):
+        return "local training"
+    if _is_self_host(ref, cat):
+        return "self-hosted training (ftc's local training stack)"
+    provider = ref.partition(":")[0].strip().lower()
+    name = "OpenAI" if provider == "openai" else provider.capitalize()
+    return None if provider in PARQUET_PROVIDERS else f"{name} fine-tuning"
+
+
+def _parquet_defaults(path_or_records: Any, refs: list[str], cat: Catalogue,
+                      spec: Any) -> tuple[list[str], list[dict[str, str]]]:
+    """The default refs for a pre-tokenized Parquet file (unchanged for other data): those
+    that can train on it -- the spec's Together model when it has one that ftc can price,
+    since the file's token ids are that model's -- and the others with the reason."""
+    from .data.parquet import is_parquet_path
+
+    if not is_parquet_path(path_or_records):
+        return refs, []
+    skipped: list[dict[str, str]] = []
+    own = spec.model_for("together") if spec is not None and hasattr(spec, "model_for") else None
+    chosen = None
+    if own and own != "default":
+        chosen = f"together:{own}"
+        try:
+            cat.model(chosen).training_price("sft", getattr(spec, "adapter", "lora") or "lora")
+        except FtcError as e:
+            skipped.append({"backend": chosen, "reason": f"ftc cannot price it: {e.message}"})
+            chosen = None
+    keep: list[str] = [chosen] if chosen else []
+    for r in refs:
+        why = _parquet_refusal(r, cat)
+        if why is not None:
+            skipped.append({"backend": r, "reason": f"{why} needs JSONL chat records, not pre-tokenized Parquet"})
+        elif chosen is not None and r.lower() != chosen.lower():
+            skipped.append({"backend": r, "reason": f"the file's token ids are for the spec's model, {own}"})
+        elif r not in keep:
+            keep.append(r)
+    if not keep:
+        raise DataError(f"{path_or_records}: a pre-tokenized Parquet file, and none of the default backends can "
+                        "train on it", hint="Name a Together model: --models together:MODEL.")
+    return keep, skipped
+
+
+def _check_parquet(path_or_records: Any, refs: Sequence[str], cat: Catalogue, method: str) -> bool:
+    """For a pre-tokenized Parquet file: DataError (before it is read) when a ref cannot train
+    on it or the method is not SFT. Returns whether the data is such a file."""
+    from .data.parquet import is_parquet_path, not_jsonl_error
+
+    if not is_parquet_path(path_or_records):
+        return False
+    refused = [f"{why} ({r})" for r, why in ((r, _parquet_refusal(r, cat)) for r in refs) if why]
+    if refused:
+        raise not_jsonl_error(path_or_records, " and ".join(refused), plural=len(refused) > 1)
+    if method != "sft":
+        raise DataError(f"{path_or_records}: pre-tokenized Parquet data is for SFT; {method.upper()} needs "
+                        "preference records in JSONL", hint="Use --method sft, or give DPO records as JSONL.")
+    return True
 
 
 def _query_tokens(counts: _Counts, counter, tin, tout) -> tuple[float, float, bool]:
@@ -929,7 +1032,7 @@ def _local_row(ref: str, est: "LocalCostEstimate", budget: float | None) -> Comp
 
 
 def _hosted_row(ref, est: CostEstimate, entry: ModelEntry, counts, q, tin, tout, budget) -> CompareRow:
-    counter = get_counter(entry.ref, tokenizer=entry.hf_id)
+    counter = counts.counter(entry)
     pin, pout, given = _query_tokens(counts, counter, tin, tout)
     caveats = list(est.caveats)
     label = _short(entry.ref) + (" (retired)" if entry.training_closed() or entry.shut_down() else "")

@@ -1054,9 +1054,14 @@ def read_records(path: str | os.PathLike) -> list[dict]:
     """The examples of a JSONL file of ChatML records (SFT or DPO).
 
     A line that is not JSON or not a chat example raises DataError naming its line;
-    blank lines are skipped; an empty file is a DataError.
+    blank lines are skipped; an empty file is a DataError. A pre-tokenized Parquet file
+    is a DataError that says so (its counts: :func:`ftclient.data.parquet.read_counts`).
     """
+    from .data.parquet import is_parquet_path, not_jsonl_error
     from .fileio import iter_lines
+
+    if is_parquet_path(path):
+        raise not_jsonl_error(path, "reading chat examples (local training, token counts with a tokenizer)")
 
     records: list[dict] = []
     loads = json.loads

@@ -237,6 +237,21 @@ def _parse_multipart(content_type: str, raw: bytes) -> dict:
 # --------------------------------------------------------------------------- emulator
 
 
+def _parquet_rows_tokens(content: bytes) -> tuple[int, int | None]:
+    """(rows, tokens) of a pre-tokenized Parquet file: tokens = the sum of the lengths of
+    ``input_ids`` (None when pyarrow is missing or the file is not one)."""
+    try:
+        import io
+
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(io.BytesIO(content), columns=["input_ids"])
+        return table.num_rows, int(pc.sum(pc.list_value_length(table.column("input_ids"))).as_py() or 0)
+    except Exception:  # not readable here: count nothing, as for an unknown file
+        return 0, None
+
+
 class ProviderEmulator:
     """A fake OpenAI or Together fine-tuning API on 127.0.0.1. Use as a context manager."""
 
@@ -930,6 +945,8 @@ class ProviderEmulator:
         f["_content"] = content
         f["bytes"] = len(content)
         f["_lines"] = sum(1 for ln in content.splitlines() if ln.strip())
+        if f["file_type"] == "parquet":  # pre-tokenized: its rows, and its tokens (the lengths of input_ids)
+            f["_lines"], f["_tokens"] = _parquet_rows_tokens(content)
         f["_processed"] = True
 
     def _tg_file_begin(self, req: RecordedRequest):
@@ -1013,7 +1030,7 @@ class ProviderEmulator:
 
     def _tg_price(self, b: dict) -> tuple[float, int]:
         f = self.files.get(b.get("training_file") or "")
-        tokens = max(1, (f["bytes"] if f else 0) // 4)
+        tokens = f["_tokens"] if f and f.get("_tokens") else max(1, (f["bytes"] if f else 0) // 4)
         epochs = int(b.get("n_epochs") or 1)
         lora = (b.get("training_type") or {}).get("type", "Lora") == "Lora"
         per_m = 0.48 if lora else 0.54

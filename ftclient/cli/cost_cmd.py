@@ -56,7 +56,8 @@ def _from_spec(spec_path, file, epochs, method, adapter, budget=None):
 @click.argument("file", type=click.Path(dir_okay=True), required=False)
 @click.option("--model", "-m", default=None,
               help="PROVIDER:MODEL, e.g. openai:gpt-4.1-mini, a GPU offer (modal:h100), or local:MODEL "
-                   "(local:default, local:PATH). With --spec: openai's model (local's with --calibrate).")
+                   "(local:default, local:PATH). With --spec: openai's model (local's with --calibrate; "
+                   "together's for a Parquet file).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs (default: the OpenAI cookbook heuristic).")
 @click.option("--method", type=click.Choice(["sft", "dpo"], case_sensitive=False), default=None, help="sft (default) or dpo.")
 @click.option("--adapter", type=click.Choice(["lora", "qlora", "full"], case_sensitive=False), default=None,
@@ -74,7 +75,8 @@ def _from_spec(spec_path, file, epochs, method, adapter, budget=None):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def estimate(file, model, epochs, method, adapter, calibrate, steps, batch_size, max_seq_len, gpu_price_per_hour,
              spec_path, prices_file, as_json) -> None:
-    """Training cost of fine-tuning MODEL on FILE (JSONL of ChatML examples).
+    """Training cost of fine-tuning MODEL on FILE (JSONL of ChatML examples; for Together also
+    a pre-tokenized Parquet file, whose token counts are exact).
 
     For local:MODEL the time is measured, not assumed: --calibrate runs the first steps of the
     real local training on this machine and predicts the whole run (cached, so later estimates
@@ -84,8 +86,12 @@ def estimate(file, model, epochs, method, adapter, calibrate, steps, batch_size,
 
     file, epochs, method, adapter, budget, job = _from_spec(spec_path, file, epochs, method, adapter)
     if model is None and job is not None:
+        from ..data.parquet import is_parquet_path
+
         if calibrate:
             model = f"local:{job.model_for('local')}"
+        elif is_parquet_path(file) and job.model_for("together") != "default":
+            model = f"together:{job.model_for('together')}"  # pre-tokenized data: for Together's model
         elif job.openai.model:
             model = f"openai:{job.openai.model}"
     if model is None:
@@ -234,9 +240,12 @@ def _calibrate(file, model, epochs, method, adapter, batch_size, max_seq_len, gp
                prices_file, steps, as_json) -> None:
     from ..cost import _epochs, local_gpu_price
     from ..local_backend import calibrate as cal_mod
+    from ..data.parquet import is_parquet_path, not_jsonl_error
     from ..tokens import as_records
     from .output import progress
 
+    if is_parquet_path(file):
+        raise not_jsonl_error(file, f"local training ({model})")
     n = len(as_records(file))
     ep, ep_basis = _epochs(epochs, n)
     spec = cal_mod.spec_for(file, cal_mod.local_model_name(model), spec=job, epochs=ep, method=method,
@@ -464,3 +473,8 @@ def _render_compare(cmp, out) -> None:
     out.print(t)
     for n in notes:
         out.print(f"  {n}", soft_wrap=True, highlight=False)
+    by_reason: dict[str, list[str]] = {}
+    for skip in getattr(cmp, "not_compared", None) or []:
+        by_reason.setdefault(skip["reason"], []).append(skip["backend"])
+    for reason, backends in by_reason.items():
+        out.print(f"  not compared: {_esc(', '.join(backends))} ({_esc(reason)})", soft_wrap=True, highlight=False)
