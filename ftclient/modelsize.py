@@ -41,28 +41,11 @@ class ParamCount:
 
 
 def hf_snapshot_dir(repo_id: str) -> Path | None:
-    """The local snapshot folder of ``repo_id`` in the Hugging Face cache (the one ``refs/main``
-    names, else the newest), or None. Never touches the network."""
-    from .tokens import _hf_cache_dirs
+    """The local snapshot folder of ``repo_id`` in the Hugging Face cache that holds its weights
+    or config (the one ``refs/main`` names, else the newest), or None. Never touches the network."""
+    from .tokens import cached_snapshot
 
-    if "/" not in repo_id:
-        return None
-    folder = "models--" + repo_id.replace("/", "--")
-    for d in _hf_cache_dirs():
-        snaps = d / folder / "snapshots"
-        if not snaps.is_dir():
-            continue
-        main = d / folder / "refs" / "main"
-        try:
-            named = snaps / main.read_text(encoding="utf-8").strip() if main.is_file() else None
-        except OSError:
-            named = None
-        cands = [named] if named is not None and named.is_dir() else []
-        cands += sorted((s for s in snaps.iterdir() if s.is_dir()), key=lambda s: s.stat().st_mtime, reverse=True)
-        for snap in cands:
-            if (snap / "config.json").is_file() or any(snap.glob("*.safetensors")):
-                return snap
-    return None
+    return cached_snapshot(repo_id, lambda snap: (snap / "config.json").is_file() or any(snap.glob("*.safetensors")))
 
 
 def param_count(ref: str | os.PathLike) -> ParamCount | None:

@@ -41,7 +41,7 @@ from operator import sub
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from .errors import ConfigError, DataError, FtcError
 
@@ -914,18 +914,31 @@ def tokenizer_dir(name: str) -> Path | None:
     if p.is_dir() and any((p / f).exists() for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")):
         return p
     if "/" in name and not p.exists():
-        folder = "models--" + name.replace("/", "--")
-        for d in _hf_cache_dirs():
-            snaps = d / folder / "snapshots"
-            if not snaps.is_dir():
-                continue
-            main = d / folder / "refs" / "main"
+        return cached_snapshot(name, lambda snap: (snap / "tokenizer_config.json").exists()
+                               or (snap / "tokenizer.json").exists())
+    return None
+
+
+def cached_snapshot(repo_id: str, wanted: Callable[[Path], bool]) -> Path | None:
+    """The snapshot folder of ``repo_id`` in the Hugging Face cache that ``wanted`` accepts:
+    the one ``refs/main`` names first, then the newest. Never touches the network."""
+    if "/" not in repo_id:
+        return None
+    folder = "models--" + repo_id.replace("/", "--")
+    for d in _hf_cache_dirs():
+        snaps = d / folder / "snapshots"
+        if not snaps.is_dir():
+            continue
+        main = d / folder / "refs" / "main"
+        try:
             named = snaps / main.read_text(encoding="utf-8").strip() if main.is_file() else None
-            cands = [named] if named is not None and named.is_dir() else []
-            cands += sorted((s for s in snaps.iterdir() if s.is_dir()), key=lambda s: s.stat().st_mtime, reverse=True)
-            for snap in cands:
-                if (snap / "tokenizer_config.json").exists() or (snap / "tokenizer.json").exists():
-                    return snap
+        except OSError:
+            named = None
+        cands = [named] if named is not None and named.is_dir() else []
+        cands += sorted((s for s in snaps.iterdir() if s.is_dir()), key=lambda s: s.stat().st_mtime, reverse=True)
+        for snap in cands:
+            if wanted(snap):
+                return snap
     return None
 
 
