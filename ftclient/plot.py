@@ -37,7 +37,7 @@ def render_comparison_png(cmp: Any) -> bytes:
     axes = fig.subplots(1, 2, sharey=True)
     ys = list(range(n))[::-1]
     for ax, values, known, title in (
-        (axes[0], train, known_train, f"Training cost (USD, {cmp.epochs} epochs, {cmp.examples:,} examples)"),
+        (axes[0], train, known_train, f"Training cost (USD, {cmp.epochs} epoch{'' if cmp.epochs == 1 else 's'}, {cmp.examples:,} examples)"),
         (axes[1], monthly, known_monthly, f"Inference cost per month (USD, {cmp.queries_per_month:,} queries)"),
     ):
         ax.barh(ys, values, color=colors)

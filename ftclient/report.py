@@ -997,9 +997,9 @@ def _machine_caveats(o: Option) -> None:
             "this measurement"))
     peak, start = _float(load.get("max")), _float(load.get("start"))
     if isinstance(cpus, int) and cpus > 0 and peak is not None and peak > cpus:
-        at_start = f", {start:.1f} when it started" if start is not None else ""
+        at_start = f", {start:.2f} when it started" if start is not None else ""
         o.caveat("machine_load", (
-            f"the machine was loaded while the eval ran (1-minute load average up to {peak:.1f} on {cpus} CPUs"
+            f"the machine was loaded while the eval ran (1-minute load average up to {peak:.2f} on {cpus} CPUs"
             f"{at_start}): more work was ready to run than there were CPUs, so the latency is longer and the "
             "throughput lower than on a quiet machine; measure again on a quiet one for firm figures"))
 

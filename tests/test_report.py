@@ -581,7 +581,7 @@ def test_caveats_are_the_real_ones_and_never_none_when_they_apply(demo_runs):
     caveats = md.split("## Caveats")[1].split("## How each figure")[0]
     assert "None." not in caveats
     assert "48 examples: 89.6% (95% CI 77.8-95.5%)" in caveats and "48 examples: 89.6% (95% CI 77.8-95.5%)" in md
-    assert "load average up to 7.9 on 4 CPUs" in caveats and "measured on this machine's CPU (4 CPUs)" in caveats
+    assert "load average up to 7.90 on 4 CPUs" in caveats and "measured on this machine's CPU (4 CPUs)" in caveats
     rec_kinds = {c["kind"] for c in r.recommendation["caveats"]}
     assert {"sample_size", "machine_load"} <= rec_kinds
     # a large sample on a quiet machine: no sample-size or load caveat

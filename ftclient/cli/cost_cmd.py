@@ -426,7 +426,7 @@ def _render_compare(cmp, out) -> None:
 
     t = Table(
         title=(
-            f"Fine-tuning cost: {cmp.examples:,} examples, {cmp.epochs} epochs, "
+            f"Fine-tuning cost: {cmp.examples:,} examples, {cmp.epochs} epoch{'' if cmp.epochs == 1 else 's'}, "
             f"{cmp.queries_per_month:,} queries/month, self-hosted rows: {cmp.self_host_model}"
             + (f", {cmp.self_host['params_b']:g}B params" if cmp.self_host.get("params_b") else "")
         ),
