@@ -28,6 +28,16 @@ class Problem(NamedTuple):
         return {"line": self.line, "code": self.code, "message": self.message}
 
 
+def writable(message: str) -> str:
+    """``message`` as UTF-8 can hold it: a lone surrogate quoted from the data (a JSON
+    ``\\ud800`` escape, in a key or a value) is shown as the text ``\\ud800``."""
+    try:
+        message.encode("utf-8")
+    except UnicodeEncodeError:
+        return message.encode("utf-8", "backslashreplace").decode("utf-8")
+    return message
+
+
 class Findings:
     """Errors and warnings of a run (or of one chunk of a file), capped."""
 
@@ -47,13 +57,13 @@ class Findings:
         self.error_counts[code] = self.error_counts.get(code, 0) + 1
         self._lines(code, line)
         if len(self.errors) < self.cap:
-            self.errors.append(Problem(line, code, message))
+            self.errors.append(Problem(line, code, writable(message)))
 
     def warning(self, line: int, code: str, message: str) -> None:
         self.warning_counts[code] = self.warning_counts.get(code, 0) + 1
         self._lines(code, line)
         if len(self.warnings) < self.cap:
-            self.warnings.append(Problem(line, code, message))
+            self.warnings.append(Problem(line, code, writable(message)))
 
     def _lines(self, code: str, line: int) -> None:
         lines = self.first_lines.setdefault(code, [])
