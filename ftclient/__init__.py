@@ -15,7 +15,7 @@ The Python API mirrors the CLI (see the README's "Python API"):
   :class:`SpecError`, :class:`ConfigError`, :class:`BudgetExceeded`, :class:`Declined`,
   :class:`Interrupted`, :class:`ProviderError`, :class:`AuthError`,
   :class:`RequestRejected`, :class:`RetryExhausted`, :class:`AmbiguousResult`,
-  :class:`StoreError`, :class:`DuplicateSubmission`.
+  :class:`StoreError`, :class:`DuplicateSubmission`, :class:`KeyFormatError`.
 
 The names are imported lazily, on first use, so that ``import ftclient`` stays fast and
 never pulls heavy libraries (torch, transformers, the provider SDKs, matplotlib). Type
@@ -70,6 +70,7 @@ _API: dict[str, str] = {
     "AmbiguousResult": "ftclient.retry",
     "StoreError": "ftclient.store",
     "DuplicateSubmission": "ftclient.store",
+    "KeyFormatError": "ftclient.secrets",
 }
 
 if TYPE_CHECKING:  # pragma: no cover - what type checkers and IDEs read; keep in step with _API
@@ -100,6 +101,7 @@ if TYPE_CHECKING:  # pragma: no cover - what type checkers and IDEs read; keep i
     from .retry import ProviderError as ProviderError
     from .retry import RequestRejected as RequestRejected
     from .retry import RetryExhausted as RetryExhausted
+    from .secrets import KeyFormatError as KeyFormatError
     from .spec import JobSpec as JobSpec
     from .spec import load_spec as load_spec
     from .store import DuplicateSubmission as DuplicateSubmission
@@ -118,7 +120,7 @@ __all__ = [
     "parse_model_ref", "evaluate", "build_report", "write_report", "run_demo",
     "FtcError", "DataError", "UsageError", "SpecError", "ConfigError", "BudgetExceeded", "Interrupted",
     "Declined", "ProviderError", "AuthError", "RequestRejected", "RetryExhausted", "AmbiguousResult",
-    "StoreError", "DuplicateSubmission",
+    "StoreError", "DuplicateSubmission", "KeyFormatError",
 ]
 
 

@@ -382,18 +382,22 @@ def missing_requirements(backend: Any) -> ConfigError | None:
 
 
 def missing_key(backend: Any) -> ConfigError | None:
-    """The error for a backend that needs an API key and has none (environment or key file), else None."""
+    """The error for a backend that needs an API key and has none (environment or key file),
+    or whose key cannot be one (a line break, a space, a non-ASCII character), else None."""
     var = getattr(backend, "key_env", "") or ""
     if not var:
         return None
     needs = getattr(backend, "needs_key", None)
     if callable(needs) and not needs():
         return None
-    from .secrets import key_source
+    from .secrets import check_key
 
     key_name = getattr(backend, "key_name", None) or getattr(backend, "name", "")
-    if key_source(key_name, var=var) is not None:
-        return None
+    try:
+        if check_key(key_name, var=var) is not None:  # its shape too: never send a broken header
+            return None
+    except ConfigError as e:  # a key that cannot be one: named by its variable or file, never shown
+        return e
     return ConfigError(f"no API key for {key_name}: set {var} or run `ftc keys set {key_name}`",
                        hint=f"export {var}=... (or `ftc keys set {key_name}`, which asks for it and keeps it "
                             "in a 0600 file), then run the same command again.")

@@ -354,6 +354,9 @@ def _check_can_ask(ref: "ModelRef") -> None:
         check_ready(get_backend(ref.backend))
     elif ref.backend == "openai-compatible":  # asked through the openai SDK; a key is optional
         require_modules(("openai",), extra="hosted", who="ftc eval of an OpenAI-compatible server")
+        from .secrets import check_key
+
+        check_key("openai-compatible")  # but one that is set must be usable (exit 2, never shown)
 
 
 def _async_client(ref: "ModelRef") -> Any:
@@ -369,11 +372,18 @@ def _async_client(ref: "ModelRef") -> Any:
     if ref.backend == "openai":
         # The base URL is the SDK's default or OPENAI_BASE_URL, as for the openai backend.
         return openai.AsyncOpenAI(api_key=get_key("openai"), **sdk_client_kwargs("openai"))
+    from .secrets import KeyFormatError
+
     try:
         key = get_key("openai-compatible")
+    except KeyFormatError:
+        raise
     except ConfigError:
         key = "unused"  # most self-hosted servers (Ollama, vLLM) ask for no key
-    return openai.AsyncOpenAI(api_key=key, base_url=ref.base_url, **sdk_client_kwargs("openai"))
+    # The URL as given (its credentials too) exists only here, in memory; ref.base_url is redacted.
+    base_url, query = ref.connection()
+    return openai.AsyncOpenAI(api_key=key, base_url=base_url, default_query=query or None,
+                              **sdk_client_kwargs("openai"))
 
 
 def _get(obj: Any, name: str) -> Any:

@@ -26,10 +26,10 @@ from __future__ import annotations
 import contextlib
 import difflib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from .errors import ConfigError, FtcError, UsageError
 
@@ -58,6 +58,13 @@ class ModelRef:
     the ftc job that produced the model, when known. ``base_model``: the model it was
     fine-tuned from -- or the model itself when it is not a fine-tune; None when
     unknown (openai-compatible). ``canonical``: the normalised reference.
+
+    Credentials in an openai-compatible URL (``http://user:pw@host/v1``, ``?key=``,
+    ``?token=``, ``?api_key=``) are never part of ``canonical`` or ``base_url``: both show
+    ``[REDACTED]`` in their place, so whatever prints or stores the reference (and the eval
+    run id made from it) never holds the secret, and the same reference given again names
+    the same run. The URL as given lives only in memory, in ``connect_url`` (not shown by
+    ``repr``, not in :meth:`to_dict`), for the requests: :meth:`connection`.
     """
 
     backend: str
@@ -67,13 +74,27 @@ class ModelRef:
     job_id: str | None = None
     base_model: str | None = None
     fine_tuned: bool = False
+    connect_url: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def hosted(self) -> bool:
         return self.backend in ("openai", "together")
 
+    def connection(self) -> tuple[str | None, dict[str, str]]:
+        """The base URL to send requests to and the query parameters every request carries
+        (a ``?key=`` the server wants), credentials included; for the HTTP client only."""
+        url = self.connect_url or self.base_url
+        if not url:
+            return url, {}
+        parts = urlsplit(url)
+        if not parts.query:
+            return url, {}
+        return urlunsplit(parts._replace(query="")), dict(parse_qsl(parts.query, keep_blank_values=True))
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d.pop("connect_url", None)
+        return d
 
     def __str__(self) -> str:
         return self.canonical
@@ -251,15 +272,39 @@ def _parse_compatible(rest: str) -> ModelRef:
     example = "openai-compatible:http://127.0.0.1:11434/v1#llama3.2"
     url, sep, model = rest.partition("#")
     if not sep or not model.strip():
-        raise UsageError(f"openai-compatible:{rest}: no model after '#'",
+        raise UsageError(_redact_url(f"openai-compatible:{rest}") + ": no model after '#'",
                          hint=f"Write the server's base URL, '#', then the model: {example}")
     url, model = url.strip(), model.strip()
-    parts = urlsplit(url)
+    if "[REDACTED]" in url:
+        raise UsageError(f"openai-compatible:{url}#{model}: the URL's credentials were redacted",
+                         hint="ftc never stores a URL's password or key: give the reference with its "
+                              "credentials again (the same reference resumes the same run).")
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. a bad [IPv6] host
+        parts = urlsplit("")
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise UsageError(f"openai-compatible: {url!r} is not an http(s) URL",
+        raise UsageError(f"openai-compatible: {_redact_url(url)!r} is not an http(s) URL",
                          hint=f"Give the server's base URL (up to /v1): {example}")
     base = url.rstrip("/")
-    return ModelRef("openai-compatible", model, f"openai-compatible:{base}#{model}", base_url=base)
+    shown = _redact_url(base)
+    return ModelRef("openai-compatible", model, f"openai-compatible:{shown}#{model}", base_url=shown,
+                    connect_url=base if shown != base else None)
+
+
+def _redact_url(url: str) -> str:
+    """``url`` with its userinfo and credential-like query values replaced by [REDACTED]."""
+    from .secrets import REDACTED, redact
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return redact(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = REDACTED + "@" + netloc.rpartition("@")[2]
+    # ?key=, ?token=, ?api_key= ... : the one redaction's query-string patterns
+    return redact(urlunsplit(parts._replace(netloc=netloc)))
 
 
 # --------------------------------------------------------------------------- entry point

@@ -534,6 +534,12 @@ def _float(v: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
+def _redact(text: str) -> str:
+    from .secrets import redact
+
+    return redact(text)
+
+
 def _option(s: dict, name: str) -> Option:
     metrics = dict(s.get("metrics") or {})
     backend = str(s.get("backend") or "?")
@@ -548,7 +554,7 @@ def _option(s: dict, name: str) -> Option:
         machine=dict(s.get("machine") or {}),
         name=name,
         run_id=str(s["run_id"]),
-        model_ref=str(s.get("model_ref") or s.get("model") or ""),
+        model_ref=_redact(str(s.get("model_ref") or s.get("model") or "")),  # never a URL's credentials
         backend=backend,
         model=str(s.get("model") or ""),
         kind="hosted" if backend in HOSTED_BACKENDS else "self-hosted",
@@ -1616,9 +1622,12 @@ def write_report(report: Report, out_dir: str | os.PathLike) -> dict[str, Path]:
     d = Path(out_dir)
     if d.exists() and not d.is_dir():
         raise UsageError(f"{d}: exists and is not a directory", hint="Give --out a directory.")
+    from .secrets import redact, redact_obj
+
     png = render_png(report)
-    md = report.to_markdown(REPORT_PNG)
-    js = json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n"
+    # Through the one redaction, like every other output: no key or URL credential in a file.
+    md = redact(report.to_markdown(REPORT_PNG))
+    js = json.dumps(redact_obj(report.to_dict()), indent=2, ensure_ascii=False) + "\n"
     paths = {"md": d / REPORT_MD, "json": d / REPORT_JSON, "png": d / REPORT_PNG}
     with atomic_writer(paths["png"], "wb") as f:
         f.write(png)

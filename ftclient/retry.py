@@ -43,12 +43,12 @@ from __future__ import annotations
 import email.utils
 import logging
 import math
-import re
 import time
 from dataclasses import dataclass, replace
 from typing import Any, Awaitable, Callable, Mapping, Optional, TypeVar
 
 from .errors import ConfigError, FtcError
+from .secrets import redact
 
 __all__ = [
     "RetryPolicy",
@@ -336,6 +336,8 @@ def _error_fields(exc: BaseException) -> dict[str, str]:
                 out[k] = str(v)
         if "message" not in out and isinstance(body.get("error"), str):
             out["message"] = body["error"]
+        if "message" not in out and isinstance(body.get("detail"), str):  # FastAPI-style servers
+            out["message"] = body["detail"]
     elif isinstance(body, str) and body.strip():
         out["message"] = body.strip()
     return out
@@ -451,20 +453,8 @@ def classify(exc: BaseException, *, idempotent: bool, retry_409: bool | None = N
 
 
 # --------------------------------------------------------------------------- secrets
-
-_SECRET_PATTERNS = [
-    (re.compile(r"(?i)\b(bearer|basic)\s+[^\s'\",]+"), r"\1 ***"),
-    (re.compile(r"(?i)(authorization|api[-_]?key|x-api-key)(['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+"), r"\1\2***"),
-    (re.compile(r"\b(?:sk|pk|rk|tgp|tg|fw|key)[-_][A-Za-z0-9_\-*.]{4,}"), "***"),
-    (re.compile(r"\b[A-Za-z0-9_\-]{32,}\b"), "***"),
-]
-
-
-def redact(text: str) -> str:
-    """Mask anything in ``text`` that looks like a key or an Authorization value."""
-    for pat, rep in _SECRET_PATTERNS:
-        text = pat.sub(rep, text)
-    return text
+# One redaction for all of ftc, with one set of patterns: ftclient.secrets.redact (known key
+# values, key shapes, Authorization values, URL credentials), imported above.
 
 
 def _display(provider: str) -> str:

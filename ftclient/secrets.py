@@ -4,9 +4,16 @@
   else from ``keys.json`` in :func:`ftclient.paths.ftc_home`. The file is created with
   mode 0600 (never wider, not even for a moment) and is refused, the way ssh refuses a
   private key, when group or others can read it.
-* :func:`redact` replaces every known key value and anything shaped like a key
-  (``sk-...``, ``tgp_v1_...``, ``Bearer ...``, ``Authorization:`` values) with
-  ``[REDACTED]``; :func:`redact_obj` does the same inside JSON-like objects.
+* :func:`check_key_value` refuses a key that cannot be one (a line break, a space, a control
+  or non-ASCII character, an absurd length) wherever it comes from -- the environment, the
+  key file, ``ftc keys set`` -- with :class:`KeyFormatError` (exit 2) naming the variable
+  or the file, never the value; :func:`get_key` and :func:`check_key` apply it before any
+  request is made or any job recorded.
+* :func:`redact` replaces every known key value and anything shaped like a credential
+  (``sk-...``, ``tgp_v1_...``, ``fw_...``, ``Bearer ...``, ``Authorization:`` values, the
+  user:password of a URL, ``?key=``/``?token=``/``?api_key=`` in a query string) with
+  ``[REDACTED]``; :func:`redact_obj` does the same inside JSON-like objects. It is the one
+  redaction of ftc: :mod:`ftclient.retry` and every output use it.
 * :func:`install_log_redaction` runs every record of ftc's loggers and of the SDK/HTTP
   loggers (``openai``, ``together``, ``httpx``, ``httpx2``, ``httpcore``) through
   :class:`RedactingFilter`, message, arguments and traceback text alike.
@@ -47,6 +54,13 @@ _MIN_KNOWN_KEY_LEN = 8
 
 _PROVIDER_RE = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 
+#: The longest API key accepted (real keys are well under 300 characters; a bearer JWT of a
+#: self-hosted server may be a few thousand).
+MAX_KEY_LEN = 4096
+#: The shortest key accepted for the providers ftc knows by name (theirs are 30+ characters);
+#: a plug-in or self-hosted server's key may be any non-empty word.
+MIN_KNOWN_PROVIDER_KEY_LEN = 8
+
 # Shapes of keys and credentials, most specific first.
 _KEY_PATTERNS = [
     # OpenAI (sk-..., sk-proj-..., sk-svcacct-..., sk-admin-...), Anthropic (sk-ant-...)
@@ -66,10 +80,22 @@ _HEADER_PATTERNS = [
     ),
     # x-api-key: xxx / api_key="xxx" / "api-key": "xxx" / MISTRAL_API_KEY=xxx
     re.compile(
-        r"""(?i)(\b(?:[a-z0-9]+[_-])*(?:x-)?api[-_]?key["']?\s*[:=]\s*["']?)(?!\[REDACTED\])[^\s"',;}\])]+"""
+        r"""(?i)(\b(?:[a-z0-9]+[_-])*(?:x-)?api[-_]?key["']?\s*[:=]\s*["']?)(?!\[REDACTED\])[^\s"',;}\])#]+"""
     ),
 ]
 _BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=\-]{8,}")
+# The credentials of a URL: http://user:password@host/... (all of the userinfo is hidden).
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)(?!\[REDACTED\]@)[^/\s?#\"'<>]+@")
+# A credential in a query string: ?key=..., &token=..., ?api_key=... (the value stops at & or #,
+# so ``?api_key=X#model`` keeps its ``#model``).
+# token=..., client_secret=..., password=... anywhere (a form body, a log line, a DSN).
+_ASSIGNED_SECRET = re.compile(
+    r"(?i)(\b(?:[a-z0-9]+[_-])*(?:token|secret|password|passwd)=)(?!\[REDACTED\])[^&#\s\"'<>,;}\])]+"
+)
+_QUERY_SECRET = re.compile(
+    r"(?i)([?&;](?:[a-z0-9]+[_-])*(?:key|token|secret|password|passwd|pwd|sig|signature|auth|"
+    r"access[_-]?token|api[_-]?key|apikey|code)=)(?!\[REDACTED\])[^&#\s\"'<>]+"
+)
 
 # dict keys whose values are credentials, whatever they look like
 _SENSITIVE_FIELDS = re.compile(
@@ -96,6 +122,84 @@ def _check_provider(provider: str) -> str:
             hint="Known providers: " + ", ".join(ENV_VARS) + ".",
         )
     return p
+
+
+# ---------------------------------------------------------------------------------------------
+# the shape of a key
+
+
+class KeyFormatError(ConfigError):
+    """A key that cannot be an API key (exit 2). The message names where it came from, never the value."""
+
+
+def key_problem(key: str, provider: str | None = None) -> str | None:
+    """What makes ``key`` unusable as an API key, in words (never quoting it), else None.
+
+    A key is sent in an HTTP header, so it must be printable ASCII without whitespace or
+    control characters (a line break in a header is refused by the HTTP client with the
+    whole value in its message), and of a sane length."""
+    if not key:
+        return "it is empty"
+    for c in key:
+        if c in "\r\n":
+            return "it contains a line break"
+        if c.isspace():
+            return "it contains whitespace"
+        if ord(c) < 0x20 or ord(c) == 0x7F or 0x80 <= ord(c) < 0xA0:
+            return "it contains a control character"
+        if ord(c) > 0x7E:
+            return "it contains a non-ASCII character"
+    if len(key) > MAX_KEY_LEN:
+        return f"it is {len(key)} characters long (at most {MAX_KEY_LEN})"
+    if provider in ENV_VARS and len(key) < MIN_KNOWN_PROVIDER_KEY_LEN:
+        return f"it is only {len(key)} characters long"
+    return None
+
+
+def check_key_value(key: str, *, provider: str, where: str, hint: str) -> str:
+    """``key`` when it can be an API key, else :class:`KeyFormatError` naming ``where`` (the
+    variable or the file) -- never the value."""
+    why = key_problem(key, provider)
+    if why:
+        raise KeyFormatError(f"{where} does not hold a usable {provider} API key: {why}", hint=hint)
+    return key
+
+
+def _env_hint(var: str, provider: str) -> str:
+    return (f"Set {var} to the key alone (one line, no spaces or quotes), or unset it and store the key "
+            f"with `ftc keys set {provider}`.")
+
+
+def _file_hint(provider: str) -> str:
+    return f"Store the key again with `ftc keys set {provider}` (it asks for it), or fix the file by hand."
+
+
+def _checked_env(provider: str, var: str) -> str:
+    value = os.environ.get(var, "").strip()
+    if value:
+        check_key_value(value, provider=provider, where=f"the environment variable {var}",
+                        hint=_env_hint(var, provider))
+    return value
+
+
+def _checked_file(provider: str) -> str:
+    value = load_keys().get(provider, "").strip()
+    if value:
+        check_key_value(value, provider=provider, where=f"the {provider} key in {keys_file()}",
+                        hint=_file_hint(provider))
+    return value
+
+
+def check_key(provider: str, *, var: str | None = None) -> str | None:
+    """Where ``provider``'s key comes from (``"env"``, ``"file"`` or None when there is none),
+    after checking its shape: :class:`KeyFormatError` (exit 2) for a key that cannot be one.
+
+    ``var``: the environment variable to look at (a backend's own ``key_env``; default
+    :func:`env_var`). Offline; nothing is sent."""
+    p = _check_provider(provider)
+    if _checked_env(p, var or env_var(p)):
+        return "env"
+    return "file" if _checked_file(p) else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -206,8 +310,10 @@ def set_key(provider: str, key: str) -> Path:
     key = (key or "").strip()
     if not key:
         raise UsageError("the key is empty; nothing stored")
-    if any(c.isspace() for c in key):
-        raise UsageError("the key contains whitespace; paste only the key itself")
+    why = key_problem(key, p)
+    if why:
+        raise UsageError(f"not a usable {p} API key: {why}; nothing stored",
+                         hint="Paste only the key itself (one line, printable ASCII, no spaces).")
     keys = load_keys()
     keys[p] = key
     return _write_keys(keys)
@@ -225,13 +331,11 @@ def remove_key(provider: str) -> bool:
 
 
 def get_key(provider: str) -> str:
-    """``provider``'s API key: its env var first, else the key file; ConfigError when absent."""
+    """``provider``'s API key: its env var first, else the key file; ConfigError when absent,
+    :class:`KeyFormatError` (a ConfigError) when it cannot be a key (see :func:`key_problem`)."""
     p = _check_provider(provider)
     var = env_var(p)
-    value = os.environ.get(var, "").strip()
-    if value:
-        return value
-    value = load_keys().get(p, "").strip()
+    value = _checked_env(p, var) or _checked_file(p)
     if value:
         return value
     raise ConfigError(
@@ -293,6 +397,15 @@ def _known_values() -> tuple[tuple, list[str]]:
     return (tuple(env_vals), file_sig), env_vals
 
 
+def _forms(value: str) -> set[str]:
+    """A key as it may appear in text: itself, escaped the way ``repr`` of a str or of its
+    UTF-8 bytes writes it (a traceback's ``b'Bearer ...\\n...'``), and -- for a key broken by
+    a line break or a space -- each of its pieces."""
+    forms = {value, repr(value)[1:-1], repr(value.encode("utf-8", "backslashreplace"))[2:-1]}
+    forms.update(re.split(r"[\x00-\x20\x7f]+", value))
+    return {f for f in forms if f}
+
+
 def _known_regex() -> re.Pattern[str] | None:
     sig, env_vals = _known_values()
     with _cache_lock:
@@ -305,7 +418,7 @@ def _known_regex() -> re.Pattern[str] | None:
             values.update(v.strip() for v in load_keys(check=False).values())
         except Exception:
             pass
-    values = {v for v in values if len(v) >= _MIN_KNOWN_KEY_LEN}
+    values = {f for v in values for f in _forms(v) if len(f) >= _MIN_KNOWN_KEY_LEN}
     rx = re.compile("|".join(re.escape(v) for v in sorted(values, key=len, reverse=True))) if values else None
     with _cache_lock:
         _cache["sig"], _cache["re"] = sig, rx
@@ -324,6 +437,9 @@ def redact(text: Any) -> str:
         s = rx.sub(REDACTED, s)
     for pat in _KEY_PATTERNS:
         s = pat.sub(REDACTED, s)
+    s = _URL_USERINFO.sub(lambda m: m.group(1) + REDACTED + "@", s)
+    s = _QUERY_SECRET.sub(lambda m: m.group(1) + REDACTED, s)
+    s = _ASSIGNED_SECRET.sub(lambda m: m.group(1) + REDACTED, s)
     s = _BEARER.sub(lambda m: m.group(1) + REDACTED, s)
     for pat in _HEADER_PATTERNS:
         s = pat.sub(lambda m: m.group(1) + REDACTED, s)

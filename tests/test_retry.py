@@ -601,7 +601,10 @@ def test_parse_retry_after():
 
 
 def test_redact():
-    s = redact(f"key {KEY} Authorization: Bearer abc.def tok=0123456789abcdef0123456789abcdef0123 api_key=xyz12")
+    from ftclient import secrets
+
+    assert redact is secrets.redact  # one redaction, one set of patterns (tested in test_secrets*)
+    s = redact(f"key {KEY} Authorization: Bearer abc.def token=0123456789abcdef0123456789abcdef0123 api_key=xyz12")
     assert KEY not in s and "abc.def" not in s and "0123456789abcdef0123456789abcdef0123" not in s
     assert "xyz12" not in s
 

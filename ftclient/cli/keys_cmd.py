@@ -53,6 +53,9 @@ def set_cmd(provider: str, from_env: bool) -> None:
             raise UsageError("no key given; nothing stored", hint=f"Paste the key at the prompt, or pipe it: `ftc keys set {provider} < file`.")
     if "\n" in key:
         raise UsageError("the key spans several lines; give only the key")
+    where = f"the environment variable {var}" if from_env else "the key given"
+    secrets.check_key_value(key, provider=provider, where=where,
+                            hint="Give only the key itself (one line, printable ASCII, no spaces); nothing was stored.")
     path = secrets.set_key(provider, key)
     expected = _EXPECTED_PREFIX.get(provider)
     if expected and not key.startswith(expected):
@@ -82,6 +85,7 @@ def list_cmd(as_json: bool) -> None:
                 "source": "env" if env_value else ("file" if file_value else None),
                 "fingerprint": secrets.fingerprint(value) if value else None,
                 "in_file": bool(file_value),
+                "problem": secrets.key_problem(value, provider) if value else None,
             }
         )
     if as_json:
@@ -96,6 +100,8 @@ def list_cmd(as_json: bool) -> None:
         source = r["source"] or "[dim]none[/dim]"
         if r["source"] == "env" and r["in_file"]:
             source += " (file too)"
+        if r["problem"]:
+            source += f" [red](unusable: {r['problem']})[/red]"
         table.add_row(r["provider"], source, r["fingerprint"] or "", r["env_var"])
     output.out.print(table)
 

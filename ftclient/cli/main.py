@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
         rv = cli.main(args=argv, prog_name="ftc", standalone_mode=False)
     except FtcError as e:
         if debug:
-            raise
+            _print_traceback(e)
         _print_error(e.message, e.hint)
         sys.exit(e.exit_code)
     except click.exceptions.Abort:
@@ -93,16 +93,31 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(0)
     except Exception as e:  # an unexpected error: still no traceback without --debug
         if debug:
-            raise
+            _print_traceback(e)
         _print_error(f"internal error: {type(e).__name__}: {e}", "Run again with --debug for the traceback, and report it.")
         sys.exit(70)
     sys.exit(rv if isinstance(rv, int) else 0)
 
 
+def _print_traceback(exc: BaseException) -> None:
+    """``--debug``: the traceback on stderr, through the same redaction as every other output
+    (an HTTP client's "Illegal header value b'Bearer ...'" would otherwise show the key)."""
+    import traceback
+
+    from ..secrets import redact
+
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    sys.stderr.write(redact(text))
+    sys.stderr.flush()
+
+
 def _print_error(message: str, hint: str | None) -> None:
     from rich.markup import escape
 
+    from ..secrets import redact
     from .output import err
+
+    message, hint = redact(message), (redact(hint) if hint else hint)
 
     # The texts are plain: brackets in them (pip install "ftclient[hosted]", [code]) are shown as written.
     err.print(f"[bold red]error:[/bold red] {escape(message)}", highlight=False, markup=True, soft_wrap=True)
