@@ -23,7 +23,13 @@ The Python API behind ``ftc eval`` (docs/eval.md). Steps:
    At most ``concurrency`` requests are in flight (an ``asyncio.Semaphore``), and
    :class:`RateGate` paces them under ``rpm`` requests and ``tpm`` tokens per minute
    (``aiolimiter`` leaky buckets) and, when a 429 arrives, pauses every request -- not
-   only the one that got it -- for the wait the retry policy chose.
+   only the one that got it -- for the wait the retry policy chose. Each request is bounded
+   as a whole by ``timeout_s`` and its reply body by ``max_reply_bytes`` (a transport that
+   counts bytes as they arrive); a request that timed out is not sent again. A reply is
+   checked by :func:`parse_reply` before anything is stored: one that is no chat
+   completion is a failure (sent once more, then recorded with its reason), never an empty
+   answer. Nothing listening, or the first requests all failing the same way, stop the
+   run with one message (docs/eval.md, "Slow, broken and hostile servers").
 4. Local models are loaded once (``load_for_inference``) and answered in batches by the
    local backend's batched greedy ``generate``; latency is per example (batch time /
    batch size) and tokens are counted with the model's tokenizer.
@@ -61,6 +67,11 @@ __all__ = [
     "DEFAULT_MAX_TOKENS",
     "DEFAULT_CONCURRENCY",
     "DEFAULT_BATCH_SIZE",
+    "DEFAULT_TIMEOUT_S",
+    "DEFAULT_MAX_REPLY_BYTES",
+    "MAX_ANSWER_CHARS",
+    "BadReply",
+    "parse_reply",
     "RATE_SAFETY",
     "SUMMARY_KEYS",
     "Example",
@@ -77,6 +88,16 @@ __all__ = [
 DEFAULT_MAX_TOKENS = 128
 DEFAULT_CONCURRENCY = 8
 DEFAULT_BATCH_SIZE = 8
+#: Seconds one request may take from sending to the last byte of its reply (``--timeout``).
+DEFAULT_TIMEOUT_S = 120.0
+#: The largest reply body read from a server (``--max-reply-bytes``); the rest is not read.
+DEFAULT_MAX_REPLY_BYTES = 4 * 1024 * 1024
+#: Answers longer than this many characters are cut to it before they are stored and scored.
+MAX_ANSWER_CHARS = 64 * 1024
+#: The run stops when its first this-many requests all failed for the same reason.
+FAIL_FAST_AFTER = 5
+#: Token counts above this in a reply's ``usage`` are not believed (and not stored).
+_MAX_USAGE_TOKENS = 10**9
 #: The rate limiter paces at this share of --rpm / --tpm, so timing jitter between this
 #: client and the server's clock does not push a window over the provider's limit.
 RATE_SAFETY = 0.97
@@ -359,19 +380,111 @@ def _check_can_ask(ref: "ModelRef") -> None:
         check_key("openai-compatible")  # but one that is set must be usable (exit 2, never shown)
 
 
-def _async_client(ref: "ModelRef") -> Any:
+class BadReply(Exception):
+    """A server's reply that is no chat completion (not UTF-8, not JSON, no ``choices``...):
+    the request failed, it is never scored. ``reason`` says what was wrong, briefly."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _ReplyTooLarge(Exception):
+    """Raised while reading a reply body past ``--max-reply-bytes`` (the rest is not read)."""
+
+    def __init__(self, limit: int):
+        super().__init__(f"reply larger than {limit:,} bytes")
+        self.limit = limit
+
+
+class _NoResend(Exception):
+    """A request that failed in a way a resend would not mend or could make worse (a reply
+    that did not come in time, one too large): recorded as failed at once."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _CannotConnect(Exception):
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _capped_http_client(sdk_module: Any, http_module: Any, *, max_reply_bytes: int, connections: int) -> Any:
+    """The SDK's own async HTTP client (``DefaultAsyncHttpxClient``) over a transport that
+    counts the bytes of every reply body as they arrive and stops reading at
+    ``max_reply_bytes`` (a ``Content-Length`` over the limit stops it before reading), so
+    an endless or huge reply -- error replies included, which the SDKs read whole -- costs
+    at most that much memory."""
+    limit = int(max_reply_bytes)
+
+    class _CappedStream(http_module.AsyncByteStream):
+        def __init__(self, inner: Any):
+            self._inner = inner
+
+        async def __aiter__(self) -> Any:
+            n = 0
+            async for chunk in self._inner:
+                n += len(chunk)
+                if n > limit:
+                    raise _ReplyTooLarge(limit)
+                yield chunk
+
+        async def aclose(self) -> None:
+            await self._inner.aclose()
+
+    class _CappedTransport(http_module.AsyncBaseTransport):
+        def __init__(self) -> None:
+            n = max(10, connections + 2)
+            self._inner = http_module.AsyncHTTPTransport(
+                limits=http_module.Limits(max_connections=n, max_keepalive_connections=n))
+
+        async def handle_async_request(self, request: Any) -> Any:
+            resp = await self._inner.handle_async_request(request)
+            size = str(resp.headers.get("content-length") or "").strip()
+            if size.isdigit() and int(size) > limit:
+                await resp.aclose()
+                raise _ReplyTooLarge(limit)
+            return http_module.Response(status_code=resp.status_code, headers=resp.headers,
+                                        stream=_CappedStream(resp.stream), extensions=resp.extensions,
+                                        request=request)
+
+        async def aclose(self) -> None:
+            await self._inner.aclose()
+
+    return sdk_module.DefaultAsyncHttpxClient(transport=_CappedTransport())
+
+
+def _async_client(ref: "ModelRef", *, timeout_s: float = DEFAULT_TIMEOUT_S,
+                  max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES, concurrency: int = DEFAULT_CONCURRENCY) -> Any:
+    import importlib
+
     from .retry import sdk_client_kwargs
     from .secrets import get_key
 
+    # The whole request is bounded by ``timeout_s`` (asyncio, in _run_hosted); the
+    # transport's own read timeout only backs it up.
+    per_phase = {"read": timeout_s + 5.0, "write": timeout_s + 5.0}
     if ref.backend == "together":
+        import httpx
         import together
 
-        return together.AsyncTogether(api_key=get_key("together"), **sdk_client_kwargs("together"))
+        http = _capped_http_client(together, httpx, max_reply_bytes=max_reply_bytes, connections=concurrency)
+        return together.AsyncTogether(api_key=get_key("together"), http_client=http,
+                                      **sdk_client_kwargs("together", **per_phase))
     import openai
 
+    try:
+        http_module = importlib.import_module("httpx2")
+    except ImportError:  # openai 1.x talks through httpx
+        http_module = importlib.import_module("httpx")
+    http = _capped_http_client(openai, http_module, max_reply_bytes=max_reply_bytes, connections=concurrency)
     if ref.backend == "openai":
         # The base URL is the SDK's default or OPENAI_BASE_URL, as for the openai backend.
-        return openai.AsyncOpenAI(api_key=get_key("openai"), **sdk_client_kwargs("openai"))
+        return openai.AsyncOpenAI(api_key=get_key("openai"), http_client=http,
+                                  **sdk_client_kwargs("openai", **per_phase))
     from .secrets import KeyFormatError
 
     try:
@@ -382,8 +495,8 @@ def _async_client(ref: "ModelRef") -> Any:
         key = "unused"  # most self-hosted servers (Ollama, vLLM) ask for no key
     # The URL as given (its credentials too) exists only here, in memory; ref.base_url is redacted.
     base_url, query = ref.connection()
-    return openai.AsyncOpenAI(api_key=key, base_url=base_url, default_query=query or None,
-                              **sdk_client_kwargs("openai"))
+    return openai.AsyncOpenAI(api_key=key, base_url=base_url, default_query=query or None, http_client=http,
+                              **sdk_client_kwargs("openai", **per_phase))
 
 
 def _get(obj: Any, name: str) -> Any:
@@ -394,20 +507,143 @@ def _get(obj: Any, name: str) -> Any:
     return getattr(obj, name, None)
 
 
-def _parse_reply(resp: Any) -> tuple[str, int | None, int | None]:
-    choices = _get(resp, "choices") or []
-    text = _text(_get(_get(choices[0], "message"), "content")) if choices else ""
-    usage = _get(resp, "usage")
-    tin, tout = _get(usage, "prompt_tokens"), _get(usage, "completion_tokens")
-    return text, (int(tin) if isinstance(tin, (int, float)) else None), \
-        (int(tout) if isinstance(tout, (int, float)) else None)
+def _clean_text(text: str) -> str:
+    """``text`` with lone surrogates (``"\\ud800"`` is valid JSON) replaced by U+FFFD, so
+    it can be stored and printed as UTF-8; surrogate pairs become their character."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def _count(value: Any) -> int | None:
+    """A token count from ``usage``: a whole number in [0, 1e9], else None (not believed)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int) and 0 <= value <= _MAX_USAGE_TOKENS:
+        return value
+    return None
+
+
+def _snippet(text: str, n: int = 60) -> str:
+    s = " ".join(text.split())
+    return s[:n] + ("..." if len(s) > n else "")
+
+
+def parse_reply(body: "bytes | str | Mapping[str, Any]", *, max_chars: int = MAX_ANSWER_CHARS) -> dict[str, Any]:
+    """Check a chat-completion reply body and take what an evaluation stores from it.
+
+    Returns ``{"text", "tokens_in", "tokens_out", "cut", "bad_usage"}``: the first
+    choice's message content (cut to ``max_chars`` characters; ``cut`` is how many were
+    dropped), the ``usage`` token counts (None when absent; ``bad_usage`` True when they
+    were present but not whole numbers in [0, 1e9], then None too). Raises
+    :class:`BadReply` when the body is not UTF-8, not JSON, or not a chat completion
+    (no ``choices`` list with a ``message``, content neither text nor content parts).
+    """
+    if isinstance(body, (bytes, bytearray)):
+        try:
+            text = bytes(body).decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise BadReply(f"the reply is not UTF-8 text ({e.reason} at byte {e.start})") from None
+    else:
+        text = body if isinstance(body, str) else None
+    if text is not None:
+        if not text.strip():
+            raise BadReply("the reply was empty")
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError) as e:
+            head = text.lstrip()[:200].lower()
+            if head.startswith("<") or "<html" in head:
+                raise BadReply(f"the reply is an HTML page, not JSON ({_snippet(text)!r})") from None
+            msg = e.msg if isinstance(e, json.JSONDecodeError) else "nested too deep"
+            raise BadReply(f"the reply is not JSON ({msg}: {_snippet(text)!r})") from None
+    else:
+        data = body
+    if not isinstance(data, Mapping):
+        raise BadReply(f"the reply is JSON but not a chat completion (a {type(data).__name__}, not an object)")
+    choices = data.get("choices")
+    if not isinstance(choices, list):
+        what = "no \"choices\"" if choices is None else f"\"choices\" is a {type(choices).__name__}, not a list"
+        raise BadReply(f"the reply is not a chat completion ({what})")
+    if not choices:
+        raise BadReply("the reply has no answer (\"choices\" is empty)")
+    first = choices[0]
+    message = first.get("message") if isinstance(first, Mapping) else None
+    if not isinstance(message, Mapping):
+        raise BadReply("the reply is not a chat completion (its first choice has no \"message\" object)")
+    content = message.get("content")
+    if content is None:
+        answer = ""  # a refusal or a tool call: an answer, an empty one
+    elif isinstance(content, str):
+        answer = content
+    elif isinstance(content, list) and all(isinstance(p, (Mapping, str)) for p in content):
+        answer = "".join(p if isinstance(p, str) else str(p.get("text") or "") for p in content)
+    else:
+        raise BadReply(f"the reply's message content is a {type(content).__name__}, not text")
+    answer = _clean_text(answer)
+    cut = max(0, len(answer) - max_chars)
+    if cut:
+        answer = answer[:max_chars]
+    usage = data.get("usage")
+    tin = tout = None
+    bad_usage = False
+    if isinstance(usage, Mapping):
+        raw_in, raw_out = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        tin, tout = _count(raw_in), _count(raw_out)
+        bad_usage = (raw_in is not None and tin is None) or (raw_out is not None and tout is None)
+        if bad_usage:
+            tin = tout = None  # one bad figure: neither is believed
+    elif usage is not None:
+        bad_usage = True
+    return {"text": answer, "tokens_in": tin, "tokens_out": tout, "cut": cut, "bad_usage": bad_usage}
+
+
+def _reply_body(raw: Any) -> bytes:
+    """The body bytes of an SDK raw response (openai's and together's shapes)."""
+    http = getattr(raw, "http_response", None)
+    content = getattr(http, "content", None) if http is not None else getattr(raw, "content", None)
+    if isinstance(content, (bytes, bytearray)):
+        return bytes(content)
+    raise BadReply("the reply body could not be read")
+
+
+def _find(exc: BaseException, kind: type) -> Any:
+    seen = 0
+    cur: BaseException | None = exc
+    while cur is not None and seen < 12:
+        if isinstance(cur, kind):
+            return cur
+        cur = cur.__cause__ or cur.__context__
+        seen += 1
+    return None
+
+
+def _short_reason(e: BaseException) -> str:
+    """A failure's short, secret-free reason, for grouping (``HTTP 500 internal server error``)."""
+    from .secrets import redact
+
+    r = getattr(e, "reason", "") or getattr(e, "message", "") or str(e)
+    return redact(" ".join(str(r).split()))[:200]
+
+
+def _where(ref: "ModelRef", client: Any) -> str:
+    from .secrets import redact
+
+    url = ref.base_url if ref.backend == "openai-compatible" and ref.base_url else str(getattr(client, "base_url", ""))
+    return redact(url) or ref.backend
 
 
 async def _run_hosted(ref: "ModelRef", todo: list[Example], st: "Store", run_id: str, sess: _Session, *,
                       concurrency: int, rpm: float | None, tpm: float | None, max_tokens: int,
                       temperature: float, policy: "RetryPolicy | None",
-                      on_retry: Callable[["RetryEvent"], None] | None) -> None:
-    from .retry import AuthError, ProviderError, RequestRejected, async_retry_call
+                      on_retry: Callable[["RetryEvent"], None] | None,
+                      timeout_s: float = DEFAULT_TIMEOUT_S,
+                      max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES) -> None:
+    from .retry import AuthError, ProviderError, RequestRejected, async_retry_call, classify
 
     charges = {ex.key: estimate_tokens(ex.messages) + max_tokens for ex in todo}
     biggest = max(charges.values(), default=1)
@@ -424,6 +660,10 @@ async def _run_hosted(ref: "ModelRef", todo: list[Example], st: "Store", run_id:
     token_kw = "max_completion_tokens" if ref.backend == "openai" else "max_tokens"
     loop = asyncio.get_running_loop()
     first_send: list[float] = []
+    outcomes: list[str | None] = []  # in the order requests ended: None = answered, else the reason
+    first_error: list[str] = []
+    counts = {"cut": 0, "bad_usage": 0, "timed_out": 0, "too_large": 0, "bad_reply": 0}
+    op = f"chat with {ref.model}"
 
     def retried(ev: "RetryEvent") -> None:
         prog.retries += 1
@@ -433,7 +673,17 @@ async def _run_hosted(ref: "ModelRef", todo: list[Example], st: "Store", run_id:
         if on_retry is not None:
             on_retry(ev)
 
-    async with _async_client(ref) as client:
+    async with _async_client(ref, timeout_s=timeout_s, max_reply_bytes=max_reply_bytes,
+                             concurrency=concurrency) as client:
+        where = _where(ref, client)
+
+        def failed(ex: Example, message: str, reason: str) -> None:
+            st.save_eval_result(run_id, idx=ex.idx, example_key=ex.key, output=None, latency_s=None,
+                                tokens_in=None, tokens_out=None, error=message[:500])
+            prog.failed += 1
+            outcomes.append(reason)
+            if not first_error:
+                first_error.append(message[:300])
 
         async def one(ex: Example) -> None:
             timing: dict[str, float] = {}
@@ -443,36 +693,94 @@ async def _run_hosted(ref: "ModelRef", todo: list[Example], st: "Store", run_id:
                 t = time.perf_counter()
                 if not first_send:
                     first_send.append(loop.time())
-                resp = await client.chat.completions.create(
-                    model=ref.model, messages=ex.messages, temperature=temperature, **{token_kw: max_tokens})
+                try:
+                    raw = await asyncio.wait_for(client.chat.completions.with_raw_response.create(
+                        model=ref.model, messages=ex.messages, temperature=temperature, **{token_kw: max_tokens}),
+                        timeout_s)
+                except asyncio.TimeoutError:
+                    counts["timed_out"] += 1
+                    raise _NoResend(f"no complete reply within {timeout_s:g} s (--timeout)") from None
+                except Exception as e:  # noqa: BLE001 - classified here, else by the retry policy
+                    big = _find(e, _ReplyTooLarge)
+                    if big is not None:
+                        counts["too_large"] += 1
+                        raise _NoResend(f"the reply was larger than {big.limit:,} bytes (--max-reply-bytes); "
+                                        "the rest was not read") from None
+                    d = classify(e, idempotent=True)
+                    if d.status_code is None and d.reason in ("read timeout", "timeout"):
+                        counts["timed_out"] += 1
+                        raise _NoResend(f"no complete reply within {timeout_s:g} s (--timeout)") from None
+                    if (d.status_code is None and d.reason in ("connection refused", "connection failed")
+                            and not any(o is None for o in outcomes)):
+                        # Nothing answered yet: a server that is not there (the run stops at once).
+                        refused = _find(e, ConnectionRefusedError)
+                        why = "connection refused (nothing listens there)" if refused is not None else d.reason
+                        if refused is None:
+                            os_err = _find(e, OSError)
+                            if os_err is not None and getattr(os_err, "strerror", None):
+                                why += f" ({os_err.strerror})"
+                        raise _CannotConnect(why) from None
+                    raise
+                body = _reply_body(raw)
                 timing["latency"] = time.perf_counter() - t
-                return resp
+                return body
 
-            try:
-                resp = await async_retry_call(call, op=f"chat with {ref.model}", idempotent=True, policy=policy,
-                                              provider=provider, key_env=key_env, on_retry=retried)
-            except AuthError as e:
-                abort.append(e)
-                return
-            except RequestRejected as e:
-                if e.status_code == 404:  # no such model: every example would fail the same way
+            result = None
+            for attempt in (1, 2):
+                try:
+                    body = await async_retry_call(call, op=op, idempotent=True, policy=policy,
+                                                  provider=provider, key_env=key_env, on_retry=retried)
+                    result = parse_reply(body)
+                    break
+                except BadReply as b:
+                    # A proxy's error page or a broken reply may be a passing fault: sent once more.
+                    if attempt == 1:
+                        prog.retries += 1
+                        await asyncio.sleep(0.2)
+                        continue
+                    counts["bad_reply"] += 1
+                    failed(ex, f"{op}: {b.reason}; sent twice", b.reason)
+                except _NoResend as e:
+                    failed(ex, f"{op}: {e.reason}", e.reason)
+                except _CannotConnect as e:
+                    abort.append(ProviderError(
+                        f"cannot connect to {where}: {e.reason}",
+                        "Start the server (or check the URL in the model reference), then run the same "
+                        "command again.", provider=provider, op=op, reason=e.reason))
+                    return
+                except AuthError as e:
                     abort.append(e)
                     return
-                st.save_eval_result(run_id, idx=ex.idx, example_key=ex.key, output=None, latency_s=None,
-                                    tokens_in=None, tokens_out=None, error=e.message)
-                prog.failed += 1
-            except ProviderError as e:
-                st.save_eval_result(run_id, idx=ex.idx, example_key=ex.key, output=None, latency_s=None,
-                                    tokens_in=None, tokens_out=None, error=e.message)
-                prog.failed += 1
-            else:
-                text, tin, tout = _parse_reply(resp)
-                st.save_eval_result(run_id, idx=ex.idx, example_key=ex.key, output=text,
-                                    latency_s=timing.get("latency"), tokens_in=tin, tokens_out=tout)
+                except RequestRejected as e:
+                    if e.status_code == 404:  # no such model: every example would fail the same way
+                        abort.append(e)
+                        return
+                    failed(ex, e.message, _short_reason(e))
+                except ProviderError as e:
+                    failed(ex, e.message, _short_reason(e))
+                break
+            if result is not None:
+                if result["cut"]:
+                    counts["cut"] += 1
+                if result["bad_usage"]:
+                    counts["bad_usage"] += 1
+                st.save_eval_result(run_id, idx=ex.idx, example_key=ex.key, output=result["text"],
+                                    latency_s=timing.get("latency"), tokens_in=result["tokens_in"],
+                                    tokens_out=result["tokens_out"])
                 prog.completed += 1
                 sess.new_completed += 1
+                outcomes.append(None)
             prog.sent += 1
             sess.active_s = loop.time() - first_send[0] if first_send else 0.0
+            head = outcomes[:FAIL_FAST_AFTER]
+            if (not abort and len(todo) > FAIL_FAST_AFTER and len(head) == FAIL_FAST_AFTER
+                    and len(outcomes) == FAIL_FAST_AFTER and None not in head and len(set(head)) == 1):
+                abort.append(ProviderError(
+                    f"stopped: the first {FAIL_FAST_AFTER} requests to {where} all failed the same way: "
+                    f"{first_error[0] if first_error else head[0]}",
+                    "Fix the cause (the server's message is stored with each failed example: "
+                    "`ftc eval show`), then run the same command again; answered examples are kept.",
+                    provider=provider, op=op, reason=head[0] or ""))
             sess.tick()
 
         tasks: set[asyncio.Task] = set()
@@ -498,6 +806,22 @@ async def _run_hosted(ref: "ModelRef", todo: list[Example], st: "Store", run_id:
     if gate.pauses:
         sess.notes.append(f"{prog.rate_limited} request(s) got HTTP 429; each paused every request for the "
                           "wait the server asked (or the backoff)")
+    if counts["cut"]:
+        sess.notes.append(f"{counts['cut']} answer(s) were longer than {MAX_ANSWER_CHARS:,} characters and were "
+                          "cut to that length before they were stored and scored")
+    if counts["bad_usage"]:
+        sess.notes.append(f"{counts['bad_usage']} reply(ies) gave token usage that is not a whole number in "
+                          "[0, 1e9]; those figures were ignored")
+    if counts["timed_out"]:
+        sess.notes.append(f"{counts['timed_out']} request(s) got no complete reply within {timeout_s:g} s "
+                          "(--timeout) and were not sent again; for a slow server raise --timeout or lower "
+                          "--concurrency")
+    if counts["too_large"]:
+        sess.notes.append(f"{counts['too_large']} reply(ies) were larger than {max_reply_bytes:,} bytes "
+                          "(--max-reply-bytes) and were not read to the end")
+    if counts["bad_reply"]:
+        sess.notes.append(f"{counts['bad_reply']} reply(ies) were not a chat completion (twice each) and "
+                          "count as failed, not as answers")
     if abort:
         raise abort[0]
 
@@ -706,6 +1030,8 @@ def evaluate(
     prices: Any = None,
     policy: "RetryPolicy | None" = None,
     device: str = "auto",
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
 ) -> dict[str, Any]:
     """Evaluate ``model_ref`` on ``data_path``; returns the summary (also stored with the run).
 
@@ -719,6 +1045,9 @@ def evaluate(
     ``gpu_price_per_hour`` or ``gpu`` (a catalogue offer, ``runpod:a100-community``): the
     $/h for a self-hosted model's cost. ``prices``: a prices file or Catalogue.
     ``policy``: the retry policy (default: :class:`ftclient.retry.RetryPolicy`).
+    ``timeout_s``: seconds one request may take, sending to the reply's last byte (a
+    request that timed out is recorded as failed, not sent again). ``max_reply_bytes``:
+    the largest reply body read (hosted and OpenAI-compatible models).
 
     Ctrl-C stores what was answered, marks the run ``interrupted`` and raises
     :class:`Interrupted` (exit 130); run it again to resume.
@@ -739,6 +1068,11 @@ def evaluate(
     for name, value in (("--rpm", rpm), ("--tpm", tpm), ("--gpu-price-per-hour", gpu_price_per_hour)):
         if value is not None and (not isinstance(value, (int, float)) or value <= 0 or not math.isfinite(value)):
             raise UsageError(f"{name} must be a positive number (got {value!r})")
+    for name, value in (("--timeout", timeout_s), ("--max-reply-bytes", max_reply_bytes)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise UsageError(f"{name} must be a positive number (got {value!r})")
+    if max_reply_bytes < 1024:
+        raise UsageError(f"--max-reply-bytes must be at least 1024 (got {max_reply_bytes!r})")
     if not 0.0 <= float(temperature) <= 2.0:
         raise UsageError(f"temperature must be between 0 and 2 (got {temperature!r})")
 
@@ -787,7 +1121,8 @@ def evaluate(
                 else:
                     _run_coro(_run_hosted(ref, todo, st, run_id, sess, concurrency=concurrency, rpm=rpm, tpm=tpm,
                                           max_tokens=max_tokens, temperature=float(temperature), policy=policy,
-                                          on_retry=on_retry))
+                                          on_retry=on_retry, timeout_s=float(timeout_s),
+                                          max_reply_bytes=int(max_reply_bytes)))
         except KeyboardInterrupt:
             finish("interrupted", "interrupted; run the same command again to resume")
             raise Interrupted(f"interrupted: {sess.progress.done} of {len(examples)} examples stored in {run_id}",

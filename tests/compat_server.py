@@ -26,7 +26,10 @@ quantise per-minute limits). A request is charged at admission: its prompt token
 
 Faults: :meth:`CompatServer.fail` queues scripted answers for the next requests
 (:func:`status` -- an HTTP error with the OpenAI error body --, :func:`drop` -- close the
-connection without answering); ``when=`` applies a fault only to requests whose last user
+connection without answering --, and hostile replies: :func:`raw` exact bytes (an HTML page,
+invalid UTF-8), :func:`endless` a chunked body that never ends, :func:`huge` a chat
+completion of N bytes, :func:`patched` a completion with fields replaced (``choices=[]``),
+:func:`slow` a normal answer after a delay); ``when=`` applies a fault only to requests whose last user
 message satisfies a predicate. ``latency`` (+ up to ``jitter``) seconds pass before each
 admitted request is answered.
 
@@ -50,7 +53,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
-__all__ = ["CompatServer", "Fault", "status", "drop", "count_tokens", "prompt_tokens"]
+__all__ = ["CompatServer", "Fault", "status", "drop", "raw", "endless", "huge", "patched", "slow", "count_tokens",
+           "prompt_tokens"]
 
 
 # --------------------------------------------------------------------------- faults
@@ -58,10 +62,14 @@ __all__ = ["CompatServer", "Fault", "status", "drop", "count_tokens", "prompt_to
 
 @dataclass
 class Fault:
-    kind: str  # "status" | "drop"
+    kind: str  # "status" | "drop" | "raw" | "endless" | "huge" | "patch" | "slow"
     code: int = 0
     headers: dict = field(default_factory=dict)
     message: str = ""
+    body: bytes = b""
+    size: int = 0
+    patch: dict = field(default_factory=dict)
+    seconds: float = 0.0
     when: Callable[[str], bool] | None = None
     times: int = 1
 
@@ -74,6 +82,34 @@ def status(code: int, headers: dict | None = None, message: str | None = None) -
 def drop() -> Fault:
     """Read the request, then close the connection without answering."""
     return Fault("drop")
+
+
+def raw(body: "bytes | str", code: int = 200, content_type: str = "application/json") -> Fault:
+    """Answer with exactly these bytes (an HTML page, invalid UTF-8, broken JSON...)."""
+    data = body.encode() if isinstance(body, str) else bytes(body)
+    return Fault("raw", code, {"Content-Type": content_type}, body=data)
+
+
+def endless(code: int = 200) -> Fault:
+    """Answer with a chunked body that never ends (until the client hangs up)."""
+    return Fault("endless", code)
+
+
+def huge(nbytes: int, *, chunked: bool = True) -> Fault:
+    """Answer with a well-formed chat completion of about ``nbytes`` bytes (the answer is
+    that long), sent chunked (no Content-Length) or with its length."""
+    return Fault("huge", 200, {"chunked": "1" if chunked else ""}, size=int(nbytes))
+
+
+def patched(**fields: Any) -> Fault:
+    """Answer normally, with these top-level fields of the completion replaced
+    (``patched(choices=[])``, ``patched(usage={"completion_tokens": 1e308})``)."""
+    return Fault("patch", 200, patch=dict(fields))
+
+
+def slow(seconds: float) -> Fault:
+    """Answer normally after ``seconds``."""
+    return Fault("slow", 200, seconds=float(seconds))
 
 
 _REASONS = {400: "Invalid request.", 401: "Incorrect API key provided.", 404: "The model does not exist.",
@@ -184,6 +220,8 @@ class CompatServer:
             self.sent: list[tuple[int, Any]] = []  # (status, JSON body) of every answer
             self.answered: list[tuple[float, int]] = []  # (monotonic time, status) of every answer
             self.errors: list[str] = []
+            self.hostile_bytes = 0  # body bytes sent by endless / huge replies
+            self.hung_up = 0  # endless / huge replies the client stopped reading
 
     def fail(self, *faults: Fault, when: Callable[[str], bool] | None = None, times: int = 1) -> "CompatServer":
         """Queue faults for the next requests (each ``times`` times; with ``when``, only for
@@ -352,9 +390,16 @@ class CompatServer:
                 except OSError:
                     pass
                 return
-            self._error(h, fault.code, fault.message, fault.headers,
-                        err_code="rate_limit_exceeded" if fault.code == 429 else None)
-            return
+            if fault.kind == "status":
+                self._error(h, fault.code, fault.message, fault.headers,
+                            err_code="rate_limit_exceeded" if fault.code == 429 else None)
+                return
+            if fault.kind in ("raw", "endless", "huge"):
+                self._hostile(h, fault, model, messages)
+                return
+            if fault.kind == "slow":
+                time.sleep(fault.seconds)
+        patch = fault.patch if fault is not None and fault.kind == "patch" else {}
 
         text = self._answer(messages, model)
         pt, ct = prompt_tokens(messages), count_tokens(text)
@@ -392,12 +437,75 @@ class CompatServer:
                 "service_tier": "default",
                 "system_fingerprint": "fp_compat",
             }
+            if patch:
+                out.update(patch)
+                self._send_bytes(h, 200, json.dumps(out).encode(), {"Content-Type": "application/json"})
+                return
             self._reply(h, 200, out, rl_headers)
             with self._lock:
                 self.ok += 1
         finally:
             with self._lock:
                 self.in_flight -= 1
+
+    def _send_bytes(self, h: _Handler, code: int, data: bytes, headers: dict) -> None:
+        h.send_response(code)
+        for k, v in headers.items():
+            h.send_header(k, str(v))
+        h.send_header("Content-Length", str(len(data)))
+        h.end_headers()
+        h.wfile.write(data)
+        with self._lock:
+            self.answered.append((time.monotonic(), code))
+
+    def _hostile(self, h: _Handler, fault: Fault, model: str, messages: list) -> None:
+        """The misbehaving replies: exact bytes, an endless or a huge body."""
+        if fault.kind == "raw":
+            self._send_bytes(h, fault.code, fault.body, fault.headers)
+            return
+        h.close_connection = True
+        h.send_response(fault.code)
+        h.send_header("Content-Type", "application/json")
+        chunked = fault.kind == "endless" or bool(fault.headers.get("chunked"))
+        if fault.kind == "huge":
+            head = json.dumps({"id": "chatcmpl-huge", "object": "chat.completion", "created": int(time.time()),
+                               "model": model, "choices": [{"index": 0, "finish_reason": "length",
+                                                            "message": {"role": "assistant", "content": ""}}]})
+            pre, post = head.split('"content": ""')
+            pre = (pre + '"content": "').encode()
+            post = ('"' + post).encode()
+            fill = max(0, fault.size - len(pre) - len(post))
+        else:
+            pre, post, fill = b'{"choices": [{"message": {"content": "', b"", -1
+        if chunked:
+            h.send_header("Transfer-Encoding", "chunked")
+        else:
+            h.send_header("Content-Length", str(len(pre) + fill + len(post)))
+        h.end_headers()
+
+        def put(data: bytes) -> None:
+            if chunked:
+                h.wfile.write(b"%x\r\n" % len(data) + data + b"\r\n")
+            else:
+                h.wfile.write(data)
+
+        block = b"a" * 65536
+        try:
+            put(pre)
+            sent = 0
+            while fill < 0 or sent < fill:
+                n = len(block) if fill < 0 else min(len(block), fill - sent)
+                put(block[:n])
+                sent += n
+                with self._lock:
+                    self.hostile_bytes += n
+            if post:
+                put(post)
+            if chunked:
+                h.wfile.write(b"0\r\n\r\n")
+        except OSError:  # the client hung up: what a capped client does
+            with self._lock:
+                self.hung_up += 1
 
     def _answer(self, messages: list, model: str) -> str:
         a = self.answer

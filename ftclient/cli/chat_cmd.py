@@ -24,11 +24,15 @@ def chat(model_or_job, prompt, backend, system, as_json) -> None:
     from .. import jobs as J
     from ..secrets import redact
     from .jobs_cmd import emit, show_retry
-    from .output import err
+    from rich.markup import escape
+
+    from .output import err, safe_text
 
     reply = J.chat(model_or_job, prompt, backend=backend, system=system, on_retry=show_retry)
     if as_json:
         emit(reply.to_dict())
         return
-    err.print(f"[dim]{reply.backend}: {reply.model}[/dim]", highlight=False, markup=True)
-    click.echo(redact(reply.text))
+    # The model's words are printed as text: no terminal escape sequence, no markup.
+    err.print(f"[dim]{escape(safe_text(reply.backend))}: {escape(safe_text(reply.model))}[/dim]",
+              highlight=False, markup=True)
+    click.echo(safe_text(redact(reply.text)))

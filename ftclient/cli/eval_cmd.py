@@ -32,8 +32,9 @@ def _esc(text: Any) -> str:
     from rich.markup import escape
 
     from ..secrets import redact
+    from .output import safe_text
 
-    return escape(redact("" if text is None else str(text)))
+    return escape(safe_text(redact("" if text is None else str(text))))
 
 
 def _emit(obj: Any) -> None:
@@ -89,10 +90,17 @@ def eval_() -> None:
               help="Self-hosted models: USD per GPU-hour, for the cost per 1K queries.")
 @click.option("--gpu", default=None, help="Self-hosted models: a GPU offer from the price catalogue "
               "(e.g. runpod:a100-community) whose $/h prices the run.")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0, min_open=True, max=86400), default=120.0,
+              show_default=True, envvar="FTC_EVAL_TIMEOUT", show_envvar=True,
+              help="Seconds one request may take, from sending to the reply's last byte (hosted and "
+              "OpenAI-compatible models). A request that timed out is not sent again; it is recorded as failed.")
+@click.option("--max-reply-bytes", type=click.IntRange(min=1024), default=4 * 1024 * 1024, show_default=True,
+              envvar="FTC_EVAL_MAX_REPLY_BYTES", show_envvar=True,
+              help="Largest reply body read from a server; a larger reply fails that example.")
 @click.option("--fresh", is_flag=True, help="Forget stored answers of this evaluation and start over.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def run_cmd(model_ref, data_path, metric, concurrency, max_examples, rpm, tpm, max_tokens, temperature, batch_size,
-            gpu_price_per_hour, gpu, fresh, as_json) -> None:
+            gpu_price_per_hour, gpu, timeout_s, max_reply_bytes, fresh, as_json) -> None:
     """Evaluate MODEL_REF on --data (the default command of `ftc eval`)."""
     from ..evaluation import evaluate
     from .output import err, warn
@@ -116,7 +124,8 @@ def run_cmd(model_ref, data_path, metric, concurrency, max_examples, rpm, tpm, m
         summary = evaluate(model_ref, data_path, metric=metric.lower(), concurrency=concurrency,
                            max_examples=max_examples, rpm=rpm, tpm=tpm, max_tokens=max_tokens,
                            temperature=temperature, batch_size=batch_size, fresh=fresh, on_progress=on_progress,
-                           on_start=on_start, gpu_price_per_hour=gpu_price_per_hour, gpu=gpu)
+                           on_start=on_start, gpu_price_per_hour=gpu_price_per_hour, gpu=gpu, timeout_s=timeout_s,
+                           max_reply_bytes=max_reply_bytes)
     if as_json:
         _emit(summary)
     else:
