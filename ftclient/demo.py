@@ -204,7 +204,7 @@ def _train(out: Path, spec: dict[str, Any], store: Any, on_progress: Callable) -
 
 def _check_hosted(with_backends: Sequence[str]) -> list[str]:
     """The hosted backends to add, checked before anything long starts (a key for each)."""
-    from .secrets import env_var, get_key
+    from .secrets import KeyFormatError, env_var, get_key
 
     out = []
     for b in with_backends:
@@ -213,6 +213,8 @@ def _check_hosted(with_backends: Sequence[str]) -> list[str]:
                              hint=f"Use one or more of: {', '.join(HOSTED_MODELS)}.")
         try:
             get_key(b)
+        except KeyFormatError:
+            raise  # a key that cannot be one: its own message, naming the variable or the file
         except ConfigError:
             raise ConfigError(f"--with {b} needs an API key for {b}",
                               hint=f"Set {env_var(b)} or run `ftc keys set {b}`.") from None

@@ -114,6 +114,16 @@ def test_check_ready_refuses_a_bad_key_before_anything(monkeypatch):
     assert missing_key(Backend()) is None
 
 
+def test_the_demo_names_a_broken_key_rather_than_a_missing_one(monkeypatch):
+    from ftclient.demo import _check_hosted
+
+    monkeypatch.setenv("TOGETHER_API_KEY", TOGETHER + "\n" + B)
+    with pytest.raises(secrets.KeyFormatError) as e:
+        _check_hosted(["together"])
+    assert "TOGETHER_API_KEY" in e.value.message and "line break" in e.value.message
+    assert_no_leak(e.value.message + e.value.hint, TOGETHER + "\n" + B)
+
+
 # ----------------------------------------------------------------------------- ftc train
 
 
