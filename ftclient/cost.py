@@ -826,8 +826,10 @@ def compare_costs(
     for name, v in (("tokens per query in", tokens_per_query_in), ("tokens per query out", tokens_per_query_out)):
         if v is not None and (not isinstance(v, int) or v < 0):
             raise UsageError(f"{name} must be a whole number >= 0, not {v!r}")
-    if budget_usd is not None and budget_usd < 0:
-        raise UsageError(f"budget must be >= 0, not {budget_usd!r}")
+    if budget_usd is not None:
+        from .budget import check_budget
+
+        budget_usd = check_budget(budget_usd)
     cat = _catalogue(prices, today)
     refs = _parse_models(models)
     if models is None:  # the defaults: only models that can still be fine-tuned today
@@ -978,7 +980,11 @@ def _query_tokens(counts: _Counts, counter, tin, tout) -> tuple[float, float, bo
 
 
 def _budget(cost: float | None, budget: float | None) -> bool | None:
-    return None if budget is None or cost is None else cost <= budget + 1e-9
+    from .budget import usable_usd
+
+    if budget is None or cost is None:
+        return None
+    return usable_usd(cost) and cost <= budget + 1e-9  # NaN/inf/negative never passes a budget
 
 
 def _data_file(path_or_records: Any, records: list[dict]) -> Path:

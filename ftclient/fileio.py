@@ -12,9 +12,12 @@ import contextlib
 import io
 import json
 import os
+import re
+import stat
 import tempfile
+import time
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, Iterable, Iterator
 
 from .errors import DataError, UsageError
 
@@ -33,11 +36,19 @@ _BOMS = [
 
 def check_input_file(path: str | os.PathLike) -> Path:
     """Return ``path`` as a Path if it is a readable, non-empty regular file."""
+    if not os.fspath(path):  # Path("") would be the current directory
+        raise UsageError("the file name is empty", hint="Give the path of a data file.")
     p = Path(path)
     if not p.exists():
         raise UsageError(f"{p}: no such file", hint="Check the path.")
     if p.is_dir():
-        raise UsageError(f"{p}: is a directory, not a file")
+        raise UsageError(f"{p}: not a regular file (a directory)", hint="Give the path of a data file.")
+    mode = p.stat().st_mode  # stat, not open: opening a FIFO would wait for a writer
+    if not stat.S_ISREG(mode):
+        kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a special file")
+        raise UsageError(f"{p}: not a regular file ({kind})",
+                         hint="Give a data file; save piped data to a file first (ftc reads its data more than once).")
     if not os.access(p, os.R_OK):
         raise UsageError(f"{p}: not readable (permission denied)")
     if p.stat().st_size == 0:
@@ -108,6 +119,68 @@ def iter_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
             yield lineno, text
 
 
+# A temporary file of atomic_writer: "." + the target's name + "." + 8 random characters
+# (tempfile's) + ".tmp". Its writer holds an exclusive lock on it until the rename; one
+# found unlocked and older than this was left by a killed process and is removed.
+STALE_TEMP_AGE_S = 10.0
+_NO_LOCK_STALE_AGE_S = 7 * 86400.0  # where files cannot be locked: only really old ones
+
+
+def _temp_pattern(name: str) -> re.Pattern[str]:
+    return re.compile(r"\.%s\.[A-Za-z0-9_]{8}\.tmp\Z" % re.escape(name))
+
+
+def _try_lock(fd: int, *, wait: bool = False) -> bool | None:
+    """Lock ``fd`` exclusively (flock): True if locked, False if another process holds it,
+    None where files cannot be locked."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except OSError:
+        return False
+    return True
+
+
+def remove_stale_temps(directory: str | os.PathLike, names: Iterable[str]) -> int:
+    """Remove what killed runs of :func:`atomic_writer` left in ``directory`` for the targets
+    ``names``: temporary files no live writer holds. Returns how many were removed."""
+    pats = [_temp_pattern(n) for n in names]
+    removed = 0
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return 0
+    now = time.time()
+    for e in entries:
+        if not any(p.match(e.name) for p in pats):
+            continue
+        try:
+            st = e.stat(follow_symlinks=False)
+            if not stat.S_ISREG(st.st_mode) or (hasattr(os, "getuid") and st.st_uid != os.getuid()):
+                continue
+            if now - st.st_mtime < STALE_TEMP_AGE_S:
+                continue
+            fd = os.open(e.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            continue
+        try:
+            locked = _try_lock(fd)
+            if locked is False or (locked is None and now - st.st_mtime < _NO_LOCK_STALE_AGE_S):
+                continue  # a live writer's
+            if os.fstat(fd).st_ino != os.stat(e.path, follow_symlinks=False).st_ino:
+                continue  # replaced meanwhile
+            os.unlink(e.path)
+            removed += 1
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_writer(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO[Any]]:
     """Write ``path`` atomically: the target appears complete or not at all."""
@@ -119,12 +192,17 @@ def atomic_writer(path: str | os.PathLike, mode: str = "w", encoding: str | None
         raise UsageError(f"{parent}: cannot create directory ({e.strerror})") from None
     if target.is_dir():
         raise UsageError(f"{target}: is a directory")
+    remove_stale_temps(parent, [target.name])
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
     except OSError as e:
         raise UsageError(
             f"{target}: cannot write here ({e.strerror})", hint="Choose a writable output directory."
         ) from None
+    # Held until the rename (a dup: closing the file does not release it), so that
+    # remove_stale_temps() in another process leaves this file alone.
+    lock_fd = os.dup(fd)
+    _try_lock(lock_fd, wait=True)
     try:
         kwargs = {} if "b" in mode else {"encoding": encoding, "newline": "\n"}
         with os.fdopen(fd, mode, **kwargs) as f:
@@ -143,6 +221,8 @@ def atomic_writer(path: str | os.PathLike, mode: str = "w", encoding: str | None
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    finally:
+        os.close(lock_fd)
 
 
 def _umask() -> int:

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
+from .budget import check_budget, usable_usd, within_budget
 from .errors import BudgetExceeded, DataError, FtcError, UsageError
 from .errors import Interrupted as _Interrupted
 
@@ -130,9 +131,7 @@ class Plan:
 
     @property
     def within_budget(self) -> bool | None:
-        if self.budget_usd is None or self.estimate_usd is None:
-            return None
-        return self.estimate_usd <= self.budget_usd
+        return within_budget(self.estimate_usd, self.budget_usd)
 
     def to_dict(self) -> dict[str, Any]:
         est = self.estimate
@@ -300,21 +299,31 @@ def _over(cost: float, limit: float) -> tuple[str, str]:
 
 
 def _usd(value: Any) -> float | None:
-    """A USD figure from a CostEstimate, a mapping with a price field, or a number."""
+    """A USD figure from a CostEstimate, a mapping with a price field, or a number (an int too
+    large for a float is ``inf``: not a usable price, see :func:`ftclient.budget.usable_usd`)."""
+
+    def num(v: Any) -> float | None:
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            return None
+        try:
+            return float(v)
+        except OverflowError:
+            return float("inf")
+
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
-        return float(value)
+        return num(value)
     for attr in ("cost_usd", "usd", "estimate_usd"):
-        v = getattr(value, attr, None)
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            return float(v)
+        v = num(getattr(value, attr, None))
+        if v is not None:
+            return v
     if isinstance(value, Mapping):
         for key in ("cost_usd", "usd", "estimate_usd", "provider_usd", "estimated_total_price", "total_price",
                     "estimated_price", "price_usd", "price"):
-            v = value.get(key)
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                return float(v)
+            v = num(value.get(key))
+            if v is not None:
+                return v
     return None
 
 
@@ -409,6 +418,7 @@ def plan(spec_or_path: Any, backend_name: str, *, budget: float | None = None, o
     """
     from .backends import readiness
 
+    budget = check_budget(budget, "--budget")
     spec = _load(spec_or_path)
     be = backend if backend is not None else _backend(backend_name, on_retry, ready=False)
     name = getattr(be, "name", None) or backend_name
@@ -435,7 +445,12 @@ def plan(spec_or_path: Any, backend_name: str, *, budget: float | None = None, o
             )
     est = be.estimate(spec)
     est_usd = _usd(est)
-    limit = budget if budget is not None else spec.budget_usd
+    limit = check_budget(budget if budget is not None else spec.budget_usd, "budget_usd")
+    if limit is not None and est_usd is not None and not usable_usd(est_usd):
+        raise BudgetExceeded(
+            f"ftc's estimate for {name} is not a usable price ({est_usd!r}); with a budget set, nothing was sent",
+            hint="Check the price catalogue (--prices) and the data, or drop the budget to submit anyway.",
+        )
     if limit is not None and est_usd is not None and est_usd > limit:
         raise BudgetExceeded(
             "the estimated cost ${0} on {2} is above the budget ${1}; nothing was sent".format(
@@ -461,8 +476,16 @@ class _Confirm:
 
     def __call__(self, provider_estimate: Any) -> bool:
         raw = dict(provider_estimate) if isinstance(provider_estimate, Mapping) else {"value": provider_estimate}
-        q = Quote(_usd(provider_estimate), self.estimate_usd, self.budget_usd, raw)
+        figure = _usd(provider_estimate)
+        q = Quote(figure if usable_usd(figure) else None, self.estimate_usd, self.budget_usd, raw)
         self.quote = q
+        if figure is not None and self.budget_usd is not None and not usable_usd(figure):
+            self.refused = BudgetExceeded(
+                f"the provider's estimate is not a usable price ({figure!r}), so it cannot be held to the budget "
+                f"${self.budget_usd:,.2f}; the job was not created",
+                hint="Try again later, or drop the budget if you accept the provider's price unseen.",
+            )
+            return False
         if q.provider_usd is not None and self.budget_usd is not None and q.provider_usd > self.budget_usd:
             ours = f" (ftc estimated ${q.estimate_usd:,.2f})" if q.estimate_usd is not None else ""
             self.refused = BudgetExceeded(
@@ -506,8 +529,12 @@ def submit(spec_or_path: Any, backend_name: str | None = None, *, budget: float 
             from .backends import check_ready
 
             check_ready(p.backend_obj)  # the SDK and the key, again: before the job is recorded
+        budget = check_budget(budget, "--budget")
         if budget is not None and budget != p.budget_usd:
             p.budget_usd = budget
+            if p.estimate_usd is not None and not usable_usd(p.estimate_usd):
+                raise BudgetExceeded(f"ftc's estimate is not a usable price ({p.estimate_usd!r}); with a budget set, "
+                                     "nothing was sent")
             if p.estimate_usd is not None and p.estimate_usd > budget:
                 raise BudgetExceeded("the estimated cost ${} is above the budget ${}; nothing was sent".format(
                     *_over(p.estimate_usd, budget)))
@@ -810,7 +837,7 @@ def resume(job_ref: str | None = None, *, store: "Store | None" = None, watch_jo
                     if not job.provider_job_id and not job.is_final:
                         had_create = any(o.kind == "create" for o in open_ops) or job.state == "submit_unknown"
                         spec = _spec_of(job)
-                        limit = budget if budget is not None else spec.budget_usd
+                        limit = check_budget(budget if budget is not None else spec.budget_usd, "budget_usd")
                         job = _submit_job(be, spec, job, st, budget=limit, confirm=confirm, on_progress=on_progress)
                         action = "reconciled" if had_create else "submitted"
                         done(ResumeOutcome(job_id, action, job.state,

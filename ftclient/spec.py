@@ -123,7 +123,8 @@ class JobSpec(_Strict):
     adapter: Adapter = "lora"
     data: DataConfig
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
-    budget_usd: Optional[float] = Field(default=None, ge=0)
+    budget_usd: Optional[float] = Field(default=None, ge=0, allow_inf_nan=False,
+                                        description="Refuse to start above this many USD: a finite number, 0 or more.")
     openai: OpenAIOptions = Field(default_factory=OpenAIOptions)
     together: TogetherOptions = Field(default_factory=TogetherOptions)
     fireworks: FireworksOptions = Field(default_factory=FireworksOptions)

@@ -1238,6 +1238,42 @@ class Store:
         assert found is not None
         return found
 
+    @contextlib.contextmanager
+    def upload_lock(self, provider: str, sha256: str, purpose: str = "fine-tune", *,
+                    on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+        """Hold the right to upload this content to this provider, across processes.
+
+        Whoever holds it looks up :meth:`find_upload`, uploads only if nothing usable is
+        recorded, and records the result before letting go; the others wait (``on_wait``
+        is called once first) and then find that upload. It is an exclusive ``flock`` on a
+        small file in ``locks/`` next to the store, so the lock of a killed process ends
+        with it. Where files cannot be locked (or the folder cannot be written) there is
+        no lock: the upload is then merely done once per process, as before.
+        """
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX
+            yield
+            return
+        key = hashlib.sha256(f"{provider}\0{sha256.lower()}\0{purpose}".encode()).hexdigest()[:32]
+        path = self.path.parent / "locks" / f"upload-{key}.lock"
+        try:
+            path.parent.mkdir(mode=0o700, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        except OSError:
+            yield
+            return
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if on_wait is not None:
+                    on_wait()
+                fcntl.flock(fd, fcntl.LOCK_EX)  # Ctrl-C still interrupts the wait
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
     def set_upload_status(self, upload_id: int, status: str, *, verified: bool = False) -> Upload:
         """Change an upload's status; ``verified`` records that the provider still has it now."""
         if status not in UPLOAD_STATUSES:

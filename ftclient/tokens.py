@@ -1088,10 +1088,14 @@ def read_records(path: str | os.PathLike) -> list[dict]:
                 f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno})",
                 hint="Give JSONL: one JSON object per line, as written by 'ftc data prepare'.",
             ) from None
+        except RecursionError:
+            raise DataError(f"{path}:{lineno}: JSON nested too deeply to be a chat example",
+                            hint="Run 'ftc data validate' on the file.") from None
         try:
             record_conversations(rec)
-        except ValueError as e:
-            raise DataError(f"{path}:{lineno}: {e}", hint="Run 'ftc data validate' on the file.") from None
+        except (ValueError, RecursionError) as e:
+            why = "nested too deeply to be a chat example" if isinstance(e, RecursionError) else str(e)
+            raise DataError(f"{path}:{lineno}: {why}", hint="Run 'ftc data validate' on the file.") from None
         records.append(rec)
     if not records:
         raise DataError(f"{path}: no examples in the file", hint="Give a JSONL file with at least one example.")

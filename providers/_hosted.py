@@ -28,6 +28,7 @@ with ``idempotent=False``. See docs/providers.md.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import time
@@ -279,6 +280,23 @@ class HostedBackend:
         job_id = getattr(job, "id", None)
         if job_id is not None:
             self._settle_open_uploads(store, job_id, sha)
+        # One upload per content, also across processes: the first uploads, the others
+        # wait for it and reuse its file (a killed uploader's lock ends with it).
+        lock = getattr(store, "upload_lock", None)
+        held = (lock(self.name, sha, purpose, on_wait=lambda: _say(
+                    on_progress, f"another ftc process is uploading the same content as {path.name}; waiting for it"))
+                if lock is not None else contextlib.nullcontext())
+        with held:
+            fid, upload_id, processed = self._upload_once(path, sha, size, purpose, store=store, job_id=job_id,
+                                                          on_progress=on_progress)
+        if not processed:
+            self._wait_processed(fid, path, store=store, job=job, upload_id=upload_id, on_progress=on_progress)
+        return fid
+
+    def _upload_once(self, path: Path, sha: str, size: int, purpose: str, *, store: Any, job_id: str | None,
+                     on_progress: ProgressCallback | None) -> tuple[str, int, bool]:
+        """The recorded upload of this content if the provider still has it, else a new one:
+        ``(file id, upload row id, whether the provider has processed it)``."""
         up = store.find_upload(self.name, sha, purpose)
         if up is not None and up.provider_file_id and up.status not in ("failed", "deleted"):
             fid = up.provider_file_id
@@ -294,9 +312,7 @@ class HostedBackend:
                 store.set_upload_status(up.id, "processed" if state == "processed" else "uploaded", verified=True)
                 _say(on_progress, f"{path.name}: same content already uploaded to {self._display} as {fid}; reusing it",
                      1.0)
-                if state != "processed":
-                    self._wait_processed(fid, path, store=store, job=job, upload_id=up.id, on_progress=on_progress)
-                return fid
+                return fid, up.id, state == "processed"
 
         _say(on_progress, f"uploading {path.name} ({size:,} bytes) to {self._display}", 0.0)
         op = store.begin_operation(job_id, "upload", {"file": path.name, "sha256": sha, "bytes": size,
@@ -312,8 +328,7 @@ class HostedBackend:
                                   status="uploaded", filename=path.name)
         store.finish_operation(op.id, {"id": fid, "sha256": sha, "bytes": size})
         _say(on_progress, f"uploaded {path.name} as {fid}", 1.0)
-        self._wait_processed(fid, path, store=store, job=job, upload_id=rec.id, on_progress=on_progress)
-        return fid
+        return fid, rec.id, False
 
     def _settle_open_uploads(self, store: Any, job_id: str, sha: str) -> None:
         """Close the upload operations of this content a killed process left open: the upload

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import click
 
+from ..budget import within_budget
+from .params import BUDGET
+
 
 def _common_prices(f):
     return click.option(
@@ -117,7 +120,7 @@ def estimate(file, model, epochs, method, adapter, calibrate, steps, batch_size,
 
     est = estimate_local(file, model, epochs=epochs, method=method, adapter=adapter, batch_size=batch_size,
                          max_seq_len=max_seq_len, spec=job, usd_per_hour=gpu_price_per_hour, prices=prices_file)
-    within = None if budget is None or est.cost_usd is None else est.cost_usd <= budget
+    within = within_budget(est.cost_usd, budget)
     if as_json:
         _emit_with_budget(est.to_dict(), budget, within)
         return
@@ -140,29 +143,29 @@ def _estimate_hosted(file, model, epochs, method, adapter, budget, prices_file, 
     # A GPU offer (modal:h100) trains the spec's local model; without a spec, the catalogue's default.
     est = estimate_cost(file, model, epochs=epochs, method=method, adapter=adapter, prices=prices_file,
                         self_host_model=job.model_for("local") if job is not None else DEFAULT_SELF_HOST_MODEL)
-    within = None if budget is None else est.cost_usd <= budget
+    within = within_budget(est.cost_usd, budget)
     if as_json:
         _emit_with_budget(est.to_dict(), budget, within)
         return
     from rich.table import Table
 
-    t = Table(title=f"Fine-tuning cost: {est.model}", show_header=False, title_justify="left")
+    t = Table(title=f"Fine-tuning cost: {_esc(est.model)}", show_header=False, title_justify="left")
     t.add_column(style="bold")
     t.add_column()
     mark = "" if est.token_count_exact else " [yellow](estimated)[/yellow]"
     t.add_row("examples", f"{est.examples:,}")
     t.add_row("tokens per epoch", f"{est.tokens_per_epoch:,}{mark}")
-    t.add_row("epochs", f"{est.epochs} ({est.epochs_basis})")
+    t.add_row("epochs", f"{est.epochs} ({_esc(est.epochs_basis)})")
     t.add_row("billed tokens", f"{est.billed_tokens:,}{mark}")
     cost_mark = "" if est.cost_exact else " [yellow](estimated)[/yellow]"
     t.add_row("cost", f"[bold]${est.cost_usd:,.2f}[/bold]{cost_mark}")
-    t.add_row("how", est.cost_basis)
-    t.add_row("token count", est.token_count_basis)
+    t.add_row("how", _esc(est.cost_basis))
+    t.add_row("token count", _esc(est.token_count_basis))
     p = est.price
     stale = " [red]STALE[/red]" if p.get("stale") else ""
-    t.add_row("price source", f"{p.get('source')} (as of {p.get('as_of')}){stale}")
+    t.add_row("price source", _esc(f"{p.get('source')} (as of {p.get('as_of')})") + stale)
     for c in est.caveats:
-        t.add_row("[yellow]caveat[/yellow]", c)
+        t.add_row("[yellow]caveat[/yellow]", _esc(c))
     if budget is not None:
         t.add_row("budget", f"${budget:,.2f}: " + ("[green]holds[/green]" if within else "[red]exceeded[/red]"))
     out.print(t)
@@ -257,7 +260,7 @@ def _calibrate(file, model, epochs, method, adapter, batch_size, max_seq_len, gp
     cost = cal.cost_usd
     if price is None:
         cost = 0.0
-    within = None if budget is None or cost is None else cost <= budget
+    within = within_budget(cost, budget)
     if as_json:
         d = cal.to_dict()
         d.update(epochs=ep, epochs_basis=ep_basis, cost_usd=None if cost is None else round(cost, 4),
@@ -355,7 +358,7 @@ def _parse_gpu_prices(values: tuple[str, ...]) -> dict[str, float]:
 @click.option("--tokens-per-query-in", type=click.IntRange(min=0), default=None, help="Prompt tokens per query (default: the data's mean).")
 @click.option("--tokens-per-query-out", type=click.IntRange(min=0), default=None, help="Completion tokens per query (default: the data's mean).")
 @click.option("--gpu-price", multiple=True, metavar="HOST:GPU=USD", help="Price a GPU per hour, e.g. own:rtx4090=0.25 (repeatable).")
-@click.option("--budget", type=click.FloatRange(min=0), default=None, help="Training budget in USD: each row says whether it holds.")
+@click.option("--budget", type=BUDGET, default=None, help="Training budget in USD: each row says whether it holds.")
 @click.option("--self-host-model", default=None, metavar="MODEL",
               help="The model the self-hosted rows train and serve: a catalogue open model (llama-3.1-8b), default "
                    "(SmolLM2-135M-Instruct), an HF id or a model path. Default: the spec's local model with --spec, "
@@ -427,7 +430,7 @@ def _render_compare(cmp, out) -> None:
     t = Table(
         title=(
             f"Fine-tuning cost: {cmp.examples:,} examples, {cmp.epochs} epoch{'' if cmp.epochs == 1 else 's'}, "
-            f"{cmp.queries_per_month:,} queries/month, self-hosted rows: {cmp.self_host_model}"
+            f"{cmp.queries_per_month:,} queries/month, self-hosted rows: {_esc(cmp.self_host_model)}"
             + (f", {cmp.self_host['params_b']:g}B params" if cmp.self_host.get("params_b") else "")
         ),
         title_justify="left",
@@ -448,7 +451,7 @@ def _render_compare(cmp, out) -> None:
             f"~{r.duration_hours:.1f}h" if r.duration_hours >= 1 else f"~{_dur(r.duration_hours * 3600)}")
         be = r.break_even_queries_per_month
         be_s = "-" if be is None else (be if isinstance(be, str) else ("any volume" if be == 0 else f"{be:,.0f}"))
-        label = r.label + ("" if r.price.get("stale") is False else " [red](stale price)[/red]")
+        label = _esc(r.label) + ("" if r.price.get("stale") is False else " [red](stale price)[/red]")
         cells = [
             label,
             _money(r.training_cost_usd, r.training_exact) + ("*" if r.min_charge_applied else ""),
@@ -460,7 +463,7 @@ def _render_compare(cmp, out) -> None:
         if cmp.budget_usd is not None:
             cells.append("[green]yes[/green]" if r.within_budget else "[red]no[/red]")
         t.add_row(*cells)
-        extra = [r.serving]
+        extra = [_esc(r.serving)]
         if r.kind == "self-hosted" and r.training_flops is not None:
             extra.append(
                 f"{r.training_flops:.2g} FLOPs at {r.utilisation:.0%} utilisation, {r.gpu_hours:.2f} GPU-h billed"
@@ -469,7 +472,7 @@ def _render_compare(cmp, out) -> None:
             extra.append("* minimum charge applied")
         if not r.token_count_exact:
             extra.append("token count approximated")
-        notes.append(f"[bold]{r.label}[/bold]: " + "; ".join(extra + [f"[yellow]{c}[/yellow]" for c in r.caveats]))
+        notes.append(f"[bold]{_esc(r.label)}[/bold]: " + "; ".join(extra + [f"[yellow]{_esc(c)}[/yellow]" for c in r.caveats]))
     out.print(t)
     for n in notes:
         out.print(f"  {n}", soft_wrap=True, highlight=False)

@@ -60,9 +60,9 @@ def demo(out_dir: Path, epochs: int | None, queries_per_month: int, fast: bool, 
             if as_json:
                 return
             if state == "skipped":
-                output.info(f"[yellow]skipped[/yellow] {TITLES[stage]}")
+                output.info(f"[yellow]skipped[/yellow] {TITLES[stage]}", markup=True)
             else:
-                output.info(f"[green]done[/green] {TITLES[stage]} ({time.perf_counter() - started[stage]:.1f} s)")
+                output.info(f"[green]done[/green] {TITLES[stage]} ({time.perf_counter() - started[stage]:.1f} s)", markup=True)
 
         def on_progress(stage: str, completed: int, total: int | None, text: str) -> None:
             if stage not in detail:
@@ -83,6 +83,7 @@ def _render(result, out) -> None:
     from rich.table import Table
 
     from .cost_cmd import _render_compare
+    from .output import esc
 
     p = result.prepare.to_dict()
     c = p["counts"]
@@ -103,7 +104,7 @@ def _render(result, out) -> None:
     _render_compare(result.comparison, out)
     if result.skipped:
         reason = next(iter(result.skipped.values()))
-        out.print(f"\n[yellow]4-6 skipped[/yellow]: {reason}", soft_wrap=True, highlight=False)
+        out.print(f"\n[yellow]4-6 skipped[/yellow]: {esc(reason)}", soft_wrap=True, highlight=False)
     else:
         job = result.job
         loss = f", final loss {job.loss:.3f}" if job.loss is not None else ""
@@ -115,7 +116,7 @@ def _render(result, out) -> None:
             t.add_column(col)
         for e in result.evals:
             m = e.get("metrics", {})
-            t.add_row(e["model_ref"], f"{m.get('accuracy', m.get('score', 0.0)):.1%}",
+            t.add_row(esc(e["model_ref"]), f"{m.get('accuracy', m.get('score', 0.0)):.1%}",
                       f"{m['macro_f1']:.2f}" if "macro_f1" in m else "-",
                       f"{e['latency_s']['p50'] * 1000:.0f} ms", str(e["examples"]))
         out.print(t)
@@ -124,6 +125,6 @@ def _render(result, out) -> None:
         if isinstance(md, dict):
             text = md.get("summary") or md.get("text")
             if text:
-                out.print(text.replace("**", ""), soft_wrap=True, highlight=False)
+                out.print(esc(text.replace("**", "")), soft_wrap=True, highlight=False)
     files = result.files()
-    out.print("\nfiles: " + ", ".join(files.values()), soft_wrap=True, highlight=False)
+    out.print("\nfiles: " + esc(", ".join(files.values())), soft_wrap=True, highlight=False)

@@ -6,8 +6,10 @@ Exit codes: a job that ended failed or cancelled -> 1 (watch, resume).
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import time
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import click
 
@@ -34,6 +36,38 @@ def _esc(text: Any) -> str:
     from ..secrets import redact
 
     return escape(redact("" if text is None else str(text)))
+
+
+@contextlib.contextmanager
+def sigterm_as_ctrl_c() -> Iterator[None]:
+    """SIGTERM (``kill``, a service manager, a container stop) stops like Ctrl-C: the same
+    message, the same resume hint, exit 130. Only in the main thread (where signals go)."""
+    import signal
+    import threading
+
+    if not hasattr(signal, "SIGTERM") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old if old is not None else signal.SIG_DFL)
+
+
+def stops_on_sigterm(f: Callable) -> Callable:
+    """Decorator: run the command under :func:`sigterm_as_ctrl_c`."""
+
+    @functools.wraps(f)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with sigterm_as_ctrl_c():
+            return f(*args, **kwargs)
+
+    return run
 
 
 def emit(obj: Any) -> None:
@@ -298,6 +332,7 @@ def show_cmd(job, no_refresh, as_json) -> None:
 @click.argument("job")
 @_json_option
 @click.pass_context
+@stops_on_sigterm
 def watch_cmd(ctx, job, as_json) -> None:
     """Follow a job live until it ends (Ctrl-C stops watching, not the job).
 
@@ -363,7 +398,11 @@ def checkpoints_cmd(job, as_json) -> None:
 def download_cmd(job, checkpoint, step, out_path, as_json) -> None:
     """Download a job's model or a checkpoint, where the provider allows it (Together)."""
     from .. import jobs as J
+    from ..errors import UsageError
     from .output import out, progress
+
+    if out_path == "":
+        raise UsageError("--out is empty", hint="Give a file name, or leave --out out for the default place.")
 
     with progress(enabled=not as_json) as bar:
         task = bar.add_task(f"downloading {job}", total=None)
@@ -417,6 +456,7 @@ def cancel_cmd(job, as_json) -> None:
               help="Continue JOB although it was cancelled (local jobs: from the last checkpoint).")
 @_json_option
 @click.pass_context
+@stops_on_sigterm
 def resume_cmd(ctx, job, detach, budget, reopen, as_json) -> None:
     """Finish what interrupted ftc processes left: every unfinished job, or JOB.
 

@@ -7,8 +7,10 @@ fingerprint with at most the last four characters.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from typing import Iterator
 
 import click
 
@@ -17,6 +19,23 @@ from . import output
 
 # What a provider's keys usually start with (used only to warn about a likely mix-up).
 _EXPECTED_PREFIX = {"openai": ("sk-",)}
+
+
+@contextlib.contextmanager
+def _writing_keys(path) -> Iterator[None]:
+    """Writing the key file on a full or read-only FTC_HOME: one message naming the file
+    (the key itself is never in it), exit 1 or 2; the old key file is left as it was."""
+    from ..fileio import write_error
+
+    try:
+        yield
+    except OSError as e:
+        mapped = write_error(path, e, hint=f"Make {path.parent} writable (or free space there), or set FTC_HOME to "
+                                          "another directory; the stored keys were not changed.")
+        if mapped is None:
+            raise UsageError(f"{path}: cannot write the key file ({e.strerror or type(e).__name__})",
+                             hint="Check FTC_HOME: it must be a writable directory.") from None
+        raise mapped from None
 
 
 @click.group()
@@ -56,7 +75,8 @@ def set_cmd(provider: str, from_env: bool) -> None:
     where = f"the environment variable {var}" if from_env else "the key given"
     secrets.check_key_value(key, provider=provider, where=where,
                             hint="Give only the key itself (one line, printable ASCII, no spaces); nothing was stored.")
-    path = secrets.set_key(provider, key)
+    with _writing_keys(secrets.keys_file()):
+        path = secrets.set_key(provider, key)
     expected = _EXPECTED_PREFIX.get(provider)
     if expected and not key.startswith(expected):
         output.warn(f"{provider} keys usually start with {' or '.join(expected)}; check that this is the right key")
@@ -102,7 +122,7 @@ def list_cmd(as_json: bool) -> None:
             source += " (file too)"
         if r["problem"]:
             source += f" [red](unusable: {r['problem']})[/red]"
-        table.add_row(r["provider"], source, r["fingerprint"] or "", r["env_var"])
+        table.add_row(output.esc(r["provider"]), source, output.esc(r["fingerprint"] or ""), output.esc(r["env_var"]))
     output.out.print(table)
 
 
@@ -113,7 +133,9 @@ def remove_cmd(provider: str) -> None:
     from .. import secrets
 
     provider = provider.strip().lower()
-    if not secrets.remove_key(provider):
+    with _writing_keys(secrets.keys_file()):
+        removed = secrets.remove_key(provider)
+    if not removed:
         raise UsageError(f"no {provider} key is stored in {secrets.keys_file()}", hint="See `ftc keys list`.")
     output.info(f"removed the {provider} key from {secrets.keys_file()}")
     var = secrets.env_var(provider)

@@ -91,6 +91,13 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(e.exit_code)
     except BrokenPipeError:
         sys.exit(0)
+    except RecursionError as e:  # input nested deeper than a reader along the way could follow
+        if debug:
+            _print_traceback(e)
+        _print_error("the input is nested too deeply to be read",
+                     "Check the data with `ftc data validate FILE --provider ...` (it names the line); "
+                     "run again with --debug for the traceback if the input is not deeply nested.")
+        sys.exit(1)
     except Exception as e:  # an unexpected error: still no traceback without --debug
         if debug:
             _print_traceback(e)

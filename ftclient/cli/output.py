@@ -108,12 +108,14 @@ def esc(text: Any) -> str:
     return escape("" if text is None else str(text))
 
 
-def warn(message: str) -> None:
-    err.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+def warn(message: str, *, markup: bool = False) -> None:
+    """A warning on stderr; ``message`` is plain text unless ``markup=True``."""
+    err.print(f"[yellow]warning:[/yellow] {message if markup else esc(message)}", highlight=False)
 
 
-def info(message: str) -> None:
-    err.print(message, highlight=False)
+def info(message: str, *, markup: bool = False) -> None:
+    """A message on stderr; ``message`` is plain text unless ``markup=True``."""
+    err.print(message if markup else esc(message), highlight=False)
 
 
 @contextmanager
@@ -134,7 +136,7 @@ def progress(enabled: bool = True) -> Iterator[Any]:
 
     bar = Progress(
         SpinnerColumn(),
-        TextColumn("[progress.description]{task.description}"),
+        TextColumn("{task.description}", style="progress.description", markup=False),  # plain text
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),

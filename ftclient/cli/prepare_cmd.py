@@ -73,13 +73,13 @@ def prepare(ctx: click.Context, input_path: str, out_dir: str, input_col: str | 
 def _render(r: dict) -> None:
     from rich.table import Table
 
-    from .output import out
+    from .output import esc, out
 
     c = r["counts"]
     t = Table(title="ftc data prepare", show_header=False, title_justify="left")
     t.add_column("", style="bold")
     t.add_column("")
-    t.add_row("format", r["format"]["description"])
+    t.add_row("format", esc(r["format"]["description"]))
     t.add_row("records read", str(c["read"]))
     t.add_row("kept", f"{c['kept']}  (train {c['train']}, eval {c['eval']})")
     drops = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in c["dropped"].items() if n)
@@ -95,7 +95,7 @@ def _render(r: dict) -> None:
         t.add_row("labels", "none detected; split random")
     t.add_row("seed / eval fraction", f"{r['split']['seed']} / {r['split']['eval_fraction']}")
     o = r["outputs"]
-    t.add_row("wrote", f"{o['train']}\n{o['eval']}\n{o['report']}")
+    t.add_row("wrote", esc(f"{o['train']}\n{o['eval']}\n{o['report']}"))
     out.print(t)
     if lab:
         items = list(lab["per_label"].items())
@@ -109,5 +109,5 @@ def _render(r: dict) -> None:
             if v is None:
                 lt.add_row("...", "", "", "")
             else:
-                lt.add_row(name, str(v["train"]), str(v["eval"]), str(v["total"]))
+                lt.add_row(esc(name), str(v["train"]), str(v["eval"]), str(v["total"]))
         out.print(lt)

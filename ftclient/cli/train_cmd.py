@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from .jobs_cmd import _esc, emit, finish_report, show_retry
+from .jobs_cmd import _esc, emit, finish_report, show_retry, stops_on_sigterm
 from .output import duration
 
 
@@ -68,6 +68,14 @@ def render_plan(plan: Any, console: Any) -> None:
     console.print(t)
 
 
+def _known_backend(name: str) -> None:
+    """An unknown --backend: exit 2 with the known ones and the closest name (nothing loaded)."""
+    from ..backends import _norm, available_backends, get_backend
+
+    if _norm(name) not in available_backends():
+        get_backend(name)  # raises the UsageError that names them
+
+
 def _with_gpus(spec_path: str, backend: str, gpus: int) -> Any:
     """The spec with ``local.gpus`` set from ``--gpus`` (the job stores this spec)."""
     from pathlib import Path
@@ -98,6 +106,7 @@ def _with_gpus(spec_path: str, backend: str, gpus: int) -> Any:
                    "on a CPU device, CPU processes).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (the plan, the job, its final status).")
 @click.pass_context
+@stops_on_sigterm
 def train(ctx, spec_path, backend, dry_run, yes, budget, detach, gpus, as_json) -> None:
     """Fine-tune from a job SPEC on a backend: check, estimate, confirm, submit, watch.
 
@@ -115,6 +124,9 @@ def train(ctx, spec_path, backend, dry_run, yes, budget, detach, gpus, as_json) 
     from ..errors import UsageError
     from .output import err, info, out, progress, warn
 
+    if not spec_path:
+        raise UsageError("SPEC is empty", hint="Give the job spec's file, e.g. ftc train job.yaml --backend openai.")
+    _known_backend(backend)  # before anything else: a typo is not a confirmation problem
     interactive = sys.stdin is not None and sys.stdin.isatty()
     if not dry_run and not yes and not interactive:
         raise UsageError("refusing to ask for confirmation without a terminal",

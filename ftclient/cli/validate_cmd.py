@@ -71,31 +71,31 @@ def validate(
 def _render(r) -> None:
     from rich.table import Table
 
-    from .output import out
+    from .output import esc, out
 
     d = r.to_dict()
     status = "[bold green]OK[/bold green]" if r.ok else "[bold red]PROBLEMS FOUND[/bold red]"
     if r.strict:
         status += " [dim](--strict: warnings count as errors)[/dim]"
-    out.print(f"{status}  {r.path}  ({r.provider}{', ' + r.model if r.model else ''})", highlight=False)
+    out.print(f"{status}  " + esc(f"{r.path}  ({r.provider}{', ' + r.model if r.model else ''})"), highlight=False)
     stats = Table.grid(padding=(0, 2))
     stats.add_column(style="dim")
     stats.add_column()
     stats.add_row("examples", f"{r.examples:,}")
     stats.add_row("rows" if r.encoding == "parquet" else "lines", f"{r.lines:,}" + (f" ({r.blank_lines:,} blank)" if r.blank_lines else ""))
     fmts = ", ".join(f"{k} ({v:,})" for k, v in sorted(r.formats.items(), key=lambda kv: -kv[1])) or "none detected"
-    stats.add_row("format", fmts)
+    stats.add_row("format", esc(fmts))
     stats.add_row("size", _size(r.file_bytes) + ("" if r.encoding == "utf-8" else f", {r.encoding}"))
     t = d["stats"]["tokens"]
     if t and t["counted"]:
         approx = "" if t["exact"] else "≈ "
         line = f"{approx}min {t['min']:,} / mean {t['mean']:,} / max {t['max']:,} per example, {approx}{t['total']:,} in all"
         if t["limit"]:
-            line += f"; limit {t['limit']:,} ({t['limit_source']}), {t['over_limit']:,} over"
+            line += f"; limit {t['limit']:,} ({esc(t['limit_source'])}), {t['over_limit']:,} over"
             if t["over_limit_tokens"]:
                 line += f" by {t['over_limit_tokens']:,} tokens in all"
         stats.add_row("tokens", line)
-        stats.add_row("", f"[dim]{'APPROXIMATE: ' if not t['exact'] else ''}{t['basis']}[/dim]")
+        stats.add_row("", f"[dim]{'APPROXIMATE: ' if not t['exact'] else ''}{esc(t['basis'])}[/dim]")
     out.print(stats)
     for title, counts, style in (("errors", r.error_counts, "red"), ("warnings", r.warning_counts, "yellow")):
         if not counts:
@@ -115,10 +115,10 @@ def _render(r) -> None:
             if n > len(lines[:SHOW_LINES]):
                 shown += ", …"
             ex = first_msg.get(code)
-            table.add_row(code, f"{n:,}", shown, ex.message if ex else "")
+            table.add_row(esc(code), f"{n:,}", shown, esc(ex.message) if ex else "")
         out.print(table)
     for note in r.notes:
-        out.print(f"[dim]note: {note}[/dim]", highlight=False)
+        out.print(f"[dim]note: {esc(note)}[/dim]", highlight=False)
     if d["errors_not_shown"]:
         out.print(f"[dim]{d['errors_not_shown']:,} more errors not stored; counts above are complete[/dim]")
 

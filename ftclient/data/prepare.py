@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import DataError, UsageError
-from ..fileio import atomic_writer, check_input_file, dumps_jsonl
+from ..fileio import atomic_writer, check_input_file, dumps_jsonl, remove_stale_temps
 from . import pii as pii_mod
 from .clean import ExactDeduper, NearDupIndex, normalize, record_text
 from .convert import DPO, REASONS
@@ -155,11 +155,19 @@ def prepare(
     short messages such as the detected format. Raises DataError / UsageError.
     """
     _check_options(eval_fraction, near_dup_threshold)
+    if not os.fspath(out_dir):  # Path("") is the current directory
+        raise UsageError("--out-dir is empty", hint="Give a directory for the output, e.g. --out-dir data/ "
+                                                    "(--out-dir . for the current one).")
+    if os.path.isdir(out_dir):  # what a killed run left, even if this one fails
+        remove_stale_temps(out_dir, ("train.jsonl", "eval.jsonl", "report.json"))
     src = check_input_file(input_path)
     fmt = detect_format(src, input_col=input_col, output_col=output_col)
     if log:
         log(f"detected format: {fmt.describe()}")
     system = system.strip() if system and system.strip() else None
+    if system is not None and not _is_text(system):
+        raise UsageError("--system holds bytes that are not valid text in this locale",
+                         hint="Give the system prompt as UTF-8 text.")
     out, created = _open_out_dir(out_dir)
     try:
         spool = tempfile.TemporaryFile(dir=out, prefix=".ftc-prepare-")
@@ -175,6 +183,14 @@ def prepare(
         if created:
             _rmdir_quietly(out)
         raise
+
+
+def _is_text(s: str) -> bool:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: undecodable command-line bytes
+        return False
+    return True
 
 
 def _rmdir_quietly(p: Path) -> None:
@@ -234,7 +250,7 @@ def _run(src: Path, out: Path, fmt, spool, *, system, eval_fraction, seed, redac
         if labels is not None:
             labels.add(rec)
         offsets.append(spool.tell())
-        spool.write(dumps_jsonl(rec).encode("utf-8", "surrogatepass") + b"\n")
+        spool.write(dumps_jsonl(rec).encode("utf-8") + b"\n")  # the reader refused what is not text
     kept = len(offsets)
     if read == 0:
         raise DataError(f"{src}: no records found", hint="Give a file with at least one example.")

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,6 +86,52 @@ class Example:
 # --- containers ---------------------------------------------------------------------
 
 
+class _NonFinite(Exception):
+    """A JSON number that is not a finite float (``1e999``), or NaN / Infinity."""
+
+    def __init__(self, text: str):
+        super().__init__(text)
+        self.text = text
+
+
+def _finite_float(s: str) -> float:
+    v = float(s)
+    if not math.isfinite(v):
+        raise _NonFinite(s)
+    return v
+
+
+def _no_constant(s: str) -> Any:
+    raise _NonFinite(s)
+
+
+# Python's json takes 1e999 as inf and NaN / Infinity as numbers; training data must not.
+_DECODER = json.JSONDecoder(parse_float=_finite_float, parse_constant=_no_constant)
+# A \uD800-\uDFFF escape: half of a UTF-16 pair, not text on its own.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _non_finite_error(p: Path, line: int, e: _NonFinite) -> DataError:
+    what = (f"{e.text} is not a number JSON allows" if e.text in ("NaN", "Infinity", "-Infinity")
+            else f"the number {e.text[:40]} is too large (not a finite number)")
+    return DataError(f"{p}:{line}: {what}",
+                     hint="Fix the value, or write it as text in quotes if it is meant as text.")
+
+
+def _check_unicode(p: Path, line: int, raw: str, obj: Any) -> None:
+    """Refuse a record with a lone surrogate escape (\\ud800): it cannot be written as UTF-8."""
+    m = _SURROGATE_ESCAPE.search(raw)
+    if m is None:
+        return
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise DataError(
+            f"{p}:{line}: a JSON string holds a lone surrogate escape ({m.group()}), which is not a character",
+            hint="Fix or remove the escape; a character beyond U+FFFF is written as a pair such as \\ud83d\\ude00.",
+        ) from None
+
+
 def _first_char(p: Path) -> str:
     """First non-whitespace character of the text (BOM skipped), or ''."""
     with open_text(p) as f:
@@ -142,7 +190,9 @@ def _iter_jsonl(p: Path, progress: ProgressFn | None) -> Iterator[tuple[int, Any
         if not s:
             continue
         try:
-            yield lineno, json.loads(s)
+            obj = _DECODER.decode(s)
+        except _NonFinite as e:
+            raise _non_finite_error(p, lineno, e) from None
         except json.JSONDecodeError as e:
             raise DataError(
                 f"{p}:{lineno}: invalid JSON ({e.msg} at column {e.colno})",
@@ -152,6 +202,8 @@ def _iter_jsonl(p: Path, progress: ProgressFn | None) -> Iterator[tuple[int, Any
             raise DataError(f"{p}:{lineno}: invalid JSON ({e})") from None
         except RecursionError:
             raise DataError(f"{p}:{lineno}: JSON nested too deeply") from None
+        _check_unicode(p, lineno, s, obj)
+        yield lineno, obj
     if progress:
         progress(done)
 
@@ -164,7 +216,7 @@ def _iter_json(p: Path, progress: ProgressFn | None) -> Iterator[tuple[int, Any]
 
     Memory is bounded by the largest element (at most MAX_LINE_BYTES characters).
     """
-    dec = json.JSONDecoder()
+    dec = _DECODER
     f: IO[str] = open_text(p)
     buf, pos, line, eof, done = "", 0, 1, False, 0
     chunk = 1 << 16
@@ -242,6 +294,12 @@ def _iter_json(p: Path, progress: ProgressFn | None) -> Iterator[tuple[int, Any]
                         f"{p}:{line + buf.count(chr(10), pos, e.pos)}: invalid JSON ({e.msg})",
                         hint="Check the file with a JSON validator; is it truncated?",
                     ) from None
+                except _NonFinite as e:
+                    # a long number cut at the end of the buffer may read as one: read on first
+                    if len(buf) - pos <= MAX_LINE_BYTES and more():
+                        chunk = min(chunk * 2, 1 << 22)
+                        continue
+                    raise _non_finite_error(p, line, e) from None
                 except ValueError as e:  # e.g. an integer over Python's digit limit
                     raise DataError(f"{p}:{line}: invalid JSON ({e})") from None
                 except RecursionError:
@@ -249,6 +307,7 @@ def _iter_json(p: Path, progress: ProgressFn | None) -> Iterator[tuple[int, Any]
                 if end == len(buf) and more():  # a number or literal may go on in the next chunk
                     continue
                 break
+            _check_unicode(p, line, buf[pos:end], obj)
             yield line, obj
             done += end - pos
             line += buf.count("\n", pos, end)
