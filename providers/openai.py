@@ -402,8 +402,18 @@ class OpenAIBackend(HostedBackend):
     download_refusal = "OpenAI keeps fine-tuned weights on its side and serves them only through its API"
 
     def chat(self, model: str, messages: Sequence[Mapping[str, Any]], **kw: Any) -> str:
-        r = self._call(f"chat with {model}",
-                       lambda: self.client.chat.completions.create(model=model, messages=[dict(m) for m in messages],
-                                                                   **kw))
-        choices = getattr(r, "choices", None) or []
-        return (choices[0].message.content or "") if choices else ""
+        """One chat completion; its text. The reply's body is checked as ``ftc eval`` checks
+        it (:func:`ftclient.evaluation.parse_reply`): one that is no chat completion (an HTML
+        page, invalid UTF-8, ``"choices": []``) is a ProviderError, not an empty answer."""
+        from ftclient.evaluation import BadReply, parse_reply
+        from ftclient.retry import ProviderError
+
+        op = f"chat with {model}"
+        raw = self._call(op, lambda: self.client.chat.completions.with_raw_response.create(
+            model=model, messages=[dict(m) for m in messages], **kw))
+        try:
+            return parse_reply(raw.http_response.content)["text"]
+        except BadReply as e:
+            raise ProviderError(f"{self._display} {op}: {e.reason}", "The reply was not a chat completion; "
+                                "check the base URL (OPENAI_BASE_URL) or try again.", provider=self.name, op=op,
+                                reason=e.reason) from None

@@ -343,3 +343,19 @@ def test_chat_prints_no_terminal_escapes(ftc, monkeypatch):
     assert r.code == 0, r.err
     assert "\x1b" not in r.out and "\x9b" not in r.out and "\x07" not in r.out and "\x00" not in r.out
     assert r.out.startswith("ok red link")
+
+
+@pytest.mark.parametrize("fault, says", [
+    (lambda: raw("<html><body>502</body></html>", content_type="text/html"), "HTML page"),
+    (lambda: patched(choices="nope"), '"choices" is a str'),
+    (lambda: patched(choices=[]), '"choices" is empty'),
+    (lambda: raw(b'{"choices": [{"message": {"content": "\xff"}}]}'), "not UTF-8"),
+])
+def test_chat_with_a_reply_that_is_no_chat_completion_is_one_clear_error(ftc, monkeypatch, fault, says):
+    with CompatServer() as srv:
+        monkeypatch.setenv("OPENAI_API_KEY", srv.api_key)
+        monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
+        srv.fail(fault(), times=10)
+        r = ftc("chat", "gpt-4o-mini", "hello", "--backend", "openai")
+    assert r.code == 1 and says in r.err and "Traceback" not in r.err, r.err
+    assert r.out == ""
