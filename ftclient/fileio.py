@@ -217,12 +217,46 @@ def atomic_writer(path: str | os.PathLike, mode: str = "w", encoding: str | None
         else:
             os.chmod(tmp, 0o644 & ~_umask())
         os.replace(tmp, target)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        mapped = write_error(target, e)
+        if mapped is None:
+            raise
+        raise mapped from None
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
     finally:
         os.close(lock_fd)
+
+
+#: errno names of a write that failed because of where it writes, not of what: the disk or
+#: quota is full, a file size limit, a read-only file system, no permission, an I/O error.
+_FULL_ERRNOS = ("ENOSPC", "EDQUOT", "EFBIG")
+_READONLY_ERRNOS = ("EROFS", "EACCES", "EPERM")
+
+
+def write_error(target: str | os.PathLike, e: OSError, hint: str | None = None) -> "DataError | UsageError | None":
+    """One message for an OSError that writing ``target`` met (disk full, read-only, no
+    permission, I/O error): what happened, that nothing partial was left, and what to do.
+    None for any other error (a bug to report, not the user's disk). ``hint`` replaces the
+    general advice."""
+    import errno as _errno
+
+    name = _errno.errorcode.get(e.errno or 0, "")
+    why = e.strerror or str(e)
+    if name in _FULL_ERRNOS:
+        return DataError(f"{target}: cannot write: {why} (nothing partial was left)",
+                         hint=hint or "Free some space (or raise the quota / file size limit), or write to another disk.")
+    if name in _READONLY_ERRNOS:
+        return UsageError(f"{target}: cannot write: {why} (nothing partial was left)",
+                          hint=hint or "Write to a directory you can write to, or fix its permissions.")
+    if name == "EIO":
+        return DataError(f"{target}: cannot write: {why} (nothing partial was left)",
+                         hint=hint or "Check the disk, then run the command again.")
+    return None
 
 
 def _umask() -> int:

@@ -102,8 +102,48 @@ def _loads(text: str | None) -> Any:
         return None
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, TypeError, RecursionError):  # a hand-edited column: the text as it is
         return text
+
+
+def _coerce(annotation: str, value: Any) -> Any:
+    """A column's value as its field's type, whatever a hand edit (or another program) put
+    in the row: text for a number column is None, bytes are decoded, a NaN or infinite
+    figure is None -- so reading the store never crashes on one bad row."""
+    optional = annotation.endswith("| None")
+    base = annotation.split("|")[0].strip()
+    if value is None:
+        return None if optional else {"str": "", "int": 0}.get(base)
+    if base == "str":
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            return bytes(value).decode("utf-8", "replace")
+        return value if isinstance(value, str) else str(value)
+    if base in ("int", "float"):
+        v: Any = value
+        if isinstance(v, (bytes, bytearray, memoryview)):
+            v = bytes(v).decode("utf-8", "replace")
+        if isinstance(v, str):
+            try:
+                v = float(v.strip()) if base == "float" else int(v.strip())
+            except ValueError:
+                v = None
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or (isinstance(v, float) and v != v) \
+                or v in (float("inf"), float("-inf")):
+            return None if optional else 0
+        if base == "int" and isinstance(v, float):
+            v = int(v) if v.is_integer() else None
+        return float(v) if base == "float" else v
+    return value
+
+
+def _record(cls: Any, row: Mapping[str, Any]) -> Any:
+    """A record dataclass from a row, each column coerced to its field's type (:func:`_coerce`);
+    columns the dataclass does not know (a newer schema) are left out."""
+    import dataclasses
+
+    known = {f.name: f.type for f in dataclasses.fields(cls)}
+    d = dict(row)
+    return cls(**{k: _coerce(str(known[k]), v) for k, v in d.items() if k in known})
 
 
 @dataclass(frozen=True)
@@ -304,6 +344,7 @@ def _eval_run(row: sqlite3.Row) -> EvalRun:
     d = dict(row)
     params = _loads(d.pop("params_json"))
     summary = _loads(d.pop("summary_json"))
+    d = {k: _coerce(str(t), d[k]) for k, t in EvalRun.__annotations__.items() if k in d}
     return EvalRun(params=params if isinstance(params, dict) else {}, summary=summary if isinstance(summary, dict) else None,
                    **d)
 
@@ -613,6 +654,52 @@ def _state(value: Any) -> str:
     return s
 
 
+def _store_problem(e: BaseException) -> str:
+    """What an SQLite error says about the store: ``broken`` (not an SQLite database, corrupt,
+    not ftc's), ``full`` (disk or quota full, a file size limit), ``readonly`` (read-only file
+    system, no permission), ``io`` (an I/O error), ``locked`` (another process holds it)."""
+    code = getattr(e, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    text = str(e).lower()
+    if primary == 13 or "disk is full" in text or "disk or quota" in text:  # SQLITE_FULL
+        return "full"
+    if primary in (3, 8, 14, 23) or "readonly" in text or "read-only" in text or "unable to open" in text:
+        return "readonly"  # SQLITE_PERM, SQLITE_READONLY, SQLITE_CANTOPEN, SQLITE_AUTH
+    if primary == 10 or "disk i/o error" in text:  # SQLITE_IOERR
+        return "io"
+    if primary in (5, 6) or "locked" in text or "busy" in text:  # SQLITE_BUSY, SQLITE_LOCKED
+        return "locked"
+    return "broken"  # SQLITE_NOTADB, SQLITE_CORRUPT, a schema that is not ftc's
+
+
+def store_error(path: Path, e: BaseException, *, opening: bool = False) -> FtcError:
+    """One message for an SQLite error on the store, telling a broken store (move it away) from a
+    healthy one on a full, read-only or busy disk (keep it: it holds the job history)."""
+    kind = _store_problem(e)
+    said = str(e)
+    e = f"SQLite: {said}" if said else type(e).__name__  # type: ignore[assignment]
+    keep = "The store itself is not damaged: keep it, it holds your job history."
+    cls = ConfigError if opening else StoreError
+    if kind == "broken":
+        return ConfigError(
+            f"{path}: not a usable ftc job store ({e})",
+            hint="It is not an SQLite database or it is damaged: move the file away (ftc starts a new store) "
+                 "or set FTC_HOME to another directory.",
+        )
+    if kind == "full":
+        return cls(f"{path}: the job store cannot be written: no space left (disk, quota or file size limit; {e})",
+                   hint=f"Free some space on that disk and run the command again. {keep}")
+    if kind == "readonly":
+        return cls(f"{path}: the job store cannot be written: read-only or no permission ({e})",
+                   hint=f"Make {path.parent} writable for this user (or set FTC_HOME to a writable directory). {keep}")
+    if kind == "io":
+        return cls(f"{path}: the job store cannot be written: an I/O error ({e}; a full disk or a file size limit "
+                   "can cause it)",
+                   hint=f"Check free space and the disk, then run the command again. {keep}")
+    return cls(f"{path}: the job store is locked by another process ({e})",
+               hint=f"Wait for the other ftc process to finish, then try again. {keep}")
+
+
 class Store:
     """The job store. One SQLite connection per object; safe to use from several processes.
 
@@ -644,7 +731,7 @@ class Store:
                 str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
             )
         except sqlite3.Error as e:
-            raise ConfigError(f"{self.path}: cannot open the job store ({e})") from None
+            raise store_error(self.path, e, opening=True) from None
         self._conn.row_factory = sqlite3.Row
         try:
             if new and os.name != "nt":
@@ -660,10 +747,7 @@ class Store:
             _retry_locked(lambda: self._setup(_migrate_to))
         except sqlite3.DatabaseError as e:
             self._conn.close()
-            raise ConfigError(
-                f"{self.path}: not a usable ftc job store ({e})",
-                hint="Move the file away (ftc starts a new store) or set FTC_HOME to another directory.",
-            ) from None
+            raise store_error(self.path, e, opening=True) from None
         except BaseException:
             self._conn.close()
             raise
@@ -703,6 +787,12 @@ class Store:
                         f"{self.path}: the job store stayed locked for {BUSY_TIMEOUT_S:.0f} s",
                         hint="Another ftc process holds it; try again.",
                     ) from e
+                if _store_problem(e) in ("full", "readonly", "io"):
+                    raise store_error(self.path, e) from None
+                raise
+            except sqlite3.DatabaseError as e:
+                if _store_problem(e) == "broken":
+                    raise store_error(self.path, e) from None
                 raise
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
@@ -780,7 +870,7 @@ class Store:
             raise UsageError("give a job id", hint="List jobs with `ftc jobs list`.")
         rows = self._read("SELECT * FROM jobs WHERE id = ?", (ref,))
         if rows:
-            return Job(**dict(rows[0]))
+            return _record(Job, rows[0])
         n = len(ref)
         rows = self._read(
             "SELECT * FROM jobs WHERE substr(id, 1, ?) = ? OR (id LIKE 'ftc-________-%' AND substr(id, 14, ?) = ?)"
@@ -788,7 +878,7 @@ class Store:
             (n, ref, n, ref, ref),
         )
         if len(rows) == 1:
-            return Job(**dict(rows[0]))
+            return _record(Job, rows[0])
         if not rows:
             raise UsageError(f"no job matches {ref!r}", hint="List jobs with `ftc jobs list`.")
         shown = ", ".join(r["id"] for r in rows[:10]) + (f" and {len(rows) - 10} more" if len(rows) > 10 else "")
@@ -821,7 +911,7 @@ class Store:
         if limit is not None:
             sql += " LIMIT ?"
             params.append(int(limit))
-        return [Job(**dict(r)) for r in self._read(sql, params)]
+        return [_record(Job, r) for r in self._read(sql, params)]
 
     def set_provider_job(self, job_id: str, provider_job_id: str) -> Job:
         """Record the provider's id for a job. Setting a different one than recorded is refused."""
@@ -942,11 +1032,11 @@ class Store:
         * jobs not in a final state that no live process works on: resume watching them
           (or, for ``pending`` with no operation, submit them).
         """
-        ops = [Operation(**dict(r)) for r in self._read(
+        ops = [_record(Operation, r) for r in self._read(
             "SELECT * FROM operations WHERE state IN ('intent', 'sent', 'unknown') ORDER BY id"
         )]
         final = ", ".join(f"'{s}'" for s in FINAL_STATES)
-        jobs = [Job(**dict(r)) for r in self._read(f"SELECT * FROM jobs WHERE state NOT IN ({final}) ORDER BY created_at, id")]
+        jobs = [_record(Job, r) for r in self._read(f"SELECT * FROM jobs WHERE state NOT IN ({final}) ORDER BY created_at, id")]
         by_job: dict[str | None, list[Operation]] = {}
         for op in ops:
             if not self._alive(op.pid, op.worker_host, op.worker_start, op.heartbeat_at):
@@ -964,7 +1054,7 @@ class Store:
                 for op in job_ops:
                     out.append(PendingWork(job=None, operations=[op], reason=_op_reason(op)))
             elif job_id not in seen:  # a job in a final state with an open operation (e.g. a download)
-                job = Job(**dict(self._job_row(job_id)))
+                job = _record(Job, self._job_row(job_id))
                 out.append(PendingWork(job=job, operations=job_ops, reason=self._reason(job, job_ops)))
         return out
 
@@ -1053,7 +1143,7 @@ class Store:
         rows = self._read("SELECT * FROM operations WHERE id = ?", (op_id,))
         if not rows:
             raise UsageError(f"no operation {op_id} in the store")
-        return Operation(**dict(rows[0]))
+        return _record(Operation, rows[0])
 
     def operations(self, job_id: str, kind: str | None = None) -> list[Operation]:
         """A job's operations, oldest first."""
@@ -1061,7 +1151,7 @@ class Store:
         if kind is not None:
             sql += " AND kind = ?"
             params.append(kind)
-        return [Operation(**dict(r)) for r in self._read(sql + " ORDER BY id", params)]
+        return [_record(Operation, r) for r in self._read(sql + " ORDER BY id", params)]
 
     def _transition(self, c: sqlite3.Connection, op_id: int, allowed: tuple[str, ...], new: str) -> sqlite3.Row:
         row = c.execute("SELECT * FROM operations WHERE id = ?", (op_id,)).fetchone()
@@ -1198,7 +1288,7 @@ class Store:
         if limit is not None:
             sql += " LIMIT ?"
             params.append(int(limit))
-        return [Event(**dict(r)) for r in self._read(sql, params)]
+        return [_record(Event, r) for r in self._read(sql, params)]
 
     # -- uploads -----------------------------------------------------------------------------
 
@@ -1207,7 +1297,7 @@ class Store:
         rows = self._read(
             "SELECT * FROM uploads WHERE provider = ? AND sha256 = ? AND purpose = ?", (provider, sha256.lower(), purpose)
         )
-        return Upload(**dict(rows[0])) if rows else None
+        return _record(Upload, rows[0]) if rows else None
 
     def record_upload(
         self,
@@ -1286,7 +1376,7 @@ class Store:
         rows = self._read("SELECT * FROM uploads WHERE id = ?", (upload_id,))
         if not rows:
             raise UsageError(f"no upload {upload_id} in the store")
-        return Upload(**dict(rows[0]))
+        return _record(Upload, rows[0])
 
 
     # -- evaluation runs -----------------------------------------------------------------------
@@ -1357,7 +1447,7 @@ class Store:
     def eval_results(self, run_id: str) -> dict[str, EvalResult]:
         """A run's stored results keyed by example key, in example order."""
         rows = self._read("SELECT * FROM eval_results WHERE run_id = ? ORDER BY idx, example_key", (run_id,))
-        return {r["example_key"]: EvalResult(**dict(r)) for r in rows}
+        return {r["example_key"]: _record(EvalResult, r) for r in rows}
 
     def finish_eval_run(self, run_id: str, summary: Mapping[str, Any], *, state: str = "complete") -> EvalRun:
         """Store a run's summary and its state (``complete`` or ``interrupted``)."""

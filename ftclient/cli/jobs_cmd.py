@@ -13,6 +13,8 @@ from typing import Any, Callable, Iterator
 
 import click
 
+from .params import BUDGET
+
 _STATE_STYLE = {
     "pending": "white",
     "validating_files": "cyan",
@@ -27,7 +29,7 @@ _STATE_STYLE = {
 
 def state_text(state: Any) -> str:
     s = str(getattr(state, "value", state))
-    return f"[{_STATE_STYLE.get(s, 'white')}]{s}[/]"
+    return f"[{_STATE_STYLE.get(s, 'white')}]{_esc(s)}[/]"
 
 
 def _esc(text: Any) -> str:
@@ -274,8 +276,8 @@ def list_cmd(backend, states, limit, as_json) -> None:
     for col in ("id", "backend", "state", "model", "fine-tuned model", "created", "estimate"):
         t.add_column(col, no_wrap=col in ("id", "state"))
     for j in rows:
-        t.add_row(j.id, j.backend, state_text(j.state), _esc(j.model or ""), _esc(j.fine_tuned_model or ""),
-                  j.created_at[:16].replace("T", " "), f"${j.estimate_usd:,.2f}" if j.estimate_usd is not None else "")
+        t.add_row(_esc(j.id), _esc(j.backend), state_text(j.state), _esc(j.model or ""), _esc(j.fine_tuned_model or ""),
+                  _esc(j.created_at[:16].replace("T", " ")), f"${j.estimate_usd:,.2f}" if j.estimate_usd is not None else "")
     out.print(t)
 
 
@@ -293,11 +295,11 @@ def show_cmd(job, no_refresh, as_json) -> None:
         emit(view.to_dict())
         return
     if view.refresh_error:
-        warn(f"could not refresh the status: {_esc(view.refresh_error)}")
+        warn(f"could not refresh the status: {_esc(view.refresh_error)}", markup=True)
     from rich.table import Table
 
     j, s = view.job, view.status
-    t = Table(title=f"Job {j.id}", show_header=False, title_justify="left")
+    t = Table(title=f"Job {_esc(j.id)}", show_header=False, title_justify="left")
     t.add_column(style="bold")
     t.add_column()
     t.add_row("backend", _esc(j.backend))
@@ -312,14 +314,14 @@ def show_cmd(job, no_refresh, as_json) -> None:
         t.add_row("loss", f"{s.loss:.4f}")
     if j.estimate_usd is not None:
         t.add_row("estimate", f"${j.estimate_usd:,.2f}")
-    t.add_row("created", j.created_at)
+    t.add_row("created", _esc(j.created_at))
     if j.finished_at:
-        t.add_row("finished", j.finished_at)
+        t.add_row("finished", _esc(j.finished_at))
     if j.error:
         t.add_row("[red]error[/red]", _esc(j.error))
     open_ops = [o for o in view.operations if o.is_open]
     if open_ops:
-        t.add_row("[yellow]unsettled[/yellow]", ", ".join(f"{o.kind} ({o.state})" for o in open_ops)
+        t.add_row("[yellow]unsettled[/yellow]", _esc(", ".join(f"{o.kind} ({o.state})" for o in open_ops))
                   + " - run `ftc jobs resume`")
     out.print(t)
     if view.events:
@@ -450,7 +452,7 @@ def cancel_cmd(job, as_json) -> None:
 @jobs.command("resume")
 @click.argument("job", required=False)
 @click.option("--detach", is_flag=True, help="Settle and submit what was left, but do not watch the jobs.")
-@click.option("--budget", type=click.FloatRange(min=0), default=None,
+@click.option("--budget", type=BUDGET, default=None,
               help="Budget in USD for a provider's quote (default: each spec's budget_usd).")
 @click.option("--reopen", is_flag=True,
               help="Continue JOB although it was cancelled (local jobs: from the last checkpoint).")

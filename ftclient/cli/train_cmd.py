@@ -9,6 +9,7 @@ import click
 
 from .jobs_cmd import _esc, emit, finish_report, show_retry, stops_on_sigterm
 from .output import duration
+from .params import BUDGET
 
 
 def _human_bytes(n: int) -> str:
@@ -98,7 +99,7 @@ def _with_gpus(spec_path: str, backend: str, gpus: int) -> Any:
 @click.option("--backend", "-b", required=True, help="Where to train: openai, together (or any installed backend).")
 @click.option("--dry-run", is_flag=True, help="Check, estimate and show the plan; send nothing.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (the budget still applies).")
-@click.option("--budget", type=click.FloatRange(min=0), default=None,
+@click.option("--budget", type=BUDGET, default=None,
               help="Refuse to start above this many USD (default: the spec's budget_usd); also applied to the provider's own quote.")
 @click.option("--detach", is_flag=True, help="Return once the job is created; follow it later with `ftc jobs watch`.")
 @click.option("--gpus", type=click.IntRange(min=1), default=None,
@@ -122,6 +123,7 @@ def train(ctx, spec_path, backend, dry_run, yes, budget, detach, gpus, as_json) 
     """
     from .. import jobs as J
     from ..errors import UsageError
+    from ..secrets import redact
     from .output import err, info, out, progress, warn
 
     if not spec_path:
@@ -140,7 +142,7 @@ def train(ctx, spec_path, backend, dry_run, yes, budget, detach, gpus, as_json) 
         else:
             render_plan(plan, out)
         for e in plan.not_ready:  # also with --json: on stderr, so that it is seen
-            warn(f"{_esc(e.message)}; a real submission stops here (exit 2)")
+            warn(f"{e.message}; a real submission stops here (exit 2)")
         if not as_json:
             info("dry run: nothing was sent")
         return
@@ -148,7 +150,7 @@ def train(ctx, spec_path, backend, dry_run, yes, budget, detach, gpus, as_json) 
         render_plan(plan, err)
     elif plan.warnings:
         for w in plan.warnings:
-            warn(_esc(w))
+            warn(w)
     if not yes:
         price = f" for about ${plan.estimate_usd:,.2f}" if plan.estimate_usd is not None else ""
         if not click.confirm(f"Submit to {plan.backend}{price}?", default=False, err=True):
@@ -164,9 +166,9 @@ def train(ctx, spec_path, backend, dry_run, yes, budget, detach, gpus, as_json) 
             if not last_msg or last_msg[-1] != message:  # a new phase: a new bar (rich cannot unset a total)
                 last_msg.append(message)
                 bar.remove_task(task[0])
-                task[0] = bar.add_task(_esc(message), total=None if fraction is None else 100)
+                task[0] = bar.add_task(redact(str(message)), total=None if fraction is None else 100)  # plain text
                 if plain and not as_json:
-                    info(f"[dim]{_esc(message)}[/dim]")
+                    info(f"[dim]{_esc(message)}[/dim]", markup=True)
             if fraction is not None:
                 bar.update(task[0], total=100, completed=round(100 * fraction))
 
@@ -175,7 +177,7 @@ def train(ctx, spec_path, backend, dry_run, yes, budget, detach, gpus, as_json) 
             theirs = f"${q.provider_usd:,.2f}" if q.provider_usd is not None else "not given"
             bar.stop()
             try:
-                err.print(f"estimate: ftc {ours}, {plan.backend} {theirs}"
+                err.print(f"estimate: ftc {ours}, {_esc(plan.backend)} {theirs}"
                           + (f" (budget ${q.budget_usd:,.2f})" if q.budget_usd is not None else ""), highlight=False)
                 if yes:
                     return True

@@ -179,6 +179,15 @@ def prepare(
         with spool:
             return _run(src, out, fmt, spool, system=system, eval_fraction=eval_fraction, seed=seed, redact=redact,
                         near_dup_threshold=near_dup_threshold, progress=progress, log=log)
+    except OSError as e:  # the disk filled up (or went read-only) while writing: one message
+        if created:
+            _rmdir_quietly(out)
+        from ..fileio import write_error
+
+        mapped = write_error(out, e)
+        if mapped is None:
+            raise
+        raise mapped from None
     except BaseException:
         if created:
             _rmdir_quietly(out)
