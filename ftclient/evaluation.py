@@ -678,6 +678,10 @@ async def _run_hosted(ref: "ModelRef", todo: list[Example], st: "Store", run_id:
         where = _where(ref, client)
 
         def failed(ex: Example, message: str, reason: str) -> None:
+            from .textsafe import safe_text
+
+            # the server's words, stored and later printed: no terminal escape sequences in them
+            message, reason = safe_text(message), safe_text(reason)
             st.save_eval_result(run_id, idx=ex.idx, example_key=ex.key, output=None, latency_s=None,
                                 tokens_in=None, tokens_out=None, error=message[:500])
             prog.failed += 1

@@ -359,3 +359,13 @@ def test_chat_with_a_reply_that_is_no_chat_completion_is_one_clear_error(ftc, mo
         r = ftc("chat", "gpt-4o-mini", "hello", "--backend", "openai")
     assert r.code == 1 and says in r.err and "Traceback" not in r.err, r.err
     assert r.out == ""
+
+
+def test_a_servers_error_text_is_stored_and_shown_without_escape_sequences(ftc, server, tmp_path):
+    data = dataset(tmp_path, 6)
+    server.fail(status(400, message="bad \x1b]0;owned\x07\x1b[2Jmodel"), times=100)
+    r = ftc("eval", ref(server), "--data", data, "--concurrency", "1")
+    assert r.code == 1 and "bad model" in r.err and "\x1b" not in r.err and "\x07" not in r.err
+    r = ftc("eval", "list", "--json")
+    rows = results(tmp_path, r.json()[0]["id"])
+    assert rows and all("\x1b" not in x.error and "bad model" in x.error for x in rows.values())

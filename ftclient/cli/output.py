@@ -73,30 +73,7 @@ def duration(seconds) -> str:
     return f"{h}h {m:02d}m"
 
 
-_CONTROL = None
-
-
-def safe_text(text: Any) -> str:
-    """``text`` (from a model, a provider or a server) made safe to print on a terminal:
-    terminal escape sequences (CSI ``ESC [ ... m``, OSC ``ESC ] ... BEL``) are removed and
-    every other control character -- C0 but newline and tab, DEL, C1 -- is shown as
-    ``\\xNN`` / ``\\uNNNN``, so a reply can neither move the cursor, retitle the
-    window, nor hide text. Markup is not interpreted (print it with ``markup=False`` or
-    escape it)."""
-    import re
-
-    global _CONTROL
-    if _CONTROL is None:
-        _CONTROL = (
-            # ESC/CSI sequences, OSC/DCS/APC/PM/SOS strings (ended by BEL or ST), lone ESC + one char
-            re.compile(r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
-                       r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
-                       r"|\x1b[@-Z\\-_]?"),
-            re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]"),
-        )
-    seq, ctl = _CONTROL
-    s = seq.sub("", "" if text is None else str(text))
-    return ctl.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}", s)
+from ..textsafe import safe_text  # noqa: E402 - model and provider text for the terminal (re-exported)
 
 
 def esc(text: Any) -> str:
