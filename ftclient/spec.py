@@ -250,10 +250,12 @@ def load_spec(path: str | os.PathLike) -> JobSpec:
         problem = getattr(e, "problem", None) or str(e)
         raise SpecError(f"{p}: not valid YAML{where}: {problem}") from None
     except RecursionError:
-        raise SpecError(f"{p}: nested too deeply to be a spec") from None
+        raise SpecError(f"{p}: nested too deeply to be a spec",
+                        hint="See `ftc spec init` for a commented example.") from None
     except ValueError as e:  # a value YAML cannot build: a number of 5000 digits, a date such as 2026-13-45
         what = "a number has too many digits" if "digits" in str(e) else str(e)
-        raise SpecError(f"{p}: not a valid spec: {what}") from None
+        raise SpecError(f"{p}: not a valid spec: {what}",
+                        hint="Fix that value (epochs: 3, budget_usd: 25); see `ftc spec init` for a commented example.") from None
     if data is None:
         raise SpecError(f"{p}: the spec is empty", hint="Start from `ftc spec init`.")
     return parse_spec(data, source=str(p), base_dir=p.resolve().parent)

@@ -238,7 +238,7 @@ def test_epochs_with_5000_digits_is_a_spec_error(ftc, prov, tmp_path, home):
     for args in (("spec", "check", spec_path), ("train", spec_path, "--backend", "fake", "--yes")):
         r = ftc(*args)
         _clean(r)
-        assert r.code == 2 and "digits" in r.err, (r.code, r.err)
+        assert r.code == 2 and "digits" in r.err and "hint:" in r.err, (r.code, r.err)
     assert network_calls(prov) == []
 
 
