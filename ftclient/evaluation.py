@@ -106,7 +106,8 @@ RATE_SAFETY = 0.97
 SUMMARY_KEYS: tuple[str, ...] = (
     "run_id", "model_ref", "backend", "model", "job_id", "base_model", "fine_tuned", "data", "data_sha256",
     "examples", "completed", "failed", "metric", "metrics", "latency_s", "tokens", "cost_per_1k_queries_usd",
-    "cost_basis", "throughput_qps", "wall_s", "started_at", "finished_at", "notes", "machine",
+    "cost_basis", "throughput_qps", "wall_s", "started_at", "finished_at", "notes", "machine", "failures",
+    "sessions",
 )
 
 _SUPPORTED = ("local", "openai", "together", "openai-compatible")
@@ -630,6 +631,20 @@ def _short_reason(e: BaseException) -> str:
     return redact(" ".join(str(r).split()))[:200]
 
 
+def _with_server_text(e: BaseException) -> str:
+    """A provider error's message with the server's own words added when the message lacks
+    them (a retried 5xx says only "HTTP 500 ... after 6 attempts")."""
+    from .retry import _error_fields
+    from .secrets import redact
+
+    message = getattr(e, "message", "") or str(e)
+    cause = getattr(e, "error", None)
+    said = " ".join(str(_error_fields(cause).get("message", "")).split()) if cause is not None else ""
+    if said and said not in message:
+        message += f"; the server said: {redact(said)[:300]}"
+    return message
+
+
 def _where(ref: "ModelRef", client: Any) -> str:
     from .secrets import redact
 
@@ -761,7 +776,7 @@ async def _run_hosted(ref: "ModelRef", todo: list[Example], st: "Store", run_id:
                         return
                     failed(ex, e.message, _short_reason(e))
                 except ProviderError as e:
-                    failed(ex, e.message, _short_reason(e))
+                    failed(ex, _with_server_text(e), _short_reason(e))
                 break
             if result is not None:
                 if result["cut"]:
@@ -945,8 +960,23 @@ def _summary(ref: "ModelRef", run_id: str, data: Path, sha: str, examples: list[
     missing = len(examples) - len(done) - failed
     metrics = score(metric, [r.output or "" for _, r in done], [ex.reference for ex, _ in done])
     metrics["score"] = float(metrics.get("score", 0.0))
+    from .store import failure_reasons
+
+    failures = failure_reasons(results[ex.key].error for ex in examples if ex.key in results)
     if failed:
         notes.append(f"{failed} example(s) failed and are left out of the metrics; run again to retry them")
+    # The sessions (ftc eval invocations) whose answers the figures rest on; answers stored
+    # before sessions were counted (None) count as one earlier session.
+    by_session: dict[Any, int] = {}
+    for _, r in done:
+        by_session[r.session] = by_session.get(r.session, 0) + 1
+    sessions = len(by_session)
+    if sessions > 1:
+        latest = max((k for k in by_session if k is not None), default=None)
+        notes.append(f"latency_s and tokens span {sessions} sessions of this run (it was resumed): "
+                     f"{by_session.get(latest, 0)} answer(s) from the latest, "
+                     f"{len(done) - by_session.get(latest, 0)} from earlier ones, possibly under another load "
+                     "or server")
     if missing:
         notes.append(f"{missing} example(s) not answered yet; run the same command again to resume")
     lat = sorted(float(r.latency_s) for _, r in done if r.latency_s is not None)
@@ -1004,6 +1034,8 @@ def _summary(ref: "ModelRef", run_id: str, data: Path, sha: str, examples: list[
         # measured in this session, else (all answers from the store) the session that measured them
         "machine": sess.machine() if sess.new_completed or not (previous or {}).get("machine")
         else previous["machine"],  # type: ignore[index]
+        "failures": failures,
+        "sessions": sessions,
     }
     assert tuple(summary) == SUMMARY_KEYS
     return summary
@@ -1134,4 +1166,5 @@ def evaluate(
         except FtcError as e:
             finish("interrupted", f"stopped: {e.message}")
             raise
-        return finish("complete")
+        # Any failed example makes the run partial (exit 1 in the CLI); running it again retries them.
+        return finish("partial" if any(not r.ok for r in st.eval_results(run_id).values()) else "complete")

@@ -314,11 +314,13 @@ def test_a_server_error_keeps_its_own_text(server, tmp_path):
     data = dataset(tmp_path, 3)
     server.fail(status(400, message="Server is pinned to 'other-model'"), when=only("q1"))  # OpenAI's shape
     server.fail(raw(json.dumps({"detail": "Model 'm' is not loaded"}), code=422), when=only("q2"))  # FastAPI's
+    server.fail(status(503, message="Model is loading, 40% done"), when=only("q0"), times=100)  # retried, then failed
     s = evaluate(ref(server), data, policy=FAST)
-    assert s["failed"] == 2
+    assert s["failed"] == 3
     rows = results(tmp_path, s["run_id"])
     assert "Server is pinned to 'other-model'" in rows[1].error
     assert "HTTP 422" in rows[2].error and "Model 'm' is not loaded" in rows[2].error
+    assert "HTTP 503" in rows[0].error and "Model is loading, 40% done" in rows[0].error
 
 
 # --------------------------------------------------------------------------- the terminal
