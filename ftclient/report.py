@@ -368,8 +368,17 @@ def build_report(
         _training(o, jobs)
         _lifecycle(o, cat, today)
         if o.failed:
-            o.caveat("failed_examples", f"{o.failed} of {o.examples} examples failed (no reply): its score and "
-                                        f"latency rest on the {o.completed} completed")
+            from .store import format_failures
+
+            why = format_failures(s.get("failures"), o.failed) if s.get("failures") else f"{o.failed} failed"
+            o.caveat("failed_examples", f"{o.failed} of {o.examples} examples failed (no reply; the run is partial: "
+                                        f"{why}): its score and latency rest on the {o.completed} completed; "
+                                        "the same `ftc eval` command retries the failed ones")
+        sessions = s.get("sessions")
+        if isinstance(sessions, int) and not isinstance(sessions, bool) and sessions > 1:
+            o.caveat("latency_sessions", f"its latency and token figures span {sessions} sessions of the run "
+                                         "(it was resumed), possibly under another load or server; its throughput "
+                                         "is the latest session's")
         if o.score is None:
             o.eligible = False
             o.caveat("no_score", "the run has no score; it is left out of the recommendation")
@@ -501,14 +510,32 @@ def _short_ref(ref: str) -> str:
     return f"{provider}:{name.rstrip('/').rsplit('/', 1)[-1]}"
 
 
+#: A quantisation tag at the end of a served model's or a GGUF file's name (``.Q4_1``,
+#: ``-q4_K_M``, ``:Q8_0``, ``.f16``), written the same way whatever separator it came with.
+_QUANT = re.compile(r"[.\-_:]((?:I?Q\d(?:_[A-Za-z0-9]+)*)|(?:B?F(?:16|32))|(?:fp16|int[48]))$", re.IGNORECASE)
+
+
 def _short(name: str | None) -> str:
+    """The model part of an option's name, derived the same way for every backend: the last
+    path component, without an OpenAI snapshot date, ``.gguf``, ``-GGUF``, Ollama's
+    ``:latest``; a quantisation tag becomes `` (Q4_1)``. So one model reads the same whether
+    a local run or a server named it (``local:SmolLM2-135M-Instruct``,
+    ``openai-compatible:SmolLM2-135M-Instruct (Q4_1)``)."""
     if not name:
         return "?"
     n = str(name)
     if n.startswith("ft:"):  # ft:gpt-4o-mini-2024-07-18:org::id
         n = n.split(":")[1]
     n = n.rstrip("/").rsplit("/", 1)[-1]
-    return re.sub(r"-\d{4}-\d{2}-\d{2}$", "", n) or n  # OpenAI snapshot dates
+    n = re.sub(r"-\d{4}-\d{2}-\d{2}$", "", n) or n  # OpenAI snapshot dates
+    n = re.sub(r"\.gguf$", "", n, flags=re.IGNORECASE)
+    n = re.sub(r":latest$", "", n)
+    quant = None
+    m = _QUANT.search(n)
+    if m and m.start() > 0:
+        quant, n = m.group(1).upper(), n[:m.start()]
+    n = re.sub(r"-GGUF$", "", n, flags=re.IGNORECASE) or n
+    return n + (f" ({quant})" if quant else "")
 
 
 def _names(summaries: list[dict]) -> list[str]:
@@ -1094,6 +1121,12 @@ def _recommend(options: list[Option], q: int, tol: float, metric: str,
     winner, bar = pick(options, q, tol)
     if winner is None:
         return {"recommended": None, "text": "no option can be recommended: none has a score and is still served"}
+    if all((o.score or 0.0) <= 0.0 for o in bar):  # the best score is 0: every option scored 0
+        names = ", ".join(o.name for o in options if o.eligible and o.score is not None)
+        return {"recommended": None, "no_correct_answer": True, "text": (
+            f"No option answered any example right: every score is {0.0:.3f} ({metric}; {names}). Nothing is "
+            "recommended on score: check the model references, the prompt format and the metric. The costs "
+            "below compare price only.")}
     elig = [o for o in options if o.eligible and o.score is not None]
     most = max(elig, key=lambda o: (o.score, -(_rank_key(o, q)[1]), o.name))
     priced = [o for o in elig if o.has_cost]
@@ -1330,6 +1363,8 @@ def _winner_by_volume(options: list[Option], tol: float) -> list[dict[str, Any]]
     """The rule's winner from 100 to 1e10 queries/month: ranges of volume and their winner."""
     lo, hi = 100.0, 1e10
     _, bar = pick(options, lo, tol)  # the bar does not depend on volume
+    if all((o.score or 0.0) <= 0.0 for o in bar):
+        return []  # every option scored 0: no winner on score at any volume
     priced = [o for o in bar if o.has_cost]
     if not priced:
         return []
@@ -1523,6 +1558,52 @@ def render_png(r: Report) -> bytes:
     latency p50/p95 per option."""
     import io
 
+    fig = render_figure(r)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def _place_labels(fig: Any, ax: Any, labels: list[Any], gap_px: float = 2.0) -> None:
+    """Move the point labels of ``ax`` (annotations offset in points from their point) up or
+    down, one at a time in the order given, until none overlaps a label placed before it: the
+    nearest free place below wins, else the nearest above, inside the axes where it can be. A
+    label that moved is drawn again there with a thin line to its point (a simple greedy
+    placement; no extra dependency)."""
+    from matplotlib.text import Text
+
+    renderer = fig.canvas.get_renderer()
+    ax_box = ax.get_window_extent(renderer)
+    placed: list[Any] = []
+    px_to_pt = 72.0 / fig.dpi
+    for ann in labels:
+        ann.update_positions(renderer)
+        box = Text.get_window_extent(ann, renderer)  # the text alone, without any arrow
+        step = box.height + gap_px
+        dx, dy = ann.xyann
+        best = None
+        # labels come top-down: the nearest free place below keeps their order; above if none
+        span = len(labels) + 1
+        for shift in [0.0] + [-k * step for k in range(1, span)] + [k * step for k in range(1, span)]:
+            cand = box.translated(0, shift)
+            if any(cand.overlaps(b) for b in placed):
+                continue
+            inside = cand.y0 >= ax_box.y0 and cand.y1 <= ax_box.y1
+            if inside or best is None:
+                best = (shift, cand)
+            if inside:
+                break
+        shift, cand = best  # type: ignore[misc]
+        if shift:  # drawn again where it goes, with a line to its point
+            ax.annotate(ann.get_text(), ann.xy, textcoords="offset points", xytext=(dx, dy + shift * px_to_pt),
+                        ha=ann.get_ha(), fontsize=ann.get_fontsize(),
+                        arrowprops={"arrowstyle": "-", "color": "#888888", "lw": 0.6, "shrinkA": 0, "shrinkB": 3})
+            ann.remove()
+        placed.append(cand)
+
+
+def render_figure(r: Report) -> Any:
+    """The matplotlib Figure behind :func:`render_png` (Agg), labels placed apart."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -1554,14 +1635,15 @@ def render_png(r: Report) -> bytes:
             return math.log(x / x_lo) / math.log(x_hi / x_lo) > 0.55
         return (x - x_lo) / (x_hi - x_lo) > 0.55
 
+    labels = []
     for o in pts:
         x = float(o.cost_per_1k_usd)  # type: ignore[arg-type]
         ax1.scatter(x, o.score, s=160 if o.name == winner else 70, color=color.get(o.kind, "grey"),
                     marker="*" if o.name == winner else ("o" if o.eligible else "x"), zorder=3)
         left = right_half(x)
-        ax1.annotate(o.name + (" (recommended)" if o.name == winner else ""), (x, o.score),
-                     textcoords="offset points", xytext=(-7 if left else 7, 5), ha="right" if left else "left",
-                     fontsize=8)
+        labels.append(ax1.annotate(o.name + (" (recommended)" if o.name == winner else ""), (x, o.score),
+                                   textcoords="offset points", xytext=(-7 if left else 7, 5),
+                                   ha="right" if left else "left", fontsize=8))
     scores = [float(o.score) for o in pts]  # type: ignore[arg-type]
     if scores:
         lo_y, hi_y = min(scores + ([best - r.tolerance] if best is not None else [])), max(scores)
@@ -1609,9 +1691,13 @@ def render_png(r: Report) -> bytes:
         title += "\nNOT COMPARABLE: the runs were not evaluated on the same examples"
     fig.suptitle(title, fontsize=11, color="black" if r.comparable else "#C44E52")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)  # a renderer to measure the labels with
+    # The winner's label first (it stays by its point), then from the top down.
+    labels.sort(key=lambda a: (not a.get_text().endswith("(recommended)"), -a.xy[1], a.xy[0]))
+    _place_labels(fig, ax1, labels)
+    return fig
 
 
 def write_report(report: Report, out_dir: str | os.PathLike) -> dict[str, Path]:

@@ -288,8 +288,10 @@ class PendingWork:
         }
 
 
-#: The states of an evaluation run.
-EVAL_STATES: tuple[str, ...] = ("running", "complete", "interrupted")
+#: The states of an evaluation run: ``complete`` (every example answered), ``partial``
+#: (it ran to the end but some examples failed; the same ``ftc eval`` command retries
+#: them), ``interrupted`` (stopped before the end; the same command resumes it).
+EVAL_STATES: tuple[str, ...] = ("running", "complete", "partial", "interrupted")
 
 
 @dataclass(frozen=True)
@@ -313,6 +315,8 @@ class EvalRun:
     pid: int | None = None
     worker_host: str | None = None
     worker_start: str | None = None
+    sessions: int = 0
+    """How many times an ``ftc eval`` (re)started this run (``--fresh`` counts anew)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -331,6 +335,9 @@ class EvalResult:
     tokens_out: int | None
     error: str | None
     created_at: str
+    session: int | None = None
+    """Which session of the run answered it (1, 2, ...: each ``ftc eval`` of the run is one);
+    None for answers stored before sessions were counted."""
 
     @property
     def ok(self) -> bool:
@@ -338,6 +345,47 @@ class EvalResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+#: How many distinct failure reasons :func:`failure_reasons` lists before "N other reasons".
+MAX_FAILURE_REASONS = 5
+
+
+def failure_reasons(errors: Iterable[str | None], *, limit: int = MAX_FAILURE_REASONS) -> list[dict[str, Any]]:
+    """Failed examples' reasons grouped: ``[{"reason": ..., "count": n}, ...]``, most frequent
+    first (ties in the order first seen). Each reason is its first line with runs of
+    whitespace made one space; reasons beyond the ``limit`` most frequent are counted
+    together as one ``"N other reasons"`` entry. ``None`` (an answered example) is skipped."""
+    import re
+
+    counts: dict[str, int] = {}
+    for e in errors:
+        if e is None:
+            continue
+        text = " ".join(str(e).strip().splitlines()[0].split()) if str(e).strip() else ""
+        # What differs from one request to the next (its id) and what every reason of a run
+        # repeats (which model was asked) are left out, so equal causes group together.
+        text = re.sub(r"\s*\((?:x-)?request[ _-]id:? [^)]*\)", "", text, flags=re.IGNORECASE)
+        text = re.sub(r"^(?:\S+ rejected )?chat with \S+: ", "", text)
+        text = text or "no reason recorded"
+        counts[text] = counts.get(text, 0) + 1
+    ranked = sorted(counts.items(), key=lambda kv: -kv[1])  # stable: first seen first among ties
+    out = [{"reason": r, "count": n} for r, n in ranked[:limit]]
+    rest = ranked[limit:]
+    if rest:
+        out.append({"reason": f"{len(rest)} other reason{'' if len(rest) == 1 else 's'}",
+                    "count": sum(n for _, n in rest)})
+    return out
+
+
+def format_failures(failures: Sequence[Mapping[str, Any]] | None, failed: int | None = None) -> str:
+    """``"38 failed: 30 x read timeout after 60 s; 8 x HTTP 400: ..."`` from :func:`failure_reasons`'
+    groups (``failed``: the total, default their sum)."""
+    groups = list(failures or [])
+    total = sum(int(g.get("count") or 0) for g in groups) if failed is None else int(failed)
+    if not groups:
+        return f"{total} failed"
+    return f"{total} failed: " + "; ".join(f"{int(g.get('count') or 0)} x {g.get('reason')}" for g in groups)
 
 
 def _eval_run(row: sqlite3.Row) -> EvalRun:
@@ -496,6 +544,14 @@ def m005_eval_workers(conn: sqlite3.Connection) -> None:
     killed reads as ``interrupted`` and two processes never send the same run at once."""
     for col, typ in (("pid", "INTEGER"), ("worker_host", "TEXT"), ("worker_start", "TEXT")):
         conn.execute(f"ALTER TABLE eval_runs ADD COLUMN {col} {typ}")
+
+
+@migration
+def m006_eval_sessions(conn: sqlite3.Connection) -> None:
+    """Count an evaluation run's sessions (each ``ftc eval`` that (re)starts it) and record which
+    session answered each example, so a resumed run can say its figures span sessions."""
+    conn.execute("ALTER TABLE eval_runs ADD COLUMN sessions INTEGER NOT NULL DEFAULT 0")
+    conn.execute("ALTER TABLE eval_results ADD COLUMN session INTEGER")
 
 
 def schema_version(conn: sqlite3.Connection) -> int:
@@ -1417,9 +1473,9 @@ class Store:
                          "running the same command again afterwards resumes the run.")
             if fresh:
                 c.execute("DELETE FROM eval_results WHERE run_id = ?", (run_id,))
-                c.execute("UPDATE eval_runs SET summary_json = NULL WHERE id = ?", (run_id,))
+                c.execute("UPDATE eval_runs SET summary_json = NULL, sessions = 0 WHERE id = ?", (run_id,))
             c.execute("UPDATE eval_runs SET state = 'running', updated_at = ?, pid = ?, worker_host = ?,"
-                      " worker_start = ? WHERE id = ?", (now, pid, host, start, run_id))
+                      " worker_start = ?, sessions = sessions + 1 WHERE id = ?", (now, pid, host, start, run_id))
         return self.get_eval_run(run_id)
 
     def save_eval_result(self, run_id: str, *, idx: int, example_key: str, output: str | None,
@@ -1434,13 +1490,14 @@ class Store:
         with self._write() as c:
             c.execute(
                 "INSERT INTO eval_results (run_id, example_key, idx, output, latency_s, tokens_in, tokens_out, error,"
-                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " created_at, session) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?,"
+                " (SELECT NULLIF(sessions, 0) FROM eval_runs WHERE id = ?))"
                 " ON CONFLICT (run_id, example_key) DO UPDATE SET idx = excluded.idx, output = excluded.output,"
                 " latency_s = excluded.latency_s, tokens_in = excluded.tokens_in, tokens_out = excluded.tokens_out,"
-                " error = excluded.error, created_at = excluded.created_at",
+                " error = excluded.error, created_at = excluded.created_at, session = excluded.session",
                 (run_id, example_key, int(idx), out, None if latency_s is None else float(latency_s),
                  None if tokens_in is None else int(tokens_in), None if tokens_out is None else int(tokens_out),
-                 err, _now()),
+                 err, _now(), run_id),
             )
             c.execute("UPDATE eval_runs SET updated_at = ? WHERE id = ?", (_now(), run_id))
 
@@ -1450,7 +1507,7 @@ class Store:
         return {r["example_key"]: _record(EvalResult, r) for r in rows}
 
     def finish_eval_run(self, run_id: str, summary: Mapping[str, Any], *, state: str = "complete") -> EvalRun:
-        """Store a run's summary and its state (``complete`` or ``interrupted``)."""
+        """Store a run's summary and its state (``complete``, ``partial`` or ``interrupted``)."""
         from .secrets import redact_json
 
         if state not in EVAL_STATES:

@@ -46,7 +46,7 @@ FAST = RetryPolicy(base=0.01, max_wait=0.05, deadline=30)
 CONTRACT = ["run_id", "model_ref", "backend", "model", "job_id", "base_model", "fine_tuned", "data", "data_sha256",
             "examples", "completed", "failed", "metric", "metrics", "latency_s", "tokens",
             "cost_per_1k_queries_usd", "cost_basis", "throughput_qps", "wall_s", "started_at", "finished_at", "notes",
-            "machine"]
+            "machine", "failures", "sessions"]
 
 
 @pytest.fixture(autouse=True)

@@ -48,7 +48,7 @@ def test_put_creates_once_and_returns_the_existing_run(st):
     assert again == run  # unchanged
     d = run.to_dict()
     assert set(d) == {"id", "model_ref", "data_path", "data_sha256", "params", "state", "created_at", "updated_at",
-                      "summary", "pid", "worker_host", "worker_start"}
+                      "summary", "pid", "worker_host", "worker_start", "sessions"}
     assert run.pid == os.getpid()
 
 

@@ -1,6 +1,13 @@
-"""``ftc chat``: one completion from a fine-tuned model (or a base model)."""
+"""``ftc chat``: one completion from a fine-tuned model (or a base model).
+
+The model is named as ``ftc eval`` names it (:mod:`ftclient.modelref`): ``local:...``,
+``openai:...``, ``together:...``, ``openai-compatible:URL#MODEL`` or an ftc job id; a
+provider's own model id with ``--backend`` works too.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import click
 
@@ -16,9 +23,12 @@ def chat(model_or_job, prompt, backend, system, as_json) -> None:
     """Ask MODEL_OR_JOB one PROMPT and print the answer.
 
     \b
-    MODEL_OR_JOB is an ftc job id whose fine-tuned model is known, or a model id as the
-    provider names it together with --backend:
+    MODEL_OR_JOB is any model reference `ftc eval` takes, or a model id as the provider
+    names it together with --backend:
       ftc chat ftc-20261122-a3f9c2 "My card was charged twice"
+      ftc chat local:default "hello"
+      ftc chat openai:gpt-4o-mini "hello"
+      ftc chat openai-compatible:http://127.0.0.1:11434/v1#llama3.2 "hello"
       ftc chat ft:gpt-4.1-mini-2025-04-14:acme:intents:AbC123 "Hi" --backend openai
     """
     from .. import jobs as J
@@ -28,7 +38,25 @@ def chat(model_or_job, prompt, backend, system, as_json) -> None:
 
     from .output import err, safe_text
 
-    reply = J.chat(model_or_job, prompt, backend=backend, system=system, on_retry=show_retry)
+    ref = _model_ref(model_or_job, backend)
+    if ref is None:  # an ftc job id, or a provider's model id with --backend
+        from ..errors import UsageError
+
+        try:
+            reply = J.chat(model_or_job, prompt, backend=backend, system=system, on_retry=show_retry)
+        except UsageError as e:
+            if backend is None and e.message.startswith("no job"):
+                raise UsageError(e.message, hint="Give an ftc job id, or a model reference as `ftc eval` takes it: "
+                                 "local:default, openai:gpt-4o-mini, together:MODEL, "
+                                 "openai-compatible:URL#MODEL (or a model id with --backend).") from None
+            raise
+    elif ref.backend == "openai-compatible":
+        reply = _chat_compatible(ref, prompt, system=system, on_retry=show_retry)
+    else:
+        import dataclasses
+
+        reply = J.chat(ref.model, prompt, backend=ref.backend, system=system, on_retry=show_retry)
+        reply = dataclasses.replace(reply, job_id=ref.job_id)
     if as_json:
         emit(reply.to_dict())
         return
@@ -36,3 +64,58 @@ def chat(model_or_job, prompt, backend, system, as_json) -> None:
     err.print(f"[dim]{escape(safe_text(reply.backend))}: {escape(safe_text(reply.model))}[/dim]",
               highlight=False, markup=True)
     click.echo(safe_text(redact(reply.text)))
+
+
+def _model_ref(text: str, backend: str | None) -> Any:
+    """The parsed model reference when ``text`` starts with a backend prefix (``local:``,
+    ``openai:``, ``together:``, ``openai-compatible:``), else None (a job id or a provider's model id)."""
+    from ..errors import UsageError
+    from ..modelref import BACKENDS, parse_model_ref
+
+    head, sep, _ = (text or "").strip().partition(":")
+    if not sep or head.lower() not in BACKENDS:
+        return None
+    ref = parse_model_ref(text)
+    if backend is not None and backend != ref.backend:
+        raise UsageError(f"{text!r} names a {ref.backend} model but --backend is {backend}",
+                         hint="Leave --backend out: the model reference names its backend.")
+    return ref
+
+
+def _chat_compatible(ref: Any, prompt: str, *, system: str | None, on_retry: Any) -> Any:
+    """One answer from an OpenAI-compatible server, through the same client, reply checks and
+    size and time caps as ``ftc eval``'s requests."""
+    import asyncio
+
+    from .. import evaluation as E
+    from ..jobs import ChatReply
+    from ..retry import ProviderError, async_retry_call
+
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+    op = f"chat with {ref.model}"
+    timeout_s = E.DEFAULT_TIMEOUT_S
+
+    async def ask() -> dict:
+        async with E._async_client(ref, timeout_s=timeout_s, concurrency=1) as client:
+            async def call() -> bytes:
+                try:
+                    raw = await asyncio.wait_for(
+                        client.chat.completions.with_raw_response.create(model=ref.model, messages=messages),
+                        timeout_s)
+                except asyncio.TimeoutError:
+                    raise ProviderError(f"{op}: no complete reply within {timeout_s:g} s",
+                                        "Is the server busy? Try again.", provider=ref.backend, op=op,
+                                        reason="timeout") from None
+                return E._reply_body(raw)
+
+            body = await async_retry_call(call, op=op, idempotent=True, provider=ref.backend,
+                                          key_env="OPENAI_COMPATIBLE_API_KEY", on_retry=on_retry)
+        try:
+            return E.parse_reply(body)
+        except E.BadReply as b:
+            raise ProviderError(f"{op}: {b.reason}", "The server's reply is not a chat completion.",
+                                provider=ref.backend, op=op, reason=b.reason) from None
+
+    E._check_can_ask(ref)
+    result = E._run_coro(ask())
+    return ChatReply(backend=ref.backend, model=ref.model, text=result["text"], job_id=None)

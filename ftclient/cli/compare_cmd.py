@@ -56,8 +56,10 @@ def compare(refs, out_dir, queries_per_month, tolerance, self_host_gpu, gpu_pric
 
 
 def resolve_run(store: Any, ref: str) -> Any:
-    """The complete eval run ``ref`` names: a run id or unique prefix, else a job id (its newest
-    complete eval run). UsageError when nothing matches, several runs match, or the run is not complete."""
+    """The finished eval run ``ref`` names: a run id or unique prefix, else a job id (its newest
+    complete eval run, else its newest partial one). A ``partial`` run (some examples failed)
+    is compared with a caveat; UsageError when nothing matches, several runs match, or the run
+    did not run to its end (``running``, ``interrupted``)."""
     from ..errors import UsageError
 
     ref = (ref or "").strip()
@@ -71,7 +73,7 @@ def resolve_run(store: Any, ref: str) -> Any:
             raise  # several runs match: the store's message lists them
         run = None
     if run is not None:
-        if run.state != "complete" or not run.summary:
+        if run.state not in _COMPARABLE or not run.summary:
             raise UsageError(f"eval run {run.id} is {run.state}, not complete: it has no results to compare",
                              hint="Run the evaluation to the end (the same `ftc eval` command resumes it), "
                                   "or leave this run out.")
@@ -81,11 +83,17 @@ def resolve_run(store: Any, ref: str) -> Any:
     except UsageError:
         raise UsageError(f"no eval run or job matches {ref!r}",
                          hint="`ftc eval` prints each run's id; `ftc jobs list` lists jobs.") from None
-    done = [r for r in store.list_eval_runs() if r.state == "complete" and r.summary and r.summary.get("job_id") == job.id]
+    done = [r for r in store.list_eval_runs()
+            if r.state in _COMPARABLE and r.summary and r.summary.get("job_id") == job.id]
     if not done:
         raise UsageError(f"job {job.id} has no complete eval run",
                          hint=f"Evaluate its model first: ftc eval {job.id} --data EVAL.jsonl")
-    return max(done, key=lambda r: (str(r.summary.get("finished_at") or r.updated_at or ""), r.id))
+    return max(done, key=lambda r: (r.state == "complete", str(r.summary.get("finished_at") or r.updated_at or ""),
+                                    r.id))
+
+
+#: Eval run states ``ftc compare`` takes: ``partial`` ones with the report's "failed examples" caveat.
+_COMPARABLE = ("complete", "partial")
 
 
 def _render(report: Any) -> None:

@@ -5,8 +5,9 @@
     ftc eval show RUN [--json]
 
 ``eval`` is a group whose default command is ``run``: anything that is not ``list``,
-``show`` or ``run`` is taken as the model reference of ``run``. Exit codes: 0 done (a
-warning names failed examples), 1 every example failed, 2 usage, 130 interrupted (the
+``show`` or ``run`` is taken as the model reference of ``run``. Exit codes: 0 every example
+answered (state ``complete``), 1 any example failed (state ``partial``; a warning groups the
+reasons; the same command retries only the failed ones), 2 usage, 130 interrupted (the
 answers so far are stored; the same command resumes).
 """
 
@@ -131,9 +132,9 @@ def run_cmd(model_ref, data_path, metric, concurrency, max_examples, rpm, tpm, m
     else:
         render_summary(summary)
     if summary["failed"]:
-        warn(f"{summary['failed']} of {summary['examples']} examples failed (left out of the metrics); "
-             "run the same command again to retry them")
-    if summary["completed"] == 0 and summary["failed"]:
+        # The run is partial: exit 1, and the same command retries only the failed examples.
+        warn(f"{summary['failed']} of {summary['examples']} examples failed (left out of the metrics; the run "
+             f"is partial). {_failures_line(summary)}. Run the same command again to retry only them")
         raise click.exceptions.Exit(1)
 
 
@@ -153,18 +154,61 @@ def list_cmd(limit, as_json) -> None:
     if not runs:
         info("No evaluation runs yet. Start one with `ftc eval MODEL_REF --data eval.jsonl`.")
         return
-    t = Table(title="Evaluation runs", title_justify="left")
-    for col in ("run", "state", "model", "data", "metric", "score", "answered", "cost / 1K", "updated"):
-        t.add_column(col, no_wrap=col in ("run", "state", "updated"), overflow="fold")
+    rows = []
     for r in runs:
         s = r.summary or {}
         score = s.get("metrics", {}).get("score") if s.get("completed") else None
         cost = s.get("cost_per_1k_queries_usd")
-        t.add_row(r.id, _state(r.state), _esc(r.model_ref), _esc(_short_path(r.data_path)), _esc(s.get("metric", "")),
-                  "" if score is None else f"{score:.3f}",
-                  f"{s['completed']}/{s['examples']}" if "examples" in s else "",
-                  "" if cost is None else _usd(cost), r.updated_at[:16].replace("T", " "))
+        rows.append({"run": r.id, "state": _state(r.state), "model": _esc(r.model_ref),
+                     "data": _esc(_short_path(r.data_path)), "metric": _esc(s.get("metric", "")),
+                     "score": "" if score is None else f"{score:.3f}",
+                     "answered": f"{s['completed']}/{s['examples']}" if "examples" in s else "",
+                     "cost / 1K": "" if cost is None else _usd(cost),
+                     "updated": r.updated_at[:16].replace("T", " ")})
+    cols = _list_columns(out.width, rows)
+    t = Table(title="Evaluation runs", title_justify="left")
+    for col, width in cols.items():
+        flex = col == _LIST_FLEX
+        t.add_column(col, no_wrap=not flex, min_width=width, overflow="fold", ratio=1 if flex else None)
+    for row in rows:
+        t.add_row(*(row[c] for c in cols))
+    left_out = [c for c in _LIST_COLUMNS if c not in cols]
+    if left_out:
+        t.caption = f"{', '.join(left_out)} left out to fit {out.width} columns; `ftc eval list --json` has them all"
+        t.caption_justify = "left"
     out.print(t)
+
+
+#: ``ftc eval list``'s columns. Each keeps its whole text on one line, except the model,
+#: which takes the room left (at least ``_LIST_FLEX_MIN`` characters) and folds.
+_LIST_COLUMNS = ("run", "state", "model", "score", "answered", "metric", "updated", "cost / 1K", "data")
+_LIST_FLEX = "model"
+_LIST_FLEX_MIN = 16
+#: When the terminal is too narrow for every column, these are left out first (in this order).
+_LIST_DROP_ORDER = ("data", "cost / 1K", "updated", "metric")
+
+
+def _list_columns(width: int, rows: list[dict]) -> dict[str, int]:
+    """The columns of ``ftc eval list`` that fit ``width`` characters, each with its minimum
+    width: a kept column shows its whole text (the model at least 16 characters, folded);
+    when they do not all fit, less important columns are left out first."""
+    def need(col: str) -> int:
+        if col == _LIST_FLEX:
+            return _LIST_FLEX_MIN
+        return max([len(col)] + [len(_plain(r[col])) for r in rows])
+
+    cols = {c: need(c) for c in _LIST_COLUMNS}
+    for drop in _LIST_DROP_ORDER:
+        if sum(cols.values()) + 3 * len(cols) + 1 <= width:
+            break
+        del cols[drop]
+    return cols
+
+
+def _plain(markup: str) -> str:
+    from rich.text import Text
+
+    return Text.from_markup(markup).plain
 
 
 @eval_.command("show")
@@ -186,10 +230,15 @@ def show_cmd(run, as_json) -> None:
         info(f"{r.id}: {r.state}, {len(stored)} answers stored, no summary yet. "
              f"Finish it with `ftc eval {_esc(r.model_ref)} --data {_esc(r.data_path)}`.")
         return
+    summary = dict(r.summary)
+    if "failures" not in summary:  # a summary written before failure reasons were grouped
+        from ..store import failure_reasons
+
+        summary["failures"] = failure_reasons(x.error for x in stored.values())
     if as_json:
-        _emit(r.summary)
+        _emit(summary)
         return
-    render_summary(r.summary, state=r.state)
+    render_summary(summary, state=r.state)
 
 
 # --------------------------------------------------------------------------- rendering
@@ -225,7 +274,7 @@ def _progress_bar():
     )
 
 
-_STATE_STYLE = {"running": "blue", "complete": "green", "interrupted": "yellow"}
+_STATE_STYLE = {"running": "blue", "complete": "green", "partial": "red", "interrupted": "yellow"}
 
 
 def _state(state: str) -> str:
@@ -241,6 +290,14 @@ def _short_path(p: str) -> str:
 
     parts = Path(p).parts
     return str(Path(*parts[-2:])) if len(parts) > 2 else p
+
+
+def _failures_line(s: dict) -> str:
+    """``"38 failed: 30 x read timeout after 60 s; 8 x HTTP 400: ..."``, as plain text."""
+    from ..secrets import redact
+    from ..store import format_failures
+
+    return redact(format_failures(s.get("failures"), s.get("failed") or 0))
 
 
 def _secs(v: float) -> str:
@@ -265,6 +322,10 @@ def render_summary(s: dict, *, state: str | None = None) -> None:
     t.add_row("data", f"{_esc(_short_path(s['data']))} [dim]({s['examples']} examples)[/dim]")
     failed = f", [red]{s['failed']} failed[/red]" if s.get("failed") else ""
     t.add_row("answered", f"{s['completed']}/{s['examples']}{failed}")
+    if s.get("failed"):
+        groups = s.get("failures") or []
+        t.add_row("why failed", "\n".join(f"{int(g.get('count') or 0)} x {_esc(g.get('reason'))}" for g in groups)
+                  or "[dim]no reason recorded[/dim]")
     score = f"[bold]{m.get('score', 0.0):.3f}[/bold] ({_esc(s['metric'])})"
     if s["metric"] == "label":
         score += f"  accuracy {m.get('accuracy', 0.0):.3f}, macro-F1 {m.get('macro_f1', 0.0):.3f}"
@@ -272,8 +333,10 @@ def render_summary(s: dict, *, state: str | None = None) -> None:
         score += f"  valid JSON {m['valid_json']:.3f}"
     t.add_row("score", score)
     lat = s.get("latency_s") or {}
+    sessions = int(s.get("sessions") or 0)
     t.add_row("latency", f"p50 {_secs(lat.get('p50', 0.0))}, p95 {_secs(lat.get('p95', 0.0))}, "
-                         f"mean {_secs(lat.get('mean', 0.0))}")
+                         f"mean {_secs(lat.get('mean', 0.0))}"
+              + (f" [yellow](from {sessions} sessions: the run was resumed)[/yellow]" if sessions > 1 else ""))
     tok = s.get("tokens") or {}
     t.add_row("tokens / query", f"{tok.get('input_per_query', 0.0):.1f} in, {tok.get('output_per_query', 0.0):.1f} out "
                                 f"[dim]({tok.get('input', 0):,} / {tok.get('output', 0):,} in all)[/dim]")
