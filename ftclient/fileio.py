@@ -45,7 +45,7 @@ def check_input_file(path: str | os.PathLike) -> Path:
         raise UsageError(f"{p}: not a regular file (a directory)", hint="Give the path of a data file.")
     mode = p.stat().st_mode  # stat, not open: opening a FIFO would wait for a writer
     if not stat.S_ISREG(mode):
-        kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+        kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
                 else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a special file")
         raise UsageError(f"{p}: not a regular file ({kind})",
                          hint="Give a data file; save piped data to a file first (ftc reads its data more than once).")

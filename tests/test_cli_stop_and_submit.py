@@ -127,3 +127,46 @@ def test_parallel_submits_upload_each_content_once(tmp_path):
         emu.check_responses()
     with Store(tmp_path / "home" / "ftc.db") as st:
         assert len(st.list_jobs()) == 12
+
+
+KILLED_UPLOADER = """
+import os, signal, sys
+from ftclient.store import Store
+st = Store(sys.argv[1])
+with st.upload_lock("openai", "ab" * 32):
+    open(sys.argv[2], "w").close()
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_the_upload_lock_of_a_killed_process_ends_with_it_and_a_live_one_makes_others_wait(tmp_path):
+    db = tmp_path / "home" / "ftc.db"
+    marker = tmp_path / "holding"
+    p = subprocess.run([sys.executable, "-c", KILLED_UPLOADER, str(db), str(marker)], timeout=60)
+    assert p.returncode == -signal.SIGKILL and marker.exists()
+    waited: list[bool] = []
+    with Store(db) as st:
+        t0 = time.monotonic()
+        with st.upload_lock("openai", "AB" * 32, on_wait=lambda: waited.append(True)):
+            pass
+        assert waited == [] and time.monotonic() - t0 < 5  # nobody holds it any more
+        # a live holder in another process: this one waits (and says so) until it lets go
+        holder = subprocess.Popen([sys.executable, "-c", (
+            "import sys, time; from ftclient.store import Store\n"
+            "with Store(sys.argv[1]).upload_lock('openai', 'ab' * 32):\n"
+            "    open(sys.argv[2], 'w').close(); time.sleep(1.5); open(sys.argv[3], 'w').close()\n"),
+            str(db), str(tmp_path / "live"), str(tmp_path / "letting_go")])
+        try:
+            deadline = time.monotonic() + 60
+            while not (tmp_path / "live").exists():
+                assert time.monotonic() < deadline and holder.poll() is None
+                time.sleep(0.01)
+            t0 = time.monotonic()
+            with st.upload_lock("openai", "ab" * 32, on_wait=lambda: waited.append(True)):
+                assert (tmp_path / "letting_go").exists()  # only once the holder was done
+            assert waited == [True] and time.monotonic() - t0 > 0.5
+            with st.upload_lock("together", "ab" * 32, on_wait=lambda: waited.append(True)):
+                pass  # another provider's upload of the same content is not held up
+            assert waited == [True]
+        finally:
+            holder.wait(timeout=60)
