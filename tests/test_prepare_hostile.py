@@ -21,9 +21,6 @@ from ftclient.data.prepare import prepare
 from ftclient import fileio
 from ftclient.fileio import atomic_writer
 
-GOOD = {"prompt": "What is two plus two?", "completion": "four"}
-
-
 def run_cli(*args: str, capsys) -> tuple[int, str, str]:
     with pytest.raises(SystemExit) as e:
         main(list(args))
