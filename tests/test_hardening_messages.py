@@ -51,6 +51,27 @@ def test_cost_and_resume_refuse_a_budget_that_is_not_a_finite_number(ftc, tmp_pa
     assert r.code == 2 and "--budget" in r.err, (r.code, r.err)
 
 
+@pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+@pytest.mark.parametrize("args", [("cost", "compare", "{data}", "--gpu-price-per-hour"),
+                                  ("cost", "estimate", "{data}", "--model", "local:default", "--gpu-price-per-hour"),
+                                  ("eval", "local:default", "--data", "{data}", "--gpu-price-per-hour"),
+                                  ("demo", "--offline-only", "--price-per-hour")])
+def test_an_hourly_price_must_be_a_finite_number(ftc, tmp_path, home, value, args):
+    data = write_spec(tmp_path / "d").parent / "train.jsonl"
+    r = ftc(*[a.format(data=data) for a in args], value)
+    assert r.code == 2 and "price-per-hour" in r.err and "not a usable price" in r.err, (r.code, r.err)
+
+
+def test_an_error_text_from_a_provider_is_shown_without_terminal_escapes(tmp_path):
+    from ftclient.cli.main import _print_error
+    from ftclient.cli.output import err
+
+    with err.capture() as cap:
+        _print_error("the server said: \x1b]0;owned\x07\x1b[2Jhi\x1b[31m!", "retry \x1b[1mlater")
+    text = cap.get()
+    assert "\x1b" not in text and "owned" not in text and "hi!" in text and "retry later" in text
+
+
 @pytest.mark.parametrize("value", [".nan", ".inf", "-.inf", "1e999", "-0.5"])
 def test_a_spec_budget_must_be_a_finite_number(ftc, prov, tmp_path, home, value):
     register(prov, estimate_usd=1.25)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..budget import within_budget
-from .params import BUDGET
+from .params import BUDGET, PRICE
 
 
 def _common_prices(f):
@@ -71,7 +71,7 @@ def _from_spec(spec_path, file, epochs, method, adapter, budget=None):
               help="local: optimizer steps the calibration runs (default 8, the first one a warm-up).")
 @click.option("--batch-size", type=click.IntRange(min=1, max=4096), default=None, help="local: batch size (default 8).")
 @click.option("--max-seq-len", type=click.IntRange(min=32), default=None, help="local: max tokens per example (default 2048).")
-@click.option("--gpu-price-per-hour", type=click.FloatRange(min=0), default=None, metavar="USD",
+@click.option("--gpu-price-per-hour", type=PRICE, default=None, metavar="USD",
               help="local: what an hour of this machine costs (else the spec's local.gpu_price_per_hour / local.gpu).")
 @_spec_option
 @_common_prices
@@ -363,7 +363,7 @@ def _parse_gpu_prices(values: tuple[str, ...]) -> dict[str, float]:
               help="The model the self-hosted rows train and serve: a catalogue open model (llama-3.1-8b), default "
                    "(SmolLM2-135M-Instruct), an HF id or a model path. Default: the spec's local model with --spec, "
                    "else llama-3.1-8b.")
-@click.option("--gpu-price-per-hour", type=click.FloatRange(min=0), default=None, metavar="USD",
+@click.option("--gpu-price-per-hour", type=PRICE, default=None, metavar="USD",
               help="local:MODEL rows: what an hour of this machine costs (default: the spec's local price, else $0).")
 @_spec_option
 @_common_prices

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from .params import PRICE
+
 TITLES = {"prepare": "prepare the sample", "validate": "validate for every backend",
           "cost": "compare cost on every backend", "train": "fine-tune SmolLM2-135M locally (LoRA)",
           "eval": "evaluate base and fine-tuned", "report": "write the comparison report"}
@@ -21,7 +23,7 @@ TITLES = {"prepare": "prepare the sample", "validate": "validate for every backe
               help="Stop after the cost comparison (no training, no evaluation).")
 @click.option("--with", "with_", default="", metavar="openai,together",
               help="Also evaluate these hosted backends' models (needs their API keys; costs cents).")
-@click.option("--price-per-hour", type=click.FloatRange(min=0), default=None,
+@click.option("--price-per-hour", type=PRICE, default=None,
               help="$/h of this machine, for the local models' cost per 1K queries.")
 @click.option("--json", "as_json", is_flag=True, help="Print everything the demo produced as JSON.")
 def demo(out_dir: Path, epochs: int | None, queries_per_month: int, fast: bool, offline_only: bool, with_: str,

@@ -17,6 +17,8 @@ from typing import Any
 
 import click
 
+from .params import POSITIVE_PRICE
+
 _SUBCOMMANDS = ("run", "list", "show")
 
 
@@ -87,7 +89,7 @@ def eval_() -> None:
               help="Sampling temperature for remote models (local generation is greedy).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
               help="Local models: examples generated per batch.")
-@click.option("--gpu-price-per-hour", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--gpu-price-per-hour", type=POSITIVE_PRICE, default=None,
               help="Self-hosted models: USD per GPU-hour, for the cost per 1K queries.")
 @click.option("--gpu", default=None, help="Self-hosted models: a GPU offer from the price catalogue "
               "(e.g. runpod:a100-community) whose $/h prices the run.")

@@ -122,9 +122,11 @@ def _print_error(message: str, hint: str | None) -> None:
     from rich.markup import escape
 
     from ..secrets import redact
+    from ..textsafe import safe_text
     from .output import err
 
-    message, hint = redact(message), (redact(hint) if hint else hint)
+    # a provider's or a server's words may carry terminal escape sequences: shown, never obeyed
+    message, hint = safe_text(redact(message)), (safe_text(redact(hint)) if hint else hint)
 
     # The texts are plain: brackets in them (pip install "ftclient[hosted]", [code]) are shown as written.
     err.print(f"[bold red]error:[/bold red] {escape(message)}", highlight=False, markup=True, soft_wrap=True)

@@ -5,11 +5,14 @@ from __future__ import annotations
 import click
 
 
-class BudgetType(click.ParamType):
-    """A budget in USD: a finite number >= 0. ``nan``, ``inf`` and negatives are refused
-    (exit 2) before anything else runs."""
+class UsdType(click.ParamType):
+    """An amount in USD: a finite number >= 0 (> 0 with ``positive``). ``nan``, ``inf`` and
+    negatives are refused (exit 2) before anything else runs."""
 
     name = "usd"
+
+    def __init__(self, what: str, *, positive: bool = False):
+        self.what, self.positive = what, positive
 
     def convert(self, value, param, ctx):
         from ..budget import usable_usd
@@ -21,9 +24,12 @@ class BudgetType(click.ParamType):
                 v = float(str(value).strip())
             except ValueError:
                 self.fail(f"{value!r} is not a number of USD (e.g. 20 or 12.50)", param, ctx)
-        if not usable_usd(v):
-            self.fail(f"{value!r} is not a usable budget: give a finite number of USD, 0 or more", param, ctx)
+        if not usable_usd(v) or (self.positive and v == 0):
+            more = "more than 0" if self.positive else "0 or more"
+            self.fail(f"{value!r} is not a usable {self.what}: give a finite number of USD, {more}", param, ctx)
         return v
 
 
-BUDGET = BudgetType()
+BUDGET = UsdType("budget")
+PRICE = UsdType("price")
+POSITIVE_PRICE = UsdType("price", positive=True)
