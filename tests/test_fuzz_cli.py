@@ -245,7 +245,8 @@ def check_prepare_outputs(code: int, out_dir: Path) -> None:
 
 @FUZZ
 @given(data=data_files, suffix=st.sampled_from([".jsonl", ".json", ".csv", ".tsv", ".txt"]),
-       redact=st.booleans(), cols=st.sampled_from([(), ("--input-col", "text", "--output-col", "label")]))
+       redact=st.booleans(), cols=st.sampled_from([(), ("--input-col", "text", "--output-col", "label"),
+                                                    ("--json",)]))
 @example(data=b'{"text": "\\ud800", "label": "a"}\n' * 3 + b'{"text": "b", "label": "b"}\n', suffix=".jsonl",
          redact=False, cols=())
 @example(data=b'{"prompt": 1e999, "completion": "x"}\n{"prompt": "y", "completion": "z"}\n', suffix=".jsonl",
@@ -262,6 +263,8 @@ def test_prepare_never_crashes_and_writes_all_or_nothing(data, suffix, redact, c
         if code != 0:
             assert err.strip(), "a failure must say why"
         check_prepare_outputs(code, out_dir)
+        if code == 0 and "--json" in cols:
+            json.loads(out, parse_constant=_no_constant)
         assert [p.name for p in d.iterdir() if p.name not in {"input" + suffix, "out"}] == []
 
 
