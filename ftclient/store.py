@@ -554,6 +554,24 @@ def m006_eval_sessions(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE eval_results ADD COLUMN session INTEGER")
 
 
+@migration
+def m007_redact_eval_refs(conn: sqlite3.Connection) -> None:
+    """Credentials an older ftc stored with an evaluation run (an ``openai-compatible:`` URL's
+    ``user:pw@``, ``?key=``...) are redacted in place: the store keeps none from now on."""
+    from .secrets import redact
+
+    conn.execute("PRAGMA secure_delete = ON")  # the old text is overwritten, not left in a free page
+    rows = conn.execute("SELECT id, model_ref, params_json, summary_json FROM eval_runs").fetchall()
+    for run_id, ref, params, summary in rows:
+        new = [redact(v) if isinstance(v, str) else v for v in (ref, params, summary)]
+        if new != [ref, params, summary]:
+            conn.execute("UPDATE eval_runs SET model_ref = ?, params_json = ?, summary_json = ? WHERE id = ?",
+                         (*new, run_id))
+    for rowid, error in conn.execute("SELECT rowid, error FROM eval_results WHERE error IS NOT NULL").fetchall():
+        if isinstance(error, str) and redact(error) != error:
+            conn.execute("UPDATE eval_results SET error = ? WHERE rowid = ?", (redact(error), rowid))
+
+
 def schema_version(conn: sqlite3.Connection) -> int:
     """The number of the last migration applied to ``conn``'s database (0 for a new one)."""
     try:

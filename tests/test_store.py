@@ -122,6 +122,28 @@ def test_a_store_at_migration_n_upgrades_to_the_latest(tmp_path, start):
     assert schema(old) == schema(fresh)
 
 
+def test_credentials_an_older_ftc_stored_with_an_eval_run_are_redacted_on_upgrade(tmp_path):
+    from ftclient.store import m007_redact_eval_refs
+
+    user_pw = "alice:" + "s3cr3t" + "pw"  # built from pieces: no credential-like literal in the source
+    key = "k" + "9" * 12
+    ref = f"openai-compatible:http://{user_pw}@127.0.0.1:9/v1?api_key={key}#m"
+    old = tmp_path / "old.db"
+    conn = sqlite3.connect(old, isolation_level=None)
+    migrate(conn, MIGRATIONS.index(m007_redact_eval_refs))
+    conn.execute("INSERT INTO eval_runs (id, model_ref, data_path, data_sha256, params_json, state, created_at,"
+                 " updated_at, summary_json) VALUES ('ev-1', ?, 'e.jsonl', 'ab', ?, 'complete', 't', 't', ?)",
+                 (ref, json.dumps({"ref": ref}), json.dumps({"model_ref": ref})))
+    conn.execute("INSERT INTO eval_results (run_id, example_key, idx, error, created_at) VALUES ('ev-1', 'k1', 0, ?, 't')",
+                 (f"cannot connect to {ref[len('openai-compatible:'):]}",))
+    conn.close()
+    with Store(old) as s:
+        run = s.get_eval_run("ev-1")
+        assert run.model_ref.endswith("#m") and "127.0.0.1:9" in run.model_ref
+    raw = old.read_bytes()
+    assert b"s3cr3tpw" not in raw and key.encode() not in raw
+
+
 def test_a_store_from_a_newer_ftc_is_refused(db):
     Store(db).close()
     conn = sqlite3.connect(db, isolation_level=None)
