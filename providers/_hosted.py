@@ -157,6 +157,32 @@ class HostedBackend:
         return retry_call(fn, op=op, idempotent=idempotent, policy=self.policy, provider=self.name,
                           key_env=self.key_env or None, on_retry=self.on_retry)
 
+    def _chat_text(self, op: str, send: Callable[[], Any], *, hint: str) -> str:
+        """The text of one chat reply. ``send()`` opens the SDK's streaming response
+        (``...with_streaming_response.create(...)``); its body is read as ``ftc eval`` reads a
+        reply: at most ``DEFAULT_MAX_REPLY_BYTES``, within ``DEFAULT_TIMEOUT_S`` as a whole, then
+        checked by :func:`ftclient.evaluation.parse_reply`. A reply that is too large, too slow
+        or no chat completion (an HTML page, invalid UTF-8, ``"choices": []``) is a
+        ProviderError, never an empty answer, and never held in memory whole."""
+        from ftclient.evaluation import DEFAULT_MAX_REPLY_BYTES, DEFAULT_TIMEOUT_S, BadReply, parse_reply
+
+        def read() -> bytes:
+            t0, body = time.monotonic(), bytearray()
+            with send() as resp:
+                for chunk in resp.iter_bytes():
+                    body += chunk
+                    if len(body) > DEFAULT_MAX_REPLY_BYTES:
+                        raise BadReply(f"the reply is larger than {DEFAULT_MAX_REPLY_BYTES:,} bytes")
+                    if time.monotonic() - t0 > DEFAULT_TIMEOUT_S:
+                        raise BadReply(f"no complete reply within {DEFAULT_TIMEOUT_S:g} s")
+            return bytes(body)
+
+        try:
+            return parse_reply(self._call(op, read))["text"]
+        except BadReply as e:
+            raise ProviderError(f"{self._display} {op}: {e.reason}", hint, provider=self.name, op=op,
+                                reason=e.reason) from None
+
     # ------------------------------------------------------------------ hooks
 
     def _make_client(self) -> Any:  # pragma: no cover - abstract

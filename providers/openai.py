@@ -405,15 +405,6 @@ class OpenAIBackend(HostedBackend):
         """One chat completion; its text. The reply's body is checked as ``ftc eval`` checks
         it (:func:`ftclient.evaluation.parse_reply`): one that is no chat completion (an HTML
         page, invalid UTF-8, ``"choices": []``) is a ProviderError, not an empty answer."""
-        from ftclient.evaluation import BadReply, parse_reply
-        from ftclient.retry import ProviderError
-
-        op = f"chat with {model}"
-        raw = self._call(op, lambda: self.client.chat.completions.with_raw_response.create(
-            model=model, messages=[dict(m) for m in messages], **kw))
-        try:
-            return parse_reply(raw.http_response.content)["text"]
-        except BadReply as e:
-            raise ProviderError(f"{self._display} {op}: {e.reason}", "The reply was not a chat completion; "
-                                "check the base URL (OPENAI_BASE_URL) or try again.", provider=self.name, op=op,
-                                reason=e.reason) from None
+        return self._chat_text(f"chat with {model}", lambda: self.client.chat.completions.with_streaming_response.create(
+            model=model, messages=[dict(m) for m in messages], **kw),
+            hint="The reply was not a chat completion; check the base URL (OPENAI_BASE_URL) or try again.")

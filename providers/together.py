@@ -843,15 +843,7 @@ class TogetherBackend(HostedBackend):
     def chat(self, model: str, messages: Sequence[Mapping[str, Any]], **kw: Any) -> str:
         """One ``chat.completions.create`` call; the reply's text. A LoRA model needs its
         dedicated endpoint running (see the status's ``serving_note``)."""
-        from ftclient.evaluation import BadReply, parse_reply
-        from ftclient.retry import ProviderError
-
         msgs = [dict(m) for m in messages]
-        raw = self._call("chat", lambda: self.client.chat.completions.with_raw_response.create(
-            model=model, messages=msgs, **kw))
-        try:  # checked as ftc eval checks a reply: no chat completion is an error, not an empty answer
-            return parse_reply(raw.http_response.content)["text"]
-        except BadReply as e:
-            raise ProviderError(f"Together chat with {model}: {e.reason}", "The reply was not a chat completion; "
-                                "check TOGETHER_BASE_URL or try again.", provider=PROVIDER, op="chat",
-                                reason=e.reason) from None
+        return self._chat_text(f"chat with {model}", lambda: self.client.chat.completions.with_streaming_response.create(
+            model=model, messages=msgs, **kw),
+            hint="The reply was not a chat completion; check TOGETHER_BASE_URL or try again.")

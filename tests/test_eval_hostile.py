@@ -363,6 +363,23 @@ def test_chat_with_a_reply_that_is_no_chat_completion_is_one_clear_error(ftc, mo
     assert r.out == ""
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_AS and ru_maxrss semantics as on Linux")
+@pytest.mark.parametrize("fault", [endless, lambda: huge(50 * 1024 * 1024)])
+def test_chat_with_an_endless_or_huge_reply_stops_reading_under_a_memory_cap(server, tmp_path, fault):
+    """``ftc chat --backend openai`` against a server whose reply never ends (or is 50 MB):
+    one clear error once the reply passes the cap, and the process stays small."""
+    server.fail(fault(), times=10)
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    env = {**os.environ, "FTC_HOME": str(home), "OPENAI_API_KEY": server.api_key,
+           "OPENAI_BASE_URL": server.base_url, "NO_COLOR": "1"}
+    code, out, err, peak = _run_capped(["chat", "gpt-4o-mini", "hello", "--backend", "openai"], env,
+                                       1536 * 1024 * 1024)
+    assert code == 1 and "larger than" in err and "Traceback" not in err, err[-3000:]
+    assert out == ""
+    assert 0 < peak < 400 * 1024 * 1024, f"peak RSS {peak / 2**20:.0f} MB"
+
+
 def test_a_servers_error_text_is_stored_and_shown_without_escape_sequences(ftc, server, tmp_path):
     data = dataset(tmp_path, 6)
     server.fail(status(400, message="bad \x1b]0;owned\x07\x1b[2Jmodel"), times=100)

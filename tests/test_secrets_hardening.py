@@ -12,7 +12,6 @@ import json
 import os
 import sqlite3
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ from ftclient import secrets
 sys.path.insert(0, str(Path(__file__).parent))
 
 from compat_server import CompatServer  # noqa: E402
+from job_files import write_job  # noqa: E402
 
 A, B = "A1b2C3d4" * 3, "Z9y8X7w6" * 3
 OPENAI = "sk-" + "proj-" + A  # sk-proj-...
@@ -125,26 +125,6 @@ def test_the_demo_names_a_broken_key_rather_than_a_missing_one(monkeypatch):
 
 
 # ----------------------------------------------------------------------------- ftc train
-
-
-def write_job(d: Path) -> Path:
-    d.mkdir(parents=True, exist_ok=True)
-    with open(d / "train.jsonl", "w", encoding="utf-8") as f:
-        for i in range(12):
-            f.write(json.dumps({"messages": [{"role": "user", "content": f"my card {i} was charged twice"},
-                                             {"role": "assistant", "content": "card_payment"}]}) + "\n")
-    spec = d / "job.yaml"
-    spec.write_text(textwrap.dedent("""\
-        name: key-check
-        base_model: default
-        data:
-          train: train.jsonl
-        hyperparameters:
-          epochs: 1
-        openai:
-          model: gpt-4.1-mini-2025-04-14
-        """))
-    return spec
 
 
 def jobs_in(home: Path) -> list:

@@ -468,7 +468,7 @@ def resume_cmd(ctx, job, detach, budget, reopen, as_json) -> None:
     With --reopen, a cancelled local JOB continues from its last checkpoint.
     """
     from .. import jobs as J
-    from .output import err, info, out
+    from .output import err, info
 
     view_holder: dict[str, Any] = {}
 

@@ -73,7 +73,7 @@ def duration(seconds) -> str:
     return f"{h}h {m:02d}m"
 
 
-from ..textsafe import safe_text  # noqa: E402 - model and provider text for the terminal (re-exported)
+from ..textsafe import safe_text  # noqa: E402,F401 - model and provider text for the terminal (re-exported)
 
 
 def esc(text: Any) -> str:

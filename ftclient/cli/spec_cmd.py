@@ -41,7 +41,7 @@ def check(path: Path, as_json: bool) -> None:
     if as_json:
         output.emit_json({"ok": True, "spec": job.model_dump(mode="json"), "missing_files": missing})
     else:
-        output.out.print(f"[green]ok[/green] " + output.esc(f"{path}: {job.name} ({job.method}, {job.adapter}, base {job.base_model})"),
+        output.out.print("[green]ok[/green] " + output.esc(f"{path}: {job.name} ({job.method}, {job.adapter}, base {job.base_model})"),
                          highlight=False)
         for m in missing:
             output.warn(f"data file not found yet: {m}")

@@ -222,7 +222,7 @@ def _iter_json(p: Path, progress: ProgressFn | None) -> Iterator[tuple[int, Any]
     chunk = 1 << 16
 
     def more() -> bool:
-        nonlocal buf, pos, eof, chunk
+        nonlocal buf, pos, eof
         if eof:
             return False
         try:

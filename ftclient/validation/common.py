@@ -317,8 +317,6 @@ FUNCTION_NAME_RE = _re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 def check_tool_calls(tool_calls: Any, where: str, ln: int, add, code: str = "bad_tool_call") -> list[str]:
     """Check an assistant's ``tool_calls`` (id, type function, function.name, arguments
     a JSON string). ``add(line, code, message)`` records a problem. Returns the ids."""
-    import json
-
     ids: list[str] = []
     if not isinstance(tool_calls, list) or not tool_calls:
         add(ln, code, f"{where}.tool_calls must be a non-empty list, got {type_name(tool_calls)}")
