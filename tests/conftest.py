@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 from click.testing import CliRunner
@@ -72,3 +74,40 @@ def st(tmp_path, ftc_home):
     s = Store(tmp_path / "ftc.db")
     yield s
     s.close()
+
+
+@contextlib.contextmanager
+def _emulated(name: str, backend_cls: type, monkeypatch) -> Iterator:
+    """The real backend (its official SDK) against the local emulator of ``name``'s API, via the
+    environment; every response it sent is checked against the provider's schema at the end."""
+    from emulator import ProviderEmulator
+
+    from ftclient import backends as B
+
+    if name not in B.available_backends():
+        B.register_backend(name, backend_cls)
+    with ProviderEmulator(name) as emu:
+        for k, v in emu.env.items():
+            monkeypatch.setenv(k, v)
+        yield emu
+        emu.check_responses()
+
+
+@pytest.fixture
+def openai_emu(monkeypatch):
+    """The real OpenAIBackend (the openai SDK) against the local OpenAI emulator."""
+    pytest.importorskip("openai")
+    from ftclient.providers.openai import OpenAIBackend
+
+    with _emulated("openai", OpenAIBackend, monkeypatch) as emu:
+        yield emu
+
+
+@pytest.fixture
+def together_emu(monkeypatch):
+    """The real TogetherBackend (the together SDK) against the local Together emulator."""
+    pytest.importorskip("together")
+    from ftclient.providers.together import TogetherBackend
+
+    with _emulated("together", TogetherBackend, monkeypatch) as emu:
+        yield emu

@@ -235,22 +235,6 @@ def test_openai_submission_is_refused_before_any_request_and_records_no_job(tmp_
 # --------------------------------------------------------------------------- train, through the emulator
 
 
-@pytest.fixture
-def together_emu(monkeypatch):
-    pytest.importorskip("together")
-    from emulator import ProviderEmulator
-
-    from ftclient.providers.together import TogetherBackend
-
-    if "together" not in B.available_backends():
-        B.register_backend("together", TogetherBackend)
-    with ProviderEmulator("together") as emu:
-        for k, v in emu.env.items():
-            monkeypatch.setenv(k, v)
-        yield emu
-        emu.check_responses()
-
-
 def test_dry_run_shows_the_exact_estimate_and_sends_nothing(tmp_path, ftc, together_emu):
     rows = _rows(20)
     _write(tmp_path / "train.parquet", rows)

@@ -8,11 +8,10 @@ import json
 
 import pytest
 
-from emulator import ProviderEmulator, status
+from emulator import status
 
 together = pytest.importorskip("together")
 
-from ftclient import backends as B  # noqa: E402
 from ftclient import jobs as J  # noqa: E402
 from ftclient.errors import SpecError  # noqa: E402
 from ftclient.providers.together import TogetherBackend  # noqa: E402
@@ -44,15 +43,10 @@ def write_spec(tmp_path, model):
 
 
 @pytest.fixture
-def emu(monkeypatch, ftc_home):
-    """The real TogetherBackend (together SDK) against the emulator, via the environment."""
-    if "together" not in B.available_backends():
-        B.register_backend("together", TogetherBackend)
-    with ProviderEmulator("together") as e:
-        for k, v in e.env.items():
-            monkeypatch.setenv(k, v)
-        yield e
-        e.check_responses()  # every body sent, the supported list and the limits too, is as documented
+def emu(ftc_home, together_emu):
+    """The real TogetherBackend (together SDK) against the emulator, via the environment; every
+    body sent, the supported list and the limits too, is checked as documented."""
+    yield together_emu
 
 
 def paths(emu):

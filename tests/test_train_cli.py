@@ -9,7 +9,6 @@ import pytest
 
 from fake_backend import home, prov, spec  # noqa: F401  (fixtures)
 from fake_backend import SECRET, FakeBackend, network_calls, register, write_spec
-from ftclient import backends as B
 from ftclient import jobs as J
 
 
@@ -222,23 +221,6 @@ def test_a_real_process_has_no_traceback(ftc_proc, tmp_path, spec):
 # --------------------------------------------------------------------------- end to end: the real OpenAI backend
 
 
-@pytest.fixture
-def openai_emu(monkeypatch):
-    """The real OpenAIBackend (the openai SDK) against the local OpenAI emulator, via the environment."""
-    pytest.importorskip("openai")
-    from emulator import ProviderEmulator
-
-    from ftclient.providers.openai import OpenAIBackend
-
-    if "openai" not in B.available_backends():  # until pyproject names it as an entry point
-        B.register_backend("openai", OpenAIBackend)
-    with ProviderEmulator("openai") as emu:
-        for k, v in emu.env.items():
-            monkeypatch.setenv(k, v)
-        yield emu
-        emu.check_responses()
-
-
 def _openai_spec(tmp_path, **extra):
     d = tmp_path / "oa"
     d.mkdir()
@@ -281,23 +263,6 @@ def test_end_to_end_budget_exceeded_sends_no_request(ftc, openai_emu, tmp_path):
     r = ftc("train", spec, "--backend", "openai", "--dry-run", "--json")
     assert r.code == 0 and r.json()["plan"]["estimate_usd"] > 0
     assert openai_emu.requests == []
-
-
-@pytest.fixture
-def together_emu(monkeypatch):
-    """The real TogetherBackend (the together SDK) against the local Together emulator."""
-    pytest.importorskip("together")
-    from emulator import ProviderEmulator
-
-    from ftclient.providers.together import TogetherBackend
-
-    if "together" not in B.available_backends():
-        B.register_backend("together", TogetherBackend)
-    with ProviderEmulator("together") as emu:
-        for k, v in emu.env.items():
-            monkeypatch.setenv(k, v)
-        yield emu
-        emu.check_responses()
 
 
 def _together_spec(tmp_path, rows=40):
