@@ -152,16 +152,6 @@ class SelfHostModel:
                 "params_exact": self.params_exact}
 
 
-def _catalogue_open_model_for(hf_or_name: str, cat: Catalogue):
-    low = hf_or_name.lower().rstrip("/")
-    tail = low.rsplit("/", 1)[-1].removesuffix(".gguf").split(".")[0]
-    for key, d in (cat.data.get("open_models") or {}).items():
-        hf = str(d.get("hf_id") or "").lower()
-        if low in (key, hf) or (hf and tail == hf.rsplit("/", 1)[-1]):
-            return cat.open_model(key)
-    return None
-
-
 def resolve_self_host_model(name: "str | SelfHostModel | None", cat: Catalogue) -> SelfHostModel:
     """The self-hosted rows' model and its parameter count.
 
@@ -195,7 +185,7 @@ def resolve_self_host_model(name: "str | SelfHostModel | None", cat: Catalogue) 
         counter_ref, tok = f"hf:{target}", target
     found = param_count(target)
     if found is None:
-        om = _catalogue_open_model_for(target, cat)
+        om = cat.open_model_for(target)
         if om is not None:
             found_b, basis, exact = om.params_b, f"price catalogue, open_models.{om.key} ({om.source})", False
         else:

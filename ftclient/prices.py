@@ -499,6 +499,18 @@ class Catalogue:
         )
 
     # ------------------------------------------------------------- open models
+    def open_model_for(self, name: str) -> OpenModel | None:
+        """The open model whose key or HF id is ``name``, or whose HF id ends in the model name of
+        a path, a ``.gguf`` file or a converted GGUF folder (``SmolLM2-135M-Instruct.Q4_1``);
+        None when the catalogue has none."""
+        low = str(name).lower().rstrip("/")
+        tail = low.rsplit("/", 1)[-1].removesuffix(".gguf").split(".")[0]
+        for key, d in (self.data.get("open_models") or {}).items():
+            hf = str(d.get("hf_id") or "").lower()
+            if low in (key, hf) or (hf and tail == hf.rsplit("/", 1)[-1]):
+                return self.open_model(key)
+        return None
+
     def open_model(self, name: str) -> OpenModel:
         oms = self.data.get("open_models", {})
         key = name.lower()

@@ -625,16 +625,7 @@ def _open_model(o: Option, cat) -> Any:
     base = o.base_model or o.model
     if o.backend == "local" and base in (None, "", "default"):
         base = LOCAL_DEFAULT_MODEL_HF_ID
-    if not base:
-        return None
-    b = str(base).lower().rstrip("/")
-    # a converted GGUF cache dir is named like SmolLM2-135M-Instruct.Q4_1
-    tail = b.rsplit("/", 1)[-1].removesuffix(".gguf").split(".")[0]
-    for key, d in (cat.data.get("open_models") or {}).items():
-        hf = str(d.get("hf_id") or "").lower()
-        if b in (key, hf) or (hf and tail == hf.rsplit("/", 1)[-1]):
-            return cat.open_model(key)
-    return None
+    return cat.open_model_for(base) if base else None
 
 
 def _price(o: Option, cat, gpu, q: int) -> None:

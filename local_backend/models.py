@@ -300,7 +300,13 @@ _quiet_transformers = quiet_offline_libraries
 
 
 def _atomic_dir(final: Path, build) -> Path:
-    """Build a directory via ``build(tmp_dir)`` and rename it to ``final`` (first writer wins)."""
+    """``final`` when a finished copy is there (its completion marker); otherwise build it via
+    ``build(tmp_dir)`` and rename it to ``final`` (first writer wins). A leftover without the
+    marker (a killed build) is removed first."""
+    if (final / _COMPLETE).is_file():
+        return final
+    if final.exists():  # a broken leftover (no completion marker)
+        shutil.rmtree(final, ignore_errors=True)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
@@ -321,11 +327,6 @@ def converted_gguf_dir(source: ModelSource) -> Path:
     assert source.kind == "gguf"
     final = source.cache_dir
     assert final is not None
-    if (final / _COMPLETE).is_file():
-        return final
-    if final.exists():  # a broken leftover (no completion marker)
-        shutil.rmtree(final, ignore_errors=True)
-
     def build(tmp: Path) -> None:
         import time
 
@@ -394,11 +395,6 @@ def tokenizer_dir(source: ModelSource) -> Path:
     from ftclient.paths import ftc_home
 
     final = ftc_home() / TOKENIZERS_DIR / source.name
-    if (final / _COMPLETE).is_file():
-        return final
-    if final.exists():  # a broken leftover (no completion marker)
-        shutil.rmtree(final, ignore_errors=True)
-
     def build(tmp: Path) -> None:
         from transformers import AutoTokenizer
 
