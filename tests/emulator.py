@@ -25,6 +25,15 @@ Account-level fault modes: ``emu.refuse_fine_tuning()`` (OpenAI) answers every c
 the way OpenAI refuses organisations that may no longer start fine-tuning jobs (no
 inference on a fine-tuned model in the past 60 days), in OpenAI's error shape.
 
+An organisation's past (OpenAI): ``emu.add_fine_tune(model, status=..., created="2026-09-01",
+training=b"...", validation=None, downloadable=False, n_epochs=..., suffix=...)`` stores a job
+in its final (or given) state with its files, events and checkpoints; a final one never moves.
+``GET /files/{id}/content`` hands out only ``downloadable`` seeded files (others, and every
+"fine-tune" upload, get OpenAI's 400 "Not allowed to download files of purpose: fine-tune.").
+``GET /models`` lists a few base models and every succeeded job's model;
+``emu.shut_down(model, after=N)``: N more chat answers, then the model is gone (404
+model_not_found for chat and ``GET /models/{model}``, and no longer listed).
+
 See docs/testing-providers.md.
 """
 
@@ -45,7 +54,7 @@ from email.parser import BytesParser
 from email.policy import HTTP as _HTTP_POLICY
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 __all__ = [
     "ProviderEmulator",
@@ -168,6 +177,33 @@ def _short(n: int = 24) -> str:
     return uuid.uuid4().hex[:n]
 
 
+def _epoch(when: Any) -> int:
+    """Epoch seconds of an ISO date/datetime string, a date/datetime (naive = UTC) or a number."""
+    if isinstance(when, bool):
+        raise TypeError(f"not a time: {when!r}")
+    if isinstance(when, (int, float)):
+        return int(when)
+    if isinstance(when, str):
+        text = when.strip()
+        when = _dt.datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+    if isinstance(when, _dt.date) and not isinstance(when, _dt.datetime):
+        when = _dt.datetime(when.year, when.month, when.day)
+    if isinstance(when, _dt.datetime):
+        return int((when if when.tzinfo else when.replace(tzinfo=_dt.timezone.utc)).timestamp())
+    raise TypeError(f"not a time: {when!r}")
+
+
+#: What OpenAI's GET /models lists besides an organisation's fine-tuned models (owned_by "system").
+OPENAI_BASE_MODELS = {
+    "gpt-4o-mini-2024-07-18": 1721172717,
+    "gpt-4o-2024-08-06": 1722814719,
+    "gpt-4.1-2025-04-14": 1744316542,
+    "gpt-4.1-mini-2025-04-14": 1744317547,
+    "gpt-4.1-nano-2025-04-14": 1744321025,
+    "gpt-3.5-turbo-0125": 1706048358,
+}
+
+
 # --------------------------------------------------------------------------- HTTP layer
 
 
@@ -273,6 +309,7 @@ class ProviderEmulator:
         self.organization = organization
         self.together_user = together_user
         self.fine_tuning_refusal: tuple[int, str] | None = None  # see refuse_fine_tuning()
+        self.shutdowns: dict[str, int] = {}  # model -> chat answers left before it is gone (see shut_down())
         self.requests: list[RecordedRequest] = []
         self.responses: list[RecordedResponse] = []
         self.jobs: dict[str, dict] = {}  # id -> internal job record (see _new_job)
@@ -364,6 +401,101 @@ class ProviderEmulator:
         is created. ``refuse_fine_tuning(0)`` turns it off."""
         with self._lock:
             self.fine_tuning_refusal = (status, message or self.INACTIVE_ORG_MESSAGE) if status else None
+
+    #: The error of a job seeded as failed without one.
+    SEEDED_JOB_ERROR = {"code": "server_error", "param": None,
+                        "message": "The job failed due to an internal error. Please try again."}
+
+    def add_fine_tune(self, model: str, *, training: bytes, status: str = "succeeded", created: Any = None,
+                      validation: bytes | None = None, downloadable: bool = False,
+                      n_epochs: int | str = "auto", learning_rate_multiplier: float | str = "auto",
+                      batch_size: int | str = "auto", method: str = "supervised", suffix: str | None = None,
+                      trained_tokens: int | None = None, error: dict | None = None) -> dict:
+        """OpenAI: an organisation's past fine-tuning job, stored in ``jobs`` as if made through the
+        API and returned in its wire form (``GET /fine_tuning/jobs/{id}``).
+
+        ``created``: an ISO date/datetime string, a date/datetime (naive = UTC) or epoch seconds
+        (default: now). The job is put in ``status`` at once, with the events, metrics and
+        checkpoints of its way there; a final one (succeeded, failed, cancelled) finished an hour
+        after ``created`` and never moves again; a seeded validating_files/queued/running job
+        moves on from there like any other (its timeline restarts now). ``training`` and
+        ``validation`` become processed "fine-tune" files (train.jsonl, valid.jsonl) created with
+        the job; ``GET /files/{id}/content`` hands them out only when ``downloadable``.
+        ``trained_tokens`` (succeeded jobs, when None): the whitespace-separated tokens of the
+        training file times ``n_epochs`` ("auto" is 3). ``error`` (failed jobs):
+        ``{"code", "message", "param"}``, default ``SEEDED_JOB_ERROR``; a code
+        invalid_training_file / invalid_file_format fails it while validating files.
+        """
+        if self.provider != "openai":
+            raise ValueError("add_fine_tune() seeds the OpenAI emulator only")
+        if status not in ("validating_files", "queued", "running", "succeeded", "failed", "cancelled"):
+            raise ValueError(f"not an OpenAI fine-tuning job status: {status!r}")
+        if method not in ("supervised", "dpo"):
+            raise ValueError(f"method must be 'supervised' or 'dpo', not {method!r}")
+        if not model or not isinstance(training, (bytes, bytearray)) or not (
+                validation is None or isinstance(validation, (bytes, bytearray))):
+            raise TypeError("add_fine_tune() needs a model and training (and validation) as bytes")
+        t0 = _now() if created is None else _epoch(created)
+        with self._lock:
+            file_ids: dict[str, str | None] = {}
+            for key, name, content in (("training_file", "train.jsonl", training),
+                                       ("validation_file", "valid.jsonl", validation)):
+                file_ids[key] = None
+                if content is not None:
+                    fid = file_ids[key] = f"file-{_short(22)}"
+                    self.files[fid] = {"id": fid, "bytes": len(content), "created_at": t0, "filename": name,
+                                       "purpose": "fine-tune", "_content": bytes(content), "_ready_at": 0.0,
+                                       "_downloadable": bool(downloadable)}
+            hp: dict[str, Any] = {"batch_size": batch_size, "learning_rate_multiplier": learning_rate_multiplier,
+                                  "n_epochs": n_epochs}
+            if method == "dpo":
+                hp["beta"] = "auto"
+            failure = None
+            if status == "failed":
+                err = {**self.SEEDED_JOB_ERROR, **(error or {})}
+                failure = {"code": err["code"], "message": err["message"], "param": err.get("param")}
+            jid = f"ftjob-{_short(24)}"
+            job = {"id": jid, "created_at": t0, "model": model, "training_file": file_ids["training_file"],
+                   "validation_file": file_ids["validation_file"], "suffix": suffix, "seed": 42,
+                   "method": {"type": method, method: {"hyperparameters": hp}}, "metadata": None,
+                   "integrations": None, "_state": "validating_files", "_phase": 0, "_t0": time.time(),
+                   "_events": [], "_checkpoints": [], "_failure": failure, "_step": 0, "fine_tuned_model": None,
+                   "finished_at": None, "trained_tokens": None, "error": None, "result_files": [],
+                   "_seeded": True}
+            self.jobs[jid] = job
+            self._oa_event(job, "info", f"Validating training file: {job['training_file']}")
+            self._oa_event(job, "info", "Created fine-tuning job")
+            target = "running" if status == "cancelled" else status
+            while job["_state"] != target and not self._terminal(job):
+                self._step(job)
+            if status == "cancelled":
+                job["_state"] = "cancelled"
+                self._oa_event(job, "info", "Fine-tuning job cancelled")
+            final = self._terminal(job)
+            if trained_tokens is None and status in ("succeeded", "validating_files", "queued", "running"):
+                words = len(bytes(training).decode("utf-8", "replace").split())
+                epochs = self._oa_resolved_hp(job)["n_epochs"]
+                trained_tokens = words * epochs if isinstance(epochs, int) else words
+            job["_trained_tokens"] = trained_tokens  # also what a seeded running job ends with
+            job["trained_tokens"] = trained_tokens if final else None
+            job["finished_at"] = t0 + 3600 if final else None
+            # Its past, spread over the hour (a final job) or a minute apart.
+            past = sorted(job["_events"] + job["_checkpoints"], key=lambda e: e["_seq"])
+            for i, ev in enumerate(past):
+                ev["created_at"] = t0 + (3600 * i // max(1, len(past) - 1) if final else 60 * i)
+            job["_phase"], job["_t0"] = 0, time.time()
+            return copy.deepcopy(self._oa_job_wire(job))
+
+    def shut_down(self, model: str, *, after: int = 0) -> None:
+        """OpenAI: ``model`` answers ``after`` more chat completions, then it is gone: chat
+        completions and ``GET /models/{model}`` answer 404 ``model_not_found``, and
+        ``GET /models`` no longer lists it. The last call for a model wins."""
+        if self.provider != "openai":
+            raise ValueError("shut_down() is for the OpenAI emulator only")
+        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+            raise ValueError(f"after must be an integer >= 0, not {after!r}")
+        with self._lock:
+            self.shutdowns[model] = after
 
     def advance(self, job_id: str | None = None, n: int = 1) -> None:
         """Move one job (or every job) n phases on."""
@@ -599,7 +731,11 @@ class ProviderEmulator:
             ("POST", re.compile(r"/v1/files"), self._oa_file_create, "/files"),
             ("GET", re.compile(r"/v1/files"), self._oa_file_list, "/files"),
             ("GET", re.compile(r"/v1/files/(?P<file_id>[^/]+)"), self._oa_file_get, "/files/{file_id}"),
+            ("GET", re.compile(r"/v1/files/(?P<file_id>[^/]+)/content"), self._oa_file_content,
+             "/files/{file_id}/content"),  # routes are full matches: /files/{id} does not take this one
             ("DELETE", re.compile(r"/v1/files/(?P<file_id>[^/]+)"), self._oa_file_delete, "/files/{file_id}"),
+            ("GET", re.compile(r"/v1/models"), self._oa_model_list, "/models"),
+            ("GET", re.compile(r"/v1/models/(?P<model>[^/]+)"), self._oa_model_get, "/models/{model}"),
             ("POST", re.compile(r"/v1/fine_tuning/jobs"), self._oa_job_create, "/fine_tuning/jobs"),
             ("GET", re.compile(r"/v1/fine_tuning/jobs"), self._oa_job_list, "/fine_tuning/jobs"),
             ("GET", re.compile(rf"/v1/fine_tuning/jobs/{J}"), self._oa_job_get,
@@ -670,6 +806,47 @@ class ProviderEmulator:
         self._oa_get_file(file_id)
         del self.files[file_id]
         return {"id": file_id, "object": "file", "deleted": True}
+
+    #: Purposes whose uploads OpenAI does not hand back through GET /files/{id}/content.
+    OPENAI_NO_DOWNLOAD = ("fine-tune", "assistants")
+
+    def _oa_file_content(self, req: RecordedRequest, file_id: str):
+        f = self._oa_get_file(file_id)
+        if not f.get("_downloadable", f["purpose"] not in self.OPENAI_NO_DOWNLOAD):
+            raise _ApiError(400, f"Not allowed to download files of purpose: {f['purpose']}.",
+                            type_="invalid_request_error")
+        return _Binary(f["_content"])
+
+    # models
+
+    def _oa_gone(self, model: str) -> bool:
+        return self.shutdowns.get(model) == 0
+
+    def _oa_models(self) -> dict[str, dict]:
+        """id -> Model: the base models, then every succeeded job's fine-tuned model, less those shut down."""
+        out = {m: {"id": m, "object": "model", "created": t, "owned_by": "system"}
+               for m, t in OPENAI_BASE_MODELS.items()}
+        for job in sorted(self.jobs.values(), key=lambda j: (j["created_at"], j["_t0"])):
+            self._tick(job)
+            m = job["fine_tuned_model"]
+            if job["_state"] == "succeeded" and m:
+                out[m] = {"id": m, "object": "model", "created": job["finished_at"], "owned_by": self.organization}
+        return {m: w for m, w in out.items() if not self._oa_gone(m)}
+
+    @staticmethod
+    def _oa_model_not_found(model: str) -> _ApiError:
+        return _ApiError(404, f"The model `{model}` does not exist or you do not have access to it.",
+                         type_="invalid_request_error", err_code="model_not_found")
+
+    def _oa_model_list(self, req: RecordedRequest):
+        return {"object": "list", "data": list(self._oa_models().values())}
+
+    def _oa_model_get(self, req: RecordedRequest, model: str):
+        model = unquote(model)  # the SDK leaves ':' as it is, but quotes '/'
+        found = self._oa_models().get(model)
+        if found is None:
+            raise self._oa_model_not_found(model)
+        return found
 
     # jobs
 
@@ -764,7 +941,7 @@ class ProviderEmulator:
                                                            job["id"].split("-")[1][:8]) if x is not None)
             job["_state"] = "succeeded"
             job["finished_at"] = _now()
-            job["trained_tokens"] = 1000 * self.running_steps
+            job["trained_tokens"] = job.get("_trained_tokens") or 1000 * self.running_steps
             job["result_files"] = [f"file-{_short(22)}"]
             self._oa_event(job, "info", f"New fine-tuned model created: {job['fine_tuned_model']}")
             self._oa_event(job, "info", "The job has successfully completed")
@@ -862,10 +1039,12 @@ class ProviderEmulator:
                             "you must provide a model parameter", param="messages" if model else "model")
         if b.get("stream"):
             raise _ApiError(400, "The emulator does not stream.", param="stream")
-        if model.startswith("ft:") and not any(j["fine_tuned_model"] == model for j in self.jobs.values()):
-            raise _ApiError(404, f"The model `{model}` does not exist or you do not have access to it.",
-                            err_code="model_not_found")
+        if self._oa_gone(model) or (
+                model.startswith("ft:") and not any(j["fine_tuned_model"] == model for j in self.jobs.values())):
+            raise self._oa_model_not_found(model)
         text = self._reply_text(messages, model)
+        if model in self.shutdowns:
+            self.shutdowns[model] -= 1  # one answer fewer before it is gone
         pt = sum(self._tokens(m.get("content") or "") for m in messages)
         ct = self._tokens(text)
         return {"id": f"chatcmpl-{_short(29)}", "object": "chat.completion", "created": _now(), "model": model,
