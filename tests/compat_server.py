@@ -50,8 +50,10 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Callable
+
+from http_server import LocalHTTPServer
 
 __all__ = ["CompatServer", "Fault", "status", "drop", "raw", "endless", "huge", "patched", "slow", "count_tokens",
            "prompt_tokens"]
@@ -166,13 +168,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.owner._serve(self)  # type: ignore[attr-defined]
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    request_queue_size = 256
-    allow_reuse_address = True
-
-
 class CompatServer:
     """See the module docstring. Use as a context manager, or call :meth:`close`."""
 
@@ -188,12 +183,10 @@ class CompatServer:
         self._faults: list[Fault] = []
         self._window: collections.deque[tuple[float, int]] = collections.deque()
         self.reset_counters()
-        self._httpd = _HTTPServer(("127.0.0.1", 0), _Handler)
+        self._httpd = LocalHTTPServer(_Handler)
         self._httpd.owner = self  # type: ignore[attr-defined]
-        self.port = self._httpd.server_address[1]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
-        self._thread.start()
+        self.port = self._httpd.port
+        self._httpd.start()
 
     # ---------------------------------------------------------------- control
 
@@ -233,9 +226,7 @@ class CompatServer:
         return self
 
     def close(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
+        self._httpd.close()
 
     def __enter__(self) -> "CompatServer":
         return self

@@ -52,9 +52,11 @@ import uuid
 from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP as _HTTP_POLICY
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Callable
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from http_server import LocalHTTPServer
 
 __all__ = [
     "ProviderEmulator",
@@ -248,11 +250,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-
 def _parse_multipart(content_type: str, raw: bytes) -> dict:
     msg = BytesParser(policy=_HTTP_POLICY).parsebytes(
         b"Content-Type: " + content_type.encode("latin-1") + b"\r\nMIME-Version: 1.0\r\n\r\n" + raw)
@@ -319,8 +316,7 @@ class ProviderEmulator:
         self._job_failures: list[dict] = []
         self._lock = threading.RLock()
         self._stopping = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self._server: LocalHTTPServer | None = None
         self._clock = itertools.count(1)
         self.port: int | None = None
         self._routes = self._openai_routes() if provider == "openai" else self._together_routes()
@@ -329,19 +325,16 @@ class ProviderEmulator:
 
     def start(self) -> "ProviderEmulator":
         if self._server is None:
-            self._server = _Server(("127.0.0.1", 0), _Handler)
+            self._server = LocalHTTPServer(_Handler)
             self._server.emulator = self  # type: ignore[attr-defined]
-            self.port = self._server.server_address[1]
-            self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                            name=f"emulator-{self.provider}", daemon=True)
-            self._thread.start()
+            self.port = self._server.port
+            self._server.start()
         return self
 
     def stop(self) -> None:
         self._stopping.set()  # releases hung handlers
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.close()
             self._server = None
 
     def __enter__(self) -> "ProviderEmulator":

@@ -22,9 +22,8 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import traceback
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -32,6 +31,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from http_server import LocalHTTPServer
 from ftclient.cli.main import cli
 
 settings.register_profile("ftc-fuzz", max_examples=60, deadline=None, derandomize=True, database=None,
@@ -342,15 +342,11 @@ class _ReplyServer:
                 except OSError:
                     pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
-        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self.httpd = LocalHTTPServer(Handler).start()
+        self.base_url = f"http://127.0.0.1:{self.httpd.port}/v1"
 
     def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.httpd.close()
 
 
 @pytest.fixture(scope="module")

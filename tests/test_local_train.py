@@ -47,10 +47,11 @@ def tiny(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
 
 
-def _stray_threads() -> list[str]:
+def _new_threads(before: set) -> list[str]:
+    """Threads alive now that were not in ``before`` (what earlier tests left is theirs)."""
     import threading
 
-    return [t.name for t in threading.enumerate() if t is not threading.main_thread()]
+    return [t.name for t in threading.enumerate() if t is not threading.main_thread() and t not in before]
 
 
 @pytest.fixture(autouse=True)
@@ -375,9 +376,12 @@ def test_resume_continues_with_the_same_data_order(tmp_path, tiny):
 
 
 def test_training_sends_no_telemetry_and_leaves_no_threads(tmp_path, tiny):
+    import threading
+
     spec = make_spec(tmp_path, tiny, n=4)
+    before = set(threading.enumerate())
     lt.train(spec, output_dir=tmp_path / "out", plan=lt.make_plan(spec, devices=CPU))
-    assert _stray_threads() == []  # no HF telemetry worker, no tqdm monitor
+    assert _new_threads(before) == []  # no HF telemetry worker, no tqdm monitor
 
 
 def test_local_backend_imports_stay_light():

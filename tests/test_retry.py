@@ -16,10 +16,11 @@ import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
+from http_server import LocalHTTPServer
 from ftclient.errors import FtcError
 from ftclient.retry import (
     AMBIGUOUS,
@@ -83,18 +84,14 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-
+class _Server(LocalHTTPServer):
     def __init__(self, port: int = 0):
-        super().__init__(("127.0.0.1", port), _Handler)
-        self.port = self.server_address[1]
+        super().__init__(_Handler, port)
         self.stop = threading.Event()
         self.lock = threading.Lock()
         self.requests: list[tuple[str, str, dict]] = []
         self.responses: list = [(200, {}, {})]
-        threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self.start()
 
     def script(self, *responses) -> "_Server":
         """Responses in order; the last one repeats."""
@@ -113,10 +110,9 @@ class _Server(ThreadingHTTPServer):
     def count(self) -> int:
         return len(self.requests)
 
-    def close(self) -> None:
+    def close(self, timeout: float = 5.0) -> None:
         self.stop.set()
-        self.shutdown()
-        self.server_close()
+        super().close(timeout)
 
 
 @pytest.fixture(autouse=True)
