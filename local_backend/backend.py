@@ -158,6 +158,12 @@ class LocalBackend:
         self._children: dict[int, subprocess.Popen] = {}
         self._chat_cache: dict[str, tuple[Any, Any]] = {}
 
+    def default_learning_rate(self, method: str = "sft", adapter: str = "lora") -> float | None:
+        """The learning rate a spec without one trains with."""
+        from .train import DEFAULT_LR
+
+        return DEFAULT_LR.get((method, adapter))
+
     # ------------------------------------------------------------------ offline checks
 
     def validate(self, spec: Any, data_path: Any) -> Any:

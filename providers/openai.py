@@ -36,6 +36,7 @@ from typing import Any, Mapping, Sequence
 
 from ftclient.backends import Checkpoint, JobEvent, JobState, JobStatus, map_state, to_datetime
 from ftclient.errors import SpecError
+from ftclient.migrate.source import DownloadRefused, PastFineTune, ProviderFile
 from ftclient.retry import RequestRejected
 
 from ._hosted import HostedBackend, epoch
@@ -400,6 +401,69 @@ class OpenAIBackend(HostedBackend):
         return raw.get("fine_tuned_model") if raw.get("status") == "succeeded" else None
 
     download_refusal = "OpenAI keeps fine-tuned weights on its side and serves them only through its API"
+
+    # ------------------------------------------------------------------ migration source
+
+    #: ``ftc migrate`` can list this account's fine-tunes (see ftclient.migrate.source).
+    lists_fine_tunes = True
+
+    def fine_tunes(self) -> list[PastFineTune]:
+        """Every fine-tuning job of the organisation, newest first (all pages)."""
+        jobs = self._call("list fine-tuning jobs", lambda: list(self.client.fine_tuning.jobs.list(limit=100)))
+        out = []
+        for j in jobs:
+            raw = _dump(j)
+            method = raw.get("method") if isinstance(raw.get("method"), Mapping) else {}
+            mtype = str(method.get("type") or "supervised")
+            hp = dict(raw.get("hyperparameters") or {})
+            block = method.get(mtype) if isinstance(method.get(mtype), Mapping) else {}
+            hp.update({k: v for k, v in dict(block.get("hyperparameters") or {}).items() if v is not None})
+            err = raw.get("error") if isinstance(raw.get("error"), Mapping) else {}
+            out.append(PastFineTune(
+                source=self.name, job_id=str(raw.get("id")), status=str(raw.get("status") or ""),
+                base_model=str(raw.get("model") or ""), fine_tuned_model=raw.get("fine_tuned_model"),
+                created_at=to_datetime(raw.get("created_at")), finished_at=to_datetime(raw.get("finished_at")),
+                method=mtype, hyperparameters=hp,
+                trained_tokens=raw.get("trained_tokens") if isinstance(raw.get("trained_tokens"), int) else None,
+                training_file=raw.get("training_file"), validation_file=raw.get("validation_file"),
+                suffix=raw.get("user_provided_suffix"),
+                error=(err.get("message") or err.get("code")) if err else None))
+        return out
+
+    def file_info(self, file_id: str) -> ProviderFile:
+        """The metadata of an uploaded file (``exists`` False once OpenAI no longer has it)."""
+        try:
+            f = _dump(self._call(f"get file {file_id}", lambda: self.client.files.retrieve(file_id)))
+        except RequestRejected as e:
+            if e.status_code == 404:
+                return ProviderFile(id=file_id, exists=False)
+            raise
+        size = f.get("bytes")
+        return ProviderFile(id=file_id, filename=f.get("filename"), bytes=size if isinstance(size, int) else None,
+                            created_at=to_datetime(f.get("created_at")), purpose=f.get("purpose"),
+                            exists=f.get("status") != "deleted")
+
+    def download_file(self, file_id: str, dest: Path, *, max_bytes: int) -> None:
+        """The file's bytes into ``dest`` (streamed; at most ``max_bytes``). OpenAI does not
+        hand out files uploaded for fine-tuning: that refusal is a DownloadRefused."""
+        def fetch() -> None:
+            n = 0
+            with self.client.with_streaming_response.files.content(file_id) as resp, open(dest, "wb") as out:
+                for chunk in resp.iter_bytes():
+                    n += len(chunk)
+                    if n > max_bytes:
+                        raise DownloadRefused(f"OpenAI file {file_id} is larger than {max_bytes:,} bytes; not downloaded")
+                    out.write(chunk)
+
+        try:
+            self._call(f"download file {file_id}", fetch)
+        except RequestRejected as e:
+            if e.status_code in (400, 403, 404):
+                msg, _ = _error_text(e.error) if e.error is not None else ("", "")
+                why = msg or e.message
+                raise DownloadRefused(f"OpenAI does not hand out file {file_id}: {why}",
+                                      hint="Use your own copy of the file.") from None
+            raise
 
     def chat(self, model: str, messages: Sequence[Mapping[str, Any]], **kw: Any) -> str:
         """One chat completion; its text. The reply's body is checked as ``ftc eval`` checks

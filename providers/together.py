@@ -462,6 +462,13 @@ class TogetherBackend(HostedBackend):
     key_env = KEY_ENV
     sdk = "together"
 
+    #: The learning rate Together trains with when the request names none.
+    DEFAULT_LEARNING_RATE = 1e-5
+
+    def default_learning_rate(self, method: str = "sft", adapter: str = "lora") -> float | None:
+        """The learning rate a spec without one trains with (Together's own default)."""
+        return self.DEFAULT_LEARNING_RATE
+
     # ------------------------------------------------------------------ offline
 
     def preflight(self, spec: "JobSpec", *, today: date | None = None) -> list[str]:
