@@ -10,12 +10,16 @@ The Python API mirrors the CLI (see the README's "Python API"):
   :class:`Store`
 * evaluation and the report: :func:`parse_model_ref`, :func:`evaluate`, :func:`build_report`,
   :func:`write_report`, :func:`run_demo`
+* moving a hosted fine-tune to an open model: :func:`scan_fine_tunes`,
+  :func:`capture_answers`, :func:`plan_migration`, :func:`migration_report`,
+  :func:`write_migration_report`
 * the errors to catch: :class:`FtcError` (every error ftc reports, with ``message``,
   ``hint`` and ``exit_code``) and its subclasses :class:`DataError`, :class:`UsageError`,
   :class:`SpecError`, :class:`ConfigError`, :class:`BudgetExceeded`, :class:`Declined`,
   :class:`Interrupted`, :class:`ProviderError`, :class:`AuthError`,
   :class:`RequestRejected`, :class:`RetryExhausted`, :class:`AmbiguousResult`,
-  :class:`StoreError`, :class:`DuplicateSubmission`, :class:`KeyFormatError`.
+  :class:`StoreError`, :class:`DuplicateSubmission`, :class:`KeyFormatError`,
+  :class:`DownloadRefused`.
 
 The names are imported lazily, on first use, so that ``import ftclient`` stays fast and
 never pulls heavy libraries (torch, transformers, the provider SDKs, matplotlib). Type
@@ -54,6 +58,12 @@ _API: dict[str, str] = {
     "build_report": "ftclient.report",
     "write_report": "ftclient.report",
     "run_demo": "ftclient.demo",
+    # moving a hosted fine-tune to an open model
+    "scan_fine_tunes": "ftclient.migrate",
+    "capture_answers": "ftclient.migrate",
+    "plan_migration": "ftclient.migrate",
+    "migration_report": "ftclient.migrate",
+    "write_migration_report": "ftclient.migrate",
     # errors
     "FtcError": "ftclient.errors",
     "DataError": "ftclient.errors",
@@ -71,6 +81,7 @@ _API: dict[str, str] = {
     "StoreError": "ftclient.store",
     "DuplicateSubmission": "ftclient.store",
     "KeyFormatError": "ftclient.secrets",
+    "DownloadRefused": "ftclient.migrate",
 }
 
 if TYPE_CHECKING:  # pragma: no cover - what type checkers and IDEs read; keep in step with _API
@@ -92,6 +103,12 @@ if TYPE_CHECKING:  # pragma: no cover - what type checkers and IDEs read; keep i
     from .jobs import resume as resume
     from .jobs import submit as submit
     from .jobs import watch as watch
+    from .migrate import DownloadRefused as DownloadRefused
+    from .migrate import capture_answers as capture_answers
+    from .migrate import migration_report as migration_report
+    from .migrate import plan_migration as plan_migration
+    from .migrate import scan_fine_tunes as scan_fine_tunes
+    from .migrate import write_migration_report as write_migration_report
     from .modelref import parse_model_ref as parse_model_ref
     from .prices import load_catalogue as load_catalogue
     from .report import build_report as build_report
@@ -118,9 +135,10 @@ __all__ = [
     "count_tokens", "estimate_cost", "compare_costs", "load_catalogue",
     "submit", "watch", "resume", "chat", "get_backend", "Store",
     "parse_model_ref", "evaluate", "build_report", "write_report", "run_demo",
+    "scan_fine_tunes", "capture_answers", "plan_migration", "migration_report", "write_migration_report",
     "FtcError", "DataError", "UsageError", "SpecError", "ConfigError", "BudgetExceeded", "Interrupted",
     "Declined", "ProviderError", "AuthError", "RequestRejected", "RetryExhausted", "AmbiguousResult",
-    "StoreError", "DuplicateSubmission", "KeyFormatError",
+    "StoreError", "DuplicateSubmission", "KeyFormatError", "DownloadRefused",
 ]
 
 

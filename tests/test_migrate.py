@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from tiny_model import TICKETS, local_backend_env, no_threads_left_behind, sft_records, tiny  # noqa: F401
 
-from ftclient.migrate import agreement, capture, pick_metric, plan_migration, scan
+from ftclient.migrate import agreement, pick_metric, scan_fine_tunes
 from ftclient.store import Store
 
 pytest.importorskip("openai")
@@ -102,10 +102,10 @@ def test_scan_lists_every_job_with_its_files_state_and_days_left(org, ftc):
 
 
 def test_a_second_scan_reads_the_files_from_disk(org, openai_emu):
-    scan()
+    scan_fine_tunes()
     first = len(openai_emu.requests_to(r"/files/[^/]+/content$", "GET"))
     assert first == 6  # support: train + valid (handed out); the four others' training files (refused)
-    scan()
+    scan_fine_tunes()
     again = openai_emu.requests_to(r"/files/[^/]+/content$", "GET")
     assert len(again) == first + 4  # the copies on disk are not fetched again; the refused ones are asked
 

@@ -53,7 +53,7 @@ def scan_cmd(source, no_download, as_json) -> None:
     """List every fine-tuning job: model, base, dates, data, hyperparameters, days left."""
     from rich.table import Table
 
-    from ..migrate import scan
+    from ..migrate import scan_fine_tunes
     from .output import esc, info, out, progress
 
     with progress(enabled=not as_json) as bar:
@@ -62,7 +62,7 @@ def scan_cmd(source, no_download, as_json) -> None:
         def on_progress(done: int, total: int, job_id: str) -> None:
             bar.update(task, completed=done, total=total)
 
-        result = scan(source, download_files=not no_download, on_progress=on_progress)
+        result = scan_fine_tunes(source, download_files=not no_download, on_progress=on_progress)
     if as_json:
         _emit(result.to_dict())
         return
@@ -117,7 +117,7 @@ def capture_cmd(model, data_path, budget, yes, max_examples, concurrency, rpm, t
     sending an answered prompt again. The cost is shown before anything is sent.
     """
     from ..errors import UsageError
-    from ..migrate import capture
+    from ..migrate import capture_answers
     from .eval_cmd import _progress_bar
     from .output import err, info, warn
 
@@ -144,7 +144,7 @@ def capture_cmd(model, data_path, budget, yes, max_examples, concurrency, rpm, t
                        rate=f"{p.rate_qps:.1f} q/s" if p.sent else "",
                        retries=f"{p.retries} retries" if p.retries else "")
 
-        rec = capture(model, data_path, budget_usd=budget, confirm=confirm, max_examples=max_examples,
+        rec = capture_answers(model, data_path, budget_usd=budget, confirm=confirm, max_examples=max_examples,
                       concurrency=concurrency, rpm=rpm, tpm=tpm, max_tokens=max_tokens, on_estimate=on_estimate,
                       on_progress=on_progress)
     if as_json:

@@ -24,7 +24,7 @@ from ..fileio import write_json_atomic, write_text_atomic
 from ..paths import ftc_home
 from .scan import SHUT_DOWN, FineTuneReport, find_fine_tune
 
-__all__ = ["CaptureEstimate", "CaptureRecord", "capture", "prompts_for", "estimate_capture", "load_capture",
+__all__ = ["CaptureEstimate", "CaptureRecord", "capture_answers", "prompts_for", "estimate_capture", "load_capture",
            "capture_dir", "HOLDOUT_FRACTION", "HOLDOUT_MAX"]
 
 #: The share of the training file used as prompts when nothing else is there, and its cap.
@@ -158,7 +158,7 @@ def estimate_capture(report: FineTuneReport, prompts: Path, *, cached_keys: set[
                            prompt_tokens=pin, output_tokens=pout, usd=usd, basis=basis)
 
 
-def capture(model: str, data: str | Path | None = None, *, budget_usd: float | None = None,
+def capture_answers(model: str, data: str | Path | None = None, *, budget_usd: float | None = None,
             confirm: Callable[[CaptureEstimate], bool] | None = None, metric: str = "exact",
             max_examples: int | None = None, concurrency: int = 4, rpm: float | None = None,
             tpm: float | None = None, max_tokens: int | None = None, holdout: float = HOLDOUT_FRACTION,

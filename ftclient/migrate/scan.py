@@ -17,7 +17,7 @@ from ..errors import ConfigError, UsageError
 from .files import cached_copy, count_examples, download
 from .source import DownloadRefused, PastFineTune, ProviderFile, source_backend, split_model_ref
 
-__all__ = ["FileReport", "FineTuneReport", "ScanResult", "scan", "find_fine_tune"]
+__all__ = ["FileReport", "FineTuneReport", "ScanResult", "scan_fine_tunes", "find_fine_tune"]
 
 SERVING = "serving"
 SHUT_DOWN = "shut down"
@@ -147,7 +147,7 @@ def _report(backend: Any, ft: PastFineTune, cat: Any, today: _dt.date, *, fetch:
                           train_cutoff=cutoff, days_left=days, state=state, inference_per_1m=price, notes=notes)
 
 
-def scan(source: str | None = None, *, today: _dt.date | None = None, prices: Any = None, client: Any = None,
+def scan_fine_tunes(source: str | None = None, *, today: _dt.date | None = None, prices: Any = None, client: Any = None,
          download_files: bool = True, models: list[str] | None = None,
          on_progress: Callable[[int, int, str], None] | None = None) -> ScanResult:
     """Every fine-tune of ``source`` (default: the one installed migration source).
