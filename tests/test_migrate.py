@@ -201,6 +201,37 @@ def test_capture_killed_with_sigkill_resumes_without_asking_again(org, openai_em
     assert len(resent) == 12 - len(stored)  # nothing answered is asked again
 
 
+def test_capture_falls_back_to_the_end_of_the_training_file(org, openai_emu, ftc):
+    job = openai_emu.add_fine_tune(MINI, training=TRAIN, downloadable=True, created="2026-11-25", suffix="nv")
+    r = ftc("migrate", "capture", job["fine_tuned_model"], "--yes", "--json")
+    assert r.code == 0, r.err
+    rec = r.json()
+    assert rec["answered"] == 4 and "last 4 example(s) of the training file" in rec["origin"]  # 10 % of 36
+    assert Path(rec["prompts"]).read_bytes() == b"".join(TRAIN.splitlines(keepends=True)[-4:])
+
+
+def test_bad_input_ends_in_one_message(org, ftc, tmp_path, monkeypatch):
+    model = org["support"]["fine_tuned_model"]
+    r = ftc("migrate", "report", model, "--candidate", "local:default", "--out", tmp_path / "r")
+    assert r.code == 2 and "no capture" in r.err and "ftc migrate capture" in r.err
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{not json\n")
+    r = ftc("migrate", "capture", model, "--yes", "--data", bad)
+    assert r.code == 1 and "line 1: not JSON" in r.err
+    assert ftc("migrate", "capture", model, "--yes").code == 0
+    a_file = tmp_path / "f"
+    a_file.write_text("x")
+    r = ftc("migrate", "report", model, "--candidate", "nope-123", "--out", tmp_path / "r")
+    assert r.code == 2 and "Traceback" not in r.err
+    r = ftc("migrate", "plan", model, "--to", "together", "--out", a_file)
+    assert r.code == 2 and "is a file" in r.err
+    r = ftc("migrate", "plan", model, "--to", "together", "--out", tmp_path / "p", "--base", "together")
+    assert r.code == 2 and "BACKEND=MODEL" in r.err
+    monkeypatch.delenv("OPENAI_API_KEY")
+    r = ftc("migrate", "scan")
+    assert r.code == 2 and "OPENAI_API_KEY" in r.err
+
+
 # ----------------------------------------------------------------------------- plan
 
 

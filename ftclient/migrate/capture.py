@@ -10,18 +10,22 @@ prompts' tokens x the fine-tuned model's inference price) and the budget applied
 
 from __future__ import annotations
 
+import collections
 import datetime as _dt
 import hashlib
 import json
+import os
 import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 from ..budget import check_budget, within_budget
 from ..errors import BudgetExceeded, DataError, UsageError
-from ..fileio import write_json_atomic, write_text_atomic
+from ..fileio import write_json_atomic
 from ..paths import ftc_home
+from .files import count_examples
 from .scan import SHUT_DOWN, FineTuneReport, find_fine_tune
 
 __all__ = ["CaptureEstimate", "CaptureRecord", "capture_answers", "prompts_for", "estimate_capture", "load_capture",
@@ -95,16 +99,40 @@ def load_capture(model: str) -> CaptureRecord:
                      hint=f"Run `ftc migrate capture {model}` first (before the provider shuts the model down).")
 
 
-def _copy_prompts(src: Path, model: str, lines: list[str] | None = None) -> Path:
-    """A copy of the prompts under the capture folder, named by content (written atomically)."""
-    text = "".join(lines) if lines is not None else src.read_text(encoding="utf-8-sig")
+def _copy_prompts(lines: Iterable[str], model: str) -> Path:
+    """A copy of the prompts under the capture folder, named by its content: streamed into a
+    temporary file while hashed, then renamed (never a partial copy under the final name)."""
     folder = capture_dir(model)
     folder.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    dest = folder / f"prompts-{digest[:12]}.jsonl"
-    if not dest.is_file():
-        write_text_atomic(dest, text)
+    h = hashlib.sha256()
+    fd, tmp = tempfile.mkstemp(prefix=".prompts-", suffix=".part", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
+            for line in lines:
+                h.update(line.encode("utf-8"))
+                out.write(line)
+        dest = folder / f"prompts-{h.hexdigest()[:12]}.jsonl"
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
     return dest
+
+
+def _lines(path: Path) -> Iterator[str]:
+    """The non-blank lines of a text file, each ending in a newline (read as it goes)."""
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            for line in f:
+                if line.strip():
+                    yield line if line.endswith("\n") else line + "\n"
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text ({e.reason})") from None
+
+
+def _last_lines(path: Path, n: int) -> Iterator[str]:
+    """The last ``n`` non-blank lines (at most ``n`` held in memory)."""
+    return iter(collections.deque(_lines(path), maxlen=n))
 
 
 def prompts_for(report: FineTuneReport, data: str | Path | None, *, holdout: float = HOLDOUT_FRACTION,
@@ -115,16 +143,15 @@ def prompts_for(report: FineTuneReport, data: str | Path | None, *, holdout: flo
         p = Path(data).expanduser()
         if not p.is_file():
             raise UsageError(f"{p}: no such file", hint="Give an eval file in ChatML JSONL (--data FILE).")
-        return _copy_prompts(p, model), f"--data {p.name}"
+        return _copy_prompts(_lines(p), model), f"--data {p.name}"
     v = report.validation
     if v is not None and v.local_copy:
-        return _copy_prompts(Path(v.local_copy), model), f"the job's validation file {v.id}"
+        return _copy_prompts(_lines(Path(v.local_copy)), model), f"the job's validation file {v.id}"
     t = report.training
     if t is not None and t.local_copy:
-        with open(t.local_copy, encoding="utf-8-sig") as f:
-            lines = [ln if ln.endswith("\n") else ln + "\n" for ln in f if ln.strip()]
-        n = max(1, min(holdout_max, round(len(lines) * holdout)))
-        return (_copy_prompts(Path(t.local_copy), model, lines[-n:]),
+        total = count_examples(Path(t.local_copy))
+        n = max(1, min(holdout_max, round(total * holdout)))
+        return (_copy_prompts(_last_lines(Path(t.local_copy), n), model),
                 f"the last {n} example(s) of the training file {t.id} (the model saw them in training)")
     why = "; ".join(x.refusal for x in (v, t) if x is not None and x.refusal) or "it has no files to download"
     raise UsageError(f"no prompts to capture with: the provider does not hand out this job's files ({why})",

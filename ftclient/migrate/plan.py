@@ -261,7 +261,15 @@ def plan_migration(model: str, to: Sequence[str], out_dir: str | Path, *, traini
         notes.append(f"the original job used {ft.fine_tune.method!r} fine-tuning; the replacements use supervised "
                      "fine-tuning on the same data")
     src, origin = _training_data(ft, training_data, allow_different_data)
+    # every choice is made (and can fail) before anything is written
+    choices = []
+    for b in backends:
+        chosen, choice = ((base[b], f"{base[b]} (given with --base)") if b in base
+                          else choose_base(b, ft.fine_tune.base_model, cat))
+        choices.append((b, chosen, choice, get_backend(b)))
     out = Path(out_dir).expanduser()
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out}: exists and is not a directory", hint="Give --out a directory.")
     data_dir = out / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
     train = data_dir / "train.jsonl"
@@ -288,12 +296,7 @@ def plan_migration(model: str, to: Sequence[str], out_dir: str | Path, *, traini
                "monthly_usd": cur_row.inference_monthly_usd if cur_row else None,
                "basis": cur_row.inference_basis if cur_row else (cur_err or "not priced")}
     candidates = []
-    for b in backends:
-        backend_obj = get_backend(b)
-        if b in base:
-            chosen, choice = base[b], f"{base[b]} (given with --base)"
-        else:
-            chosen, choice = choose_base(b, ft.fine_tune.base_model, cat)
+    for b, chosen, choice, backend_obj in choices:
         hp, why = _translate(ft, backend_obj, n, method, "lora")
         folder = out / b
         folder.mkdir(parents=True, exist_ok=True)

@@ -226,7 +226,8 @@ def migration_report(model: str, candidates: Sequence[str], *, min_agreement: fl
                 training_usd=o.training_cost_usd, training_basis=o.training_cost_basis,
                 per_1k_usd=o.cost_per_1k_usd, monthly_usd=o.monthly_usd, cost_basis=o.cost_basis,
                 failed=int(s.get("failed") or 0), good_enough=agree is not None and agree >= min_agreement,
-                caveats=[c["text"] for c in o.caveats]))
+                caveats=([f"{s['failed']} prompt(s) failed for this candidate and are left out; run the report "
+                           "again to retry them"] if s.get("failed") else []) + [c["text"] for c in o.caveats]))
         orig: dict[str, Any] = {"ref": cap.ref, "run_id": cap.run_id, "answered": len(original),
                                 "examples": len(examples), "capture_state": cap.state}
         if orig_summary:
