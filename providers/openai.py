@@ -36,7 +36,7 @@ from typing import Any, Mapping, Sequence
 
 from ftclient.backends import Checkpoint, JobEvent, JobState, JobStatus, map_state, to_datetime
 from ftclient.errors import SpecError
-from ftclient.migrate.source import DownloadRefused, PastFineTune, ProviderFile
+from ftclient.fine_tunes import DownloadRefused, PastFineTune, ProviderFile
 from ftclient.retry import RequestRejected
 
 from ._hosted import HostedBackend, epoch
