@@ -48,3 +48,11 @@ def within_budget(cost: Any, budget: float | None) -> bool | None:
     if not usable_usd(cost) or not usable_usd(budget):
         return False
     return float(cost) <= float(budget)
+
+
+def format_usd(value: float | None, none: str = "-") -> str:
+    """An amount for people: ``$1,234.50``, or to 1/100 cent below a dollar (``$0.0123``)."""
+    if value is None:
+        return none
+    v = float(value)
+    return f"${v:,.2f}" if abs(v) >= 0.995 or v == 0 else f"${v:.4f}"

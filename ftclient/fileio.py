@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -279,3 +280,22 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
 def dumps_jsonl(obj: Any) -> str:
     """One JSONL line (compact, UTF-8 kept as is)."""
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The sha256 of a file's bytes, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def count_records(path: str | os.PathLike) -> int:
+    """The records of a JSONL file: its non-blank lines (read as it goes, not whole)."""
+    n = 0
+    with open(path, "rb") as f:
+        for line in f:
+            if line.strip():
+                n += 1
+    return n

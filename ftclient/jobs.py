@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 from .budget import check_budget, usable_usd, within_budget
 from .errors import BudgetExceeded, DataError, FtcError, UsageError
 from .errors import Interrupted as _Interrupted
+from .fileio import sha256_file
 
 if TYPE_CHECKING:  # pragma: no cover
     from .backends import Backend, JobEvent, JobStatus
@@ -353,14 +353,6 @@ def _problem_text(p: Any) -> str:
     return f"{where}: {msg}" + (f" [{code}]" if code else "")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _uploads(spec: "JobSpec", backend: str) -> list[dict[str, Any]]:
     """The files a submission would send, and whether the store says they are already there."""
     from .paths import store_path
@@ -378,7 +370,7 @@ def _uploads(spec: "JobSpec", backend: str) -> list[dict[str, Any]]:
     try:
         for role, path in files:
             p = Path(path)
-            sha = _sha256(p)
+            sha = sha256_file(p)
             up = known.find_upload(backend, sha) if known is not None else None
             reuse = bool(up and up.provider_file_id and up.status in ("uploaded", "processed"))
             rows.append({"role": role, "path": str(p), "bytes": p.stat().st_size, "sha256": sha,

@@ -56,6 +56,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from .budget import format_usd
 from .errors import ConfigError, UsageError
 
 DEFAULT_QUERIES_PER_MONTH = 10_000
@@ -1093,9 +1094,7 @@ def pick(options: Sequence[Option], q: float, tolerance: float) -> tuple[Option 
 
 
 def _money(v: float | None) -> str:
-    if v is None:
-        return "-"
-    return f"${v:,.2f}" if abs(v) >= 0.995 or v == 0 else f"${v:.4f}"
+    return format_usd(v)
 
 
 def _per_1k(v: float | None) -> str:
@@ -1694,17 +1693,25 @@ def render_figure(r: Report) -> Any:
 def write_report(report: Report, out_dir: str | os.PathLike) -> dict[str, Path]:
     """Write report.md, report.json and report.png into ``out_dir`` (created), each atomically.
     The chart is rendered first, so a failure leaves no partial set of new files."""
+    d = Path(out_dir)
+    if d.exists() and not d.is_dir():
+        raise UsageError(f"{d}: exists and is not a directory", hint="Give --out a directory.")
+    return write_report_files(d, png=render_png(report), markdown=report.to_markdown(REPORT_PNG),
+                              data=report.to_dict())
+
+
+def write_report_files(out_dir: str | os.PathLike, *, png: bytes, markdown: str,
+                       data: Mapping[str, Any]) -> dict[str, Path]:
+    """report.png, report.json and report.md into ``out_dir`` (created), each atomically, the
+    text through the one redaction (no key or URL credential in a file)."""
     from .fileio import atomic_writer
+    from .secrets import redact, redact_obj
 
     d = Path(out_dir)
     if d.exists() and not d.is_dir():
         raise UsageError(f"{d}: exists and is not a directory", hint="Give --out a directory.")
-    from .secrets import redact, redact_obj
-
-    png = render_png(report)
-    # Through the one redaction, like every other output: no key or URL credential in a file.
-    md = redact(report.to_markdown(REPORT_PNG))
-    js = json.dumps(redact_obj(report.to_dict()), indent=2, ensure_ascii=False) + "\n"
+    md = redact(markdown)
+    js = json.dumps(redact_obj(dict(data)), indent=2, ensure_ascii=False) + "\n"
     paths = {"md": d / REPORT_MD, "json": d / REPORT_JSON, "png": d / REPORT_PNG}
     with atomic_writer(paths["png"], "wb") as f:
         f.write(png)
@@ -1728,4 +1735,5 @@ __all__ = [
     "render_png",
     "wilson_interval",
     "write_report",
+    "write_report_files",
 ]

@@ -61,6 +61,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 from ftclient.errors import ConfigError, UsageError
+from ftclient.fileio import count_records, sha256_file
 
 if TYPE_CHECKING:  # pragma: no cover
     from ftclient.spec import JobSpec
@@ -413,14 +414,6 @@ def spec_for(data: "str | os.PathLike", model: Optional[str] = None, *, spec: Op
 
 # ----------------------------------------------------------------------------- cache
 
-def _file_sha256(path: "str | os.PathLike") -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _model_identity(ref: str) -> dict[str, Any]:
     from .models import resolve_model
 
@@ -454,8 +447,8 @@ def cache_key(spec: "JobSpec") -> str:
     payload = {
         "schema": SCHEMA,
         "model": _model_identity(spec.model_for("local")),
-        "train": _file_sha256(spec.data.train),
-        "eval": _file_sha256(spec.data.eval) if spec.data.eval else None,
+        "train": sha256_file(spec.data.train),
+        "eval": sha256_file(spec.data.eval) if spec.data.eval else None,
         "method": spec.method, "adapter": spec.adapter,
         "batch_size": hp.batch_size or DEFAULT_BATCH_SIZE, "max_seq_len": hp.max_seq_len, "seed": hp.seed,
         "lora": [lora.r, lora.alpha, lora.dropout, lora.target_modules],
@@ -903,11 +896,4 @@ def _fastest(m: Measurements) -> Optional[Measurements]:
 
 
 def _count_lines(path: "str | os.PathLike | None") -> int:
-    if path is None:
-        return 0
-    n = 0
-    with open(path, "rb") as f:
-        for line in f:
-            if line.strip():
-                n += 1
-    return n
+    return 0 if path is None else count_records(path)

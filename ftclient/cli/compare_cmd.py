@@ -6,6 +6,8 @@ from typing import Any
 
 import click
 
+from .params import prices_option
+
 
 @click.command("compare")
 @click.argument("refs", nargs=-1, metavar="RUN_OR_JOB...")
@@ -20,8 +22,7 @@ import click
                    "priced; the catalogue's per-second GPUs and, for a run on a CPU, its CPU instances are priced too.")
 @click.option("--gpu-price", type=click.FloatRange(min=0), default=None, metavar="USD_PER_HOUR",
               help="Override that GPU's price per hour (e.g. your own machine's).")
-@click.option("--prices", "prices_file", type=click.Path(dir_okay=False), envvar="FTC_PRICES", default=None,
-              help="A YAML prices file merged over the bundled catalogue (also $FTC_PRICES).")
+@prices_option
 @click.option("--json", "as_json", is_flag=True, help="Print report.json's content instead of the table.")
 def compare(refs, out_dir, queries_per_month, tolerance, self_host_gpu, gpu_price, prices_file, as_json) -> None:
     """Compare eval runs: score, cost per 1K queries, latency, training cost and time.

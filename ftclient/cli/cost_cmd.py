@@ -5,18 +5,11 @@ from __future__ import annotations
 import click
 
 from ..budget import within_budget
-from .params import BUDGET, PRICE
+from .params import BUDGET, PRICE, prices_option
 
 
 def _common_prices(f):
-    return click.option(
-        "--prices",
-        "prices_file",
-        type=click.Path(dir_okay=False),
-        envvar="FTC_PRICES",
-        default=None,
-        help="A YAML prices file merged over the bundled catalogue (also $FTC_PRICES).",
-    )(f)
+    return prices_option(f)
 
 
 @click.group()
@@ -418,10 +411,10 @@ def compare(file, models, epochs, method, adapter, queries_per_month, tokens_per
 
 
 def _money(v, exact: bool = True) -> str:
-    if v is None:
-        return "-"
-    s = f"${v:,.2f}" if v >= 0.995 or v == 0 else f"${v:.4f}"
-    return s if exact else f"~{s}"
+    from ..budget import format_usd
+
+    s = format_usd(v)
+    return s if exact or v is None else f"~{s}"
 
 
 def _render_compare(cmp, out) -> None:

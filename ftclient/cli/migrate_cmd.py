@@ -14,7 +14,8 @@ from typing import Any
 
 import click
 
-from .params import BUDGET, POSITIVE_PRICE
+from ..budget import format_usd
+from .params import BUDGET, POSITIVE_PRICE, prices_option
 
 
 def _emit(obj: Any) -> None:
@@ -25,9 +26,7 @@ def _emit(obj: Any) -> None:
 
 
 def _money(v: float | None) -> str:
-    if v is None:
-        return "unknown"
-    return f"${v:,.2f}" if v >= 1 or v == 0 else f"${v:.4f}"
+    return format_usd(v, none="unknown")
 
 
 @click.group("migrate")
@@ -187,8 +186,7 @@ def _bases(values: tuple[str, ...]) -> dict[str, str]:
               help="The volume $ per month is given for.")
 @click.option("--self-host-gpu", default="runpod:rtx4090-community", show_default=True, metavar="HOST:GPU",
               help="The GPU offer a self-trained candidate is priced on.")
-@click.option("--prices", "prices_file", type=click.Path(dir_okay=False), envvar="FTC_PRICES", default=None,
-              help="A YAML prices file merged over the bundled catalogue (also $FTC_PRICES).")
+@prices_option
 @click.option("--json", "as_json", is_flag=True, help="Print plan.json's content.")
 def plan_cmd(model, to, out_dir, training_data, allow_different_data, bases, queries_per_month, self_host_gpu,
              prices_file, as_json) -> None:
@@ -241,8 +239,7 @@ def plan_cmd(model, to, out_dir, training_data, allow_different_data, bases, que
               help="The always-on GPU offer self-hosted candidates are priced on.")
 @click.option("--gpu-price", type=POSITIVE_PRICE, default=None, metavar="USD_PER_HOUR",
               help="Override that GPU's price per hour.")
-@click.option("--prices", "prices_file", type=click.Path(dir_okay=False), envvar="FTC_PRICES", default=None,
-              help="A YAML prices file merged over the bundled catalogue (also $FTC_PRICES).")
+@prices_option
 @click.option("--json", "as_json", is_flag=True, help="Print report.json's content.")
 def report_cmd(model, candidates, out_dir, min_agreement, metric, queries_per_month, self_host_gpu, gpu_price,
                prices_file, as_json) -> None:

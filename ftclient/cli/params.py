@@ -33,3 +33,9 @@ class UsdType(click.ParamType):
 BUDGET = UsdType("budget")
 PRICE = UsdType("price")
 POSITIVE_PRICE = UsdType("price", positive=True)
+
+
+#: ``--prices FILE`` (also $FTC_PRICES): a YAML prices file merged over the bundled catalogue.
+prices_option = click.option(
+    "--prices", "prices_file", type=click.Path(dir_okay=False), envvar="FTC_PRICES", default=None,
+    help="A YAML prices file merged over the bundled catalogue (also $FTC_PRICES).")

@@ -23,9 +23,8 @@ from typing import Any, Callable, Iterable, Iterator
 
 from ..budget import check_budget, within_budget
 from ..errors import BudgetExceeded, DataError, UsageError
-from ..fileio import write_json_atomic
+from ..fileio import count_records, write_json_atomic
 from ..paths import ftc_home
-from .files import count_examples
 from .scan import SHUT_DOWN, FineTuneReport, find_fine_tune
 
 __all__ = ["CaptureEstimate", "CaptureRecord", "capture_answers", "prompts_for", "estimate_capture", "load_capture",
@@ -149,7 +148,7 @@ def prompts_for(report: FineTuneReport, data: str | Path | None, *, holdout: flo
         return _copy_prompts(_lines(Path(v.local_copy)), model), f"the job's validation file {v.id}"
     t = report.training
     if t is not None and t.local_copy:
-        total = count_examples(Path(t.local_copy))
+        total = count_records(Path(t.local_copy))
         n = max(1, min(holdout_max, round(total * holdout)))
         return (_copy_prompts(_last_lines(Path(t.local_copy), n), model),
                 f"the last {n} example(s) of the training file {t.id} (the model saw them in training)")

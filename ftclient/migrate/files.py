@@ -9,7 +9,6 @@ used, checked against the provider's byte count.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import tempfile
@@ -20,7 +19,7 @@ from ..errors import DataError, UsageError
 from ..paths import ftc_home
 from .source import ProviderFile
 
-__all__ = ["MAX_DOWNLOAD_BYTES", "cached_copy", "download", "count_examples", "sha256_of", "check_own_copy"]
+__all__ = ["MAX_DOWNLOAD_BYTES", "cached_copy", "download", "check_own_copy"]
 
 #: The largest file ftc downloads (OpenAI takes training files up to 512 MB).
 MAX_DOWNLOAD_BYTES = 1 << 30
@@ -61,24 +60,6 @@ def download(backend: Any, info: ProviderFile, *, max_bytes: int = MAX_DOWNLOAD_
         if os.path.exists(tmp):
             os.unlink(tmp)
     return dest
-
-
-def count_examples(path: Path) -> int:
-    """The records of a JSONL file: its non-blank lines (read in chunks, not whole)."""
-    n = 0
-    with open(path, "rb") as f:
-        for line in f:
-            if line.strip():
-                n += 1
-    return n
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def check_own_copy(path: str | os.PathLike, info: ProviderFile, *, what: str, allow_different: bool = False) -> Path:

@@ -28,8 +28,8 @@ import yaml
 
 from ..cost import compare_costs, default_epochs
 from ..errors import ConfigError, FtcError, UsageError
-from ..fileio import write_json_atomic, write_text_atomic
-from .files import check_own_copy, count_examples, sha256_of
+from ..fileio import count_records, sha256_file, write_json_atomic, write_text_atomic
+from .files import check_own_copy
 from .scan import FineTuneReport, find_fine_tune
 
 __all__ = ["Candidate", "MigrationPlan", "plan_migration", "choose_base", "DEFAULT_SELF_HOST_GPU"]
@@ -273,7 +273,7 @@ def plan_migration(model: str, to: Sequence[str], out_dir: str | Path, *, traini
     data_dir = out / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
     train = data_dir / "train.jsonl"
-    if not (train.is_file() and sha256_of(train) == sha256_of(src)):
+    if not (train.is_file() and sha256_file(train) == sha256_file(src)):
         tmp = data_dir / ".train.jsonl.part"
         shutil.copyfile(src, tmp)
         tmp.replace(train)
@@ -284,8 +284,8 @@ def plan_migration(model: str, to: Sequence[str], out_dir: str | Path, *, traini
         shutil.copyfile(v.local_copy, data_dir / ".eval.jsonl.part")
         (data_dir / ".eval.jsonl.part").replace(ev)
         eval_rel = "../data/eval.jsonl"
-    n = count_examples(train)
-    data = {"train": str(train), "origin": origin, "sha256": sha256_of(train), "bytes": train.stat().st_size,
+    n = count_records(train)
+    data = {"train": str(train), "origin": origin, "sha256": sha256_file(train), "bytes": train.stat().st_size,
             "examples": n, "eval": str(data_dir / "eval.jsonl") if eval_rel else None}
     q = queries_per_month
     epochs_now = ft.fine_tune.hyperparameters.get("n_epochs")

@@ -22,15 +22,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from ..budget import format_usd
 from ..errors import DataError, UsageError
 from ..metrics import score as _score
+from ..report import REPORT_PNG, write_report_files
 from .capture import CaptureRecord, load_capture
 
 __all__ = ["CandidateResult", "MigrationReport", "migration_report", "pick_metric", "agreement",
            "write_migration_report", "DEFAULT_MIN_AGREEMENT"]
 
 DEFAULT_MIN_AGREEMENT = 0.9
-REPORT_MD, REPORT_JSON, REPORT_PNG = "report.md", "report.json", "report.png"
 
 
 def pick_metric(answers: Sequence[str]) -> str:
@@ -132,9 +133,7 @@ def _answers(st: Any, run_id: str) -> dict[str, str]:
 
 
 def _money(v: float | None) -> str:
-    if v is None:
-        return "unknown"
-    return f"${v:,.2f}" if v >= 1 or v == 0 else f"${v:.4f}"
+    return format_usd(v, none="unknown")
 
 
 def _pct(v: float | None) -> str:
@@ -334,20 +333,7 @@ def _render_png(r: MigrationReport) -> bytes:
 def write_migration_report(r: MigrationReport, out_dir: str | Path) -> dict[str, Path]:
     """report.md, report.json and report.png into ``out_dir``, each written atomically (the
     chart is rendered first: a failure leaves no partial set)."""
-    from ..fileio import atomic_writer
-    from ..secrets import redact, redact_obj
-
     d = Path(out_dir).expanduser()
     if d.exists() and not d.is_dir():
         raise UsageError(f"{d}: exists and is not a directory", hint="Give --out a directory.")
-    png = _render_png(r)
-    js = json.dumps(redact_obj(r.to_dict()), indent=2, ensure_ascii=False) + "\n"
-    md = redact(r.to_markdown())
-    paths = {"md": d / REPORT_MD, "json": d / REPORT_JSON, "png": d / REPORT_PNG}
-    with atomic_writer(paths["png"], "wb") as f:
-        f.write(png)
-    with atomic_writer(paths["json"]) as f:
-        f.write(js)
-    with atomic_writer(paths["md"]) as f:
-        f.write(md)
-    return paths
+    return write_report_files(d, png=_render_png(r), markdown=r.to_markdown(), data=r.to_dict())

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..errors import ConfigError, UsageError
-from .files import cached_copy, count_examples, download
+from ..fileio import count_records
+from .files import cached_copy, download
 from .source import DownloadRefused, PastFineTune, ProviderFile, source_backend, split_model_ref
 
 __all__ = ["FileReport", "FineTuneReport", "ScanResult", "scan_fine_tunes", "find_fine_tune"]
@@ -119,7 +120,7 @@ def _file_report(backend: Any, file_id: str | None, *, fetch: bool) -> FileRepor
             refusal = e.message
     return FileReport(id=file_id, filename=info.filename, bytes=info.bytes, exists=True,
                       downloadable=True if copy is not None else (False if refusal else None),
-                      examples=count_examples(copy) if copy is not None else None,
+                      examples=count_records(copy) if copy is not None else None,
                       local_copy=str(copy) if copy is not None else None, refusal=refusal)
 
 
