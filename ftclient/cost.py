@@ -105,7 +105,7 @@ def default_epochs(n_examples: int) -> int:
     return n
 
 
-def _check_args(epochs: int | None, method: str, adapter: str) -> tuple[str, str]:
+def check_args(epochs: int | None, method: str, adapter: str) -> tuple[str, str]:
     if epochs is not None and (not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1):
         raise UsageError(f"epochs must be a whole number >= 1, not {epochs!r}")
     m, a = method.lower(), adapter.lower()
@@ -376,7 +376,7 @@ def _is_self_host(ref: str, cat: Catalogue) -> bool:
     return host.lower() in hosts and not cat.has_model(ref)
 
 
-def _epochs(epochs: int | None, n: int) -> tuple[int, str]:
+def epochs_for(epochs: int | None, n: int) -> tuple[int, str]:
     if epochs is not None:
         return epochs, "given"
     e = default_epochs(n)
@@ -480,13 +480,13 @@ def estimate_cost(
 ) -> CostEstimate:
     """Training cost of fine-tuning ``model_ref`` on the data (a JSONL path or records, or
     for Together a pre-tokenized Parquet file: its exact token counts)."""
-    method, adapter = _check_args(epochs, method, adapter)
+    method, adapter = check_args(epochs, method, adapter)
     cat = _catalogue(prices, today)
     if _counts is None:
         _check_parquet(path_or_records, [model_ref], cat, method)
     counts = _counts or _Counts.of(path_or_records)
     n = counts.n
-    ep, ep_basis = _epochs(epochs, n)
+    ep, ep_basis = epochs_for(epochs, n)
     if _is_self_host(model_ref, cat):
         om = resolve_self_host_model(self_host_model, cat)
         gpu = cat.gpu(model_ref)
@@ -676,99 +676,14 @@ def estimate_local(
     prices: Catalogue | str | os.PathLike | None = None,
     today=None,
 ) -> LocalCostEstimate:
-    """Training estimate of a local run (``local:default``, ``local:PATH``), offline and without torch.
+    """Training estimate of a run on this machine (``local:default``, ``local:PATH``), offline:
+    asked of the backend the reference names (its ``estimate_file``), see there."""
+    from .backends import get_backend
 
-    Tokens: the model's own tokenizer and chat template when it is on disk, else the labelled
-    approximation. Time: from a calibration of the same model, data and settings on this
-    machine (cached by ``--calibrate``), else unknown -- never a made-up speed. Cost: time x
-    the price (:func:`local_gpu_price`), $0 on your own machine without one, unknown when
-    there is a price but no time.
-    """
-    from .data.parquet import is_parquet_path, not_jsonl_error
-    from .local_backend import calibrate as cal
-
-    _check_args(epochs, method or "sft", adapter or "lora")
-    if is_parquet_path(path):
-        raise not_jsonl_error(path, f"local training ({model_ref})")
-    records = as_records(path)
-    n = len(records)
-    ep, ep_basis = _epochs(epochs, n)
-    job = cal.spec_for(path, cal.local_model_name(model_ref), spec=spec, epochs=ep, method=method, adapter=adapter,
-                       batch_size=batch_size, max_seq_len=max_seq_len)
-    counts = cal.offline_counts(job, records)
-    price = local_gpu_price(usd_per_hour=usd_per_hour, spec=job, prices=prices, today=today)
-    bs = job.hyperparameters.batch_size or cal.DEFAULT_BATCH_SIZE
-    accum = job.local.gradient_accumulation_steps
-    steps = cal.count_optimizer_steps(counts.rows, bs, accum, ep)
-    steps_basis = (f"{counts.rows:,} rows / batch {bs} x {accum} accumulation, {ep} epoch(s), as the Trainer counts; "
-                   "unpacked rows (on a CUDA GPU with packing on, rows are packed: fewer steps)")
-    found = cal.load_cached(job, price=price)
-    caveats: list[str] = []
-    duration = None
-    calib = None
-    device = None
-    if found is not None:
-        p = found.prediction
-        duration = p.total_s
-        steps, steps_basis = p.optimizer_steps, "as the Trainer counts, from the calibration"
-        device = f"{found.device} ({found.device_name}), {found.precision}"
-        m = found.measured
-        time_basis = (f"calibrated on this machine {found.created_at} ({found.calibration_steps} real steps): "
-                      f"setup {p.setup_s:.1f} s + warm-up {p.warmup_s:.1f} s + steps {p.steps_s:.1f} s "
-                      f"({m.seconds_per_step:.3g} s/step) + {p.checkpoint_saves} checkpoint save(s) "
-                      f"{p.checkpoints_s:.1f} s"
-                      + (f" + {p.evaluations} evaluation(s) {p.evaluations_s:.1f} s" if p.evaluations else "")
-                      + f" + final save {p.final_save_s + p.finish_s:.1f} s = {p.total_s:,.1f} s")
-        calib = {"key": found.key, "created_at": found.created_at, "calibration_steps": found.calibration_steps,
-                 "prediction": p.to_dict(), "seconds_per_step": m.seconds_per_step,
-                 "tokens_per_step": m.tokens_per_step}
-    else:
-        time_basis = ("unknown: no calibration of this model, data and settings on this machine; "
-                      "add --calibrate to run a few real steps and predict the run")
-    if price is None:
-        cost: float | None = 0.0
-        cost_basis = ("your own machine: $0; give --gpu-price-per-hour (or local.gpu_price_per_hour / local.gpu in "
-                      "the spec) for a figure")
-    elif duration is None:
-        cost = None
-        cost_basis = (f"unknown: ${price['usd_per_hour']:g}/h ({price.get('source', 'given')}) x an unknown time; "
-                      "add --calibrate")
-        caveats.append("no cost without a measured speed: run with --calibrate")
-    else:
-        c = local_training_cost(duration, price)
-        cost, cost_basis = c["cost_usd"], "estimated: " + c["basis"]
-    if not counts.exact:
-        caveats.append("token count approximated (the model's tokenizer is not readable offline yet)")
-    return LocalCostEstimate(
-        model=f"local:{job.model_for('local')}",
-        provider="local",
-        kind="self-hosted",
-        method=job.method,
-        adapter=job.adapter,
-        examples=n,
-        tokens_per_epoch=counts.tokens_per_epoch,
-        epochs=ep,
-        epochs_basis=ep_basis,
-        billed_tokens=counts.tokens_per_epoch * ep,
-        cost_usd=cost,  # type: ignore[arg-type]
-        cost_before_minimum_usd=cost,  # type: ignore[arg-type]
-        min_charge_usd=0.0,
-        min_charge_applied=False,
-        token_count_basis=counts.basis,
-        token_count_exact=counts.exact,
-        cost_exact=False,
-        cost_basis=cost_basis,
-        price=price or {},
-        caveats=caveats,
-        duration_s=duration,
-        time_basis=time_basis,
-        optimizer_steps=steps,
-        steps_basis=steps_basis,
-        rows=counts.rows,
-        batch_size=bs,
-        device=device,
-        calibration=calib,
-    )
+    backend = get_backend(model_ref.partition(":")[0] if ":" in model_ref else "local")
+    return backend.estimate_file(path, model_ref, epochs=epochs, method=method, adapter=adapter,
+                                 batch_size=batch_size, max_seq_len=max_seq_len, spec=spec,
+                                 usd_per_hour=usd_per_hour, prices=prices, today=today)
 
 
 # -------------------------------------------------------------------- compare
@@ -809,7 +724,7 @@ def compare_costs(
     of a cached calibration (``ftc cost estimate --calibrate``) or unknown, and its cost at
     ``local_usd_per_hour`` (or the ``spec``'s local price); see :func:`estimate_local`. Its
     serving cost is not estimated here: ``ftc eval`` measures it and ``ftc compare`` prices it."""
-    method, adapter = _check_args(epochs, method, adapter)
+    method, adapter = check_args(epochs, method, adapter)
     q = DEFAULT_QUERIES_PER_MONTH if queries_per_month is None else queries_per_month
     if not isinstance(q, int) or isinstance(q, bool) or q < 0:
         raise UsageError(f"queries per month must be a whole number >= 0, not {queries_per_month!r}")
@@ -836,10 +751,10 @@ def compare_costs(
     # Validate every ref before counting (fast failure with the closest names).
     for ref in refs:
         if is_local_ref(ref):
-            from .local_backend.calibrate import local_model_name
-            from .local_backend.models import resolve_model
+            from .backends import get_backend
 
-            resolve_model(local_model_name(ref))
+            local = get_backend(ref.partition(":")[0])
+            local.resolve_model(local.model_name(ref))
         elif _is_self_host(ref, cat):
             cat.gpu(ref)
         else:
@@ -848,7 +763,7 @@ def compare_costs(
     om = resolve_self_host_model(self_host_model, cat)
     counts = _Counts.of(path_or_records)
     n = counts.n
-    ep, ep_basis = _epochs(epochs, n)
+    ep, ep_basis = epochs_for(epochs, n)
     rows: list[CompareRow] = []
     local_data: Path | None = None
     for ref in refs:

@@ -118,13 +118,9 @@ def local_training_available() -> Optional[str]:
     if missing:
         return (f"local training needs {', '.join(missing)}: install them with "
                 "`pip install torch==2.13.0 && pip install \"ftclient[local]\"`")
-    try:
-        from .local_backend.models import default_gguf
+    from .backends import get_backend
 
-        default_gguf()
-    except Exception as e:  # noqa: BLE001 - any reason the default model is missing
-        return getattr(e, "message", None) or str(e)
-    return None
+    return get_backend("local").default_model_problem()
 
 
 def _subset(src: Path, dst: Path, n: Optional[int]) -> Path:

@@ -850,13 +850,12 @@ async def _run_hosted(ref: "ModelRef", todo: list[Example], st: "Store", run_id:
 
 def _run_local(ref: "ModelRef", todo: list[Example], st: "Store", run_id: str, sess: _Session, *,
                batch_size: int, max_tokens: int, device: str) -> None:
-    from .local_backend.inference import generate_with_usage, load_for_inference
+    from .backends import get_backend
 
     t = time.perf_counter()
-    model, tok = load_for_inference(ref.model, device=device)
+    gen = get_backend(ref.backend).load_generator(ref.model, device=device)
     load_s = time.perf_counter() - t
-    with contextlib.suppress(Exception):
-        sess.device = str(next(model.parameters()).device)
+    sess.device = gen.device or sess.device
     sess.notes.append(f"model loaded in {load_s:.1f} s on {sess.device or device} (counted in wall_s, "
                       "not in throughput)")
     prog = sess.progress
@@ -864,8 +863,7 @@ def _run_local(ref: "ModelRef", todo: list[Example], st: "Store", run_id: str, s
     for i in range(0, len(todo), batch_size):
         chunk = todo[i:i + batch_size]
         t = time.perf_counter()
-        outs = generate_with_usage(model, tok, [ex.messages for ex in chunk], max_new_tokens=max_tokens,
-                                   batch_size=len(chunk))
+        outs = gen.generate([ex.messages for ex in chunk], max_new_tokens=max_tokens)
         dt = time.perf_counter() - t
         sess.active_s += dt
         for ex, g in zip(chunk, outs):

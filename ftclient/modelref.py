@@ -232,10 +232,10 @@ def _parse_local(rest: str, store: "Store | None", *, refresh: bool) -> ModelRef
         raise UsageError(f"no job matches {rest!r}",
                          hint=_did_you_mean(rest, _job_ids(store)) + "List jobs with `ftc jobs list`.")
     # A base model by name (an HF id in the local cache).
-    from .local_backend.models import resolve_model
+    from .backends import get_backend
 
     try:
-        src = resolve_model(rest)
+        src = get_backend("local").resolve_model(rest)
     except ConfigError as e:
         hint = _did_you_mean(rest, _job_ids(store))
         hint += "Give a finished local job id, a model directory, local:default, or an HF id already in the cache."

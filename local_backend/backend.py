@@ -141,6 +141,27 @@ class LocalEstimate:
         return asdict(self)
 
 
+class Generator:
+    """A model loaded for answering: ``generate(conversations, max_new_tokens)`` gives, per
+    conversation, its text and the prompt and completion tokens it took."""
+
+    def __init__(self, model: Any, tokenizer: Any):
+        self.model, self.tokenizer = model, tokenizer
+
+    @property
+    def device(self) -> str | None:
+        try:
+            return str(next(self.model.parameters()).device)
+        except Exception:  # noqa: BLE001 - a model without parameters
+            return None
+
+    def generate(self, conversations: Sequence[Sequence[dict]], *, max_new_tokens: int) -> list[Any]:
+        from .inference import generate_with_usage
+
+        return generate_with_usage(self.model, self.tokenizer, conversations, max_new_tokens=max_new_tokens,
+                                   batch_size=len(conversations))
+
+
 class LocalBackend:
     """Local fine-tuning (TRL + PEFT) as an ftc backend."""
 
@@ -157,6 +178,69 @@ class LocalBackend:
         self.python = python or sys.executable
         self._children: dict[int, subprocess.Popen] = {}
         self._chat_cache: dict[str, tuple[Any, Any]] = {}
+
+    # ------------------------------------------------------------------ what the core asks of a local model
+
+    def resolve_model(self, name: str) -> Any:
+        """Where a base model reference (``default``, an HF id in the cache, a folder, a
+        ``.gguf`` file) is on this machine; ConfigError when it is not there."""
+        from .models import resolve_model
+
+        return resolve_model(name)
+
+    def tokenizer_folder(self, name: str) -> str:
+        """A folder with the tokenizer of model ``name`` (read from a GGUF file without
+        converting its weights)."""
+        from .models import resolve_model, tokenizer_dir
+
+        return str(tokenizer_dir(resolve_model(name)))
+
+    def token_counter(self, name: str) -> Any:
+        """The token counter of model ``name`` that needs no torch (its tokenizer and chat template)."""
+        from .calibrate import offline_counter
+
+        return offline_counter(name)
+
+    def model_name(self, model_ref: str) -> str:
+        """The model a ``local:...`` reference names (``local:default`` -> ``default``)."""
+        from .calibrate import local_model_name
+
+        return local_model_name(model_ref)
+
+    def estimate_file(self, path: Any, model_ref: str, **kw: Any) -> Any:
+        """Training estimate of a run on data file ``path`` (see :func:`.estimate.estimate_file`)."""
+        from .estimate import estimate_file
+
+        return estimate_file(path, model_ref, **kw)
+
+    def calibration_spec(self, path: Any, model_ref: str, **kw: Any) -> Any:
+        """The job spec a calibration of ``model_ref`` on ``path`` runs (see ``calibrate.spec_for``)."""
+        from .calibrate import local_model_name, spec_for
+
+        return spec_for(path, local_model_name(model_ref), **kw)
+
+    def calibrate(self, spec: Any, *, steps: int | None = None, price: Any = None, progress: Any = None) -> Any:
+        """Run a few real training steps of ``spec`` here and predict the whole run (cached)."""
+        from .calibrate import DEFAULT_STEPS, calibrate
+
+        return calibrate(spec, steps=steps or DEFAULT_STEPS, price=price, progress=progress)
+
+    def load_generator(self, model: str, *, device: str = "auto") -> "Generator":
+        """A loaded model that answers batches of conversations greedily (``ftc eval``)."""
+        from .inference import load_for_inference
+
+        m, tok = load_for_inference(model, device=device)
+        return Generator(m, tok)
+
+    def default_model_problem(self) -> str | None:
+        """None when the default model is on this machine, else why not."""
+        from .models import default_gguf
+
+        try:
+            default_gguf()
+        except Exception as e:  # noqa: BLE001 - any reason the default model is missing
+            return getattr(e, "message", None) or str(e)
+        return None
 
     def default_learning_rate(self, method: str = "sft", adapter: str = "lora") -> float | None:
         """The learning rate a spec without one trains with."""

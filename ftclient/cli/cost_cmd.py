@@ -234,8 +234,8 @@ class _CalibrationProgress:
 
 def _calibrate(file, model, epochs, method, adapter, batch_size, max_seq_len, gpu_price_per_hour, budget, job,
                prices_file, steps, as_json) -> None:
-    from ..cost import _epochs, local_gpu_price
-    from ..local_backend import calibrate as cal_mod
+    from ..backends import get_backend
+    from ..cost import epochs_for, local_gpu_price
     from ..data.parquet import is_parquet_path, not_jsonl_error
     from ..tokens import as_records
     from .output import progress
@@ -243,13 +243,13 @@ def _calibrate(file, model, epochs, method, adapter, batch_size, max_seq_len, gp
     if is_parquet_path(file):
         raise not_jsonl_error(file, f"local training ({model})")
     n = len(as_records(file))
-    ep, ep_basis = _epochs(epochs, n)
-    spec = cal_mod.spec_for(file, cal_mod.local_model_name(model), spec=job, epochs=ep, method=method,
-                            adapter=adapter, batch_size=batch_size, max_seq_len=max_seq_len)
+    ep, ep_basis = epochs_for(epochs, n)
+    local = get_backend(model.partition(":")[0] if ":" in model else "local")
+    spec = local.calibration_spec(file, model, spec=job, epochs=ep, method=method, adapter=adapter,
+                                  batch_size=batch_size, max_seq_len=max_seq_len)
     price = local_gpu_price(usd_per_hour=gpu_price_per_hour, spec=spec, prices=prices_file)
     with progress(enabled=not as_json) as bar:
-        cal = cal_mod.calibrate(spec, steps=steps or cal_mod.DEFAULT_STEPS, price=price,
-                                progress=_CalibrationProgress(bar, as_json))
+        cal = local.calibrate(spec, steps=steps, price=price, progress=_CalibrationProgress(bar, as_json))
     cost = cal.cost_usd
     if price is None:
         cost = 0.0

@@ -462,10 +462,10 @@ def _local_model_dir(model: str) -> str:
     not converted: that is left to training); anything else is returned as given."""
     if model != "default" and not model.endswith(".gguf"):
         return model
-    try:
-        from ..local_backend.models import resolve_model, tokenizer_dir
+    from ..backends import get_backend
 
-        return str(tokenizer_dir(resolve_model(model)))
+    try:
+        return get_backend("local").tokenizer_folder(model)
     except ImportError as e:
         raise ConfigError(
             f"{model}: reading this model needs the local training stack ({e.name or e})",

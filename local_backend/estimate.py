@@ -1,0 +1,123 @@
+"""The local backend's estimate of a training run on a data file (``ftc cost estimate
+--backend local``, the ``local:`` rows of ``ftc cost compare``), offline and without torch."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ftclient.cost import LocalCostEstimate, check_args, epochs_for, local_gpu_price, local_training_cost
+from ftclient.data.parquet import is_parquet_path, not_jsonl_error
+from ftclient.prices import Catalogue
+from ftclient.tokens import as_records
+
+from . import calibrate as cal
+
+__all__ = ["estimate_file"]
+
+
+def estimate_file(
+    path: str | os.PathLike,
+    model_ref: str,
+    *,
+    epochs: int | None = None,
+    method: str | None = None,
+    adapter: str | None = None,
+    batch_size: int | None = None,
+    max_seq_len: int | None = None,
+    spec: Any = None,
+    usd_per_hour: float | None = None,
+    prices: Catalogue | str | os.PathLike | None = None,
+    today=None,
+) -> LocalCostEstimate:
+    """Training estimate of a local run (``local:default``, ``local:PATH``) on a data file,
+    offline and without torch.
+
+    Tokens: the model's own tokenizer and chat template when it is on disk, else the labelled
+    approximation. Time: from a calibration of the same model, data and settings on this
+    machine (cached by ``--calibrate``), else unknown -- never a made-up speed. Cost: time x
+    the price (:func:`local_gpu_price`), $0 on your own machine without one, unknown when
+    there is a price but no time.
+    """
+    check_args(epochs, method or "sft", adapter or "lora")
+    if is_parquet_path(path):
+        raise not_jsonl_error(path, f"local training ({model_ref})")
+    records = as_records(path)
+    n = len(records)
+    ep, ep_basis = epochs_for(epochs, n)
+    job = cal.spec_for(path, cal.local_model_name(model_ref), spec=spec, epochs=ep, method=method, adapter=adapter,
+                       batch_size=batch_size, max_seq_len=max_seq_len)
+    counts = cal.offline_counts(job, records)
+    price = local_gpu_price(usd_per_hour=usd_per_hour, spec=job, prices=prices, today=today)
+    bs = job.hyperparameters.batch_size or cal.DEFAULT_BATCH_SIZE
+    accum = job.local.gradient_accumulation_steps
+    steps = cal.count_optimizer_steps(counts.rows, bs, accum, ep)
+    steps_basis = (f"{counts.rows:,} rows / batch {bs} x {accum} accumulation, {ep} epoch(s), as the Trainer counts; "
+                   "unpacked rows (on a CUDA GPU with packing on, rows are packed: fewer steps)")
+    found = cal.load_cached(job, price=price)
+    caveats: list[str] = []
+    duration = None
+    calib = None
+    device = None
+    if found is not None:
+        p = found.prediction
+        duration = p.total_s
+        steps, steps_basis = p.optimizer_steps, "as the Trainer counts, from the calibration"
+        device = f"{found.device} ({found.device_name}), {found.precision}"
+        m = found.measured
+        time_basis = (f"calibrated on this machine {found.created_at} ({found.calibration_steps} real steps): "
+                      f"setup {p.setup_s:.1f} s + warm-up {p.warmup_s:.1f} s + steps {p.steps_s:.1f} s "
+                      f"({m.seconds_per_step:.3g} s/step) + {p.checkpoint_saves} checkpoint save(s) "
+                      f"{p.checkpoints_s:.1f} s"
+                      + (f" + {p.evaluations} evaluation(s) {p.evaluations_s:.1f} s" if p.evaluations else "")
+                      + f" + final save {p.final_save_s + p.finish_s:.1f} s = {p.total_s:,.1f} s")
+        calib = {"key": found.key, "created_at": found.created_at, "calibration_steps": found.calibration_steps,
+                 "prediction": p.to_dict(), "seconds_per_step": m.seconds_per_step,
+                 "tokens_per_step": m.tokens_per_step}
+    else:
+        time_basis = ("unknown: no calibration of this model, data and settings on this machine; "
+                      "add --calibrate to run a few real steps and predict the run")
+    if price is None:
+        cost: float | None = 0.0
+        cost_basis = ("your own machine: $0; give --gpu-price-per-hour (or local.gpu_price_per_hour / local.gpu in "
+                      "the spec) for a figure")
+    elif duration is None:
+        cost = None
+        cost_basis = (f"unknown: ${price['usd_per_hour']:g}/h ({price.get('source', 'given')}) x an unknown time; "
+                      "add --calibrate")
+        caveats.append("no cost without a measured speed: run with --calibrate")
+    else:
+        c = local_training_cost(duration, price)
+        cost, cost_basis = c["cost_usd"], "estimated: " + c["basis"]
+    if not counts.exact:
+        caveats.append("token count approximated (the model's tokenizer is not readable offline yet)")
+    return LocalCostEstimate(
+        model=f"local:{job.model_for('local')}",
+        provider="local",
+        kind="self-hosted",
+        method=job.method,
+        adapter=job.adapter,
+        examples=n,
+        tokens_per_epoch=counts.tokens_per_epoch,
+        epochs=ep,
+        epochs_basis=ep_basis,
+        billed_tokens=counts.tokens_per_epoch * ep,
+        cost_usd=cost,  # type: ignore[arg-type]
+        cost_before_minimum_usd=cost,  # type: ignore[arg-type]
+        min_charge_usd=0.0,
+        min_charge_applied=False,
+        token_count_basis=counts.basis,
+        token_count_exact=counts.exact,
+        cost_exact=False,
+        cost_basis=cost_basis,
+        price=price or {},
+        caveats=caveats,
+        duration_s=duration,
+        time_basis=time_basis,
+        optimizer_steps=steps,
+        steps_basis=steps_basis,
+        rows=counts.rows,
+        batch_size=bs,
+        device=device,
+        calibration=calib,
+    )
