@@ -39,7 +39,7 @@ from ftclient.errors import SpecError
 from ftclient.fine_tunes import DownloadRefused, PastFineTune, ProviderFile
 from ftclient.retry import RequestRejected
 
-from ._hosted import HostedBackend, epoch
+from .._hosted import HostedBackend, epoch
 
 __all__ = ["OpenAIBackend", "OPENAI_STATES", "CLIENT_TOKEN_KEY", "JOB_ID_KEY", "FineTuningUnavailable",
            "refused_as_inactive", "INACTIVE_RULE_SINCE", "INACTIVE_DAYS"]

@@ -61,7 +61,7 @@ from ftclient.backends import (
 )
 from ftclient.errors import ConfigError, SpecError
 
-from ._hosted import HostedBackend
+from .._hosted import HostedBackend
 
 if TYPE_CHECKING:  # pragma: no cover
     from ftclient.spec import JobSpec
