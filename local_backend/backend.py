@@ -35,6 +35,7 @@ from ftclient.backends import Checkpoint, JobEvent, JobState, JobStatus, SubmitR
 from ftclient.errors import UsageError
 
 from . import worker as w
+from .validation import LocalChecker
 
 PREFIX = "local-"
 RESTART_LOCK = "restart.lock"
@@ -249,6 +250,11 @@ class LocalBackend:
         return DEFAULT_LR.get((method, adapter))
 
     # ------------------------------------------------------------------ offline checks
+
+    @staticmethod
+    def data_checker(model: str | None, method: str | None) -> Any:
+        """The rules of local training for a data file (``ftc data validate --provider local``)."""
+        return LocalChecker(model, method)
 
     def validate(self, spec: Any, data_path: Any) -> Any:
         from ftclient.validation import validate_file

@@ -299,7 +299,7 @@ def test_a_split_too_small_for_a_provider_is_warned_about_with_the_fix(tmp_path,
     """45 labelled rows: the default 10% eval set is below OpenAI's minimum per file; prepare
     says so (stderr, report.json, --json) and its --eval-fraction fix works."""
     from ftclient.validation import validate_file
-    from ftclient.validation.openai import OpenAIChecker
+    from ftclient.providers.openai.validation import OpenAIChecker
 
     least = OpenAIChecker.min_examples  # what `ftc data validate --provider openai` enforces
     src = write_csv(tmp_path / "t.csv", labelled_rows({f"intent_{k}": 9 for k in range(5)}))

@@ -1,4 +1,4 @@
-"""``ftc data validate FILE --provider openai|together|local [--strict]``."""
+"""``ftc data validate FILE --provider BACKEND [--strict]``: any installed backend that checks data."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ import click
 
 from .output import emit_json
 
-PROVIDERS = ("openai", "together", "local")
 SHOW_LINES = 5
 
 
 @click.command()
 @click.argument("file", type=click.Path(dir_okay=True, path_type=str))
-@click.option("--provider", "-p", required=True, metavar="openai|together|local", help="Whose rules to check against.")
+@click.option("--provider", "-p", required=True, metavar="BACKEND",
+              help="Whose rules to check against: openai, together, local (or any installed backend).")
 @click.option("--model", "-m", default=None, help="Base model (OpenAI default gpt-4.1-mini; local: a model folder or HF id in the local cache).")
 @click.option("--method", type=click.Choice(["sft", "dpo"], case_sensitive=False), default=None, help="Training method (default: detected from the data).")
 @click.option("--max-seq-len", type=click.IntRange(min=1), default=None, help="Token limit per example (local default 2048).")
@@ -29,16 +29,17 @@ def validate(
     (see docs/validation.md).
     """
     from ..errors import UsageError
-    from ..validation import validate_file
+    from ..validation import checkable_backends, validate_file
 
     prov = provider.strip().lower()
-    if prov not in PROVIDERS:
+    known = checkable_backends()
+    if prov not in known:
         import difflib
 
-        close = difflib.get_close_matches(prov, PROVIDERS, n=1)
+        close = difflib.get_close_matches(prov, known, n=1)
         raise UsageError(
             f"unknown provider {provider!r}" + (f"; did you mean '{close[0]}'?" if close else ""),
-            hint=f"Use one of: {', '.join(PROVIDERS)}.",
+            hint=f"Use one of: {', '.join(known)}.",
         )
     from .output import progress as progress_bar
 

@@ -348,9 +348,9 @@ def _run(src: Path, out: Path, fmt, spool, *, system, eval_fraction, seed, redac
 def provider_minimums() -> dict[str, int]:
     """The least number of examples each provider's validation takes in a file, as
     ``ftc data validate`` enforces it (the same for a training and an eval file)."""
-    from ..validation.engine import PROVIDERS, make_checker
+    from ..validation.engine import checkable_backends, make_checker
 
-    return {p: int(getattr(make_checker(p, None, None), "min_examples", 1) or 1) for p in PROVIDERS}
+    return {p: int(getattr(make_checker(p, None, None), "min_examples", 1) or 1) for p in checkable_backends()}
 
 
 # Above this many records the eval count of a candidate fraction is computed, not drawn.

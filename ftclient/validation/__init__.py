@@ -6,18 +6,22 @@
 
 Every problem is a :class:`Problem` ``(line, code, message)`` with a 1-based line
 (0 for the whole file) and a stable code; docs/validation.md lists the rules and
-codes of each provider.
+codes of each provider. The rules themselves are the backends': each hands the registry a
+:class:`DataChecker` (``Backend.data_checker(model, method)``); this package streams the
+file and runs it.
 """
 
 from __future__ import annotations
 
-from .common import MAX_STORED_PROBLEMS, Problem, TokenStats, ValidationResult
-from .engine import METHODS, PROVIDERS, validate_file
+from .common import MAX_STORED_PROBLEMS, DataChecker, Problem, TokenSetup, TokenStats, ValidationResult
+from .engine import METHODS, checkable_backends, validate_file
 
 __all__ = [
     "MAX_STORED_PROBLEMS",
     "METHODS",
-    "PROVIDERS",
+    "DataChecker",
+    "TokenSetup",
+    "checkable_backends",
     "Problem",
     "TokenStats",
     "ValidationResult",

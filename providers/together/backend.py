@@ -62,6 +62,7 @@ from ftclient.backends import (
 from ftclient.errors import ConfigError, SpecError
 
 from .._hosted import HostedBackend
+from .validation import TogetherChecker
 
 if TYPE_CHECKING:  # pragma: no cover
     from ftclient.spec import JobSpec
@@ -470,6 +471,11 @@ class TogetherBackend(HostedBackend):
         return self.DEFAULT_LEARNING_RATE
 
     # ------------------------------------------------------------------ offline
+
+    @staticmethod
+    def data_checker(model: str | None, method: str | None) -> Any:
+        """Together's rules for a training file (``ftc data validate --provider together``)."""
+        return TogetherChecker(model, method)
 
     def preflight(self, spec: "JobSpec", *, today: date | None = None) -> list[str]:
         """Checks before anything is sent. Raises ``SpecError`` for a job Together will not

