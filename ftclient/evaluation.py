@@ -110,9 +110,41 @@ SUMMARY_KEYS: tuple[str, ...] = (
     "sessions",
 )
 
-_SUPPORTED = ("local", "openai", "together", "openai-compatible")
-_KEY_ENVS = {"openai": "OPENAI_API_KEY", "together": "TOGETHER_API_KEY",
-             "openai-compatible": "OPENAI_COMPATIBLE_API_KEY"}
+#: Any OpenAI-compatible server (Ollama, vLLM, TGI...), asked through the openai SDK: a
+#: protocol, not a backend of the registry.
+COMPATIBLE = "openai-compatible"
+COMPATIBLE_KEY_ENV = "OPENAI_COMPATIBLE_API_KEY"
+
+HOSTED, HERE, SERVER = "hosted", "here", "server"
+
+
+def _kind(backend: str) -> str | None:
+    """How ``ftc eval`` asks a model of ``backend``: ``hosted`` (the backend's async chat
+    client, priced per token from the catalogue), ``here`` (the backend loads the model on
+    this machine: ``load_generator``), ``server`` (an OpenAI-compatible server); None when
+    it cannot ask it. Asked of the registry: nothing is built."""
+    from .backends import available_backends
+
+    if backend == COMPATIBLE:
+        return SERVER
+    ep = available_backends().get(backend)
+    if ep is None:
+        return None
+    try:
+        factory = ep.load()
+    except Exception:  # noqa: BLE001 - a backend that cannot load is asked nothing
+        return None
+    if callable(getattr(factory, "async_chat_client", None)):
+        return HOSTED
+    if callable(getattr(factory, "load_generator", None)):
+        return HERE
+    return None
+
+
+def _askable() -> list[str]:
+    from .backends import available_backends
+
+    return [b for b in available_backends() if _kind(b) is not None] + [COMPATIBLE]
 
 
 class Interrupted(_Interrupted):
@@ -374,11 +406,11 @@ def _check_can_ask(ref: "ModelRef") -> None:
 
     if ref.backend in available_backends():
         check_ready(get_backend(ref.backend))
-    elif ref.backend == "openai-compatible":  # asked through the openai SDK; a key is optional
+    elif ref.backend == COMPATIBLE:  # asked through the openai SDK; a key is optional
         require_modules(("openai",), extra="hosted", who="ftc eval of an OpenAI-compatible server")
         from .secrets import check_key
 
-        check_key("openai-compatible")  # but one that is set must be usable (exit 2, never shown)
+        check_key(COMPATIBLE)  # but one that is set must be usable (exit 2, never shown)
 
 
 class BadReply(Exception):
@@ -413,7 +445,7 @@ class _CannotConnect(Exception):
         self.reason = reason
 
 
-def _capped_http_client(sdk_module: Any, http_module: Any, *, max_reply_bytes: int, connections: int) -> Any:
+def capped_http_client(sdk_module: Any, http_module: Any, *, max_reply_bytes: int, connections: int) -> Any:
     """The SDK's own async HTTP client (``DefaultAsyncHttpxClient``) over a transport that
     counts the bytes of every reply body as they arrive and stops reading at
     ``max_reply_bytes`` (a ``Content-Length`` over the limit stops it before reading), so
@@ -458,38 +490,39 @@ def _capped_http_client(sdk_module: Any, http_module: Any, *, max_reply_bytes: i
     return sdk_module.DefaultAsyncHttpxClient(transport=_CappedTransport())
 
 
-def _async_client(ref: "ModelRef", *, timeout_s: float = DEFAULT_TIMEOUT_S,
-                  max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES, concurrency: int = DEFAULT_CONCURRENCY) -> Any:
+def request_timeouts(timeout_s: float) -> dict[str, float]:
+    """The SDK transport's read and write timeouts for requests bounded by ``timeout_s`` as a
+    whole (asyncio, in ``_run_hosted``): they only back that bound up."""
+    return {"read": timeout_s + 5.0, "write": timeout_s + 5.0}
+
+
+def openai_http_module() -> Any:
+    """The HTTP library the installed openai SDK talks through (httpx2 for openai 3.x, else httpx)."""
     import importlib
 
-    from .retry import sdk_client_kwargs
-    from .secrets import get_key
+    try:
+        return importlib.import_module("httpx2")
+    except ImportError:  # openai 1.x talks through httpx
+        return importlib.import_module("httpx")
 
-    # The whole request is bounded by ``timeout_s`` (asyncio, in _run_hosted); the
-    # transport's own read timeout only backs it up.
-    per_phase = {"read": timeout_s + 5.0, "write": timeout_s + 5.0}
-    if ref.backend == "together":
-        import httpx
-        import together
 
-        http = _capped_http_client(together, httpx, max_reply_bytes=max_reply_bytes, connections=concurrency)
-        return together.AsyncTogether(api_key=get_key("together"), http_client=http,
-                                      **sdk_client_kwargs("together", **per_phase))
+def _async_client(ref: "ModelRef", *, timeout_s: float = DEFAULT_TIMEOUT_S,
+                  max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES, concurrency: int = DEFAULT_CONCURRENCY) -> Any:
+    """The async chat client that asks ``ref``: its backend's (``async_chat_client``), or for
+    an OpenAI-compatible server the openai SDK pointed at the server."""
+    if ref.backend != COMPATIBLE:
+        from .backends import get_backend
+
+        return get_backend(ref.backend).async_chat_client(timeout_s=timeout_s, max_reply_bytes=max_reply_bytes,
+                                                          concurrency=concurrency)
     import openai
 
-    try:
-        http_module = importlib.import_module("httpx2")
-    except ImportError:  # openai 1.x talks through httpx
-        http_module = importlib.import_module("httpx")
-    http = _capped_http_client(openai, http_module, max_reply_bytes=max_reply_bytes, connections=concurrency)
-    if ref.backend == "openai":
-        # The base URL is the SDK's default or OPENAI_BASE_URL, as for the openai backend.
-        return openai.AsyncOpenAI(api_key=get_key("openai"), http_client=http,
-                                  **sdk_client_kwargs("openai", **per_phase))
-    from .secrets import KeyFormatError
+    from .retry import sdk_client_kwargs
+    from .secrets import KeyFormatError, get_key
 
+    http = capped_http_client(openai, openai_http_module(), max_reply_bytes=max_reply_bytes, connections=concurrency)
     try:
-        key = get_key("openai-compatible")
+        key = get_key(COMPATIBLE)
     except KeyFormatError:
         raise
     except ConfigError:
@@ -497,7 +530,7 @@ def _async_client(ref: "ModelRef", *, timeout_s: float = DEFAULT_TIMEOUT_S,
     # The URL as given (its credentials too) exists only here, in memory; ref.base_url is redacted.
     base_url, query = ref.connection()
     return openai.AsyncOpenAI(api_key=key, base_url=base_url, default_query=query or None, http_client=http,
-                              **sdk_client_kwargs("openai", **per_phase))
+                              **sdk_client_kwargs("openai", **request_timeouts(timeout_s)))
 
 
 def _get(obj: Any, name: str) -> Any:
@@ -648,7 +681,7 @@ def _with_server_text(e: BaseException) -> str:
 def _where(ref: "ModelRef", client: Any) -> str:
     from .secrets import redact
 
-    url = ref.base_url if ref.backend == "openai-compatible" and ref.base_url else str(getattr(client, "base_url", ""))
+    url = ref.base_url if ref.backend == COMPATIBLE and ref.base_url else str(getattr(client, "base_url", ""))
     return redact(url) or ref.backend
 
 
@@ -671,8 +704,14 @@ async def _run_hosted(ref: "ModelRef", todo: list[Example], st: "Store", run_id:
     abort: list[BaseException] = []
     prog = sess.progress
     provider = ref.backend
-    key_env = _KEY_ENVS.get(ref.backend)
-    token_kw = "max_completion_tokens" if ref.backend == "openai" else "max_tokens"
+    if ref.backend == COMPATIBLE:
+        key_env, token_kw = COMPATIBLE_KEY_ENV, "max_tokens"  # what most servers read
+    else:
+        from .backends import get_backend
+
+        backend = get_backend(ref.backend)
+        key_env = getattr(backend, "key_env", None) or None
+        token_kw = getattr(backend, "chat_token_param", "max_tokens")
     loop = asyncio.get_running_loop()
     first_send: list[float] = []
     outcomes: list[str | None] = []  # in the order requests ended: None = answered, else the reason
@@ -891,7 +930,7 @@ def _cost(ref: "ModelRef", *, tin_q: float, tout_q: float, qps: float, completed
           batch_size: int, device: str | None, notes: list[str]) -> tuple[float | None, str]:
     if completed == 0:
         return None, "nothing was answered, so nothing was measured"
-    if ref.backend in ("openai", "together"):
+    if _kind(ref.backend) == HOSTED:
         if gpu_price_per_hour is not None or gpu:
             notes.append("--gpu-price-per-hour / --gpu apply to self-hosted models; ignored for a hosted one")
         name = ref.base_model if ref.fine_tuned and ref.base_model else ref.model
@@ -910,9 +949,9 @@ def _cost(ref: "ModelRef", *, tin_q: float, tout_q: float, qps: float, completed
                  f"price for {entry.ref} (${pin:g} in / ${pout:g} out per 1M tokens, as of {entry.as_of})")
         if entry.stale:
             notes.append(f"the catalogue price of {entry.ref} is older than the staleness limit (as of {entry.as_of})")
-        if ref.backend == "openai" and not ref.fine_tuned:
-            notes.append("the catalogue's OpenAI inference prices are those of fine-tuned models; the base model "
-                         "is billed less, so this cost is an upper bound")
+        if not ref.fine_tuned and entry.inference_is_fine_tuned:
+            notes.append(f"the catalogue's {entry.provider} inference prices are those of fine-tuned models; the "
+                         "base model is billed less, so this cost is an upper bound")
         if ref.fine_tuned and entry.serving == "dedicated" and entry.dedicated_endpoint_per_hour:
             per_1k = entry.dedicated_endpoint_per_hour / 3600.0 / qps * 1000 if qps > 0 else None
             extra = f" (at this run's {qps:.2f} queries/s: ${per_1k:.4g} per 1K queries)" if per_1k else ""
@@ -934,7 +973,7 @@ def _cost(ref: "ModelRef", *, tin_q: float, tout_q: float, qps: float, completed
     cost = price * 1000.0 / (3600.0 * qps)
     basis = (f"measured throughput {qps:.3g} queries/s x ${price:g}/GPU-hour ({src}): one hour serves "
              f"{qps * 3600:,.0f} queries")
-    if ref.backend == "local":
+    if _kind(ref.backend) == HERE:
         notes.append(f"throughput measured here on {device or 'this machine'} with batch size {batch_size}; "
                      "the cost holds for a GPU that runs at least as fast")
     else:
@@ -984,7 +1023,7 @@ def _summary(ref: "ModelRef", run_id: str, data: Path, sha: str, examples: list[
     no_usage = sum(1 for _, r in done if r.tokens_in is None or r.tokens_out is None)
     if no_usage:
         notes.append(f"{no_usage} answer(s) came without token usage; counted as 0 tokens")
-    if ref.backend == "local":
+    if _kind(ref.backend) == HERE:
         notes.append(f"latency_s is per example: each batch's generation time / its size (batch size {batch_size}); "
                      "tokens are counted with the model's tokenizer")
     else:
@@ -1112,9 +1151,10 @@ def evaluate(
 
     with _opened(store) as st:
         ref = parse_model_ref(model_ref, store=st) if not hasattr(model_ref, "canonical") else model_ref
-        if ref.backend not in _SUPPORTED:
+        kind = _kind(ref.backend)
+        if kind is None:
             raise UsageError(f"ftc eval cannot ask {ref.backend} models yet",
-                             hint=f"Supported: {', '.join(_SUPPORTED)}.")
+                             hint=f"Supported: {', '.join(_askable())}.")
         _check_can_ask(ref)
         data = Path(data_path).expanduser()
         data = data.resolve() if data.exists() else data
@@ -1129,9 +1169,9 @@ def evaluate(
         cached = len(examples) - len(todo)
         sess = _Session(progress=EvalProgress(run_id=run_id, total=len(examples), completed=cached, cached=cached),
                         on_progress=on_progress)
-        if ref.backend == "local" and float(temperature) != 0.0:
+        if kind == HERE and float(temperature) != 0.0:
             sess.notes.append("local generation is greedy; temperature was ignored")
-        if ref.backend == "local" and (rpm or tpm):
+        if kind == HERE and (rpm or tpm):
             sess.notes.append("--rpm / --tpm apply to remote models; ignored for a local one")
         if on_start is not None:
             on_start({"run_id": run_id, "model_ref": ref.canonical, "examples": len(examples), "cached": cached,
@@ -1149,7 +1189,7 @@ def evaluate(
 
         try:
             if todo:
-                if ref.backend == "local":
+                if kind == HERE:
                     _run_local(ref, todo, st, run_id, sess, batch_size=batch_size, max_tokens=max_tokens,
                                device=device)
                 else:

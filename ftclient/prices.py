@@ -110,6 +110,9 @@ class ModelEntry(Priced):
     train_cutoff: _dt.date | None = None  # new fine-tuning jobs refused from this day on
     inference_shutdown: _dt.date | None = None  # fine-tuned models stop answering from this day on
     encoding: str | None = None
+    #: The inference prices are those of the model's fine-tuned versions (``inference_for:
+    #: fine-tuned`` in the catalogue): the base model itself is billed less.
+    inference_is_fine_tuned: bool = False
     listed: bool = True  # False: not in the catalogue, priced by its provider's size tier
     params_basis: str | None = None  # where params_b comes from, for a model not listed
 
@@ -306,6 +309,7 @@ class Catalogue:
             train_cutoff=_date(d.get("train_cutoff"), where),
             inference_shutdown=_date(d.get("inference_shutdown"), where),
             encoding=d.get("encoding"),
+            inference_is_fine_tuned=d.get("inference_for") == "fine-tuned",
         )
 
     def has_model(self, ref: str) -> bool:

@@ -408,6 +408,23 @@ class OpenAIBackend(HostedBackend):
 
     download_refusal = "OpenAI keeps fine-tuned weights on its side and serves them only through its API"
 
+    #: The request field that bounds a reply's length (the Chat Completions API's current name).
+    chat_token_param = "max_completion_tokens"
+
+    def async_chat_client(self, *, timeout_s: float, max_reply_bytes: int, concurrency: int) -> Any:
+        """The openai SDK's async client for ``ftc eval``: replies read through a transport that
+        stops at ``max_reply_bytes``; the base URL is the SDK's default or OPENAI_BASE_URL."""
+        import openai
+
+        from ftclient.evaluation import capped_http_client, openai_http_module, request_timeouts
+        from ftclient.retry import sdk_client_kwargs
+        from ftclient.secrets import get_key
+
+        http = capped_http_client(openai, openai_http_module(), max_reply_bytes=max_reply_bytes,
+                                  connections=concurrency)
+        return openai.AsyncOpenAI(api_key=get_key(self.name), http_client=http,
+                                  **sdk_client_kwargs(self.sdk, **request_timeouts(timeout_s)))
+
     # ------------------------------------------------------------------ migration source
 
     #: ``ftc migrate`` can list this account's fine-tunes (see ftclient.migrate.source).

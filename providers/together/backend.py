@@ -477,6 +477,23 @@ class TogetherBackend(HostedBackend):
         """Together's rules for a training file (``ftc data validate --provider together``)."""
         return TogetherChecker(model, method)
 
+    #: The request field that bounds a reply's length.
+    chat_token_param = "max_tokens"
+
+    def async_chat_client(self, *, timeout_s: float, max_reply_bytes: int, concurrency: int) -> Any:
+        """The together SDK's async client for ``ftc eval``: replies read through a transport that
+        stops at ``max_reply_bytes``; the base URL is the SDK's default or TOGETHER_BASE_URL."""
+        import httpx
+        import together
+
+        from ftclient.evaluation import capped_http_client, request_timeouts
+        from ftclient.retry import sdk_client_kwargs
+        from ftclient.secrets import get_key
+
+        http = capped_http_client(together, httpx, max_reply_bytes=max_reply_bytes, connections=concurrency)
+        return together.AsyncTogether(api_key=get_key(self.name), http_client=http,
+                                      **sdk_client_kwargs(self.sdk, **request_timeouts(timeout_s)))
+
     def preflight(self, spec: "JobSpec", *, today: date | None = None) -> list[str]:
         """Checks before anything is sent. Raises ``SpecError`` for a job Together will not
         take; returns warnings (qlora submitted as LoRA, dedicated-endpoint serving, a model
