@@ -48,6 +48,8 @@ __all__ = [
     "ProgressCallback",
     "ENTRY_POINT_GROUP",
     "available_backends",
+    "backends_offering",
+    "offers",
     "get_backend",
     "register_backend",
     "unregister_backend",
@@ -483,6 +485,24 @@ def available_backends() -> dict[str, Any]:
     found = _entry_points()
     found.update(_REGISTERED)
     return dict(sorted(found.items()))
+
+
+def offers(name: str, hook: str) -> bool:
+    """Whether backend ``name`` is installed and its class has ``hook`` (a method or a true
+    attribute): which stages a backend takes part in, asked without building it."""
+    ep = available_backends().get(_norm(name))
+    if ep is None:
+        return False
+    try:
+        factory = ep.load()
+    except Exception:  # noqa: BLE001 - a backend that cannot load offers nothing
+        return False
+    return bool(getattr(factory, hook, None))
+
+
+def backends_offering(hook: str) -> list[str]:
+    """The installed backends that have ``hook`` (see :func:`offers`), sorted by name."""
+    return [name for name in available_backends() if offers(name, hook)]
 
 
 def get_backend(name: str, **kwargs: Any) -> Backend:

@@ -123,20 +123,13 @@ def _kind(backend: str) -> str | None:
     client, priced per token from the catalogue), ``here`` (the backend loads the model on
     this machine: ``load_generator``), ``server`` (an OpenAI-compatible server); None when
     it cannot ask it. Asked of the registry: nothing is built."""
-    from .backends import available_backends
+    from .backends import offers
 
     if backend == COMPATIBLE:
         return SERVER
-    ep = available_backends().get(backend)
-    if ep is None:
-        return None
-    try:
-        factory = ep.load()
-    except Exception:  # noqa: BLE001 - a backend that cannot load is asked nothing
-        return None
-    if callable(getattr(factory, "async_chat_client", None)):
+    if offers(backend, "async_chat_client"):
         return HOSTED
-    if callable(getattr(factory, "load_generator", None)):
+    if offers(backend, "load_generator"):
         return HERE
     return None
 

@@ -30,17 +30,9 @@ def split_model_ref(text: str, sources: list[str]) -> tuple[str | None, str]:
 def migration_sources() -> list[str]:
     """The names of the installed backends that can list their fine-tunes (nothing is
     built; a backend whose module cannot be imported is left out)."""
-    from ..backends import available_backends
+    from ..backends import backends_offering
 
-    out = []
-    for name, ep in available_backends().items():
-        try:
-            factory = ep.load()
-        except Exception:  # noqa: BLE001 - a backend that cannot load is no source
-            continue
-        if getattr(factory, "lists_fine_tunes", False):
-            out.append(name)
-    return out
+    return backends_offering("lists_fine_tunes")
 
 
 def source_backend(name: str | None = None, *, client: Any = None) -> Any:

@@ -44,17 +44,9 @@ Progress = Callable[[int, int], None]
 
 def checkable_backends() -> list[str]:
     """The installed backends that check training data (``data_checker``): nothing is built."""
-    from ..backends import available_backends
+    from ..backends import backends_offering
 
-    out = []
-    for name, ep in available_backends().items():
-        try:
-            factory = ep.load()
-        except Exception:  # noqa: BLE001 - a backend that cannot load checks nothing
-            continue
-        if callable(getattr(factory, "data_checker", None)):
-            out.append(name)
-    return out
+    return backends_offering("data_checker")
 
 
 def make_checker(provider: str, model: str | None, method: str | None) -> DataChecker:
