@@ -339,10 +339,10 @@ def test_a_busy_machine_is_noticed():
                                 trainer_start_s=1, step_seconds=[4.0, 3.0, 4.5, 3.6], step_tokens=[90, 80, 95, 85],
                                 warmup_steps=1, checkpoint_save_s=0.1, eval_s=None, final_save_s=0.1, finish_s=0.0,
                                 step_positions=[100, 400, 600, 480])
-    assert cal_mod._spread(base) == pytest.approx(1.0)  # same cost per position: quiet
+    assert cal_mod.steady_spread(base) == pytest.approx(1.0)  # same cost per position: quiet
     busy = replace(base, step_seconds=[4.0, 3.0, 18.0, 3.6])
-    assert cal_mod._spread(busy) == pytest.approx(4.0) and 4.0 > cal_mod.NOISY_SPREAD
-    fast = cal_mod._fastest(busy)
+    assert cal_mod.steady_spread(busy) == pytest.approx(4.0) and 4.0 > cal_mod.NOISY_SPREAD
+    fast = cal_mod.at_fastest_rate(busy)
     assert fast.step_seconds == pytest.approx([4.0, 3.0, 4.5, 3.6])
 
 

@@ -385,7 +385,8 @@ def test_training_sends_no_telemetry_and_leaves_no_threads(tmp_path, tiny):
 
 
 def test_local_backend_imports_stay_light():
-    code = ("import sys, ftclient.local_backend, ftclient.local_backend.models, ftclient.local_backend.train; "
+    code = ("import sys, ftclient.local_backend, ftclient.local_backend.models, ftclient.local_backend.train, "
+            "ftclient.local_backend.calibrate; "
             "print(sorted(m for m in ('torch', 'transformers', 'trl', 'peft', 'datasets') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
