@@ -47,7 +47,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any, Awaitable, Callable, Mapping, Optional, TypeVar
 
-from .errors import ConfigError, FtcError
+from .errors import ConfigError, FtcError, UsageError
 from .secrets import redact
 
 __all__ = [
@@ -65,17 +65,12 @@ __all__ = [
     "parse_retry_after",
     "sdk_client_kwargs",
     "redact",
-    "KEY_ENVS",
 ]
 
 log = logging.getLogger("ftclient.retry")
 
 T = TypeVar("T")
 
-#: The env var holding each provider's key (used in :class:`AuthError` messages).
-KEY_ENVS = {"openai": "OPENAI_API_KEY", "together": "TOGETHER_API_KEY", "fireworks": "FIREWORKS_API_KEY"}
-
-_DISPLAY = {"openai": "OpenAI", "together": "Together", "fireworks": "Fireworks"}
 
 
 # --------------------------------------------------------------------------- policy
@@ -457,13 +452,40 @@ def classify(exc: BaseException, *, idempotent: bool, retry_409: bool | None = N
 # values, key shapes, Authorization values, URL credentials), imported above.
 
 
+def _env_var(provider: str) -> str:
+    from .secrets import env_var
+
+    try:
+        return env_var(provider)
+    except UsageError:
+        return f"{provider.upper()}_API_KEY"
+
+
+def _backend_class(provider: str) -> Any:
+    """The class of backend ``provider`` (None when it is not installed or cannot load)."""
+    from .backends import available_backends
+
+    ep = available_backends().get(provider or "")
+    try:
+        return ep.load() if ep is not None else None
+    except Exception:  # noqa: BLE001 - a message needs no backend that cannot load
+        return None
+
+
 def _display(provider: str) -> str:
-    return _DISPLAY.get(provider, provider or "the provider")
+    """The provider's name for messages: its backend's ``display`` ("OpenAI"), else as given."""
+    return getattr(_backend_class(provider), "display", None) or provider or "the provider"
 
 
 def _provider_of(exc: BaseException) -> str:
+    """The backend whose SDK raised ``exc`` (its ``sdk`` is the exception's package), or ""."""
+    from .backends import available_backends
+
     mod = type(exc).__module__.split(".")[0]
-    return mod if mod in KEY_ENVS else ""
+    for name in available_backends():
+        if getattr(_backend_class(name), "sdk", None) == mod:
+            return name
+    return ""
 
 
 def _request_id(exc: BaseException | None) -> str | None:
@@ -535,7 +557,7 @@ def retry_call(
     ``idempotent``: False for calls that create something; then an ambiguous failure
     raises :class:`AmbiguousResult` instead of retrying. ``provider``: ``"openai"``,
     ``"together"``... (default: guessed from the exception's module). ``key_env``: the
-    env var named in :class:`AuthError` (default from :data:`KEY_ENVS`). ``on_retry``:
+    env var named in :class:`AuthError` (default: the backend's, ``secrets.env_var``). ``on_retry``:
     called with a :class:`RetryEvent` before each wait (the CLI shows it).
 
     Raises :class:`AuthError`, :class:`RequestRejected`, :class:`RetryExhausted`,
@@ -571,7 +593,7 @@ def _raise_final(exc: BaseException, d: Decision, *, op: str, provider: str, key
     rid = _request_id(exc)
     tail = f" (request id {rid})" if rid else ""
     if d.action == AUTH:
-        env = key_env or KEY_ENVS.get(provider) or (f"{provider.upper()}_API_KEY" if provider else "the API key variable")
+        env = key_env or (_env_var(provider) if provider else "the API key variable")
         if d.status_code == 401:
             msg = f"{name} rejected the API key (HTTP 401) during {op}. Set {env} to a valid key{tail}."
         else:

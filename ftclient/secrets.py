@@ -1,6 +1,7 @@
 """API keys: where they come from, where they are kept, and how they are kept out of sight.
 
-* :func:`get_key` takes a provider's key from its environment variable (:data:`ENV_VARS`),
+* :func:`get_key` takes a provider's key from its environment variable (the backend's
+  ``key_env``, :func:`key_vars`; ``NAME_API_KEY`` for any other name),
   else from ``keys.json`` in :func:`ftclient.paths.ftc_home`. The file is created with
   mode 0600 (never wider, not even for a moment) and is refused, the way ssh refuses a
   private key, when group or others can read it.
@@ -37,13 +38,6 @@ from .errors import ConfigError, UsageError
 
 REDACTED = "[REDACTED]"
 
-#: The environment variable each provider's key is read from (it wins over the key file).
-ENV_VARS: dict[str, str] = {
-    "openai": "OPENAI_API_KEY",
-    "together": "TOGETHER_API_KEY",
-    "fireworks": "FIREWORKS_API_KEY",
-    "mistral": "MISTRAL_API_KEY",
-}
 
 #: The loggers :func:`install_log_redaction` covers (and all their children).
 REDACTED_LOGGERS = ("ftclient", "ftc", "openai", "together", "httpx", "httpx2", "httpcore")
@@ -108,10 +102,33 @@ _SENSITIVE_FIELDS = re.compile(
 # providers and env vars
 
 
+#: Variables that hold keys without ending in ``_API_KEY`` (a backend's ``key_env``), seen so far;
+#: redaction reads every ``*_API_KEY`` variable and these.
+_EXTRA_KEY_VARS: set[str] = set()
+
+
+def key_vars() -> dict[str, str]:
+    """``{backend: the environment variable of its key}`` for every installed backend that
+    needs one (its ``key_env``), asked of the registry."""
+    from .backends import available_backends
+
+    out: dict[str, str] = {}
+    for name, ep in available_backends().items():
+        try:
+            var = getattr(ep.load(), "key_env", None)
+        except Exception:  # noqa: BLE001 - a backend that cannot load declares nothing
+            continue
+        if isinstance(var, str) and var:
+            out[name] = var
+            if not var.endswith("_API_KEY"):
+                _EXTRA_KEY_VARS.add(var)
+    return out
+
+
 def env_var(provider: str) -> str:
-    """The environment variable of ``provider``'s key (``NAME_API_KEY`` for a plug-in provider)."""
+    """The environment variable of ``provider``'s key: its backend's ``key_env``, else ``NAME_API_KEY``."""
     p = _check_provider(provider)
-    return ENV_VARS.get(p, p.upper().replace("-", "_") + "_API_KEY")
+    return key_vars().get(p) or p.upper().replace("-", "_") + "_API_KEY"
 
 
 def _check_provider(provider: str) -> str:
@@ -119,7 +136,7 @@ def _check_provider(provider: str) -> str:
     if not _PROVIDER_RE.match(p):
         raise UsageError(
             f"not a provider name: {provider!r}",
-            hint="Known providers: " + ", ".join(ENV_VARS) + ".",
+            hint="Providers are named in lower case, e.g. " + ", ".join(key_vars()) + ".",
         )
     return p
 
@@ -151,7 +168,7 @@ def key_problem(key: str, provider: str | None = None) -> str | None:
             return "it contains a non-ASCII character"
     if len(key) > MAX_KEY_LEN:
         return f"it is {len(key)} characters long (at most {MAX_KEY_LEN})"
-    if provider in ENV_VARS and len(key) < MIN_KNOWN_PROVIDER_KEY_LEN:
+    if provider is not None and provider in key_vars() and len(key) < MIN_KNOWN_PROVIDER_KEY_LEN:
         return f"it is only {len(key)} characters long"
     return None
 
@@ -384,8 +401,7 @@ def _invalidate_cache() -> None:
 
 
 def _known_values() -> tuple[tuple, list[str]]:
-    env_vals = [os.environ.get(v, "") for v in ENV_VARS.values()]
-    env_vals += [v for k, v in os.environ.items() if k.endswith("_API_KEY") and k not in ENV_VARS.values()]
+    env_vals = [v for k, v in os.environ.items() if k.endswith("_API_KEY") or k in _EXTRA_KEY_VARS]
     try:
         from .paths import KEYS_FILE, ftc_home
 

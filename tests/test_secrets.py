@@ -24,7 +24,7 @@ posix_only = pytest.mark.skipif(os.name == "nt", reason="POSIX file modes")
 def home(monkeypatch, tmp_path):
     h = tmp_path / "ftc-home"
     monkeypatch.setenv("FTC_HOME", str(h))
-    for var in list(secrets.ENV_VARS.values()) + ["ACME_API_KEY"]:
+    for var in list(secrets.key_vars().values()) + ["ACME_API_KEY"]:
         monkeypatch.delenv(var, raising=False)
     return h
 

@@ -46,7 +46,7 @@ def assert_no_leak(text: str, *keys: str) -> None:
 def home(monkeypatch, tmp_path):
     h = tmp_path / "home"
     monkeypatch.setenv("FTC_HOME", str(h))
-    for var in list(secrets.ENV_VARS.values()) + ["OPENAI_COMPATIBLE_API_KEY", "OPENAI_BASE_URL",
+    for var in list(secrets.key_vars().values()) + ["OPENAI_COMPATIBLE_API_KEY", "OPENAI_BASE_URL",
                                                   "TOGETHER_BASE_URL", "FTC_DEBUG"]:
         monkeypatch.delenv(var, raising=False)
     return h

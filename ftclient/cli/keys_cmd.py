@@ -93,7 +93,7 @@ def list_cmd(as_json: bool) -> None:
 
     stored = secrets.load_keys()
     rows = []
-    for provider in sorted(set(secrets.ENV_VARS) | set(stored)):
+    for provider in sorted(set(secrets.key_vars()) | set(stored)):
         var = secrets.env_var(provider)
         env_value = os.environ.get(var, "").strip()
         file_value = stored.get(provider, "").strip()

@@ -408,6 +408,18 @@ class OpenAIBackend(HostedBackend):
 
     download_refusal = "OpenAI keeps fine-tuned weights on its side and serves them only through its API"
 
+    #: A model name for examples in messages.
+    example_model = "gpt-4o-mini"
+
+    @staticmethod
+    def fine_tuned_base(model: str) -> tuple[bool, str | None]:
+        """(whether ``model`` is a fine-tuned model, its base): OpenAI names them
+        ``ft:BASE:ORG:SUFFIX:ID``."""
+        if not model.startswith("ft:"):
+            return False, None
+        parts = model.split(":")
+        return True, (parts[1] if len(parts) > 1 and parts[1] else None)
+
     #: The request field that bounds a reply's length (the Chat Completions API's current name).
     chat_token_param = "max_completion_tokens"
 

@@ -462,6 +462,7 @@ class TogetherBackend(HostedBackend):
     name = PROVIDER
     key_env = KEY_ENV
     sdk = "together"
+    display = "Together"
 
     #: The learning rate Together trains with when the request names none.
     DEFAULT_LEARNING_RATE = 1e-5
@@ -479,6 +480,8 @@ class TogetherBackend(HostedBackend):
 
     #: The request field that bounds a reply's length.
     chat_token_param = "max_tokens"
+    #: A model name for examples in messages.
+    example_model = "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference"
 
     def async_chat_client(self, *, timeout_s: float, max_reply_bytes: int, concurrency: int) -> Any:
         """The together SDK's async client for ``ftc eval``: replies read through a transport that
