@@ -59,18 +59,18 @@ def _jdir(provider_job_id: str) -> Path:
 
 
 def _pid_alive(pid: Any) -> bool:
-    from ftclient.store import _pid_running
+    from ftclient.store import pid_running
 
     try:
-        return bool(pid) and _pid_running(int(pid)) is not False
+        return bool(pid) and pid_running(int(pid)) is not False
     except (TypeError, ValueError):
         return False
 
 
 def _pid_start(pid: int) -> str | None:
-    from ftclient.store import _process_start
+    from ftclient.store import process_start
 
-    return _process_start(pid)
+    return process_start(pid)
 
 
 def log_tail(path: Path, *, lines: int = 4, max_chars: int = 800, window: int = 64 * 1024) -> str:

@@ -403,9 +403,9 @@ def _kill_ranks(job_dir: Path, proc: Any) -> None:
 
 
 def _exists(pid: int) -> bool:
-    from ftclient.store import _pid_running  # (a killed process not reaped yet counts as gone)
+    from ftclient.store import pid_running  # (a killed process not reaped yet counts as gone)
 
-    return _pid_running(pid) is not False
+    return pid_running(pid) is not False
 
 
 def _run_ranks(job_dir: Path, rep: Reporter, plan: Any, launcher: dict[str, Any], t0: float) -> int:

@@ -40,7 +40,7 @@ openai = pytest.importorskip("openai")
 together = pytest.importorskip("together")
 pytest.importorskip("vcr")
 
-import ftclient.store as store_mod  # noqa: E402
+import ftclient.store.jobs as store_jobs  # noqa: E402
 from ftclient.backends import JobState  # noqa: E402
 from ftclient.providers.openai import OpenAIBackend  # noqa: E402
 from ftclient.providers.together import TogetherBackend  # noqa: E402
@@ -482,7 +482,7 @@ def build(flow: Flow, base_url: str | None, key: str | None, clock: Clock) -> An
 
 def _ctx(flow: Flow, tmp_path: Path, monkeypatch, b: Any, clock: Clock, emu=None) -> Ctx:
     monkeypatch.setenv("FTC_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(store_mod, "uuid", _FixedUuid(flow.id))
+    monkeypatch.setattr(store_jobs, "uuid", _FixedUuid(flow.id))
     data = tmp_path / "data"
     data.mkdir(exist_ok=True)
     st = Store(tmp_path / "ftc.db")

@@ -350,7 +350,7 @@ def test_resume_skips_a_job_another_live_process_holds(prov, spec, home):
         with Store() as st:
             with st._write() as c:
                 c.execute("UPDATE jobs SET pid = ?, worker_start = ? WHERE id = ?",
-                          (other.pid, S._process_start(other.pid), job.id))
+                          (other.pid, S.process_start(other.pid), job.id))
             assert st.pending_work() == []
         outs = J.resume(job.id)
         assert [(o.action, o.state) for o in outs] == [("skipped", "queued")]

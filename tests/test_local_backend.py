@@ -70,9 +70,9 @@ def _events(job) -> list[dict]:
 
 
 def _alive(pid: int) -> bool:
-    from ftclient.store import _pid_running
+    from ftclient.store import pid_running
 
-    return _pid_running(pid) is True
+    return pid_running(pid) is True
 
 
 def test_submit_watch_chat(tmp_path, tiny):

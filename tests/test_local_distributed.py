@@ -309,7 +309,7 @@ def test_failed_ranks_fail_the_job_with_the_first_error(fake_launch):
 
 
 def test_stop_before_training_kills_launcher_and_ranks(fake_launch):
-    from ftclient.store import _pid_running
+    from ftclient.store import pid_running
 
     def two_ranks_up(d: Path) -> bool:
         return len(list((d / w.RANKS_DIR).glob("rank-*.pid"))) == 2
@@ -320,7 +320,7 @@ def test_stop_before_training_kills_launcher_and_ranks(fake_launch):
     assert w.read_json(d / w.PROGRESS_FILE)["state"] == "cancelled"
     assert _events(d)[-1]["message"] == "cancelled before training started"
     pids = [int(p.read_text()) for p in (d / w.RANKS_DIR).glob("rank-*.pid")]
-    assert len(pids) == 2 and not any(_pid_running(p) for p in pids)
+    assert len(pids) == 2 and not any(pid_running(p) for p in pids)
 
 
 # ----------------------------------------------------------------------------- real runs: 2 CPU processes
@@ -350,7 +350,7 @@ def _world_lines(log: str) -> list[str]:
 def test_two_processes_kill9_then_resume_to_a_working_adapter(tmp_path, tiny):
     """2 ranks (DDP over gloo); kill -9 of the worker mid-run takes both ranks along;
     `jobs.resume` restarts it and the ranks continue from the checkpoint to the end."""
-    from ftclient.store import _pid_running
+    from ftclient.store import pid_running
 
     # 32 records / (batch 1 x 2 processes) x 3 epochs = 48 steps; a checkpoint every 4
     spec = make_spec(tmp_path, tiny, n=32, epochs=3, batch_size=1, checkpoint_every=4, local={"gpus": 2})
@@ -364,10 +364,10 @@ def test_two_processes_kill9_then_resume_to_a_working_adapter(tmp_path, tiny):
 
     _wait(ckpt_passed, what="a checkpoint")
     ranks = _rank_pids(d)
-    assert len(ranks) == 2 and all(_pid_running(p) for p in ranks)
+    assert len(ranks) == 2 and all(pid_running(p) for p in ranks)
     os.kill(pid, signal.SIGKILL)
-    _wait(lambda: (_reap(pid), not _pid_running(pid))[1], timeout=10, what="the worker to die")
-    _wait(lambda: not any(_pid_running(p) for p in ranks), timeout=10, what="the ranks to die with the worker")
+    _wait(lambda: (_reap(pid), not pid_running(pid))[1], timeout=10, what="the worker to die")
+    _wait(lambda: not any(pid_running(p) for p in ranks), timeout=10, what="the ranks to die with the worker")
     killed_at = _progress(d)["step"]
     assert killed_at < 48 and _progress(d)["state"] == "running"
 
@@ -407,7 +407,7 @@ def test_two_processes_kill9_then_resume_to_a_working_adapter(tmp_path, tiny):
 
 
 def test_cancel_stops_both_ranks_after_the_same_step(tmp_path, tiny):
-    from ftclient.store import _pid_running
+    from ftclient.store import pid_running
 
     # 24 records / (batch 1 x 2 processes) x 5 epochs = 60 steps; no periodic checkpoint
     spec = make_spec(tmp_path, tiny, n=24, epochs=5, batch_size=1, checkpoint_every=1000, local={"gpus": 2})
@@ -428,5 +428,5 @@ def test_cancel_stops_both_ranks_after_the_same_step(tmp_path, tiny):
     ckpt = d / w.OUTPUT_DIR / f"checkpoint-{stopped}"
     assert (ckpt / "rng_state_0.pth").is_file() and (ckpt / "rng_state_1.pth").is_file()  # one per rank
     assert not (d / w.RESULT_FILE).exists()
-    assert len(ranks) == 2 and not any(_pid_running(p) for p in ranks) and not _pid_running(pid)
+    assert len(ranks) == 2 and not any(pid_running(p) for p in ranks) and not pid_running(pid)
     assert "all ranks stop after step" in log

@@ -16,6 +16,7 @@ import pytest
 
 from ftclient import store as store_mod
 from ftclient.errors import ConfigError, UsageError
+from ftclient.store.clock import iso_ago, now_iso
 from ftclient.store import (
     MIGRATIONS,
     STATES,
@@ -123,7 +124,7 @@ def test_a_store_at_migration_n_upgrades_to_the_latest(tmp_path, start):
 
 
 def test_credentials_an_older_ftc_stored_with_an_eval_run_are_redacted_on_upgrade(tmp_path):
-    from ftclient.store import m007_redact_eval_refs
+    from ftclient.store.migrations import m007_redact_eval_refs
 
     user_pw = "alice:" + "s3cr3t" + "pw"  # built from pieces: no credential-like literal in the source
     key = "k" + "9" * 12
@@ -459,18 +460,18 @@ def _set_worker(st: Store, job_id: str, **cols) -> None:
 def test_a_reused_pid_does_not_count_as_the_worker(st):
     job = st.new_job("openai", "{}")
     # pid 1 runs, but it is not the process that started working on the job
-    _set_worker(st, job.id, pid=1, worker_start="12345", heartbeat_at=store_mod._now())
-    assert store_mod._pid_running(1)
+    _set_worker(st, job.id, pid=1, worker_start="12345", heartbeat_at=now_iso())
+    assert store_mod.pid_running(1)
     assert st.claim(job.id)
 
 
 def test_a_worker_on_another_host_counts_until_its_heartbeat_is_stale(db):
     with Store(db, stale_after=60) as s:
         job = s.new_job("openai", "{}")
-        _set_worker(s, job.id, pid=4242, worker_host="elsewhere", worker_start=None, heartbeat_at=store_mod._now())
+        _set_worker(s, job.id, pid=4242, worker_host="elsewhere", worker_start=None, heartbeat_at=now_iso())
         assert not s.claim(job.id)
         assert s.pending_work() == []
-        _set_worker(s, job.id, heartbeat_at=store_mod._iso_ago(120))
+        _set_worker(s, job.id, heartbeat_at=iso_ago(120))
         assert [w.job.id for w in s.pending_work()] == [job.id]
         assert s.claim(job.id)
         assert s.get_job(job.id).worker_host == store_mod.HOST

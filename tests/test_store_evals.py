@@ -133,11 +133,11 @@ def test_list_newest_first(st):
 
 def _claim_as(st, run_id, pid):
     """Record ``pid`` (a process of this host) as the one running ``run_id``."""
-    from ftclient.store import HOST, _process_start
+    from ftclient.store import HOST, process_start
 
     with st._write() as c:
         c.execute("UPDATE eval_runs SET state = 'running', pid = ?, worker_host = ?, worker_start = ? WHERE id = ?",
-                  (pid, HOST, _process_start(pid), run_id))
+                  (pid, HOST, process_start(pid), run_id))
 
 
 def test_a_run_whose_process_died_reads_as_interrupted_and_resumes(st):
