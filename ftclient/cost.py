@@ -116,7 +116,8 @@ def check_args(epochs: int | None, method: str, adapter: str) -> tuple[str, str]
     return m, a
 
 
-def _catalogue(prices: Catalogue | str | os.PathLike | None, today) -> Catalogue:
+def catalogue_for(prices: Catalogue | str | os.PathLike | None, today) -> Catalogue:
+    """``prices`` when it is a Catalogue, else the catalogue loaded from that file (None: the bundled one)."""
     if isinstance(prices, Catalogue):
         return prices
     return load_catalogue(prices, today=today)
@@ -443,7 +444,8 @@ def _self_host_training(params_b: float, tokens: int, gpu: GpuEntry, adapter: st
     }
 
 
-def _self_host_inference(params_b: float, gpu: GpuEntry, pin: float, pout: float, a: Assumptions) -> dict[str, Any]:
+def self_host_inference(params_b: float, gpu: GpuEntry, pin: float, pout: float, a: Assumptions) -> dict[str, Any]:
+    """Serving a ``params_b``-billion model on ``gpu``: prefill and decode tokens/s, GPU-seconds per query, fit."""
     spec = gpu.spec
     assert spec is not None
     p = params_b * 1e9
@@ -481,7 +483,7 @@ def estimate_cost(
     """Training cost of fine-tuning ``model_ref`` on the data (a JSONL path or records, or
     for Together a pre-tokenized Parquet file: its exact token counts)."""
     method, adapter = check_args(epochs, method, adapter)
-    cat = _catalogue(prices, today)
+    cat = catalogue_for(prices, today)
     if _counts is None:
         _check_parquet(path_or_records, [model_ref], cat, method)
     counts = _counts or _Counts.of(path_or_records)
@@ -604,7 +606,7 @@ def local_gpu_price(
                 "source": "local.gpu_price_per_hour in the spec"}
     if not loc.gpu:
         return None
-    cat = _catalogue(prices, today)
+    cat = catalogue_for(prices, today)
     ref = loc.gpu.strip().lower()
     if ":" in ref:
         gpu = cat.gpu(ref)
@@ -735,7 +737,7 @@ def compare_costs(
         from .budget import check_budget
 
         budget_usd = check_budget(budget_usd)
-    cat = _catalogue(prices, today)
+    cat = catalogue_for(prices, today)
     refs = _parse_models(models)
     if models is None:  # the defaults: only models that can still be fine-tuned today
         refs = [r for r in refs if not (cat.has_model(r) and cat.model(r).training_closed())]
@@ -1028,7 +1030,7 @@ def _self_row(ref, est: CostEstimate, gpu: GpuEntry, om, counts, q, tin, tout, b
     sh = est.self_hosted or {}
     counter = om.counter()
     pin, pout, _ = _query_tokens(counts, counter, tin, tout)
-    inf = _self_host_inference(om.params_b, gpu, pin, pout, a)
+    inf = self_host_inference(om.params_b, gpu, pin, pout, a)
     per_q = inf["per_query_usd"]
     if gpu.serverless:
         hours = serverless_gpu_hours(q, inf["gpu_seconds_per_query"], a)

@@ -252,6 +252,7 @@ def _label_boxes(fig):
 def test_report_png_labels_do_not_overlap(monkeypatch):
     pytest.importorskip("matplotlib")
     from ftclient import report as R
+    from ftclient.report import figure
 
     from test_report import run
 
@@ -266,7 +267,7 @@ def test_report_png_labels_do_not_overlap(monkeypatch):
     boxes = _label_boxes(R.render_figure(rep))
     assert len(boxes) == 5 and not overlapping(boxes)
     # the same figure without the placement: the labels do overlap (the set-up is a real test)
-    monkeypatch.setattr(R, "_place_labels", lambda *a, **k: None)
+    monkeypatch.setattr(figure, "_place_labels", lambda *a, **k: None)
     assert overlapping(_label_boxes(R.render_figure(rep)))
 
 

@@ -482,7 +482,7 @@ def demo_runs():
 
 def expected_ways(cat, q, *, qps=3.2, cpus=4, tin=62.0, tout=5.0):
     """Every serving way of a 135M model at volume q, computed here from the catalogue."""
-    from ftclient.cost import ASSUMPTIONS, _self_host_inference
+    from ftclient.cost import ASSUMPTIONS, self_host_inference
 
     month_s = HOURS_PER_MONTH * 3600
     out = {}
@@ -493,7 +493,7 @@ def expected_ways(cat, q, *, qps=3.2, cpus=4, tin=62.0, tout=5.0):
         out[ref] = {"monthly": n * c.usd_per_hour * HOURS_PER_MONTH, "units": n, "busy": q / (n * cap)}
     for ref in [DEFAULT_SELF_HOST_GPU] + [g for g in cat.gpu_refs() if cat.gpu(g).serverless]:
         g = cat.gpu(ref)
-        gpu_s = _self_host_inference(0.135, g, tin, tout, ASSUMPTIONS)["gpu_seconds_per_query"]
+        gpu_s = self_host_inference(0.135, g, tin, tout, ASSUMPTIONS)["gpu_seconds_per_query"]
         if g.serverless:
             hours = serverless_gpu_hours(q, gpu_s)
             out[ref] = {"monthly": hours * g.usd_per_hour, "units": 1, "busy": q * gpu_s / 3600 / hours}
@@ -504,7 +504,7 @@ def expected_ways(cat, q, *, qps=3.2, cpus=4, tin=62.0, tout=5.0):
 
 
 def test_a_small_model_is_served_the_cheapest_way_and_the_idle_gpu_is_shown(demo_runs, cat):
-    from ftclient.report import _pct
+    from ftclient.report.format import pct_text
 
     q = 100_000
     r = build_report(demo_runs, jobs={}, queries_per_month=q, today=TODAY)
@@ -525,7 +525,7 @@ def test_a_small_model_is_served_the_cheapest_way_and_the_idle_gpu_is_shown(demo
     # the always-on GPU is named with how little of it the volume uses
     gpu = want[DEFAULT_SELF_HOST_GPU]
     assert gpu["busy"] < 1e-3
-    assert (f"({DEFAULT_SELF_HOST_GPU}) ${gpu['monthly']:,.2f}/month, {_pct(gpu['busy'])} of the billed GPU time busy"
+    assert (f"({DEFAULT_SELF_HOST_GPU}) ${gpu['monthly']:,.2f}/month, {pct_text(gpu['busy'])} of the billed GPU time busy"
             in r.recommendation["text"])
     # the per-second GPU bills its idle windows: at one query every ~26 s a container is up most of the month
     l4 = got["modal:l4"]

@@ -101,7 +101,8 @@ def _render(report: Any) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from ..report import _dur, _money, _ms, _per_1k
+    from ..budget import format_usd
+    from ..report.format import duration_text, ms_text, per_1k_text
     from .output import out
 
     rec = report.recommendation
@@ -123,10 +124,11 @@ def _render(report: Any) -> None:
         elif not o.eligible:
             name = f"[dim]{name}[/dim] (left out)"
         ci = "-" if o.score_ci95 is None else f"{o.score_ci95[0] * 100:.1f}-{o.score_ci95[1] * 100:.1f}%"
-        t.add_row(name, "-" if o.score is None else f"{o.score:.3f}", ci, _per_1k(o.cost_per_1k_usd),
-                  _money(o.monthly_usd),
-                  _ms(o.latency_s.get("p50")), _ms(o.latency_s.get("p95")),
-                  _money(o.training_cost_usd) if o.training_cost_usd is not None else "-", _dur(o.training_time_s))
+        t.add_row(name, "-" if o.score is None else f"{o.score:.3f}", ci, per_1k_text(o.cost_per_1k_usd),
+                  format_usd(o.monthly_usd),
+                  ms_text(o.latency_s.get("p50")), ms_text(o.latency_s.get("p95")),
+                  format_usd(o.training_cost_usd) if o.training_cost_usd is not None else "-",
+                  duration_text(o.training_time_s))
     for w in report.warnings:
         out.print(f"[bold red]WARNING:[/bold red] {escape(w['text'])}", soft_wrap=True, highlight=False)
     out.print(t)
