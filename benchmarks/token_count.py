@@ -8,7 +8,7 @@ to N. Prints:
 * raw: ``enc.encode(content)`` of every message content, one thread (the baseline);
 * ftc single-thread: ``counter.count_records(records)`` limited to 1 core;
 * ftc all cores: ``counter.count_records(records)`` as ftc runs it: from
-  ``tokens.PROCESS_MIN_RECORDS`` records on, forked worker processes (one per core),
+  ``tokens.parallel.PROCESS_MIN_RECORDS`` records on, forked worker processes (one per core),
   below that threads;
 * ftc all cores, threads only (when the above used processes, for comparison);
 
@@ -33,6 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ftclient import tokens  # noqa: E402
+from ftclient.tokens import parallel  # noqa: E402
 
 # banking77's full train.csv in ../shared/datasets/ when present, else the 964-row subset in tests/data/.
 _FULL = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "banking77" / "train.csv"
@@ -115,24 +116,24 @@ def run(a, n: int, unique: bool) -> None:
     def ftc_all():
         return counter.count_records(records)
 
-    orig = tokens._n_threads
+    orig = parallel.n_threads
 
     def ftc_one():
-        tokens._n_threads = lambda: 1
+        parallel.n_threads = lambda: 1
         try:
             return counter.count_records(records)
         finally:
-            tokens._n_threads = orig
+            parallel.n_threads = orig
 
     def ftc_threads():
-        saved = tokens.PROCESS_MIN_RECORDS
-        tokens.PROCESS_MIN_RECORDS = 1 << 62
+        saved = parallel.PROCESS_MIN_RECORDS
+        parallel.PROCESS_MIN_RECORDS = 1 << 62
         try:
             return counter.count_records(records)
         finally:
-            tokens.PROCESS_MIN_RECORDS = saved
+            parallel.PROCESS_MIN_RECORDS = saved
 
-    uses_processes = cores > 1 and n >= tokens.PROCESS_MIN_RECORDS and tokens._can_fork()
+    uses_processes = cores > 1 and n >= parallel.PROCESS_MIN_RECORDS and parallel.can_fork()
     fns = {"raw": raw, "one": ftc_one, "all": ftc_all}
     if uses_processes:
         fns["threads"] = ftc_threads

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from ftclient import tokens
 from ftclient.errors import ConfigError, DataError
+from ftclient.tokens import encodings, hf, parallel, registry
 
 
 @pytest.fixture(scope="module")
@@ -153,8 +154,8 @@ def test_no_network_and_no_cache_written(tmp_path, monkeypatch, ref_encodings):
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    monkeypatch.setattr(tokens, "_encodings", {})
-    monkeypatch.setattr(tokens, "_counters", {})
+    monkeypatch.setattr(encodings, "_encodings", {})
+    monkeypatch.setattr(registry, "_counters", {})
     for model in ("gpt-4.1-mini", "gpt-4"):
         c = tokens.get_counter(f"openai:{model}")
         assert c.count_record({"messages": MSGS}) == cookbook(ref_encodings[c.encoding_name], MSGS)
@@ -188,7 +189,7 @@ def test_batched_counts_equal_one_by_one(units, ref_encodings):
 
 
 def test_chunked_parallel_counts(monkeypatch, ref_encodings):
-    monkeypatch.setattr(tokens, "_CHUNK_CHARS", 64)
+    monkeypatch.setattr(parallel, "_CHUNK_CHARS", 64)
     enc = tokens.load_encoding("o200k_base")
     strings = [f"ticket {i}: my card {'is late ' * (i % 5)}" for i in range(300)] + ["x <|endofprompt|> y"]
     expected = [len(ref_encodings["o200k_base"].encode_ordinary(s)) for s in strings]
@@ -254,6 +255,23 @@ TICKET = {"messages": [
 ]}
 
 
+def test_importing_the_package_loads_no_tokenizer_library():
+    """tiktoken, tokenizers, jinja2 and transformers are imported by the count that needs them."""
+    import subprocess
+    import sys
+
+    heavy = ["tiktoken", "tokenizers", "jinja2", "transformers", "torch"]
+    code = (
+        "import json, sys\n"
+        "import ftclient.tokens as t\n"
+        "assert all(getattr(t, n) is not None for n in t.__all__)\n"
+        f"print(json.dumps([m for m in {heavy!r} if m in sys.modules]))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout.strip().splitlines()[-1]) == []
+
+
 def test_open_model_counts_need_neither_transformers_nor_torch(tiny_tokenizer_dir):
     import subprocess
     import sys
@@ -276,7 +294,7 @@ def test_open_model_counts_need_neither_transformers_nor_torch(tiny_tokenizer_di
 def test_torch_free_counts_equal_transformers_counts(tiny_tokenizer_dir):
     from transformers import AutoTokenizer
 
-    light = tokens._load_hf_counter(str(tiny_tokenizer_dir))
+    light = hf.load_hf_counter(str(tiny_tokenizer_dir))
     assert isinstance(light.tok, tokens.LightTokenizer)
     ref = tokens.HFCounter(AutoTokenizer.from_pretrained(str(tiny_tokenizer_dir)), "transformers")
     dpo = {"input": {"messages": TICKET["messages"][:2]},
@@ -390,8 +408,8 @@ def fork_spy(monkeypatch):
         calls.append(1)
         return real_fork()
 
-    monkeypatch.setattr(tokens.os, "fork", fork)
-    monkeypatch.setattr(tokens, "_n_threads", lambda: 3)
+    monkeypatch.setattr(os, "fork", fork)
+    monkeypatch.setattr(parallel, "n_threads", lambda: 3)
     return calls
 
 
@@ -414,9 +432,9 @@ def test_process_path_default_threshold(fork_spy, monkeypatch):
     c = tokens.OpenAICounter("gpt-4.1-mini")
     recs = _mixed_records(90)
     expected = c._split_serial(recs, threads=1)
-    monkeypatch.setattr(tokens, "PROCESS_MIN_RECORDS", 100)
+    monkeypatch.setattr(parallel, "PROCESS_MIN_RECORDS", 100)
     assert c.count_split(recs) == expected and fork_spy == []
-    monkeypatch.setattr(tokens, "PROCESS_MIN_RECORDS", 90)
+    monkeypatch.setattr(parallel, "PROCESS_MIN_RECORDS", 90)
     assert c.count_split(recs) == expected and len(fork_spy) == 2
     assert c.count_records(recs) == expected[0]
 
@@ -492,10 +510,10 @@ def test_process_path_other_errors_and_dead_worker(fork_spy, monkeypatch):
 def test_dedupe_decision_keeps_counts_exact(monkeypatch, ref_encodings):
     enc = tokens.load_encoding("o200k_base")
     ref = ref_encodings["o200k_base"]
-    monkeypatch.setattr(tokens, "_DEDUPE_SAMPLE", 64)
+    monkeypatch.setattr(parallel, "_DEDUPE_SAMPLE", 64)
     unique = [f"ticket {i}: where is my card?" for i in range(600)]
     repeated = [s for i in range(300) for s in ("You route support tickets to one banking intent.", f"t{i}", "label")]
-    assert not tokens._dedupe_pays(unique)
-    assert tokens._dedupe_pays(repeated)
+    assert not parallel._dedupe_pays(unique)
+    assert parallel._dedupe_pays(repeated)
     for flat in (unique, repeated, unique + repeated):
         assert tokens.flat_counts(enc, flat) == [len(ref.encode_ordinary(s)) for s in flat]

@@ -1,0 +1,86 @@
+"""The token counter of a model reference: :func:`get_counter`, cached per process.
+
+OpenAI models get the exact :class:`.OpenAICounter`; open models (``together:``,
+``fireworks:``, ``local:``, ``hf:``) the exact :class:`.HFCounter` when their own
+tokenizer and chat template are available offline, else the labelled
+:class:`.ApproxCounter`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from .approx import ApproxCounter
+from .hf import find_local_tokenizer, load_hf_counter
+from .openai import OpenAICounter
+
+PROVIDERS = ("openai", "together", "fireworks", "local", "hf")
+
+
+def split_ref(model_ref: str) -> tuple[str, str]:
+    """'provider:model' -> (provider, model). A bare gpt-*/o* name means openai."""
+    if not isinstance(model_ref, str) or not model_ref.strip():
+        raise ConfigError("empty model reference", hint="Use PROVIDER:MODEL, e.g. openai:gpt-4.1-mini.")
+    ref = model_ref.strip()
+    if ":" in ref and not ref.startswith("ft:"):
+        provider, _, name = ref.partition(":")
+        provider = provider.lower()
+        if not name:
+            raise ConfigError(f"{model_ref!r}: no model name after '{provider}:'")
+        return provider, name
+    low = ref.lower()
+    if low.startswith(("gpt-", "o1", "o3", "o4", "ft:", "chatgpt")):
+        return "openai", ref
+    raise ConfigError(
+        f"{model_ref!r}: give the provider, as PROVIDER:MODEL",
+        hint="e.g. openai:gpt-4.1-mini, together:meta-llama/Meta-Llama-3.1-8B-Instruct-Reference, local:./my-model",
+    )
+
+
+_counters: dict[tuple[str, str | None], Any] = {}
+
+
+def get_counter(model_ref: str, *, tokenizer: str | None = None):
+    """The token counter for ``model_ref`` (``openai:gpt-4.1-mini``, ``together:...``,
+    ``fireworks:...``, ``local:PATH``, ``hf:REPO_ID``).
+
+    ``tokenizer``: a local folder or HF repo id whose tokenizer to use for an open
+    model (e.g. the HF id behind a Together model name).
+    """
+    key = (model_ref, tokenizer)
+    c = _counters.get(key)
+    if c is not None:
+        return c
+    provider, name = split_ref(model_ref)
+    if provider == "openai":
+        c = OpenAICounter(name)
+    elif provider == "local" and (name == "default" or name.lower().endswith(".gguf")):
+        # A GGUF model's tokenizer is read from its one-time conversion (local_backend.models).
+        from ..local_backend.calibrate import offline_counter
+
+        c = offline_counter(name)
+    elif provider in ("together", "fireworks", "local", "hf", "modal", "runpod", "lambda", "own"):
+        src = None
+        for cand in (tokenizer, name):
+            if cand and find_local_tokenizer(cand):
+                src = cand
+                break
+        if src is None:
+            if provider in ("local", "hf") and Path(name).expanduser().exists():
+                raise ConfigError(
+                    f"{name}: no tokenizer files there (tokenizer.json / tokenizer_config.json)",
+                    hint="Point local: at a model folder saved with save_pretrained().",
+                )
+            c = ApproxCounter(model_ref)
+        else:
+            c = load_hf_counter(src)
+    else:
+        raise ConfigError(
+            f"unknown provider {provider!r} in {model_ref!r}",
+            hint=f"Use one of: {', '.join(PROVIDERS)}.",
+        )
+    _counters[key] = c
+    return c
+
