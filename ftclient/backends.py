@@ -48,6 +48,7 @@ __all__ = [
     "ProgressCallback",
     "ENTRY_POINT_GROUP",
     "available_backends",
+    "backend_attr",
     "backends_offering",
     "offers",
     "get_backend",
@@ -487,17 +488,23 @@ def available_backends() -> dict[str, Any]:
     return dict(sorted(found.items()))
 
 
+def backend_attr(name: str, attr: str, default: Any = None) -> Any:
+    """Attribute ``attr`` of backend ``name``'s class (``default`` when the backend is not
+    installed, cannot load or has none), read without building the backend."""
+    ep = available_backends().get(_norm(name or ""))
+    if ep is None:
+        return default
+    try:
+        factory = ep.load()
+    except Exception:  # noqa: BLE001 - a backend that cannot load declares nothing
+        return default
+    return getattr(factory, attr, default)
+
+
 def offers(name: str, hook: str) -> bool:
     """Whether backend ``name`` is installed and its class has ``hook`` (a method or a true
     attribute): which stages a backend takes part in, asked without building it."""
-    ep = available_backends().get(_norm(name))
-    if ep is None:
-        return False
-    try:
-        factory = ep.load()
-    except Exception:  # noqa: BLE001 - a backend that cannot load offers nothing
-        return False
-    return bool(getattr(factory, hook, None))
+    return bool(backend_attr(name, hook))
 
 
 def backends_offering(hook: str) -> list[str]:

@@ -815,15 +815,17 @@ def compare_costs(
 def _parquet_refusal(ref: str, cat: Catalogue) -> str | None:
     """What cannot train ``ref`` on a pre-tokenized Parquet file (e.g. "OpenAI fine-tuning");
     None when it can."""
-    from .data.parquet import PARQUET_PROVIDERS
+    from .data.parquet import parquet_providers
 
     if is_local_ref(ref):
         return "local training"
     if _is_self_host(ref, cat):
         return "self-hosted training (ftc's local training stack)"
+    from .backends import backend_attr
+
     provider = ref.partition(":")[0].strip().lower()
-    name = "OpenAI" if provider == "openai" else provider.capitalize()
-    return None if provider in PARQUET_PROVIDERS else f"{name} fine-tuning"
+    name = backend_attr(provider, "display") or provider.capitalize()
+    return None if provider in parquet_providers() else f"{name} fine-tuning"
 
 
 def _parquet_defaults(path_or_records: Any, refs: list[str], cat: Catalogue,

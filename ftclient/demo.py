@@ -31,7 +31,6 @@ INTENTS = ("card_arrival", "cash_withdrawal_charge", "exchange_rate", "lost_or_s
            "top_up_failed")
 SYSTEM_PROMPT = ("Route the customer's message to one intent. Answer with the intent name only, one of: "
                  + ", ".join(INTENTS) + ".")
-PROVIDERS = ("openai", "together", "local")
 STAGES = ("prepare", "validate", "cost", "train", "eval", "report")
 OFFLINE_STAGES = ("prepare", "validate", "cost")
 #: The hosted model each ``--with`` backend is evaluated with (its base model, zero-shot).
@@ -242,7 +241,7 @@ def run_demo(
     from .data.prepare import prepare
     from .fileio import write_json_atomic
     from .plot import plot_comparison
-    from .validation import validate_file
+    from .validation import checkable_backends, validate_file
 
     settings = DemoSettings.fast() if fast else DemoSettings.full()
     if epochs is not None:
@@ -268,7 +267,7 @@ def run_demo(
 
     t = stage("validate")
     train = out / "data" / "train.jsonl"
-    for provider in PROVIDERS:
+    for provider in checkable_backends():  # every installed backend's rules
         result.validation[provider] = validate_file(train, provider)
     done("validate", t)
 

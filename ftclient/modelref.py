@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
@@ -36,15 +35,21 @@ from .errors import ConfigError, FtcError, UsageError
 if TYPE_CHECKING:  # pragma: no cover
     from .store import Job, Store
 
-__all__ = ["ModelRef", "BACKENDS", "parse_model_ref"]
+__all__ = ["ModelRef", "COMPATIBLE", "schemes", "parse_model_ref", "finished_model", "did_you_mean", "job_ids"]
 
-#: The reference prefixes, i.e. the backends ``ftc eval`` can ask.
-BACKENDS: tuple[str, ...] = ("local", "openai", "together", "openai-compatible")
+#: The reference prefix of any OpenAI-compatible server (a protocol, not a backend).
+COMPATIBLE = "openai-compatible"
+
+
+def schemes() -> list[str]:
+    """The reference prefixes: every installed backend, and ``openai-compatible``."""
+    from .backends import available_backends
+
+    return [*available_backends(), COMPATIBLE]
 
 _EXAMPLES = ("local:ftc-20261122-a3f9c2, local:./out/final, local:default, openai:gpt-4o-mini, "
              "together:meta-llama/Meta-Llama-3.1-8B-Instruct-Reference, "
              "openai-compatible:http://127.0.0.1:11434/v1#llama3.2, or an ftc job id")
-_TRAIN_META = "ftc_train.json"  # written next to every locally trained model
 
 
 @dataclass(frozen=True)
@@ -78,7 +83,10 @@ class ModelRef:
 
     @property
     def hosted(self) -> bool:
-        return self.backend in ("openai", "together")
+        """Whether a provider's API answers it (not this machine, not an OpenAI-compatible server)."""
+        from .backends import offers
+
+        return offers(self.backend, "async_chat_client")
 
     def connection(self) -> tuple[str | None, dict[str, str]]:
         """The base URL to send requests to and the query parameters every request carries
@@ -117,7 +125,7 @@ def _store(store: "Store | None") -> Iterator["Store | None"]:
         yield s
 
 
-def _job_ids(store: "Store | None") -> list[str]:
+def job_ids(store: "Store | None") -> list[str]:
     if store is None:
         return []
     try:
@@ -126,7 +134,7 @@ def _job_ids(store: "Store | None") -> list[str]:
         return []
 
 
-def _did_you_mean(word: str, choices: list[str], *, n: int = 3) -> str:
+def did_you_mean(word: str, choices: list[str], *, n: int = 3) -> str:
     close = difflib.get_close_matches(word, choices, n=n, cutoff=0.6)
     return f"Did you mean {', '.join(close)}? " if close else ""
 
@@ -140,12 +148,12 @@ def _find_job(text: str, store: "Store | None") -> "Job":
     except UsageError as e:
         if "matches" in e.message and "jobs:" in e.message:  # ambiguous prefix
             raise
-        hint = _did_you_mean(text, _job_ids(store))
+        hint = did_you_mean(text, job_ids(store))
         hint += "List jobs with `ftc jobs list`; for a model id, name its backend (openai:MODEL, together:MODEL)."
         raise UsageError(f"no job matches {text!r}", hint=hint) from None
 
 
-def _finished_model(job: "Job", store: "Store", *, refresh: bool) -> str:
+def finished_model(job: "Job", store: "Store", *, refresh: bool) -> str:
     """The fine-tuned model of a finished job (asking its backend once if the store lacks it)."""
     model = job.fine_tuned_model
     if not model and refresh and job.state == "succeeded" and job.provider_job_id:
@@ -168,90 +176,13 @@ def _finished_model(job: "Job", store: "Store", *, refresh: bool) -> str:
     return model
 
 
-# --------------------------------------------------------------------------- local
-
-
-def _adapter_base(p: Path) -> str | None:
-    for name, key in ((_TRAIN_META, "base_model"), ("adapter_config.json", "base_model_name_or_path")):
-        f = p / name
-        if f.is_file():
-            try:
-                v = json.loads(f.read_text(encoding="utf-8")).get(key)
-            except (OSError, ValueError, AttributeError):
-                v = None
-            if v:
-                return str(v)
-    return None
-
-
-def _local_path_ref(p: Path, text: str) -> ModelRef:
-    p = p.expanduser().resolve()
-    if p.is_dir():
-        if not (p / "config.json").is_file() and not (p / "adapter_config.json").is_file():
-            raise UsageError(f"{text}: not a model directory (no config.json or adapter_config.json)",
-                             hint="Point at a directory written by `ftc train --backend local` or save_pretrained.")
-        tuned = (p / "adapter_config.json").is_file() or (p / _TRAIN_META).is_file()
-        base = _adapter_base(p) if tuned else None
-        return ModelRef("local", str(p), f"local:{p}", base_model=base if tuned else str(p), fine_tuned=tuned)
-    if p.is_file() and p.suffix.lower() == ".gguf":
-        return ModelRef("local", str(p), f"local:{p}", base_model=str(p), fine_tuned=False)
-    raise UsageError(f"{text}: not a model directory or .gguf file")
-
-
-def _local_job_ref(job: "Job", store: "Store", *, refresh: bool) -> ModelRef:
-    if job.backend != "local":
-        raise UsageError(f"{job.id} ran on {job.backend}, not locally",
-                         hint=f"Evaluate it as `{job.id}` (its fine-tuned model on {job.backend}).")
-    model = _finished_model(job, store, refresh=refresh)
-    return ModelRef("local", str(model), f"local:{job.id}", job_id=job.id, base_model=job.model, fine_tuned=True)
-
-
-def _parse_local(rest: str, store: "Store | None", *, refresh: bool) -> ModelRef:
-    if not rest:
-        raise UsageError("local: needs a job id, a model directory or a base model",
-                         hint="e.g. local:ftc-20261122-a3f9c2, local:./out/final or local:default.")
-    if rest == "default":
-        return ModelRef("local", "default", "local:default", base_model="default", fine_tuned=False)
-    p = Path(rest).expanduser()
-    if p.exists():
-        return _local_path_ref(p, rest)
-    looks_like_path = rest.startswith((".", "/", "~", "\\")) or "\\" in rest or rest.lower().endswith(".gguf")
-    if not looks_like_path and store is not None:
-        try:
-            job = store.get_job(rest)
-        except UsageError as e:
-            if "matches" in e.message and "jobs:" in e.message:
-                raise
-            job = None
-        if job is not None:
-            return _local_job_ref(job, store, refresh=refresh)
-    if looks_like_path:
-        raise UsageError(f"local:{rest}: no such file or directory",
-                         hint="Give an existing model directory (e.g. the job's output/final), or a job id.")
-    if rest.startswith("ftc-"):
-        raise UsageError(f"no job matches {rest!r}",
-                         hint=_did_you_mean(rest, _job_ids(store)) + "List jobs with `ftc jobs list`.")
-    # A base model by name (an HF id in the local cache).
-    from .backends import get_backend
-
-    try:
-        src = get_backend("local").resolve_model(rest)
-    except ConfigError as e:
-        hint = _did_you_mean(rest, _job_ids(store))
-        hint += "Give a finished local job id, a model directory, local:default, or an HF id already in the cache."
-        raise UsageError(f"local:{rest}: not a job, a model directory or a cached base model ({e.message})",
-                         hint=hint) from None
-    return ModelRef("local", src.ref, f"local:{src.ref}", base_model=src.ref, fine_tuned=False)
-
-
 # --------------------------------------------------------------------------- hosted
 
 
-def _hosted_ref(backend: str, model: str, store: "Store | None") -> ModelRef:
+def _hosted_ref(backend: str, model: str, store: "Store | None", plugin: Any) -> ModelRef:
     if not model or model.strip() != model or any(c.isspace() for c in model):
-        raise UsageError(f"{backend}: needs a model name without spaces",
-                         hint=f"e.g. {backend}:gpt-4o-mini" if backend == "openai"
-                         else f"e.g. {backend}:meta-llama/Meta-Llama-3.1-8B-Instruct-Reference")
+        example = getattr(plugin, "example_model", None) or "MODEL"
+        raise UsageError(f"{backend}: needs a model name without spaces", hint=f"e.g. {backend}:{example}")
     job = None
     if store is not None:  # a model an ftc job produced: remember the job and its base
         with contextlib.suppress(FtcError):
@@ -261,11 +192,26 @@ def _hosted_ref(backend: str, model: str, store: "Store | None") -> ModelRef:
                     break
     if job is not None:
         return ModelRef(backend, model, f"{backend}:{model}", job_id=job.id, base_model=job.model, fine_tuned=True)
-    if backend == "openai" and model.startswith("ft:"):
-        parts = model.split(":")
-        base = parts[1] if len(parts) > 1 and parts[1] else None
-        return ModelRef(backend, model, f"{backend}:{model}", base_model=base, fine_tuned=True)
+    tuned_from = getattr(plugin, "fine_tuned_base", None)
+    if callable(tuned_from):  # the provider's fine-tuned model names say their base
+        tuned, base = tuned_from(model)
+        if tuned:
+            return ModelRef(backend, model, f"{backend}:{model}", base_model=base, fine_tuned=True)
     return ModelRef(backend, model, f"{backend}:{model}", base_model=model, fine_tuned=False)
+
+
+def _fine_tune_owners(model: str) -> list[str]:
+    """The backends whose fine-tuned model names look like ``model``."""
+    from .backends import backends_offering, get_backend
+
+    out = []
+    for name in backends_offering("fine_tuned_base"):
+        try:
+            if get_backend(name).fine_tuned_base(model)[0]:
+                out.append(name)
+        except FtcError:
+            continue
+    return out
 
 
 def _parse_compatible(rest: str) -> ModelRef:
@@ -288,7 +234,7 @@ def _parse_compatible(rest: str) -> ModelRef:
                          hint=f"Give the server's base URL (up to /v1): {example}")
     base = url.rstrip("/")
     shown = _redact_url(base)
-    return ModelRef("openai-compatible", model, f"openai-compatible:{shown}#{model}", base_url=shown,
+    return ModelRef(COMPATIBLE, model, f"{COMPATIBLE}:{shown}#{model}", base_url=shown,
                     connect_url=base if shown != base else None)
 
 
@@ -324,27 +270,37 @@ def parse_model_ref(text: str, *, store: "Store | None" = None, refresh: bool = 
         raise UsageError("give a model reference", hint=f"e.g. {_EXAMPLES}.")
     head, sep, rest = ref.partition(":")
     scheme = head.lower()
+    known = schemes()
     with _store(store) as st:
-        if sep and scheme in BACKENDS:
+        if sep and scheme in known:
             rest = rest.strip()
-            if scheme == "local":
-                return _parse_local(rest, st, refresh=refresh)
-            if scheme == "openai-compatible":
+            if scheme == COMPATIBLE:
                 return _parse_compatible(rest)
-            return _hosted_ref(scheme, rest, st)
+            from .backends import get_backend
+
+            plugin = get_backend(scheme)
+            own = getattr(plugin, "parse_model_ref", None)
+            if callable(own):  # a backend with references of its own (paths, its jobs)
+                return own(rest, st, refresh=refresh)
+            return _hosted_ref(scheme, rest, st, plugin)
         if sep and not (len(head) == 1 and head.isalpha()):  # not a bare Windows drive letter
-            if scheme == "ft":
+            owners = _fine_tune_owners(ref)
+            if owners:
                 raise UsageError(f"{ref!r}: name the backend of a fine-tuned model",
-                                 hint=f"Did you mean openai:{ref}?")
-            close = difflib.get_close_matches(scheme, list(BACKENDS), n=1, cutoff=0.5)
-            hint = (f"Did you mean {close[0]}:{rest}? " if close else "") + f"Backends: {', '.join(BACKENDS)}."
+                                 hint="Did you mean " + " or ".join(f"{o}:{ref}" for o in owners) + "?")
+            close = difflib.get_close_matches(scheme, known, n=1, cutoff=0.5)
+            hint = (f"Did you mean {close[0]}:{rest}? " if close else "") + f"Backends: {', '.join(known)}."
             raise UsageError(f"unknown backend {head!r} in model reference {ref!r}", hint=hint)
         if Path(ref).expanduser().exists():
             raise UsageError(f"{ref!r} is a path: say which backend loads it",
                              hint=f"Did you mean local:{ref}?")
         job = _find_job(ref, st)
-        if job.backend == "local":
-            return _local_job_ref(job, st, refresh=refresh)  # type: ignore[arg-type]
-        model = _finished_model(job, st, refresh=refresh)  # type: ignore[arg-type]
+        from .backends import get_backend
+
+        plugin = get_backend(job.backend)
+        own = getattr(plugin, "job_model_ref", None)
+        if callable(own):  # a job whose model lives here
+            return own(job, st, refresh=refresh)
+        model = finished_model(job, st, refresh=refresh)  # type: ignore[arg-type]
         return ModelRef(job.backend, model, f"{job.backend}:{model}", job_id=job.id, base_model=job.model,
                         fine_tuned=True)

@@ -461,31 +461,19 @@ def _env_var(provider: str) -> str:
         return f"{provider.upper()}_API_KEY"
 
 
-def _backend_class(provider: str) -> Any:
-    """The class of backend ``provider`` (None when it is not installed or cannot load)."""
-    from .backends import available_backends
-
-    ep = available_backends().get(provider or "")
-    try:
-        return ep.load() if ep is not None else None
-    except Exception:  # noqa: BLE001 - a message needs no backend that cannot load
-        return None
-
-
 def _display(provider: str) -> str:
     """The provider's name for messages: its backend's ``display`` ("OpenAI"), else as given."""
-    return getattr(_backend_class(provider), "display", None) or provider or "the provider"
+    from .backends import backend_attr
+
+    return backend_attr(provider, "display") or provider or "the provider"
 
 
 def _provider_of(exc: BaseException) -> str:
     """The backend whose SDK raised ``exc`` (its ``sdk`` is the exception's package), or ""."""
-    from .backends import available_backends
+    from .backends import available_backends, backend_attr
 
     mod = type(exc).__module__.split(".")[0]
-    for name in available_backends():
-        if getattr(_backend_class(name), "sdk", None) == mod:
-            return name
-    return ""
+    return next((name for name in available_backends() if backend_attr(name, "sdk") == mod), "")
 
 
 def _request_id(exc: BaseException | None) -> str | None:

@@ -110,14 +110,11 @@ _EXTRA_KEY_VARS: set[str] = set()
 def key_vars() -> dict[str, str]:
     """``{backend: the environment variable of its key}`` for every installed backend that
     needs one (its ``key_env``), asked of the registry."""
-    from .backends import available_backends
+    from .backends import available_backends, backend_attr
 
     out: dict[str, str] = {}
-    for name, ep in available_backends().items():
-        try:
-            var = getattr(ep.load(), "key_env", None)
-        except Exception:  # noqa: BLE001 - a backend that cannot load declares nothing
-            continue
+    for name in available_backends():
+        var = backend_attr(name, "key_env")
         if isinstance(var, str) and var:
             out[name] = var
             if not var.endswith("_API_KEY"):

@@ -182,6 +182,18 @@ class LocalBackend:
 
     # ------------------------------------------------------------------ what the core asks of a local model
 
+    def parse_model_ref(self, rest: str, store: Any, *, refresh: bool = True) -> Any:
+        """The model ``local:REST`` names (a job, a folder, a .gguf file, a base model)."""
+        from .refs import parse_local_ref
+
+        return parse_local_ref(rest, store, refresh=refresh)
+
+    def job_model_ref(self, job: Any, store: Any, *, refresh: bool = True) -> Any:
+        """The model a finished local job wrote (its adapter or full model folder)."""
+        from .refs import local_job_ref
+
+        return local_job_ref(job, store, refresh=refresh)
+
     def resolve_model(self, name: str) -> Any:
         """Where a base model reference (``default``, an HF id in the cache, a folder, a
         ``.gguf`` file) is on this machine; ConfigError when it is not there."""
@@ -196,8 +208,12 @@ class LocalBackend:
 
         return str(tokenizer_dir(resolve_model(name)))
 
-    def token_counter(self, name: str) -> Any:
-        """The token counter of model ``name`` that needs no torch (its tokenizer and chat template)."""
+    def token_counter(self, name: str, *, tokenizer: str | None = None) -> Any:
+        """The counter of the default model and of a GGUF file, which needs no torch (the
+        tokenizer read from the GGUF's one-time conversion); None for any other model (a
+        folder or HF id: the core counts it as an open model)."""
+        if name != "default" and not name.lower().endswith(".gguf"):
+            return None
         from .calibrate import offline_counter
 
         return offline_counter(name)

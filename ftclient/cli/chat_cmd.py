@@ -70,10 +70,10 @@ def _model_ref(text: str, backend: str | None) -> Any:
     """The parsed model reference when ``text`` starts with a backend prefix (``local:``,
     ``openai:``, ``together:``, ``openai-compatible:``), else None (a job id or a provider's model id)."""
     from ..errors import UsageError
-    from ..modelref import BACKENDS, parse_model_ref
+    from ..modelref import parse_model_ref, schemes
 
     head, sep, _ = (text or "").strip().partition(":")
-    if not sep or head.lower() not in BACKENDS:
+    if not sep or head.lower() not in schemes():
         return None
     ref = parse_model_ref(text)
     if backend is not None and backend != ref.backend:

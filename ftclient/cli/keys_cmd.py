@@ -17,8 +17,6 @@ import click
 from ..errors import UsageError
 from . import output
 
-# What a provider's keys usually start with (used only to warn about a likely mix-up).
-_EXPECTED_PREFIX = {"openai": ("sk-",)}
 
 
 @contextlib.contextmanager
@@ -77,7 +75,9 @@ def set_cmd(provider: str, from_env: bool) -> None:
                             hint="Give only the key itself (one line, printable ASCII, no spaces); nothing was stored.")
     with _writing_keys(secrets.keys_file()):
         path = secrets.set_key(provider, key)
-    expected = _EXPECTED_PREFIX.get(provider)
+    from ..backends import backend_attr
+
+    expected = backend_attr(provider, "key_prefixes")  # what its keys usually start with
     if expected and not key.startswith(expected):
         output.warn(f"{provider} keys usually start with {' or '.join(expected)}; check that this is the right key")
     output.info(f"stored the {provider} key ({secrets.fingerprint(key)}) in {path}")

@@ -28,8 +28,6 @@ from pathlib import Path
 
 from ..errors import DataError
 
-#: The providers that take pre-tokenized Parquet training files (ftc's validation agrees).
-PARQUET_PROVIDERS = ("together",)
 BASIS = "exact (pre-tokenized): the length of input_ids per row, padding included; no tokenizer used"
 QUERY_BASIS = ("per row, from the pre-tokenized data: mean prompt tokens (attended positions whose label is -100) "
                "and mean completion tokens (positions trained on: labels not -100, or every attended position "
@@ -50,14 +48,26 @@ def is_parquet_path(value) -> bool:
     return isinstance(value, (str, os.PathLike)) and Path(value).is_file() and is_parquet(value)
 
 
+def parquet_providers() -> list[str]:
+    """The installed backends that take pre-tokenized Parquet training files (their data
+    checker says so: ``takes_parquet``)."""
+    from ..validation.engine import checkable_backends, make_checker
+
+    return [p for p in checkable_backends() if make_checker(p, None, None).takes_parquet]
+
+
 def not_jsonl_error(path: str | os.PathLike, who: str, *, plural: bool = False) -> DataError:
     """The refusal of ``who`` (a backend, a model, a command) that reads JSONL chat records only."""
+    from ..backends import backend_attr
+
+    takers = parquet_providers()
+    names = ", ".join(backend_attr(p, "display") or p for p in takers) or "no installed backend"
+    use = " or ".join(f"--backend {p}" for p in takers)
     return DataError(
-        f"{path}: a pre-tokenized Parquet file, a format only "
-        f"{', '.join(p.capitalize() for p in PARQUET_PROVIDERS)} takes; {who} "
+        f"{path}: a pre-tokenized Parquet file, a format only {names} takes; {who} "
         f"{'need' if plural else 'needs'} JSONL chat records",
-        hint="Use the file with a Together model (--model together:MODEL, --backend together), "
-             "or give chat records as JSONL (ftc data prepare writes them).",
+        hint=(f"Use the file with {use} (a model of that backend), or give" if use else "Give")
+             + " chat records as JSONL (ftc data prepare writes them).",
     )
 
 

@@ -1,9 +1,10 @@
 """The token counter of a model reference: :func:`get_counter`, cached per process.
 
-OpenAI models get the exact :class:`.OpenAICounter`; open models (``together:``,
-``fireworks:``, ``local:``, ``hf:``) the exact :class:`.HFCounter` when their own
-tokenizer and chat template are available offline, else the labelled
-:class:`.ApproxCounter`.
+A backend that counts its own models' tokens hands the counter (``token_counter(name,
+tokenizer=)``: the OpenAI backend its exact :class:`.OpenAICounter`, the local backend the
+offline counter of its default and GGUF models); any other model is an open model: the
+exact :class:`.HFCounter` when its own tokenizer and chat template are available offline,
+else the labelled :class:`.ApproxCounter`.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..backends import available_backends, backend_attr, get_backend
 from ..errors import ConfigError
 from .approx import ApproxCounter
 from .hf import find_local_tokenizer, load_hf_counter
-from .openai import OpenAICounter
 
-PROVIDERS = ("openai", "together", "fireworks", "local", "hf")
+#: Prefixes of open-weight models that are no installed backend: an HF repo id, the GPU hosts
+#: of the catalogue's self-hosted rows, and hosted providers priced without a backend.
+OPEN_MODEL_PREFIXES = ("hf", "modal", "runpod", "lambda", "own", "fireworks")
 
 
 def split_ref(model_ref: str) -> tuple[str, str]:
@@ -54,14 +57,13 @@ def get_counter(model_ref: str, *, tokenizer: str | None = None):
     if c is not None:
         return c
     provider, name = split_ref(model_ref)
-    if provider == "openai":
-        c = OpenAICounter(name)
-    elif provider == "local" and (name == "default" or name.lower().endswith(".gguf")):
-        # A GGUF model's tokenizer is read from its one-time conversion (local_backend.models).
-        from ..local_backend.calibrate import offline_counter
-
-        c = offline_counter(name)
-    elif provider in ("together", "fireworks", "local", "hf", "modal", "runpod", "lambda", "own"):
+    installed = available_backends()
+    own = None
+    if provider in installed and backend_attr(provider, "token_counter"):
+        own = get_backend(provider).token_counter(name, tokenizer=tokenizer)
+    if own is not None:
+        c = own
+    elif provider in installed or provider in OPEN_MODEL_PREFIXES:
         src = None
         for cand in (tokenizer, name):
             if cand and find_local_tokenizer(cand):
@@ -79,7 +81,7 @@ def get_counter(model_ref: str, *, tokenizer: str | None = None):
     else:
         raise ConfigError(
             f"unknown provider {provider!r} in {model_ref!r}",
-            hint=f"Use one of: {', '.join(PROVIDERS)}.",
+            hint=f"Use one of: {', '.join([*installed, *OPEN_MODEL_PREFIXES])}.",
         )
     _counters[key] = c
     return c

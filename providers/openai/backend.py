@@ -38,6 +38,7 @@ from ftclient.backends import Checkpoint, JobEvent, JobState, JobStatus, map_sta
 from ftclient.errors import SpecError
 from ftclient.fine_tunes import DownloadRefused, PastFineTune, ProviderFile
 from ftclient.retry import RequestRejected
+from ftclient.tokens import OpenAICounter
 
 from .._hosted import HostedBackend, epoch
 from .validation import OpenAIChecker
@@ -410,6 +411,13 @@ class OpenAIBackend(HostedBackend):
 
     #: A model name for examples in messages.
     example_model = "gpt-4o-mini"
+
+    @staticmethod
+    def token_counter(name: str, *, tokenizer: str | None = None) -> Any:
+        """OpenAI's exact count (tiktoken and the cookbook's per-message formula)."""
+        return OpenAICounter(name)
+    #: What OpenAI's keys start with (``ftc keys set`` warns about a likely mix-up).
+    key_prefixes = ("sk-",)
 
     @staticmethod
     def fine_tuned_base(model: str) -> tuple[bool, str | None]:

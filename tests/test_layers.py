@@ -1,0 +1,127 @@
+"""The layer rules, read from the source with ``ast`` (imports inside functions count too).
+
+* The core (``ftclient``, its CLI included) imports no backend: neither
+  ``ftclient.providers`` nor ``ftclient.local_backend``. It reaches backends only through the
+  entry-point registry (``ftclient.backends.get_backend``).
+* A backend imports neither another backend nor the CLI.
+* Every package of the source tree is in the wheel (``[tool.setuptools] packages``), so a
+  non-editable install has all of it.
+
+The backends live outside the ``ftclient/`` folder (``providers/``, ``local_backend/``) and
+are installed under ``ftclient.`` by ``package-dir``; import-linter's graph builder walks
+only the root package's own folder, so these rules are read here from the same mapping.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    pytest.skip("tomllib needs Python 3.11", allow_module_level=True)
+
+CORE = "ftclient"
+BACKENDS = ("ftclient.providers", "ftclient.local_backend")
+CLI = "ftclient.cli"
+
+
+def _pyproject() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+
+
+def _package_dirs() -> dict[str, Path]:
+    """{package name: its folder}, from ``package-dir``."""
+    mapping = _pyproject()["tool"]["setuptools"]["package-dir"]
+    return {pkg: ROOT / folder for pkg, folder in mapping.items()}
+
+
+def _modules() -> dict[str, Path]:
+    """{dotted module name: file} of every module the project installs."""
+    out: dict[str, Path] = {}
+    for pkg, folder in _package_dirs().items():
+        for f in folder.rglob("*.py"):
+            if "__pycache__" in f.parts:
+                continue
+            parts = [p for p in f.relative_to(folder).with_suffix("").parts if p != "__init__"]
+            out[".".join([pkg, *parts])] = f
+    return out
+
+
+def _imports(module: str, path: Path) -> list[tuple[str, int]]:
+    """(imported module, line) for every import statement in the file, at any depth."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    is_pkg = path.name == "__init__.py"
+    here = module.split(".") if is_pkg else module.split(".")[:-1]
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(a.name, node.lineno) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = here[: len(here) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            found.append((target, node.lineno))
+            found += [(f"{target}.{a.name}", node.lineno) for a in node.names]  # `from pkg import module`
+    return found
+
+
+def _within(name: str, package: str) -> bool:
+    return name == package or name.startswith(package + ".")
+
+
+def _violations(rule) -> list[str]:
+    bad = []
+    for module, path in sorted(_modules().items()):
+        for target, line in _imports(module, path):
+            why = rule(module, target)
+            if why:
+                bad.append(f"{path.relative_to(ROOT)}:{line}: {module} imports {target} ({why})")
+    return sorted(set(bad))
+
+
+def test_the_module_map_sees_every_layer():
+    mods = _modules()
+    assert "ftclient.cli.main" in mods and "ftclient.backends" in mods
+    assert "ftclient.providers.openai" in mods or "ftclient.providers.openai.backend" in mods
+    assert "ftclient.local_backend.backend" in mods
+    # a relative import inside a function is read (the parser is not fooled by nesting)
+    src = ROOT / "ftclient" / "cost.py"
+    assert any(t == "ftclient.backends" for t, _ in _imports("ftclient.cost", src))
+
+
+def test_the_core_imports_no_backend():
+    def rule(module: str, target: str) -> str | None:
+        if any(_within(module, b) for b in BACKENDS):
+            return None
+        if any(_within(target, b) for b in BACKENDS):
+            return "the core reaches backends only through ftclient.backends.get_backend"
+        return None
+
+    assert _violations(rule) == []
+
+
+def test_backends_import_neither_each_other_nor_the_cli():
+    def rule(module: str, target: str) -> str | None:
+        mine = next((b for b in BACKENDS if _within(module, b)), None)
+        if mine is None:
+            return None
+        if _within(target, CLI):
+            return "a backend does not import the CLI"
+        other = next((b for b in BACKENDS if b != mine and _within(target, b)), None)
+        return f"a backend does not import another ({other})" if other else None
+
+    assert _violations(rule) == []
+
+
+def test_every_package_is_in_the_wheel():
+    listed = set(_pyproject()["tool"]["setuptools"]["packages"])
+    packages = {m for m, p in _modules().items() if p.name == "__init__.py"}
+    assert packages - listed == set(), "add these to [tool.setuptools] packages in pyproject.toml"
