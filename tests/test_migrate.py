@@ -296,6 +296,30 @@ def test_pick_metric_and_agreement():
     assert agreement("exact", {}, {"a": "x"}) == (None, 0)
 
 
+def test_report_by_labels_with_a_partial_capture(org, ftc, tmp_path):
+    """Repeated short answers are compared as labels (the capture was scored by exact match);
+    a capture of the first N prompts is the yardstick for exactly those N."""
+    model = org["support"]["fine_tuned_model"]
+    data = tmp_path / "labels.jsonl"
+    data.write_bytes(_jsonl(sft_records(36)))  # 12 labels, three times each
+    r = ftc("migrate", "capture", model, "--yes", "--data", data, "--max-examples", "24", "--json")
+    assert r.code == 0, r.err
+    assert r.json()["answered"] == 24
+    # another fine-tune of the organisation answers the same way: it agrees on every prompt
+    other = "openai:" + org["private"]["fine_tuned_model"]
+    r = ftc("migrate", "report", model, "--candidate", other, "--out", tmp_path / "r", "--json")
+    assert r.code == 0, r.err
+    d = r.json()
+    assert d["metric"] == "label"
+    (c,) = d["candidates"]
+    assert c["agreement"] == 1.0 and c["agreement_n"] == 24 and c["good_enough"]
+    want = sum(original_answer(t) == lab for t, lab, _ in (TICKETS * 2)) / 24
+    assert d["original"]["accuracy"] == pytest.approx(want) and c["accuracy"] == pytest.approx(want)
+    assert d["recommendation"]["verdict"] == "replace" and d["recommendation"]["ref"] == other
+    with Store() as st:
+        assert len(st.eval_results(c["run_id"])) == 24  # the candidate was asked the captured prompts only
+
+
 # ----------------------------------------------------------------------------- end to end
 
 

@@ -73,6 +73,7 @@ class CaptureRecord:
     failed: int
     state: str
     estimate: dict[str, Any] = field(default_factory=dict)
+    max_examples: int | None = None  # only the first N prompts were asked (--max-examples)
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -261,7 +262,8 @@ def capture_answers(model: str, data: str | Path | None = None, *, budget_usd: f
             prompts=str(prompts), prompts_sha256=sha, origin=origin,
             captured_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             shutdown=report.shutdown.isoformat() if report.shutdown else None, examples=len(examples),
-            answered=answered, failed=failed, state=state, estimate=est.to_dict(), notes=notes)
+            answered=answered, failed=failed, state=state, estimate=est.to_dict(), notes=notes,
+            max_examples=max_examples)
         write_json_atomic(capture_dir(report.model) / "capture.json", record.to_dict())
         return record
     finally:

@@ -132,6 +132,19 @@ def _answers(st: Any, run_id: str) -> dict[str, str]:
     return {k: r.output or "" for k, r in st.eval_results(run_id).items() if r.ok}
 
 
+def _rescored(summary: dict[str, Any] | None, metric: str, answers: dict[str, str],
+              examples: Sequence[Any]) -> dict[str, Any] | None:
+    """The capture's summary scored with ``metric`` (a capture is scored when it is taken,
+    maybe with another metric; the report compares every run by one)."""
+    if not summary or summary.get("metric") == metric:
+        return summary
+    refs = {ex.key: ex.reference for ex in examples}
+    keys = [k for k in answers if k in refs]
+    scored = _score(metric, [answers[k] for k in keys], [refs[k] for k in keys])
+    scored["score"] = float(scored.get("score", 0.0))
+    return {**summary, "metric": metric, "metrics": scored}
+
+
 def _money(v: float | None) -> str:
     return format_usd(v, none="unknown")
 
@@ -187,7 +200,7 @@ def migration_report(model: str, candidates: Sequence[str], *, min_agreement: fl
     prompts = Path(cap.prompts)
     if not prompts.is_file():
         raise UsageError(f"the captured prompts {prompts} are gone", hint="Capture the model again, if it still answers.")
-    examples, sha = load_examples(prompts)
+    examples, sha = load_examples(prompts, cap.max_examples)
     if sha != cap.prompts_sha256:
         raise DataError(f"{prompts} changed since the capture (its sha256 differs)",
                         hint="Capture the model again, if it still answers.")
@@ -206,9 +219,9 @@ def migration_report(model: str, candidates: Sequence[str], *, min_agreement: fl
             if on_candidate is not None:
                 on_candidate(ref)
             summaries.append(evaluate(ref, prompts, metric=metric, concurrency=concurrency, max_tokens=max_tokens,
-                                      store=st, prices=prices, on_progress=on_progress))
-        orig_run = st.get_eval_run(cap.run_id)
-        orig_summary = orig_run.summary
+                                      max_examples=cap.max_examples, store=st, prices=prices,
+                                      on_progress=on_progress))
+        orig_summary = _rescored(st.get_eval_run(cap.run_id).summary, metric, original, examples)
         runs = summaries + ([orig_summary] if orig_summary else [])
         rep = build_report(runs, jobs=job_infos(st, runs), queries_per_month=queries_per_month, prices=prices,
                            today=today, self_host_gpu=self_host_gpu or DEFAULT_SELF_HOST_GPU,
@@ -237,12 +250,6 @@ def migration_report(model: str, candidates: Sequence[str], *, min_agreement: fl
                          "latency_p95_s": orig_summary["latency_s"]["p95"],
                          "per_1k_usd": o.cost_per_1k_usd, "monthly_usd": o.monthly_usd, "cost_basis": o.cost_basis,
                          "caveats": [c["text"] for c in o.caveats]})
-        if orig_summary and orig_summary.get("metric") != metric:
-            # the capture scored its answers with another metric: score them again with this one
-            refs = {ex.key: ex.reference for ex in examples}
-            keys = [k for k in original if k in refs]
-            orig["accuracy"] = float(_score(metric, [original[k] for k in keys], [refs[k] for k in keys])["score"])
-            orig["accuracy_metric"] = metric
         shutdown = _dt.date.fromisoformat(cap.shutdown) if cap.shutdown else None
         return MigrationReport(capture=cap, metric=metric, min_agreement=float(min_agreement),
                                queries_per_month=queries_per_month, today=today,
