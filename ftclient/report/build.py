@@ -23,7 +23,7 @@ from ..secrets import redact
 from ..store import Store, format_failures
 from .caveats import lifecycle_caveats, machine_caveats, sample_caveat
 from .format import finite_float
-from .options import HOSTED_BACKENDS, LOCAL_DEFAULT_MODEL_HF_ID, Option, Report
+from .options import LOCAL_DEFAULT_MODEL_HF_ID, Option, Report, is_hosted, runs_here
 from .plans import DEFAULT_SELF_HOST_GPU
 from .pricing import not_compared_hosted, price_option
 from .recommend import (DEFAULT_TOLERANCE, PROPORTION_METRICS, RULE, break_even, recommend, wilson_interval,
@@ -181,7 +181,7 @@ def job_infos(store: Any, summaries: list[dict]) -> dict[str, dict]:
             continue  # the report notes the missing job
         d = job.to_dict()
         d.pop("spec", None)
-        if job.backend == "local":
+        if runs_here(job.backend):
             try:
                 res = json.loads((job_dir(job.id) / "result.json").read_text(encoding="utf-8"))
                 if isinstance(res, dict):
@@ -271,7 +271,7 @@ def _names(summaries: list[dict]) -> list[str]:
     for s in summaries:
         base = s.get("base_model") or s.get("model")
         shown = base if s.get("fine_tuned") else (s.get("model") or base)
-        if s.get("backend") == "local" and shown in (None, "", "default"):
+        if runs_here(str(s.get("backend"))) and shown in (None, "", "default"):
             shown = LOCAL_DEFAULT_MODEL_HF_ID
         n = f"{s.get('backend')}:{_short(shown)}"
         out.append(n + (" fine-tuned" if s.get("fine_tuned") else ""))
@@ -299,7 +299,7 @@ def _option(s: dict, name: str) -> Option:
         model_ref=redact(str(s.get("model_ref") or s.get("model") or "")),  # never a URL's credentials
         backend=backend,
         model=str(s.get("model") or ""),
-        kind="hosted" if backend in HOSTED_BACKENDS else "self-hosted",
+        kind="hosted" if is_hosted(backend) else "self-hosted",
         fine_tuned=bool(s.get("fine_tuned")),
         base_model=s.get("base_model"),
         job_id=s.get("job_id"),

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as _dt
 
 from .format import ci_text, finite_float
-from .options import Option
+from .options import Option, runs_here
 from .pricing import catalogue_entry
 
 
@@ -59,14 +59,14 @@ def machine_caveats(o: Option) -> None:
     """Where latency and throughput were measured: on a CPU, on a loaded machine, or not recorded."""
     m = o.machine
     if not m:
-        if o.backend == "local":
+        if runs_here(o.backend):
             o.caveat("machine_unknown", "the eval did not record where it measured latency and throughput (device, "
                                         "CPUs, load): it was written by an older ftc; evaluate again for those figures")
         return
     device = str(m.get("device") or "")
     cpus = m.get("cpu_count")
     load = m.get("load_avg_1m") or {}
-    if o.backend == "local" and device.startswith("cpu"):
+    if runs_here(o.backend) and device.startswith("cpu"):
         o.caveat("latency_cpu", (
             f"latency and throughput were measured on this machine's CPU ({cpus} CPUs), not on a GPU: a GPU answers "
             "faster than the latency shown; the GPU serving costs use the throughput model, the CPU serving cost "

@@ -15,7 +15,19 @@ if TYPE_CHECKING:
     from .plans import Plan
 
 #: Backends whose models a provider serves; the others (local, openai-compatible) are self-hosted.
-HOSTED_BACKENDS = ("openai", "together")
+def is_hosted(backend: str) -> bool:
+    """Whether a provider's API serves ``backend``'s models (it hands an async chat client)."""
+    from ..backends import offers
+
+    return offers(backend, "async_chat_client")
+
+
+def runs_here(backend: str) -> bool:
+    """Whether ``backend``'s models run on this machine (it loads them: ``load_generator``)."""
+    from ..backends import offers
+
+    return offers(backend, "load_generator")
+
 #: The local backend's ``default`` base model (see ftclient.local_backend.models).
 LOCAL_DEFAULT_MODEL_HF_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 

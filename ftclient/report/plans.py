@@ -18,7 +18,7 @@ from ..cost import ASSUMPTIONS, resolve_self_host_model, self_host_inference, se
 from ..errors import ConfigError
 from ..prices import HOURS_PER_MONTH
 from .format import finite_float, pct_text
-from .options import LOCAL_DEFAULT_MODEL_HF_ID, Option
+from .options import LOCAL_DEFAULT_MODEL_HF_ID, Option, runs_here
 
 #: The always-on GPU offer self-hosted serving is priced on unless ``self_host_gpu`` names another.
 DEFAULT_SELF_HOST_GPU = "runpod:rtx4090-community"
@@ -114,7 +114,7 @@ def _cpu_plan(cpu, qps: float, cpus: int, device: str) -> Plan:
 def _open_model(o: Option, cat) -> Any:
     """The catalogue's open model (parameter count) of a local run's base model, or None."""
     base = o.base_model or o.model
-    if o.backend == "local" and base in (None, "", "default"):
+    if runs_here(o.backend) and base in (None, "", "default"):
         base = LOCAL_DEFAULT_MODEL_HF_ID
     return cat.open_model_for(base) if base else None
 
@@ -142,7 +142,7 @@ def price_self_hosted(o: Option, cat, gpu, q: int) -> None:
     volume; the ways it could not price are listed with the reason."""
     plans: list[Plan] = []
     tin, tout = finite_float(o.tokens.get("input_per_query")), finite_float(o.tokens.get("output_per_query"))
-    size = _model_size(o, cat) if o.backend == "local" else None
+    size = _model_size(o, cat) if runs_here(o.backend) else None
     machine = o.machine or {}
     device = str(machine.get("device") or "")
     cpus = int(machine.get("cpu_count") or 0)
@@ -166,7 +166,7 @@ def price_self_hosted(o: Option, cat, gpu, q: int) -> None:
     elif o.throughput_qps:
         gpu_s = 1.0 / o.throughput_qps
         how = f"1 / the {o.throughput_qps:.3g} queries/s the eval measured"
-        if o.backend == "local":
+        if runs_here(o.backend):
             o.caveat("measured_throughput", (
                 "the model's size is unknown (no catalogue entry, no files on this machine, no size in its name): "
                 f"its GPU serving cost uses the throughput the eval measured on the evaluating machine "
@@ -182,7 +182,7 @@ def price_self_hosted(o: Option, cat, gpu, q: int) -> None:
                                    "why": "the server's hardware is unknown: only its measured throughput on the "
                                           "--self-host-gpu offer is priced"})
         plans.append(_gpu_plan(gpu, gpu_s, how))
-    if o.backend == "local":
+    if runs_here(o.backend):
         cpu_refs = cat.cpu_refs() if hasattr(cat, "cpu_refs") else []
         if not machine:
             why = "the eval did not record where it ran (a run by an older ftc): no CPU throughput to price"

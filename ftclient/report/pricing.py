@@ -19,14 +19,14 @@ from typing import Any
 
 from ..prices import HOURS_PER_MONTH
 from .format import finite_float, round_or_none
-from .options import Option
+from .options import Option, is_hosted
 from .plans import price_self_hosted
 
 
 def catalogue_entry(o: Option, cat) -> Any:
     """The catalogue entry of the hosted model a run used (its base model first), or None."""
     cands = []
-    if o.backend in ("openai", "together"):
+    if is_hosted(o.backend):
         for x in (o.base_model, o.model):
             if x:
                 cands.append(x if x.startswith(o.backend + ":") else f"{o.backend}:{x}")
