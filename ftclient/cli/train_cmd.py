@@ -47,8 +47,9 @@ def render_plan(plan: Any, console: Any) -> None:
         extra = []
         tokens = field("billed_tokens")
         if tokens:
-            # A local run bills time, not tokens: its token figure is what the trainer is fed.
-            extra.append(f"{tokens:,} " + ("tokens trained" if field("provider") == "local" else "billed tokens"))
+            # A run on this machine bills time, not tokens: its token figure is what the trainer is fed.
+            here = field("kind") == "self-hosted"
+            extra.append(f"{tokens:,} " + ("tokens trained" if here else "billed tokens"))
         if isinstance(field("duration_s"), (int, float)):
             extra.append(f"~{duration(field('duration_s'))}")
         exact = field("cost_exact")
@@ -78,20 +79,26 @@ def _known_backend(name: str) -> None:
 
 
 def _with_gpus(spec_path: str, backend: str, gpus: int) -> Any:
-    """The spec with ``local.gpus`` set from ``--gpus`` (the job stores this spec)."""
+    """The spec with the backend's ``gpus`` option set from ``--gpus`` (the job stores this
+    spec); only a backend that trains on this machine's GPUs has one."""
     from pathlib import Path
 
     from ..errors import UsageError
     from ..spec import load_spec
 
-    if backend != "local":
-        raise UsageError(f"--gpus applies to --backend local, not {backend}",
+    from ..spec import JobSpec
+
+    block_type = JobSpec.model_fields.get(backend)
+    options = getattr(block_type, "annotation", None)
+    if options is None or "gpus" not in getattr(options, "model_fields", {}):
+        raise UsageError(f"--gpus applies to --backend local (a backend that trains on this machine), not {backend}",
                          hint="Hosted backends choose their own hardware; drop --gpus.")
     p = Path(spec_path)
     if not p.exists():
         raise UsageError(f"{p}: no such file", hint="Write one with `ftc spec init`.")
     spec = load_spec(p)
-    return spec.model_copy(update={"local": spec.local.model_copy(update={"gpus": gpus})})
+    block = getattr(spec, backend)
+    return spec.model_copy(update={backend: block.model_copy(update={"gpus": gpus})})
 
 
 @click.command()

@@ -177,8 +177,6 @@ def _spec_text(ft: FineTuneReport, backend: str, base: str, hp: dict[str, Any], 
         "hyperparameters": {k: v for k, v in hp.items() if v is not None},
         backend: {"model": base},
     }
-    if backend == "local":
-        doc[backend] = {}
     try:
         parse_spec(doc, source=f"{backend} spec")
     except FtcError:
