@@ -28,7 +28,7 @@ What it does:
        ftc migrate capture MODEL --yes
        ftc migrate plan MODEL --to local --out OUT/migration --base local=default
        ftc train OUT/migration/local/job.yaml --backend local --yes
-       ftc migrate report MODEL --candidate JOB_ID --metric exact --out OUT/migration/report
+       ftc migrate report MODEL --candidate JOB_ID --out OUT/migration/report
 
    Between plan and train it sets the local spec's training options to the demo's
    (``DemoSettings``: epochs, max_seq_len, checkpoint_every), so the job trains in minutes
@@ -200,10 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         j = trained["job"]
         print(f"job {j['id']}: {j['state']}, step {j.get('step')}/{j.get('total_steps')}, "
               f"final loss {j.get('loss')}")
-        # --metric exact: the metric the capture scored the original's answers with (for these
-        # short, repeating intent names the report would otherwise pick `label`, and it cannot
-        # rank runs scored with different metrics)
-        _, seconds["report"] = run(["migrate", "report", model, "--candidate", j["id"], "--metric", "exact",
+        _, seconds["report"] = run(["migrate", "report", model, "--candidate", j["id"],
                                     "--out", str(mig / "report")], env)
     print("\nseconds per step: " + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items())
           + f"; total {time.monotonic() - t_start:.0f} s")

@@ -317,19 +317,20 @@ def _render_png(r: MigrationReport) -> bytes:
     ax1.barh(ys, agree, color=colors)
     ax1.axvline(r.min_agreement * 100, color="black", linestyle="--", linewidth=1)
     ax1.set_xlim(0, 105)
-    ax1.set_title(f"Agreement with {r.capture.model[:40]} (%; {r.metric})", fontsize=9)
+    ax1.set_title(f"Agreement with the original (%, {r.metric}; dashed: the bar)\n{r.capture.model[:60]}",
+                  fontsize=9)
     ax1.set_yticks(ys)
     ax1.set_yticklabels(names, fontsize=8)
     ax2.barh(ys, monthly, color="#4C72B0")
     orig = r.original.get("monthly_usd")
     if orig:
-        ax2.axvline(orig, color="#C44E52", linestyle=":", linewidth=1)
-        ax2.text(orig, n - 0.4, " original", color="#C44E52", fontsize=8)
+        ax2.axvline(orig, color="#C44E52", linestyle=":", linewidth=1)  # the original's cost today
     top = max(monthly + [orig or 0.0, 1.0])
     ax2.set_xlim(0, top * 1.3)
     for y, x in zip(ys, r.candidates):
         ax2.text((x.monthly_usd or 0.0) + top * 0.01, y, _money(x.monthly_usd), va="center", fontsize=8)
-    ax2.set_title(f"Serving cost per month (USD, {r.queries_per_month:,} queries)", fontsize=9)
+    ax2.set_title(f"Serving cost per month (USD, {r.queries_per_month:,} queries)\n"
+                  f"the original today: {_money(orig)} (dotted line)", fontsize=9)
     fig.suptitle("ftc migrate report", fontsize=11)
     fig.tight_layout()
     buf = io.BytesIO()
