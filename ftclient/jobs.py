@@ -259,9 +259,9 @@ def _opened(store: "Store | None") -> "contextlib.AbstractContextManager[Store]"
 
 
 def _load(spec_or_path: Any) -> "JobSpec":
-    from .spec import JobSpec, load_spec, parse_spec
+    from .spec import BaseJobSpec, load_spec, parse_spec
 
-    if isinstance(spec_or_path, JobSpec):
+    if isinstance(spec_or_path, BaseJobSpec):
         return spec_or_path
     if isinstance(spec_or_path, Mapping):
         return parse_spec(dict(spec_or_path))

@@ -1,10 +1,11 @@
 """The job spec: one provider-neutral description of a fine-tuning job.
 
 A spec is a YAML file validated by the pydantic models below. Options are grouped
-by concern (``data``, ``hyperparameters``, ``lora``) and by backend (``openai``,
-``together``, ``fireworks``, ``local``); every backend reads the same top-level
-fields and only its own block. Unknown keys are rejected with the closest valid
-key suggested, so a typo never silently falls back to a default.
+by concern (``data``, ``hyperparameters``, ``lora``) and by backend: each installed backend
+brings its own block (its ``options`` model, e.g. ``openai``, ``together``, ``local``);
+every backend reads the same top-level fields and only its own block. Unknown keys are
+rejected with the closest valid key suggested, so a typo never silently falls back to a
+default.
 """
 
 from __future__ import annotations
@@ -12,29 +13,33 @@ from __future__ import annotations
 import difflib
 import os
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import TYPE_CHECKING, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
 from .errors import SpecError
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers, a spec is a BaseJobSpec with blocks
+    JobSpec = Any
 
 Method = Literal["sft", "dpo"]
 Adapter = Literal["lora", "qlora", "full"]
 
 
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
+    """A spec block: unknown keys are refused, assignments validated."""
+
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class DataConfig(_Strict):
+class DataConfig(StrictModel):
     """Training data: ChatML JSONL as written by ``ftc data prepare``."""
 
     train: Path = Field(description="Training JSONL, relative to the spec file.")
     eval: Optional[Path] = Field(default=None, description="Held-out JSONL for validation loss and evaluation.")
 
 
-class LoraConfig(_Strict):
+class LoraConfig(StrictModel):
     """LoRA adapter shape (also used by QLoRA)."""
 
     r: int = Field(default=16, ge=1, le=1024, description="Rank of the update matrices.")
@@ -45,7 +50,7 @@ class LoraConfig(_Strict):
     )
 
 
-class Hyperparameters(_Strict):
+class Hyperparameters(StrictModel):
     """Training hyperparameters shared by every backend; ``None`` means the backend's default."""
 
     epochs: int = Field(default=3, ge=1, le=100)
@@ -57,65 +62,10 @@ class Hyperparameters(_Strict):
     dpo_beta: float = Field(default=0.1, gt=0, le=10, description="DPO temperature (method: dpo only).")
 
 
-class OpenAIOptions(_Strict):
-    """Options for OpenAI fine-tuning."""
-
-    model: Optional[str] = Field(default=None, description="Base model, e.g. gpt-4.1-mini-2025-04-14.")
-    suffix: Optional[str] = Field(default=None, max_length=64)
-    learning_rate_multiplier: Optional[float] = Field(default=None, gt=0)
-    metadata: dict[str, str] = Field(default_factory=dict)
-
-
-class TogetherOptions(_Strict):
-    """Options for Together fine-tuning."""
-
-    model: Optional[str] = Field(default=None, description="e.g. meta-llama/Meta-Llama-3.1-8B-Instruct-Reference")
-    suffix: Optional[str] = Field(default=None, max_length=64)
-    n_checkpoints: int = Field(default=1, ge=1)
-    warmup_ratio: float = Field(default=0.0, ge=0, lt=1)
-    train_on_inputs: Union[bool, Literal["auto"]] = "auto"
-    n_evals: Optional[int] = Field(default=None, ge=0, description="Evaluations on the eval file during training.")
-
-
-class FireworksOptions(_Strict):
-    """Options for Fireworks fine-tuning."""
-
-    model: Optional[str] = None
-
-
-class LocalOptions(_Strict):
-    """Options for local training with PEFT/TRL."""
-
-    model: Optional[str] = Field(default=None, description="HF model id or local path; default: base_model.")
-    device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
-    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
-    packing: bool = True
-    gradient_checkpointing: bool = False
-    gradient_accumulation_steps: int = Field(default=1, ge=1)
-    checkpoint_every: int = Field(default=50, ge=1, description="Save a checkpoint every N steps.")
-    gpus: int = Field(default=1, ge=1, le=1024, description=(
-        "Processes to train with, one per GPU on cuda (launched through accelerate). On a CPU device: "
-        "that many CPU processes talking over gloo (slow; meant for trying the multi-process path)."))
-    distributed: Literal["ddp", "fsdp", "deepspeed"] = Field(default="ddp", description=(
-        "How several processes share the work (gpus > 1): ddp (a full copy of the model per GPU), "
-        "fsdp (weights, gradients and optimizer state sharded), deepspeed (needs deepspeed_config)."))
-    deepspeed_config: Optional[Path] = Field(default=None, description=(
-        "DeepSpeed JSON config (distributed: deepspeed), relative to the spec file."))
-    gpu: Optional[str] = Field(default=None, description="GPU name for cost figures, e.g. h100, rtx4090.")
-    gpu_price_per_hour: Optional[float] = Field(default=None, ge=0, description="Your own GPU's $/h.")
-    output_dir: Optional[Path] = None
-
-    @model_validator(mode="after")
-    def _deepspeed_needs_its_config(self) -> "LocalOptions":
-        if self.distributed == "deepspeed" and self.deepspeed_config is None:
-            raise PydanticCustomError(
-                "deepspeed_config_missing",
-                "deepspeed_config is required with distributed: deepspeed (the path of a DeepSpeed JSON file)")
-        return self
-
-
-class JobSpec(_Strict):
-    """A fine-tuning job, the same for every backend."""
+class BaseJobSpec(StrictModel):
+    """A fine-tuning job, the same for every backend: the fields every backend reads. The
+    class :data:`JobSpec` adds one options block per installed backend (its ``options``
+    model), built from the registry (:func:`spec_model`)."""
 
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     base_model: str = Field(default="default", description="'default' is SmolLM2-135M-Instruct for local runs.")
@@ -125,10 +75,6 @@ class JobSpec(_Strict):
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
     budget_usd: Optional[float] = Field(default=None, ge=0, allow_inf_nan=False,
                                         description="Refuse to start above this many USD: a finite number, 0 or more.")
-    openai: OpenAIOptions = Field(default_factory=OpenAIOptions)
-    together: TogetherOptions = Field(default_factory=TogetherOptions)
-    fireworks: FireworksOptions = Field(default_factory=FireworksOptions)
-    local: LocalOptions = Field(default_factory=LocalOptions)
 
     @field_validator("base_model")
     @classmethod
@@ -143,34 +89,32 @@ class JobSpec(_Strict):
         own = getattr(block, "model", None) if block is not None else None
         return own or self.base_model
 
-    def resolve_paths(self, base_dir: Path) -> "JobSpec":
-        """Return a copy whose relative paths (data, DeepSpeed config, and a model given as a
-        path) are resolved against ``base_dir``."""
+    def resolve_paths(self, base_dir: Path) -> "BaseJobSpec":
+        """Return a copy whose relative paths (data, a model given as a path, and those of each
+        backend's block: its ``resolve_paths(base_dir)``) are resolved against ``base_dir``."""
         data = self.data.model_copy(
             update={
-                "train": _resolve(self.data.train, base_dir),
-                "eval": _resolve(self.data.eval, base_dir) if self.data.eval else None,
+                "train": resolve_path(self.data.train, base_dir),
+                "eval": resolve_path(self.data.eval, base_dir) if self.data.eval else None,
             }
         )
         update: dict[str, Any] = {"data": data}
-        local: dict[str, Any] = {}
-        if self.local.deepspeed_config is not None:
-            local["deepspeed_config"] = _resolve(self.local.deepspeed_config, base_dir)
-        if self.local.model and (m := _model_path(self.local.model, base_dir)) is not None:
-            local["model"] = m
-        if local:
-            update["local"] = self.local.model_copy(update=local)
-        if (m := _model_path(self.base_model, base_dir)) is not None:
+        for name in type(self).model_fields:
+            block = getattr(self, name)
+            if isinstance(block, BaseModel) and callable(getattr(block, "resolve_paths", None)):
+                update[name] = block.resolve_paths(base_dir)
+        if (m := model_path(self.base_model, base_dir)) is not None:
             update["base_model"] = m
         return self.model_copy(update=update)
 
 
-def _resolve(p: Path, base_dir: Path) -> Path:
+def resolve_path(p: Path, base_dir: Path) -> Path:
+    """``p`` (``~`` expanded) against ``base_dir`` unless it is absolute."""
     p = Path(os.path.expanduser(str(p)))
     return p if p.is_absolute() else (base_dir / p)
 
 
-def _model_path(ref: str, base_dir: Path) -> str | None:
+def model_path(ref: str, base_dir: Path) -> str | None:
     """A model reference that is a relative path, resolved against ``base_dir`` (the spec's
     folder); None for anything else ('default', an HF id, a hosted model name, an absolute
     path). A path is written as one (./m, ../m, ~/m, *.gguf) or exists next to the spec."""
@@ -182,6 +126,44 @@ def _model_path(ref: str, base_dir: Path) -> str | None:
     if ref.startswith((".", "~")) or ref.lower().endswith(".gguf") or (base_dir / p).exists():
         return str(base_dir / p)
     return None
+
+
+_models: dict[tuple, type[BaseJobSpec]] = {}
+
+
+def option_blocks() -> dict[str, type[BaseModel]]:
+    """``{backend: its spec options model}`` for every installed backend that has one (its
+    ``options`` attribute), read from the registry without building a backend."""
+    from .backends import available_backends, backend_attr
+
+    out: dict[str, type[BaseModel]] = {}
+    for name in available_backends():
+        opts = backend_attr(name, "options")
+        if isinstance(opts, type) and issubclass(opts, BaseModel) and name.isidentifier() \
+                and name not in BaseJobSpec.model_fields:
+            out[name] = opts
+    return out
+
+
+def spec_model() -> type[BaseJobSpec]:
+    """The job spec model of the installed backends: :class:`BaseJobSpec` plus one optional
+    block per backend (its ``options``; every field has a default). Built once per set of
+    backends."""
+    blocks = option_blocks()
+    key = tuple((name, id(opts)) for name, opts in blocks.items())
+    model = _models.get(key)
+    if model is None:
+        fields: dict[str, Any] = {name: (opts, Field(default_factory=opts)) for name, opts in blocks.items()}
+        model = create_model("JobSpec", __base__=BaseJobSpec, __module__=__name__, **fields)
+        _models[key] = model
+    return model
+
+
+def __getattr__(name: str) -> Any:
+    # ``JobSpec``: the spec model of the installed backends, built on first use.
+    if name == "JobSpec":
+        return spec_model()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
@@ -201,7 +183,7 @@ def _format_errors(e: ValidationError, source: str) -> str:
         loc = tuple(err["loc"])
         where = ".".join(str(p) for p in loc) or "(top level)"
         if err["type"] == "extra_forbidden":
-            parent = _model_at(JobSpec, loc[:-1])
+            parent = _model_at(spec_model(), loc[:-1])
             valid = sorted(parent.model_fields) if parent else []
             close = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.5)
             msg = f"unknown key '{where}'"
@@ -220,19 +202,19 @@ def _format_errors(e: ValidationError, source: str) -> str:
     return f"{source}: invalid spec:\n  " + "\n  ".join(lines)
 
 
-def parse_spec(data: Any, source: str = "spec", base_dir: Path | None = None) -> JobSpec:
+def parse_spec(data: Any, source: str = "spec", base_dir: Path | None = None) -> "JobSpec":
     """Validate a mapping as a JobSpec; errors become one SpecError listing every problem."""
     if not isinstance(data, dict):
         raise SpecError(f"{source}: a spec must be a YAML mapping, got {type(data).__name__}",
                         hint="Start from `ftc spec init`.")
     try:
-        spec = JobSpec.model_validate(data)
+        spec = spec_model().model_validate(data)
     except ValidationError as e:
         raise SpecError(_format_errors(e, source), hint="See `ftc spec init` for a commented example.") from None
     return spec.resolve_paths(base_dir) if base_dir is not None else spec
 
 
-def load_spec(path: str | os.PathLike) -> JobSpec:
+def load_spec(path: str | os.PathLike) -> "JobSpec":
     """Load and validate a YAML spec file; data paths are resolved relative to it."""
     import yaml
 

@@ -35,6 +35,7 @@ from ftclient.backends import Checkpoint, JobEvent, JobState, JobStatus, SubmitR
 from ftclient.errors import UsageError
 
 from . import worker as w
+from .options import LocalOptions
 from .validation import LocalChecker
 
 PREFIX = "local-"
@@ -167,6 +168,8 @@ class LocalBackend:
     """Local fine-tuning (TRL + PEFT) as an ftc backend."""
 
     name = "local"
+    #: The ``local:`` block of a job spec.
+    options = LocalOptions
     uploads_files = False  # the plan shows no uploads: the worker reads the files in place
     #: The training stack, checked before a job is recorded (ftclient.backends.readiness).
     requires = ("torch", "transformers", "peft", "trl", "datasets")

@@ -133,3 +133,37 @@ def test_readme_shows_exactly_what_spec_init_writes(ftc, tmp_path):
     r = ftc("spec", "init", out)
     assert r.code == 0
     assert m.group(1) == out.read_text(encoding="utf-8")
+
+
+def test_a_backends_block_comes_from_the_registry():
+    """A backend brings its own spec block (its ``options`` model); without it installed,
+    the block is an unknown key like any other."""
+    from pydantic import Field
+
+    from ftclient.backends import register_backend, unregister_backend
+    from ftclient.spec import StrictModel, parse_spec
+
+    class AcmeOptions(StrictModel):
+        model: str | None = None
+        region: str = Field(default="eu", pattern="^(eu|us)$")
+
+    class AcmeBackend:
+        name = "acme"
+        options = AcmeOptions
+
+    doc = {"name": "x", "data": {"train": "t.jsonl"}, "acme": {"model": "acme-7b", "region": "us"}}
+    with pytest.raises(SpecError, match="unknown key 'acme'"):
+        parse_spec(doc)
+    register_backend("acme", AcmeBackend)
+    try:
+        spec = parse_spec(doc)
+        assert spec.acme.region == "us" and spec.model_for("acme") == "acme-7b"
+        assert parse_spec({"name": "x", "data": {"train": "t.jsonl"}}).acme.region == "eu"  # a default block
+        with pytest.raises(SpecError, match="acme.regoin.*did you mean 'acme.region'"):
+            parse_spec({**doc, "acme": {"regoin": "us"}})
+        with pytest.raises(SpecError, match="acme.region"):
+            parse_spec({**doc, "acme": {"region": "mars"}})
+    finally:
+        unregister_backend("acme")
+    with pytest.raises(SpecError, match="unknown key 'acme'"):
+        parse_spec(doc)

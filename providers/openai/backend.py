@@ -41,6 +41,7 @@ from ftclient.retry import RequestRejected
 from ftclient.tokens import OpenAICounter
 
 from .._hosted import HostedBackend, epoch
+from .options import OpenAIOptions
 from .validation import OpenAIChecker
 
 __all__ = ["OpenAIBackend", "OPENAI_STATES", "CLIENT_TOKEN_KEY", "JOB_ID_KEY", "FineTuningUnavailable",
@@ -150,6 +151,8 @@ class OpenAIBackend(HostedBackend):
     """OpenAI's fine-tuning API as an ftc backend (see the module docstring)."""
 
     name = "openai"
+    #: The ``openai:`` block of a job spec.
+    options = OpenAIOptions
     key_env = "OPENAI_API_KEY"
     sdk = "openai"
     display = "OpenAI"

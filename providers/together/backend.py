@@ -62,6 +62,7 @@ from ftclient.backends import (
 from ftclient.errors import ConfigError, SpecError
 
 from .._hosted import HostedBackend
+from .options import TogetherOptions
 from .validation import TogetherChecker
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -462,6 +463,8 @@ class TogetherBackend(HostedBackend):
     name = PROVIDER
     key_env = KEY_ENV
     sdk = "together"
+    #: The ``together:`` block of a job spec.
+    options = TogetherOptions
     display = "Together"
 
     #: The learning rate Together trains with when the request names none.
