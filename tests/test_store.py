@@ -583,17 +583,17 @@ def test_two_processes_write_concurrently_without_lock_errors(db, tmp_path):
 
 def test_progress_is_kept_in_the_store(st):
     from ftclient.backends import JobState, JobStatus
-    from ftclient.jobs import _apply_status
+    from ftclient.jobs._watch import apply_status
 
     job = st.new_job("openai", {"name": "x"}, model="gpt-4.1-mini")
     job = st.update_state(job.id, "running", provider_job_id="ftjob-1")
     status = JobStatus(JobState.RUNNING, step=40, total_steps=120, loss=0.731, trained_tokens=5120,
                        cost_so_far_usd=0.02)
-    job = _apply_status(st, job, status, None)
+    job = apply_status(st, job, status, None)
     again = st.get_job(job.id)
     assert (again.step, again.total_steps, again.loss, again.trained_tokens, again.cost_so_far_usd) == \
         (40, 120, 0.731, 5120, 0.02)
     # A later status with less information keeps what was known.
-    _apply_status(st, again, JobStatus(JobState.RUNNING, step=41), None)
+    apply_status(st, again, JobStatus(JobState.RUNNING, step=41), None)
     latest = st.get_job(job.id)
     assert latest.step == 41 and latest.loss == 0.731
