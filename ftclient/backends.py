@@ -49,6 +49,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "available_backends",
     "backend_attr",
+    "lazy_attr",
     "backends_offering",
     "offers",
     "get_backend",
@@ -465,7 +466,23 @@ def unregister_backend(name: str) -> None:
     _REGISTERED.pop(_norm(name), None)
 
 
+#: The installed entry points, read once per process: scanning every installed distribution
+#: costs milliseconds, and the core asks the registry many times per command. Keyed by the
+#: ``entry_points`` function itself, so a test that replaces it is read afresh.
+_EP_CACHE: dict[int, tuple[Any, dict[str, Any]]] = {}
+
+
 def _entry_points() -> dict[str, Any]:
+    scan = importlib.metadata.entry_points
+    hit = _EP_CACHE.get(id(scan))
+    if hit is not None and hit[0] is scan:
+        return dict(hit[1])
+    found = _scan_entry_points()
+    _EP_CACHE[id(scan)] = (scan, found)
+    return dict(found)
+
+
+def _scan_entry_points() -> dict[str, Any]:
     found: dict[str, Any] = {}
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         key = _norm(ep.name)
@@ -486,6 +503,24 @@ def available_backends() -> dict[str, Any]:
     found = _entry_points()
     found.update(_REGISTERED)
     return dict(sorted(found.items()))
+
+
+class lazy_attr:  # noqa: N801 - used like a function in a class body
+    """A class attribute imported on first use: ``options = lazy_attr(".options:OpenAIOptions",
+    __package__)``. Reading the registry for one hook then never imports what another needs
+    (a spec options model pulls pydantic and the spec module)."""
+
+    def __init__(self, target: str, package: str | None = None):
+        self.target, self.package = target, package
+        self._value: Any = None
+
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        if self._value is None:
+            import importlib
+
+            module, _, attr = self.target.partition(":")
+            self._value = getattr(importlib.import_module(module, self.package), attr)
+        return self._value
 
 
 def backend_attr(name: str, attr: str, default: Any = None) -> Any:

@@ -40,7 +40,6 @@ Classification needs no SDK import: it reads ``status_code``, ``response.headers
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import math
 import time
@@ -360,6 +359,8 @@ def parse_retry_after(headers: Any, *, now: Callable[[], float] = time.time) -> 
     raw = _header(headers, "retry-after")
     if raw:
         try:
+            import email.utils  # an HTTP date is rare: the mail parser is not loaded at start-up
+
             t = email.utils.parsedate_tz(raw)
             if t is not None:
                 return max(0.0, float(email.utils.mktime_tz(t)) - now())

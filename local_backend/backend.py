@@ -31,11 +31,10 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
-from ftclient.backends import Checkpoint, JobEvent, JobState, JobStatus, SubmitResult, to_datetime
+from ftclient.backends import Checkpoint, JobEvent, JobState, JobStatus, SubmitResult, lazy_attr, to_datetime
 from ftclient.errors import UsageError
 
 from . import worker as w
-from .options import LocalOptions
 from .validation import LocalChecker
 
 PREFIX = "local-"
@@ -169,7 +168,7 @@ class LocalBackend:
 
     name = "local"
     #: The ``local:`` block of a job spec.
-    options = LocalOptions
+    options = lazy_attr(".options:LocalOptions", __package__)
     uploads_files = False  # the plan shows no uploads: the worker reads the files in place
     #: The training stack, checked before a job is recorded (ftclient.backends.readiness).
     requires = ("torch", "transformers", "peft", "trl", "datasets")

@@ -34,14 +34,13 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ftclient.backends import Checkpoint, JobEvent, JobState, JobStatus, map_state, to_datetime
+from ftclient.backends import Checkpoint, JobEvent, JobState, JobStatus, lazy_attr, map_state, to_datetime
 from ftclient.errors import SpecError
 from ftclient.fine_tunes import DownloadRefused, PastFineTune, ProviderFile
 from ftclient.retry import RequestRejected
 from ftclient.tokens import OpenAICounter
 
 from .._hosted import HostedBackend, epoch
-from .options import OpenAIOptions
 from .validation import OpenAIChecker
 
 __all__ = ["OpenAIBackend", "OPENAI_STATES", "CLIENT_TOKEN_KEY", "JOB_ID_KEY", "FineTuningUnavailable",
@@ -152,7 +151,7 @@ class OpenAIBackend(HostedBackend):
 
     name = "openai"
     #: The ``openai:`` block of a job spec.
-    options = OpenAIOptions
+    options = lazy_attr(".options:OpenAIOptions", __package__)
     key_env = "OPENAI_API_KEY"
     sdk = "openai"
     display = "OpenAI"

@@ -56,13 +56,13 @@ from ftclient.backends import (
     JobEvent,
     JobState,
     JobStatus,
+    lazy_attr,
     map_state,
     to_datetime,
 )
 from ftclient.errors import ConfigError, SpecError
 
 from .._hosted import HostedBackend
-from .options import TogetherOptions
 from .validation import TogetherChecker
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -464,7 +464,7 @@ class TogetherBackend(HostedBackend):
     key_env = KEY_ENV
     sdk = "together"
     #: The ``together:`` block of a job spec.
-    options = TogetherOptions
+    options = lazy_attr(".options:TogetherOptions", __package__)
     display = "Together"
 
     #: The learning rate Together trains with when the request names none.
