@@ -30,6 +30,7 @@ from .errors import ConfigError, FtcError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
     import os
+    from pathlib import Path
 
     from .cost import CostEstimate
     from .spec import JobSpec
@@ -45,6 +46,8 @@ __all__ = [
     "JobEvent",
     "Checkpoint",
     "Backend",
+    "BackendBase",
+    "display_name",
     "ProgressCallback",
     "ENTRY_POINT_GROUP",
     "available_backends",
@@ -268,21 +271,49 @@ class Backend(Protocol):
         after its fine-tuning retirement date)."""
         ...
 
-    def submit(self, spec: "JobSpec", *, job: Any, store: Any, on_progress: ProgressCallback | None = None,
-               confirm: Callable[[dict], bool] | None = None) -> SubmitResult:
-        """Upload the data and create the job; safe to call again after a crash.
+    # -- the provider calls the core's write-ahead create (ftclient.jobs.create_once) asks for.
+    # BackendBase has a default for each but create_job and find_by_client_token.
 
-        ``job``: the store's job record; ``job.client_token`` is attached to the
-        provider's job (OpenAI metadata, Together suffix) so that an ambiguous create
-        is reconciled by listing the provider's jobs, never by creating a second one.
-        ``store``: every upload and create is recorded write-ahead
-        (``begin_operation`` -> ``mark_sent`` -> ``finish_operation`` /
-        ``fail_operation``); a second call resumes from what the store holds: files
-        already uploaded (same sha256, still on the provider) are reused, an
-        ``unknown`` create is reconciled first. ``confirm(provider_estimate)``: called
-        when the provider gives its own estimate before creating (Together's
-        estimate-price); returning False stops before the create.
-        """
+    uploads_files: bool
+    """Whether the data files are uploaded before the create (False: the backend reads them
+    in place, so nothing is uploaded and the plan lists no uploads)."""
+
+    def check_submit(self, spec: "JobSpec") -> None:
+        """Before anything is uploaded or created: raise an ``FtcError`` when the provider
+        will not take this job (e.g. a model it does not fine-tune). May make requests."""
+        ...
+
+    def upload_file(self, path: "Path", purpose: str) -> str:
+        """Upload one file (one request, retried by the backend's policy); the provider's file id."""
+        ...
+
+    def file_state(self, file_id: str) -> str:
+        """``processed``, ``pending``, ``error`` or ``missing`` (404 / deleted)."""
+        ...
+
+    def file_error(self, file_id: str) -> str | None:
+        """The provider's reason for a file in state ``error``."""
+        ...
+
+    def provider_quote(self, spec: "JobSpec", *, training_file: str | None) -> Mapping[str, Any] | None:
+        """The provider's own price before creating (passed to ``confirm``), or None."""
+        ...
+
+    def create_request(self, spec: "JobSpec", *, training_file: str | None, validation_file: str | None,
+                       client_token: str, job: Any) -> dict[str, Any]:
+        """The create request, JSON-able and without secrets: recorded before it is sent."""
+        ...
+
+    def create_job(self, spec: "JobSpec", *, training_file: str | None, validation_file: str | None,
+                   client_token: str, job: Any) -> Mapping[str, Any]:
+        """Create the job (sent once) and return the provider's job with its ``id``; the job
+        must carry ``client_token`` so that :meth:`find_by_client_token` finds it. Raise
+        ``ftclient.retry.AmbiguousResult`` when the outcome is unknown and a
+        ``ProviderError`` when the provider definitely refused."""
+        ...
+
+    def job_state(self, raw: Mapping[str, Any]) -> JobState | None:
+        """The neutral state of a job as :meth:`create_job` returned it (None: not known)."""
         ...
 
     def find_by_client_token(self, client_token: str, *, since: "datetime | None" = None) -> str | None:
@@ -319,8 +350,7 @@ PROTOCOL_METHODS = tuple(m for m in vars(Backend) if not m.startswith("_") and c
 
 Optional, looked up with ``getattr`` by :func:`ftclient.jobs.plan`: ``describe_run(spec) ->
 [(what, value), ...]`` -- rows about the run for the plan table (the local backend's device,
-precision, batch, checkpoints) -- and ``uploads_files`` (default True; False when the
-backend reads the data in place, so the plan lists no uploads).
+precision, batch, checkpoints).
 
 Optional, what the backend needs to run (checked by :func:`missing_requirements` and
 :func:`missing_key` before anything is recorded; see :func:`readiness`):
@@ -333,6 +363,87 @@ Optional, what the backend needs to run (checked by :func:`missing_requirements`
   ``key_name``: the name the key is stored under (``ftc keys set NAME``; default ``name``);
 * ``needs_key()``: False when this instance needs no key after all (e.g. built with a
   ready client); default: it needs one when ``key_env`` is set."""
+
+
+def display_name(backend: Any) -> str:
+    """How messages name ``backend``: its ``display`` (``OpenAI``), else its name capitalised."""
+    return getattr(backend, "display", "") or str(getattr(backend, "name", "") or "the backend").capitalize()
+
+
+class BackendBase:
+    """Defaults for the parts of :class:`Backend` most backends share; subclass it.
+
+    A subclass implements ``name``, the offline checks (``validate``, ``estimate``,
+    ``preflight``), ``create_job`` and ``find_by_client_token``, and the job queries. The
+    write-ahead create itself (uploads once per content, the create recorded before it is
+    sent, reconciliation after a crash or an ambiguous answer) is the core's
+    :func:`ftclient.jobs.create_once`, which calls the hooks below; :meth:`submit` runs it.
+    """
+
+    name: str = ""
+    display: str = ""
+    #: Whether the data files are uploaded before the create (a backend that reads them in
+    #: place, or takes them inside the create request, says False).
+    uploads_files: bool = False
+    #: The purpose uploads are made and looked up under.
+    upload_purpose: str = "fine-tune"
+    #: Reconciliation listings after an ambiguous create (a provider's job list can lag).
+    reconcile_attempts: int = 3
+    #: Seconds before the second reconciliation listing; doubles each time.
+    reconcile_wait_s: float = 2.0
+    #: Creates one submission may send in all (the first and at most one more after a
+    #: reconciliation that found nothing).
+    max_creates: int = 2
+    #: First poll interval and total wait for the provider to process an uploaded file.
+    file_poll_s: float = 2.0
+    file_timeout_s: float = 600.0
+
+    def sleep(self, seconds: float) -> None:
+        """How the core's waits (file processing, reconciliation) sleep; tests replace it."""
+        import time
+
+        time.sleep(seconds)
+
+    def check_submit(self, spec: "JobSpec") -> None:
+        return None
+
+    def upload_file(self, path: "Path", purpose: str) -> str:
+        raise NotImplementedError(f"{type(self).__name__} uploads no files (uploads_files is False)")
+
+    def file_state(self, file_id: str) -> str:
+        return "processed"
+
+    def file_error(self, file_id: str) -> str | None:
+        return None
+
+    def provider_quote(self, spec: "JobSpec", *, training_file: str | None) -> Mapping[str, Any] | None:
+        return None
+
+    def create_request(self, spec: "JobSpec", *, training_file: str | None, validation_file: str | None,
+                       client_token: str, job: Any) -> dict[str, Any]:
+        req: dict[str, Any] = {"model": spec.model_for(self.name), "client_token": client_token}
+        if training_file:
+            req["training_file"] = training_file
+        if validation_file:
+            req["validation_file"] = validation_file
+        return req
+
+    def job_state(self, raw: Mapping[str, Any]) -> JobState | None:
+        return None
+
+    def submit(self, spec: "JobSpec", *, job: Any, store: Any, on_progress: ProgressCallback | None = None,
+               confirm: Callable[[dict], bool] | None = None) -> SubmitResult:
+        """Upload the data and create the job exactly once (:func:`ftclient.jobs.create_once`)."""
+        from .jobs import create_once
+
+        return create_once(self, spec, job=job, store=store, on_progress=on_progress, confirm=confirm)
+
+    def ensure_uploaded(self, path: Any, *, store: Any, job: Any = None, purpose: str | None = None,
+                        on_progress: ProgressCallback | None = None) -> str:
+        """The provider's id of ``path``'s content, uploaded once (:func:`ftclient.jobs.ensure_uploaded`)."""
+        from .jobs import ensure_uploaded
+
+        return ensure_uploaded(self, path, store=store, job=job, purpose=purpose, on_progress=on_progress)
 
 
 # --------------------------------------------------------------------------- requirements

@@ -21,6 +21,7 @@ torch/transformers are imported only inside the methods that train or generate.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -29,13 +30,15 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
-from ftclient.backends import Checkpoint, JobEvent, JobState, JobStatus, SubmitResult, lazy_attr, to_datetime
+from ftclient.backends import BackendBase, Checkpoint, JobEvent, JobState, JobStatus, lazy_attr, to_datetime
 from ftclient.errors import UsageError
 
 from . import worker as w
 from .validation import LocalChecker
+
+log = logging.getLogger("ftclient.local_backend")
 
 PREFIX = "local-"
 RESTART_LOCK = "restart.lock"
@@ -110,11 +113,6 @@ def log_tail(path: Path, *, lines: int = 4, max_chars: int = 800, window: int = 
     return "\n".join(reversed(picked))
 
 
-def _say(cb: Callable | None, msg: str, frac: float | None = None) -> None:
-    if cb is not None:
-        cb(msg, frac)
-
-
 @dataclass
 class LocalEstimate:
     """A local run's estimate: tokens with the model's own tokenizer, time from a calibration of the
@@ -163,7 +161,7 @@ class Generator:
                                    batch_size=len(conversations))
 
 
-class LocalBackend:
+class LocalBackend(BackendBase):
     """Local fine-tuning (TRL + PEFT) as an ftc backend."""
 
     name = "local"
@@ -366,56 +364,40 @@ class LocalBackend:
                 return launch.get("provider_job_id") or PREFIX + d.name
         return None
 
-    def submit(self, spec: Any, *, job: Any, store: Any, on_progress: Callable | None = None,
-               confirm: Callable[[dict], bool] | None = None) -> SubmitResult:
-        """Write the spec and start the worker, write-ahead; safe to call again after a crash.
+    # The core's write-ahead create (ftclient.jobs.create_once) records the create before
+    # launch.json (the job's client token) is written and the worker started. An open create
+    # from an earlier crash is settled by launch.json: there -> adopted (``status`` starts the
+    # worker again if it is not running); not there -> nothing was started, a new create goes.
+    reconcile_attempts = 1  # launch.json is there or not: one look is an answer
 
-        The ``create`` operation is recorded before ``launch.json`` (the job's client token)
-        is written and the worker started. An open create from an earlier crash is settled
-        by ``launch.json``: there -> adopted (``status`` starts the worker again if it is not
-        running); not there -> nothing was started, and a new create goes."""
+    def create_request(self, spec: Any, *, training_file: str | None, validation_file: str | None,
+                       client_token: str, job: Any) -> dict[str, Any]:
         from ftclient.paths import job_dir
 
-        job = store.get_job(job.id)
-        pjid = PREFIX + job.id
-        if job.provider_job_id:
-            return SubmitResult(job.provider_job_id, state=JobState.QUEUED)
-        d = job_dir(job.id, create=True)
-        for op in store.operations(job.id, "create"):
-            if not op.is_open:
-                continue
-            launch = w.read_json(d / LAUNCH_FILE)
-            if launch and launch.get("client_token") == job.client_token:
-                _say(on_progress, f"{job.id} was started before a crash; adopting it")
-                store.finish_operation(op.id, {"provider_job_id": pjid, "reconciled": True}, provider_job_id=pjid)
-                return SubmitResult(pjid, state=JobState.QUEUED)
-            store.fail_operation(op.id, "reconciled: the worker was never started", ambiguous=False)
+        return {"job_dir": str(job_dir(job.id, create=True)), "base_model": spec.model_for(self.name)}
 
-        spec_data = spec.model_dump(mode="json")
-        w.write_json(d / w.SPEC_FILE, spec_data)
-        op = store.begin_operation(job.id, "create", {"job_dir": str(d), "base_model": spec.model_for(self.name)},
-                                   client_token=job.client_token)
-        store.mark_sent(op.id)
+    def create_job(self, spec: Any, *, training_file: str | None, validation_file: str | None, client_token: str,
+                   job: Any) -> dict[str, Any]:
+        """Write the spec and start the worker."""
         import fcntl
 
+        from ftclient.paths import job_dir
+
+        d = job_dir(job.id, create=True)
+        pjid = PREFIX + job.id
+        w.write_json(d / w.SPEC_FILE, spec.model_dump(mode="json"))
         guard = os.open(d / RESTART_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(guard, fcntl.LOCK_EX)  # no status() elsewhere restarts it half-way through the start
-            w.write_json(d / LAUNCH_FILE, {"client_token": job.client_token, "job_id": job.id,
+            w.write_json(d / LAUNCH_FILE, {"client_token": client_token, "job_id": job.id,
                                            "provider_job_id": pjid, "created_at": w.now_iso()})
             w.append_event(d, "worker started", type="submitted")
             pid = self._start_worker(d, restarts=0)
-        except BaseException as e:
-            # launch.json may be there: leave the operation open for `ftc jobs resume` to adopt
-            if not (d / LAUNCH_FILE).exists():
-                store.fail_operation(op.id, e, ambiguous=False)
-            raise
         finally:
             os.close(guard)
-        _say(on_progress, f"local training started (worker pid {pid}); log: {d / w.LOG_FILE}")
-        store.finish_operation(op.id, {"provider_job_id": pjid, "pid": pid, "job_dir": str(d)},
-                               provider_job_id=pjid)
-        return SubmitResult(pjid, state=JobState.QUEUED, raw={"pid": pid, "job_dir": str(d)})
+        log.info("local training started (worker pid %s); log: %s", pid, d / w.LOG_FILE)
+        return {"id": pjid, "provider_job_id": pjid, "pid": pid, "job_dir": str(d),
+                "log": str(d / w.LOG_FILE)}
 
     def _start_worker(self, d: Path, *, restarts: int) -> int:
         env = w.child_env()

@@ -5,10 +5,10 @@ that the provider's jobs survive the processes that talk to it: a test can kill 
 process in the middle of a submission and check, from another process, that resuming
 never created a second job.
 
-It follows the protocol's rules for submit like a real provider module: every upload and
-create is recorded write-ahead in the store (begin_operation -> mark_sent ->
-finish/fail), an open create is reconciled by the job's client token before anything is
-sent again, and an upload of content already at the provider is reused.
+It performs only the provider calls of a submission (``upload_file``, ``file_state``,
+``provider_quote``, ``create_job``, ``find_by_client_token``); the write-ahead log around
+them is the core's own (``ftclient.jobs.create_once``), so the crash tests exercise the
+code every backend runs.
 
 Controls (constructor keyword arguments):
 
@@ -36,20 +36,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ftclient.backends import Checkpoint, JobEvent, JobState, JobStatus, SubmitResult, to_datetime
-from ftclient.errors import FtcError
+from ftclient.backends import BackendBase, Checkpoint, JobEvent, JobState, JobStatus, to_datetime
 
-NETWORK = ("upload", "create", "find_by_client_token", "status", "events", "checkpoints", "cancel", "result", "chat",
+NETWORK = ("upload", "file_state", "create", "find_by_client_token", "status", "events", "checkpoints", "cancel", "result", "chat",
            "estimate_price")
 SECRET = "sk-" "fake-SECRET-0123456789abcdef0123"
 
 
-class ProviderRefused(FtcError):
-    exit_code = 1
-
-
-class FakeBackend:
+class FakeBackend(BackendBase):
     name = "fake"
+    uploads_files = True
+    reconcile_attempts = 1  # its job list never lags: one listing is an answer
 
     def __init__(self, *, state_path: str | os.PathLike | None = None, on_retry=None, block_at: str | None = None,
                  marker_dir: str | os.PathLike | None = None, steps: int = 3, fail_reason: str | None = None,
@@ -121,68 +118,28 @@ class FakeBackend:
     def estimate(self, spec):
         return {"cost_usd": self.estimate_usd, "billed_tokens": 12345, "epochs": spec.hyperparameters.epochs}
 
-    # -- submit -----------------------------------------------------------------------------------
+    # -- the provider calls of a submission (the core's create_once records them) ------------
 
-    def submit(self, spec, *, job, store, on_progress=None, confirm=None):
-        job = store.get_job(job.id)
-        if job.provider_job_id:
-            return SubmitResult(job.provider_job_id, JobState.QUEUED)
-        # 1. reconcile an uncertain create by the client token
-        for op in store.operations(job.id, "create"):
-            if op.is_open:
-                found = self.find_by_client_token(job.client_token)
-                if found:
-                    store.finish_operation(op.id, {"id": found, "reconciled": True}, provider_job_id=found)
-                    return SubmitResult(found, JobState.QUEUED)
-                store.fail_operation(op.id, "not found at the provider", ambiguous=False)
-        # 2. the training file: reuse the provider's copy, reconcile an upload left open
-        path = Path(spec.data.train)
-        content = path.read_bytes()
-        sha = hashlib.sha256(content).hexdigest()
-        at_provider = self._file_by_sha(sha)
-        for op in store.operations(job.id, "upload"):
-            if op.is_open:
-                if at_provider:
-                    store.finish_operation(op.id, {"id": at_provider, "reconciled": True})
-                else:
-                    store.fail_operation(op.id, "not at the provider", ambiguous=False)
-        up = store.find_upload(self.name, sha)
-        if at_provider and up and up.provider_file_id == at_provider:
-            file_id = at_provider
-            if on_progress:
-                on_progress("reusing the uploaded training file", 1.0)
-        else:
-            op = store.begin_operation(job.id, "upload", {"sha256": sha, "bytes": len(content)})
-            store.mark_sent(op.id)
-            if on_progress:
-                on_progress("uploading training data", 0.0)
-            self._block("upload")
-            file_id = self._upload(sha, len(content))
-            store.finish_operation(op.id, {"id": file_id})
-            store.record_upload(self.name, sha, bytes=len(content), provider_file_id=file_id, filename=path.name)
-            if on_progress:
-                on_progress("uploading training data", 1.0)
-        # 3. the provider's own price
-        if self.quote is not None and confirm is not None:
-            self._call("estimate_price")
-            if not confirm({"estimated_total_price": self.quote, "allowed_to_proceed": True}):
-                raise ProviderRefused("the job was not confirmed; nothing was created")
-        # 4. create, write-ahead
-        if on_progress:
-            on_progress("creating the job", None)
-        op = store.begin_operation(job.id, "create", {"training_file": file_id, "model": spec.model_for(self.name)})
-        store.mark_sent(op.id)
-        pid = self._create(job.client_token, file_id, spec.model_for(self.name))
-        self._block("after_create")
-        store.finish_operation(op.id, {"id": pid}, provider_job_id=pid)
-        return SubmitResult(pid, JobState.QUEUED, raw={"id": pid})
+    def upload_file(self, path, purpose):
+        self._block("upload")
+        content = Path(path).read_bytes()
+        return self._upload(hashlib.sha256(content).hexdigest(), len(content))
 
-    def _file_by_sha(self, sha: str) -> str | None:
+    def file_state(self, file_id):
         with self._state() as s:
-            for fid, f in s["files"].items():
-                if f["sha256"] == sha:
-                    return fid
-        return None
+            s["calls"].append({"call": "file_state", "pid": os.getpid()})
+            return "processed" if file_id in s["files"] else "missing"
+
+    def provider_quote(self, spec, *, training_file):
+        if self.quote is None:
+            return None
+        self._call("estimate_price")
+        return {"estimated_total_price": self.quote, "allowed_to_proceed": True}
+
+    def create_job(self, spec, *, training_file, validation_file, client_token, job):
+        pid = self._create(client_token, training_file, spec.model_for(self.name))
+        self._block("after_create")
+        return {"id": pid}
 
     def _upload(self, sha: str, n: int) -> str:
         with self._state() as s:

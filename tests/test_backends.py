@@ -10,13 +10,13 @@ import warnings
 from datetime import datetime, timezone
 
 import pytest
-from types import SimpleNamespace
 
 from ftclient import backends as B
 from ftclient.backends import (
     ENTRY_POINT_GROUP,
     FINAL_STATES,
     Backend,
+    BackendBase,
     Checkpoint,
     JobEvent,
     JobState,
@@ -31,9 +31,10 @@ from ftclient.backends import (
     unregister_backend,
 )
 from ftclient.errors import ConfigError, UsageError
+from ftclient.store import Store
 
 
-class FakeBackend:
+class FakeBackend(BackendBase):
     """A complete, offline backend: enough to drive the protocol in tests."""
 
     name = "fake"
@@ -51,12 +52,13 @@ class FakeBackend:
     def preflight(self, spec, *, today=None):
         return []
 
-    def submit(self, spec, *, job, store, on_progress=None, confirm=None):
-        if on_progress:
-            on_progress("uploading", 1.0)
-        jid = f"fake-{job.client_token}"
+    def create_request(self, spec, *, training_file, validation_file, client_token, job):
+        return {"client_token": client_token}
+
+    def create_job(self, spec, *, training_file, validation_file, client_token, job):
+        jid = f"fake-{client_token}"
         self.jobs[jid] = JobStatus(JobState.QUEUED, provider_state="queued")
-        return SubmitResult(jid, JobState.QUEUED, raw={"id": jid})
+        return {"id": jid}
 
     def find_by_client_token(self, client_token, *, since=None):
         jid = f"fake-{client_token}"
@@ -112,7 +114,7 @@ def plugin_dir(tmp_path, monkeypatch):
     body = "".join(f"    def {m}(self, *a, **kw):\n        return None\n\n" for m in methods)
     (tmp_path / "ftc_fake_plugin.py").write_text(
         "class Plugin:\n"
-        "    name = 'fakeplug'\n\n"
+        "    name = 'fakeplug'\n    uploads_files = False\n\n"
         "    def __init__(self, model='base'):\n"
         "        self.model = model\n\n" + body
     )
@@ -189,12 +191,33 @@ def test_to_datetime():
     assert to_datetime(datetime(2025, 1, 1)).tzinfo is utc
 
 
-def test_fake_backend_implements_the_protocol():
+def test_fake_backend_implements_the_protocol(tmp_path):
     fb = FakeBackend()
     assert isinstance(fb, Backend)
     assert not isinstance(object(), Backend)
-    r = fb.submit(None, job=SimpleNamespace(client_token="tok1"), store=None)
-    assert r.provider_job_id == "fake-tok1" and fb.cancel(r.provider_job_id).final
+    with Store(tmp_path / "ftc.db") as st:
+        job = st.new_job("fake", {"name": "t"})
+        r = fb.submit(None, job=job, store=st)  # the core's write-ahead create, with this backend's calls
+        assert r.provider_job_id == f"fake-{job.client_token}" and fb.cancel(r.provider_job_id).final
+        assert [(o.kind, o.state) for o in st.operations(job.id)] == [("create", "done")]
+        assert fb.submit(None, job=job, store=st).provider_job_id == r.provider_job_id  # never created twice
+        assert len(fb.jobs) == 1
+
+
+def test_a_class_that_is_no_backend_names_what_it_lacks():
+    class Half:
+        name = "half"
+
+        def status(self, provider_job_id):
+            return None
+
+    register_backend("half", Half)
+    try:
+        with pytest.raises(ConfigError, match="create_job") as e:
+            get_backend("half")
+        assert "find_by_client_token" in e.value.message and "status" not in e.value.message.split("missing:")[1]
+    finally:
+        unregister_backend("half")
 
 
 # --------------------------------------------------------------------------- registry

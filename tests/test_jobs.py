@@ -127,7 +127,7 @@ def test_submit_then_watch_to_success(prov, spec, home):
     progress = []
     job = J.submit(spec, "fake", on_progress=lambda m, f: progress.append((m, f)))
     assert job.state == "queued" and job.provider_job_id == "fakejob-2" and job.estimate_usd == 1.25
-    assert ("uploading training data", 1.0) in progress
+    assert ("uploaded train.jsonl as file-1", 1.0) in progress
     updates = []
     final = J.watch(job.id, on_update=updates.append)
     assert final.state == JobState.SUCCEEDED and final.fine_tuned_model == "ft:fake-base:fakejob-2"

@@ -22,7 +22,7 @@ together = pytest.importorskip("together")
 from ftclient.backends import Backend, JobState, UnknownStateWarning  # noqa: E402
 from ftclient.errors import ConfigError, SpecError  # noqa: E402
 from ftclient.providers import together as tgmod  # noqa: E402
-from ftclient.providers._hosted import SubmitCancelled  # noqa: E402
+from ftclient.jobs import Declined as SubmitCancelled  # noqa: E402
 from ftclient.providers.together import (  # noqa: E402
     SUFFIX_MAX,
     TOGETHER_STATES,

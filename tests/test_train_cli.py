@@ -37,7 +37,7 @@ def test_train_human_output(ftc, prov, spec):
     assert r.code == 0
     assert "succeeded" in r.out and "ft:fake-base:fakejob-2" in r.out
     assert "Fine-tuning plan" in r.err and "$1.25" in r.err and "retires on 2027-01-01" in r.err
-    assert "submitted ftc-" in r.err and "uploading training data" in r.err
+    assert "submitted ftc-" in r.err and "uploaded train.jsonl as file-1" in r.err
 
 
 def test_train_without_yes_and_without_a_terminal_is_a_usage_error(ftc, prov, spec):

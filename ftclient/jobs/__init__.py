@@ -8,7 +8,8 @@ these functions return.
 * :func:`plan` / :func:`submit`: load the spec, run the backend's offline checks
   (preflight, data validation, estimate), apply the budget -- all before any network
   request and before a job is recorded -- then record the job and hand it to
-  ``backend.submit`` (write-ahead, resumable). When the provider quotes its own price
+  :func:`create_once` (write-ahead, resumable: the backend performs only the provider
+  calls). When the provider quotes its own price
   the budget applies to that figure too.
 * :func:`watch`: poll a job with backoff until it ends, storing its state and events.
 * :func:`resume`: finish what killed processes left: reconcile and submit again (the
@@ -31,7 +32,8 @@ from ._common import Interrupted
 from ._manage import JobView, cancel, checkpoints, download, events, list_jobs, show
 from ._plan import Plan, plan
 from ._resume import ResumeOutcome, resume
-from ._submit import Declined, Quote, submit
+from ._create import Declined, create_once, ensure_uploaded
+from ._submit import Quote, submit
 from ._watch import PollPolicy, WatchUpdate, refresh, watch
 
 __all__ = [
@@ -45,6 +47,8 @@ __all__ = [
     "ChatReply",
     "Declined",
     "Interrupted",
+    "create_once",
+    "ensure_uploaded",
     "plan",
     "submit",
     "watch",

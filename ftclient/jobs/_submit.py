@@ -18,6 +18,7 @@ from ..budget import check_budget, usable_usd
 from ..errors import BudgetExceeded, FtcError, UsageError
 from ..store import StoreError, opened
 from ._common import Interrupted, backend_named
+from ._create import Declined, create_once
 from ._plan import Plan, over, plan, usd
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -26,12 +27,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..store import Job, Store
 
 __all__ = ["Declined", "Quote", "submit", "submit_job"]
-
-
-class Declined(FtcError):
-    """The submission was not confirmed (the provider's quote was refused); nothing was created."""
-
-    exit_code = 1
 
 
 @dataclass
@@ -140,7 +135,7 @@ def submit_job(be: "Backend", spec: "JobSpec", job: "Job", st: "Store", *, budge
     """``backend.submit`` with the confirm wrapper, and the store kept truthful on every outcome."""
     gate = _Confirm(job.estimate_usd, budget, confirm)
     try:
-        res = be.submit(spec, job=job, store=st, on_progress=on_progress, confirm=gate)
+        res = create_once(be, spec, job=job, store=st, on_progress=on_progress, confirm=gate)
     except KeyboardInterrupt:
         st.release(job.id)
         raise Interrupted(
