@@ -699,4 +699,7 @@ def get_backend(name: str, **kwargs: Any) -> Backend:
         missing_attrs = [m for m in ("name", *PROTOCOL_METHODS) if not hasattr(backend, m)]
         raise ConfigError(f"backend {key!r} ({ep.value}) does not implement the Backend protocol "
                           f"(missing: {', '.join(missing_attrs)})")
+    from .secrets import cover_loggers
+
+    cover_loggers((getattr(backend, "sdk", "") or "", *(getattr(backend, "loggers", ()) or ())))
     return backend

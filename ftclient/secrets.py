@@ -39,8 +39,11 @@ from .errors import ConfigError, UsageError
 REDACTED = "[REDACTED]"
 
 
-#: The loggers :func:`install_log_redaction` covers (and all their children).
-REDACTED_LOGGERS = ("ftclient", "ftc", "openai", "together", "httpx", "httpx2", "httpcore")
+#: The loggers :func:`install_log_redaction` covers (and all their children): ftc's own, the
+#: HTTP clients', and the openai SDK's, through which ``ftc eval`` speaks to any
+#: OpenAI-compatible server itself. A backend's SDK is covered when the backend is built
+#: (:func:`cover_loggers`, called by ``ftclient.backends.get_backend`` with its ``sdk``).
+REDACTED_LOGGERS = ("ftclient", "ftc", "openai", "httpx", "httpx2", "httpcore")
 
 # Key values shorter than this are not redacted by value (they would blank out ordinary words);
 # no real provider key is this short.
@@ -546,6 +549,15 @@ def install_log_redaction(extra_loggers: Iterable[str] = ()) -> None:
 
 
 _covered: set[str] = set()
+
+
+def cover_loggers(names: Iterable[str]) -> None:
+    """Add ``names`` (and their children) to the redacted loggers, once
+    :func:`install_log_redaction` has been called (a program that never asked for it is left
+    alone)."""
+    names = tuple(n for n in names if n)
+    if names and _factory_installed and not set(names) <= _covered:
+        install_log_redaction(names)
 
 
 def _covered_names(name: str) -> bool:

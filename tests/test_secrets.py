@@ -175,6 +175,10 @@ def test_log_records_of_sdk_and_ftc_loggers_are_redacted(monkeypatch):
     factory = logging.getLogRecordFactory()
     secrets.install_log_redaction()  # idempotent
     assert logging.getLogRecordFactory() is factory
+    from ftclient.backends import get_backend
+
+    get_backend("together")  # a backend's SDK logger is covered once the backend is built
+    assert logging.getLogRecordFactory() is factory
 
     buf = io.StringIO()
     handler = logging.StreamHandler(buf)
