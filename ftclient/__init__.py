@@ -5,7 +5,8 @@ The Python API mirrors the CLI (see the README's "Python API"):
 * spec: :class:`JobSpec`, :func:`load_spec`
 * data: :func:`prepare`, :func:`validate_file`
 * tokens and cost: :func:`count_tokens`, :func:`estimate_cost`, :func:`compare_costs`,
-  :func:`load_catalogue`
+  :func:`load_catalogue`; :class:`CostEstimate` (what ``estimate_cost`` and every backend's
+  ``estimate(spec)`` return) and :class:`LocalCostEstimate` (a local run's, with its time)
 * jobs: :func:`submit`, :func:`watch`, :func:`resume`, :func:`chat`, :func:`get_backend`,
   :class:`Store`
 * evaluation and the report: :func:`parse_model_ref`, :func:`evaluate`, :func:`build_report`,
@@ -44,6 +45,8 @@ _API: dict[str, str] = {
     "count_tokens": "ftclient.tokens",
     "estimate_cost": "ftclient.cost",
     "compare_costs": "ftclient.cost",
+    "CostEstimate": "ftclient.cost",
+    "LocalCostEstimate": "ftclient.cost",
     "load_catalogue": "ftclient.prices",
     # jobs
     "submit": "ftclient.jobs",
@@ -86,6 +89,8 @@ _API: dict[str, str] = {
 
 if TYPE_CHECKING:  # pragma: no cover - what type checkers and IDEs read; keep in step with _API
     from .backends import get_backend as get_backend
+    from .cost import CostEstimate as CostEstimate
+    from .cost import LocalCostEstimate as LocalCostEstimate
     from .cost import compare_costs as compare_costs
     from .cost import estimate_cost as estimate_cost
     from .data.prepare import prepare as prepare
@@ -132,7 +137,7 @@ __all__ = [
     "__version__",
     "JobSpec", "load_spec",
     "prepare", "validate_file",
-    "count_tokens", "estimate_cost", "compare_costs", "load_catalogue",
+    "count_tokens", "estimate_cost", "compare_costs", "load_catalogue", "CostEstimate", "LocalCostEstimate",
     "submit", "watch", "resume", "chat", "get_backend", "Store",
     "parse_model_ref", "evaluate", "build_report", "write_report", "run_demo",
     "scan_fine_tunes", "capture_answers", "plan_migration", "migration_report", "write_migration_report",

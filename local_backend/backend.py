@@ -27,16 +27,18 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from ftclient.backends import BackendBase, Checkpoint, JobEvent, JobState, JobStatus, lazy_attr, to_datetime
 from ftclient.errors import UsageError
 
 from . import worker as w
 from .validation import LocalChecker
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ftclient.cost import LocalCostEstimate
 
 log = logging.getLogger("ftclient.local_backend")
 
@@ -111,33 +113,6 @@ def log_tail(path: Path, *, lines: int = 4, max_chars: int = 800, window: int = 
         if len(picked) >= lines:
             break
     return "\n".join(reversed(picked))
-
-
-@dataclass
-class LocalEstimate:
-    """A local run's estimate: tokens with the model's own tokenizer, time from a calibration of the
-    same model, data and settings on this machine (or unknown), cost = hours x your $/h."""
-
-    model: str
-    examples: int
-    tokens_per_epoch: int
-    epochs: int
-    billed_tokens: int
-    cost_usd: Optional[float]
-    provider: str = "local"
-    kind: str = "self-hosted"
-    cost_exact: bool = False
-    cost_basis: str = ""
-    caveats: list[str] = field(default_factory=list)
-    token_count_basis: str = ""
-    token_count_exact: bool = False
-    optimizer_steps: Optional[int] = None
-    duration_s: Optional[float] = None
-    time_basis: str = ""
-    calibrated_at: Optional[str] = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class Generator:
@@ -278,58 +253,17 @@ class LocalBackend(BackendBase):
         return validate_file(data_path, "local", model=spec.model_for(self.name), method=spec.method,
                              max_seq_len=spec.hyperparameters.max_seq_len)
 
-    def estimate(self, spec: Any) -> LocalEstimate:
-        """Tokens with the model's own tokenizer and chat template (offline; a labelled
-        approximation when it is not on disk yet); the time from a calibration of the same model,
-        data and settings on this machine (``ftc cost estimate --calibrate``), else unknown; the
-        cost = hours x ``local.gpu_price_per_hour`` (or ``local.gpu``'s catalogue price): $0
-        without a price (your own machine), unknown with a price but no measured time."""
-        from ftclient.cost import local_gpu_price, local_training_cost
-        from ftclient.tokens import read_records
+    def estimate(self, spec: Any) -> "LocalCostEstimate":
+        """A :class:`~ftclient.cost.LocalCostEstimate` of ``spec`` (see
+        :func:`.estimate.estimate_spec`): tokens with the model's own tokenizer and chat
+        template (offline; a labelled approximation when it is not on disk yet); the time from
+        a calibration of the same model, data and settings on this machine (``ftc cost estimate
+        --calibrate``), else unknown; the cost = hours x ``local.gpu_price_per_hour`` (or
+        ``local.gpu``'s catalogue price): $0 without a price (your own machine), unknown (None)
+        with a price but no measured time."""
+        from .estimate import estimate_spec
 
-        from .calibrate import DEFAULT_BATCH_SIZE, count_optimizer_steps, load_cached, offline_counts
-
-        from ftclient.errors import ConfigError
-        from ftclient.tokens import ApproxCounter
-
-        records = read_records(spec.data.train)
-        try:
-            counts = offline_counts(spec, records)
-        except ConfigError as e:  # the model cannot be found here: training will say so; count approximately
-            counts = offline_counts(spec, records, counter=ApproxCounter(f"local:{spec.model_for(self.name)}",
-                                                                         reason=e.message))
-        epochs = spec.hyperparameters.epochs
-        billed = counts.tokens_per_epoch * epochs
-        steps = count_optimizer_steps(counts.rows, spec.hyperparameters.batch_size or DEFAULT_BATCH_SIZE,
-                                      spec.local.gradient_accumulation_steps, epochs)
-        price = local_gpu_price(spec=spec)
-        cal = load_cached(spec, price=price)
-        caveats = [] if counts.exact else [f"approximate token count: {counts.basis}"]
-        duration = None
-        if cal is not None:
-            p = cal.prediction
-            duration, steps = p.total_s, p.optimizer_steps
-            time_basis = (f"calibrated on this machine ({cal.created_at}, {cal.calibration_steps} real steps on "
-                          f"{cal.device}): {cal.measured.seconds_per_step:.3g} s/step x {p.optimizer_steps} steps, "
-                          f"setup, {p.checkpoint_saves} checkpoint save(s) and the final save = {p.total_s:,.0f} s")
-        else:
-            time_basis = "unknown: not calibrated on this machine for this model, data and settings"
-            caveats.append("time unknown: `ftc cost estimate --spec JOB.yaml --calibrate` runs a few real steps "
-                           "and predicts it (then this estimate uses it)")
-        if price is None:
-            cost: Optional[float] = 0.0
-            basis = "your own machine: set local.gpu_price_per_hour (or local.gpu) for a cost figure"
-        elif duration is None:
-            cost = None
-            basis = f"unknown: ${price['usd_per_hour']:g}/h x an unknown time"
-        else:
-            c = local_training_cost(duration, price)
-            cost, basis = round(c["cost_usd"], 4), "estimated: " + c["basis"]
-        return LocalEstimate(model=spec.model_for(self.name), examples=counts.examples,
-                             tokens_per_epoch=counts.tokens_per_epoch, epochs=epochs, billed_tokens=billed,
-                             cost_usd=cost, cost_basis=basis, caveats=caveats, token_count_basis=counts.basis,
-                             token_count_exact=counts.exact, optimizer_steps=steps, duration_s=duration,
-                             time_basis=time_basis, calibrated_at=cal.created_at if cal is not None else None)
+        return estimate_spec(spec, backend=self.name)
 
     def preflight(self, spec: Any, *, today: date | None = None) -> list[str]:
         """Warnings about the run (raises ConfigError for what cannot run here, e.g. QLoRA

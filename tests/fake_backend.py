@@ -110,13 +110,26 @@ class FakeBackend(BackendBase):
         return list(self.warnings)
 
     def validate(self, spec, data_path):
+        from ftclient.validation.common import ValidationResult
+
         n = sum(1 for line in open(data_path, encoding="utf-8") if line.strip())
-        errs = [{"line": ln, "code": code, "message": msg} for ln, code, msg in self.bad_lines]
-        return {"ok": not errs, "examples": n, "errors": errs, "warnings": [],
-                "error_counts": {e["code"]: 1 for e in errs}, "warning_counts": {}}
+        res = ValidationResult(path=str(data_path), provider=self.name, model=spec.model_for(self.name),
+                               method=spec.method, examples=n, lines=n)
+        for ln, code, msg in self.bad_lines:
+            res.findings.error(ln, code, msg)
+        return res
 
     def estimate(self, spec):
-        return {"cost_usd": self.estimate_usd, "billed_tokens": 12345, "epochs": spec.hyperparameters.epochs}
+        from ftclient.cost import CostEstimate
+
+        epochs = spec.hyperparameters.epochs
+        n = sum(1 for line in open(spec.data.train, encoding="utf-8") if line.strip())
+        return CostEstimate(
+            model=f"{self.name}:{spec.model_for(self.name)}", provider=self.name, kind="hosted", method=spec.method,
+            adapter=spec.adapter, examples=n, tokens_per_epoch=12345 // epochs, epochs=epochs, epochs_basis="given",
+            billed_tokens=12345, cost_usd=self.estimate_usd, cost_before_minimum_usd=self.estimate_usd,
+            min_charge_usd=0.0, min_charge_applied=False, token_count_basis="the fake backend's fixed count",
+            token_count_exact=True, cost_exact=True, cost_basis="the fake backend's estimate_usd", price={})
 
     # -- the provider calls of a submission (the core's create_once records them) ------------
 

@@ -206,6 +206,21 @@ def test_plot_written_and_not_on_error(data, tmp_path):
     assert list(tmp_path.glob(".bad.png*")) == []
 
 
+def test_a_cost_estimate_with_an_unknown_figure_and_the_public_names(data):
+    import dataclasses
+
+    import ftclient
+
+    assert ftclient.CostEstimate is cost.CostEstimate and ftclient.LocalCostEstimate is cost.LocalCostEstimate
+    assert issubclass(cost.LocalCostEstimate, cost.CostEstimate)
+    est = cost.estimate_cost(data, "openai:gpt-4o-mini", epochs=2)
+    unknown = dataclasses.replace(est, cost_usd=None, cost_before_minimum_usd=None, cost_basis="unknown")
+    d = unknown.to_dict()  # None stays None: an unknown figure, never a made-up one
+    assert d["cost_usd"] is None and d["cost_before_minimum_usd"] is None and d["billed_tokens"] == est.billed_tokens
+    assert json.loads(json.dumps(d))["cost_usd"] is None
+    assert est.to_dict()["cost_usd"] == round(est.cost_usd, 4)
+
+
 # ---------------------------------------------------------------------- CLI
 def test_cli_estimate_json(data):
     res = CliRunner().invoke(cli, ["cost", "estimate", str(data), "--model", "openai:gpt-4o-mini", "--epochs", "2", "--json"])

@@ -87,6 +87,83 @@ def test_a_missing_data_file_is_a_usage_error(prov, spec, tmp_path):
         J.submit(spec, "fake")
 
 
+def test_the_plan_reads_the_cost_estimate_and_the_validation_result(prov, spec, home):
+    from ftclient import CostEstimate
+    from ftclient.validation import ValidationResult
+
+    register(prov, estimate_usd=0.5)
+    be = B.get_backend("fake")
+    p = J.plan(spec, "fake")
+    assert isinstance(p.estimate, CostEstimate) and p.estimate_usd == 0.5 == p.estimate.cost_usd
+    assert p.to_dict()["estimate"]["billed_tokens"] == 12345
+    assert isinstance(be.validate(p.spec, p.spec.data.train), ValidationResult)
+
+
+class _LooseBackend(FakeBackend):
+    """A backend answering estimate() or validate() with a dict, as ftc once accepted."""
+
+    name = "loose"
+
+    def __init__(self, *, state_path, loose: str):
+        super().__init__(state_path=state_path)
+        self.loose = loose
+
+    def estimate(self, spec):
+        if self.loose == "estimate":
+            return {"cost_usd": 1.0, "billed_tokens": 10}
+        return super().estimate(spec)
+
+    def validate(self, spec, data_path):
+        if self.loose == "validate":
+            return {"ok": True, "examples": 6, "errors": []}
+        return super().validate(spec, data_path)
+
+
+@pytest.mark.parametrize("loose,call,expected", [
+    ("estimate", "estimate()", "expected ftclient.CostEstimate"),
+    ("validate", "validate()", "expected ftclient.validation.ValidationResult"),
+])
+def test_a_backend_answering_with_another_shape_is_a_config_error(prov, spec, home, loose, call, expected):
+    from ftclient.errors import ConfigError
+
+    B.register_backend("loose", lambda **kw: _LooseBackend(state_path=prov, loose=loose), replace=True)
+    try:
+        with pytest.raises(ConfigError) as e:
+            J.plan(spec, "loose")
+        assert e.value.exit_code == 2
+        msg = e.value.message
+        assert msg.startswith("backend loose returned a dict from " + call) and msg.endswith(expected), msg
+        with pytest.raises(ConfigError):
+            J.submit(spec, "loose", budget=5)
+        assert network_calls(prov) == [] and _store_jobs(home) == []
+    finally:
+        B.unregister_backend("loose")
+
+
+def test_an_estimate_whose_cost_is_not_a_number_is_a_config_error(prov, spec, home):
+    import dataclasses
+
+    from ftclient.errors import ConfigError
+
+    class Texty(FakeBackend):
+        def estimate(self, spec):
+            return dataclasses.replace(super().estimate(spec), cost_usd="12")
+
+    B.register_backend("fake", lambda **kw: Texty(state_path=prov), replace=True)
+    with pytest.raises(ConfigError, match="backend fake returned an estimate whose cost_usd is a str"):
+        J.plan(spec, "fake")
+
+
+def test_a_provider_quote_is_read_from_a_number_or_a_mapping():
+    from ftclient.jobs._plan import quote_usd, usd
+
+    assert usd is quote_usd  # the former name still works
+    assert quote_usd(4) == 4.0 and quote_usd(None) is None and quote_usd(True) is None
+    assert quote_usd({"estimated_total_price": 2.5, "allowed_to_proceed": True}) == 2.5  # Together's answer
+    assert quote_usd({"cost_usd": 1.25, "raw": {}}) == 1.25 and quote_usd({"note": "free"}) is None
+    assert quote_usd(10**400) == float("inf")
+
+
 def test_provider_quote_above_budget_creates_nothing(prov, spec, home):
     register(prov, estimate_usd=1.0, quote=9.0)
     asked = []

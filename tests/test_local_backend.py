@@ -289,6 +289,54 @@ def test_preflight_and_estimate(tmp_path, tiny):
     assert be.find_by_client_token("nope") is None
 
 
+def test_the_estimate_is_a_local_cost_estimate_timed_by_a_calibration(tmp_path, tiny):
+    """The estimate is a ftclient.LocalCostEstimate: unknown time and cost at a price without a
+    calibration; with one cached for this model, data and settings, its time and hours x price."""
+    from ftclient import CostEstimate, LocalCostEstimate
+    from ftclient.local_backend import calibrate as cal
+
+    price = 3.0
+    spec = make_spec(tmp_path, tiny, n=8, epochs=2)
+    spec = spec.model_copy(update={"local": spec.local.model_copy(update={"gpu_price_per_hour": price})})
+    be = LocalBackend()
+    before = be.estimate(spec)
+    assert isinstance(before, LocalCostEstimate) and isinstance(before, CostEstimate)
+    assert before.duration_s is None and before.cost_usd is None and before.calibration is None
+    assert before.to_dict()["cost_usd"] is None and "unknown" in before.time_basis
+
+    # a calibration of this model, data and settings, as `ftc cost estimate --calibrate` caches it
+    counts = cal.offline_counts(spec)
+    hp = spec.hyperparameters
+    settings = cal.Settings(method="sft", adapter="lora", base_model=str(tiny), device="cpu", precision="fp32",
+                            model_dtype="float32", batch_size=hp.batch_size,
+                            gradient_accumulation_steps=spec.local.gradient_accumulation_steps, epochs=hp.epochs,
+                            max_seq_len=hp.max_seq_len, packing=False, gradient_checkpointing=False,
+                            save_steps=spec.local.checkpoint_every)
+    measured = cal.Measurements(imports_s=2.0, imports_measured=True, model_load_s=1.0, trainer_build_s=0.5,
+                                trainer_start_s=0.5, step_seconds=[3.0, 2.0, 2.0], step_tokens=[100, 100, 100],
+                                warmup_steps=1, checkpoint_save_s=0.5, eval_s=None, final_save_s=1.0, finish_s=0.1)
+    cal.save_calibration(cal.Calibration(
+        key=cal.cache_key(spec), created_at="2025-01-02T03:04:05+00:00", model=str(tiny), model_source="folder",
+        data=str(spec.data.train), device="cpu", device_name="test CPU", precision="fp32", settings=settings,
+        counts=counts, measured=measured, prediction=cal.predict(measured, counts, settings), calibration_steps=3,
+        calibration_wall_s=9.0))
+    pred = cal.load_cached(spec).prediction
+
+    est = be.estimate(spec)
+    assert isinstance(est, LocalCostEstimate)
+    assert est.duration_s == pytest.approx(pred.total_s) and est.optimizer_steps == pred.optimizer_steps
+    assert est.cost_usd == pytest.approx(round(pred.total_s / 3600 * price, 4)) and est.cost_usd > 0
+    assert est.calibration["created_at"] == "2025-01-02T03:04:05+00:00" and "calibrated on this machine" in est.time_basis
+    assert est.kind == "self-hosted" and est.model == f"local:{tiny}"
+    assert est.epochs == 2 and est.billed_tokens == 2 * est.tokens_per_epoch == 2 * counts.tokens_per_epoch
+    d = json.loads(json.dumps(est.to_dict()))
+    assert d["cost_usd"] == round(est.cost_usd, 4) and d["duration_s"] == pytest.approx(pred.total_s)
+    # the plan's figure is the estimate's cost_usd
+    plan = jobs.plan(spec, "local")
+    assert plan.estimate_usd == pytest.approx(est.cost_usd)
+    assert plan.to_dict()["estimate"]["calibration"]["created_at"] == "2025-01-02T03:04:05+00:00"
+
+
 def test_train_dry_run_shows_what_the_local_run_does(tmp_path, tiny, ftc):
     """The plan table of a local job: device, batch and checkpoints as rows; no upload, no warning for them."""
     import yaml

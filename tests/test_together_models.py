@@ -121,6 +121,11 @@ def test_a_supported_model_of_unknown_size_trains_on_the_quote(ftc, emu, tmp_pat
     assert r.code == 0, r.err
     plan = r.json()["plan"]
     assert plan["estimate_usd"] is None
+    # a CostEstimate of the tokens without a figure: Together's quote gives the price
+    est = plan["estimate"]
+    assert est["cost_usd"] is None and est["model"] == f"together:{NO_SIZE}" and est["epochs"] == 2
+    assert est["examples"] == 40 and est["billed_tokens"] == 2 * est["tokens_per_epoch"] > 0
+    assert "ftc cannot price" in est["cost_basis"]
     assert any("its size is unknown" in w and "Together's quote" in w for w in plan["warnings"])
     assert dict(plan["details"])["price"] == "unknown to ftc (its size is unknown)"
     r = ftc("train", spec, "--backend", "together", "--yes", "--detach", "--budget", "5")

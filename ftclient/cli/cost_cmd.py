@@ -151,7 +151,8 @@ def _estimate_hosted(file, model, epochs, method, adapter, budget, prices_file, 
     t.add_row("epochs", f"{est.epochs} ({_esc(est.epochs_basis)})")
     t.add_row("billed tokens", f"{est.billed_tokens:,}{mark}")
     cost_mark = "" if est.cost_exact else " [yellow](estimated)[/yellow]"
-    t.add_row("cost", f"[bold]${est.cost_usd:,.2f}[/bold]{cost_mark}")
+    t.add_row("cost", "[yellow]unknown[/yellow]" if est.cost_usd is None
+              else f"[bold]${est.cost_usd:,.2f}[/bold]{cost_mark}")
     t.add_row("how", _esc(est.cost_basis))
     t.add_row("token count", _esc(est.token_count_basis))
     p = est.price

@@ -39,25 +39,21 @@ def render_plan(plan: Any, console: Any) -> None:
     for u in plan.uploads:
         how = f"already uploaded ({_esc(u['provider_file_id'])})" if u["already_uploaded"] else "to upload"
         t.add_row(f"{u['role']} file", f"{_human_bytes(u['bytes'])}, sha256 {u['sha256'][:12]}..., {how}")
-    est = plan.estimate
+    est = plan.estimate  # a ftclient.CostEstimate (plan() refuses anything else)
     if plan.estimate_usd is not None:
-        def field(name):
-            return est.get(name) if isinstance(est, dict) else getattr(est, name, None)
-
         extra = []
-        tokens = field("billed_tokens")
-        if tokens:
+        if est.billed_tokens:
             # A run on this machine bills time, not tokens: its token figure is what the trainer is fed.
-            here = field("kind") == "self-hosted"
-            extra.append(f"{tokens:,} " + ("tokens trained" if here else "billed tokens"))
-        if isinstance(field("duration_s"), (int, float)):
-            extra.append(f"~{duration(field('duration_s'))}")
-        exact = field("cost_exact")
-        mark = " [yellow](estimated)[/yellow]" if exact is False else ""
+            here = est.kind == "self-hosted"
+            extra.append(f"{est.billed_tokens:,} " + ("tokens trained" if here else "billed tokens"))
+        seconds = getattr(est, "duration_s", None)  # a LocalCostEstimate's calibrated time
+        if isinstance(seconds, (int, float)):
+            extra.append(f"~{duration(seconds)}")
+        mark = "" if est.cost_exact else " [yellow](estimated)[/yellow]"
         t.add_row("estimate", f"[bold]${plan.estimate_usd:,.2f}[/bold]{mark}" + (f" ({', '.join(extra)})" if extra else ""))
     else:
         t.add_row("estimate", "[yellow]unknown[/yellow]")
-    for c in (getattr(est, "caveats", None) or (est.get("caveats") if isinstance(est, dict) else None) or []):
+    for c in est.caveats or []:
         t.add_row("[yellow]caveat[/yellow]", _esc(c))
     if plan.budget_usd is not None:
         held = plan.within_budget

@@ -8,8 +8,20 @@ from typing import Any
 from .assumptions import Assumptions
 
 
+def _round_usd(v: Any) -> Any:
+    """A dollar figure to 4 decimals; None (unknown) stays None."""
+    return round(v, 4) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+
+
 @dataclass
 class CostEstimate:
+    """The training cost of one job: what every backend's ``estimate(spec)`` returns.
+
+    ``cost_usd`` is the figure a budget is held to; None when it is unknown (e.g. a local run
+    with a price per hour but no measured time, or a model the catalogue cannot price).
+    ``cost_basis`` says how it was made, ``caveats`` what to keep in mind.
+    """
+
     model: str
     provider: str
     kind: str  # hosted | self-hosted
@@ -20,8 +32,8 @@ class CostEstimate:
     epochs: int
     epochs_basis: str
     billed_tokens: int
-    cost_usd: float
-    cost_before_minimum_usd: float
+    cost_usd: float | None
+    cost_before_minimum_usd: float | None
     min_charge_usd: float
     min_charge_applied: bool
     token_count_basis: str
@@ -36,8 +48,8 @@ class CostEstimate:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["cost_usd"] = round(self.cost_usd, 4)
-        d["cost_before_minimum_usd"] = round(self.cost_before_minimum_usd, 4)
+        d["cost_usd"] = _round_usd(self.cost_usd)
+        d["cost_before_minimum_usd"] = _round_usd(self.cost_before_minimum_usd)
         if d["self_hosted"] is None:
             del d["self_hosted"]
         return d
@@ -45,7 +57,8 @@ class CostEstimate:
 
 @dataclass
 class LocalCostEstimate(CostEstimate):
-    """A local run's estimate: tokens and steps from the data, time from a calibration (or unknown)."""
+    """A local run's estimate: tokens and steps from the data, time from a calibration (or unknown);
+    ``calibration`` holds the calibration it was predicted from (``created_at``, ``key``, ...)."""
 
     duration_s: float | None = None
     time_basis: str = ""
@@ -55,15 +68,6 @@ class LocalCostEstimate(CostEstimate):
     batch_size: int | None = None
     device: str | None = None
     calibration: dict[str, Any] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        for k in ("cost_usd", "cost_before_minimum_usd"):
-            if isinstance(d.get(k), float):
-                d[k] = round(d[k], 4)
-        if d["self_hosted"] is None:
-            del d["self_hosted"]
-        return d
 
 
 @dataclass

@@ -4,7 +4,13 @@
 validation, estimate) and applies the budget -- all before any network request and
 before a job is recorded. The :class:`Plan` it returns is what ``--dry-run`` shows,
 with the files a submission would upload and whether the store says they are already
-there. :func:`usd` reads a USD figure from an estimate or a provider's quote.
+there.
+
+Every backend answers ``estimate(spec)`` with a :class:`ftclient.CostEstimate` (or its
+:class:`ftclient.LocalCostEstimate`) and ``validate(spec, path)`` with a
+:class:`ftclient.validation.ValidationResult`; anything else is a :class:`ConfigError`
+naming the backend. The plan's figure is the estimate's ``cost_usd``.
+:func:`quote_usd` reads the USD figure of a provider's own quote (a mapping or a number).
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from ..backends import readiness
 from ..budget import check_budget, usable_usd, within_budget
-from ..errors import BudgetExceeded, DataError, FtcError, UsageError
+from ..errors import BudgetExceeded, ConfigError, DataError, FtcError, UsageError
 from ..fileio import sha256_file
 from ..paths import store_path
 from ..store import Store
@@ -23,9 +29,10 @@ from ._common import backend_named
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..backends import Backend
+    from ..cost import CostEstimate
     from ..spec import JobSpec
 
-__all__ = ["Plan", "plan", "usd", "over", "SHOW_PROBLEMS"]
+__all__ = ["Plan", "plan", "quote_usd", "usd", "over", "SHOW_PROBLEMS"]
 
 #: How many validation problems an error message lists.
 SHOW_PROBLEMS = 5
@@ -40,8 +47,10 @@ class Plan:
     model: str
     warnings: list[str]
     validation: list[dict[str, Any]]
-    estimate: Any
+    estimate: "CostEstimate"
+    """The backend's estimate (``estimate(spec)``)."""
     estimate_usd: float | None
+    """Its ``cost_usd`` (None: unknown)."""
     budget_usd: float | None
     uploads: list[dict[str, Any]]
     backend_obj: Any = field(default=None, repr=False)
@@ -61,9 +70,7 @@ class Plan:
         return within_budget(self.estimate_usd, self.budget_usd)
 
     def to_dict(self) -> dict[str, Any]:
-        est = self.estimate
-        if hasattr(est, "to_dict"):
-            est = est.to_dict()
+        est = self.estimate.to_dict() if self.estimate is not None else None
         return {
             "backend": self.backend,
             "name": getattr(self.spec, "name", None),
@@ -90,7 +97,9 @@ def plan(spec_or_path: Any, backend_name: str, *, budget: float | None = None, o
     ConfigError with the install line -- and its API key is set -- else a ConfigError
     naming the key's variable), runs ``preflight`` (warnings; raises when the backend will
     not take the job), validates the data with the backend's rules (a :class:`DataError`
-    listing the first problems with their line numbers), estimates the cost, and applies
+    listing the first problems with their line numbers), estimates the cost (the
+    :class:`~ftclient.CostEstimate`'s ``cost_usd``; a backend that returns anything else
+    from ``validate`` or ``estimate`` is a :class:`ConfigError`), and applies
     ``budget`` (default: the spec's ``budget_usd``): :class:`BudgetExceeded` when the
     estimate is above it. Makes no network request and writes nothing.
 
@@ -112,7 +121,7 @@ def plan(spec_or_path: Any, backend_name: str, *, budget: float | None = None, o
     validation = []
     for role, path in [("train", spec.data.train)] + ([("eval", spec.data.eval)] if spec.data.eval else []):
         res = be.validate(spec, path)
-        ok, errs, n_err, n_warn, examples = _problems(res)
+        ok, errs, n_err, n_warn, examples = _problems(res, name)
         validation.append({"role": role, "path": str(path), "ok": ok, "examples": examples, "errors": n_err,
                            "warnings": n_warn, "first_errors": [_problem_text(p) for p in errs[:SHOW_PROBLEMS]]})
         if not ok:
@@ -123,7 +132,7 @@ def plan(spec_or_path: Any, backend_name: str, *, budget: float | None = None, o
                 hint=f"See them all with `ftc data validate {path} --provider {name}`.",
             )
     est = be.estimate(spec)
-    est_usd = usd(est)
+    est_usd = estimate_usd(est, name)
     limit = check_budget(budget if budget is not None else spec.budget_usd, "budget_usd")
     if limit is not None and est_usd is not None and not usable_usd(est_usd):
         raise BudgetExceeded(
@@ -167,57 +176,92 @@ def over(cost: float, limit: float) -> tuple[str, str]:
     return f"{cost:,.8f}", f"{limit:,.8f}"
 
 
-def usd(value: Any) -> float | None:
-    """A USD figure from a CostEstimate, a mapping with a price field, or a number (an int too
-    large for a float is ``inf``: not a usable price, see :func:`ftclient.budget.usable_usd`)."""
-
-    def num(v: Any) -> float | None:
-        if not isinstance(v, (int, float)) or isinstance(v, bool):
-            return None
-        try:
-            return float(v)
-        except OverflowError:
-            return float("inf")
-
-    if value is None or isinstance(value, bool):
+def _number(v: Any) -> float | None:
+    """``v`` as a float when it is a number (an int too large for a float is ``inf``: not a
+    usable price, see :func:`ftclient.budget.usable_usd`); None otherwise."""
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
         return None
-    if isinstance(value, (int, float)):
-        return num(value)
-    for attr in ("cost_usd", "usd", "estimate_usd"):
-        v = num(getattr(value, attr, None))
-        if v is not None:
-            return v
-    if isinstance(value, Mapping):
+    try:
+        return float(v)
+    except OverflowError:
+        return float("inf")
+
+
+def estimate_usd(estimate: Any, backend: str) -> float | None:
+    """The USD figure of ``backend``'s estimate: its ``cost_usd`` (None: unknown).
+
+    Raises :class:`ConfigError` when the backend returned something other than a
+    :class:`ftclient.CostEstimate` from ``estimate()``, or one whose ``cost_usd`` is not a number."""
+    from ..cost.records import CostEstimate
+
+    if not isinstance(estimate, CostEstimate):
+        raise ConfigError(
+            f"backend {backend} returned {_shape(estimate)} from estimate(); expected ftclient.CostEstimate",
+            hint=f"The {backend} backend must return a ftclient.CostEstimate (or LocalCostEstimate) from "
+                 "estimate(spec), with cost_usd a number or None when unknown.",
+        )
+    if estimate.cost_usd is None:
+        return None
+    figure = _number(estimate.cost_usd)
+    if figure is None:
+        raise ConfigError(
+            f"backend {backend} returned an estimate whose cost_usd is {_shape(estimate.cost_usd)}; "
+            "expected a number, or None when unknown",
+            hint=f"Fix the {backend} backend's estimate(spec).",
+        )
+    return figure
+
+
+def quote_usd(quote: Any) -> float | None:
+    """The USD figure of a provider's own quote (``Backend.provider_quote``, passed to
+    ``confirm``): a number, or a mapping with a price field (``cost_usd``, Together's
+    ``estimated_total_price``, ...); None when it has no recognisable price. An int too large
+    for a float is ``inf``: not a usable price (:func:`ftclient.budget.usable_usd`)."""
+    if quote is None or isinstance(quote, bool):
+        return None
+    if isinstance(quote, (int, float)):
+        return _number(quote)
+    if isinstance(quote, Mapping):
         for key in ("cost_usd", "usd", "estimate_usd", "provider_usd", "estimated_total_price", "total_price",
                     "estimated_price", "price_usd", "price"):
-            v = num(value.get(key))
+            v = _number(quote.get(key))
             if v is not None:
                 return v
     return None
 
 
-def _problems(result: Any) -> tuple[bool, list[Any], int, int, int | None]:
-    """(ok, errors, n_errors, n_warnings, examples) of a ValidationResult or its dict form."""
-    if isinstance(result, Mapping):
-        errs = list(result.get("errors") or [])
-        ok = bool(result.get("ok", not errs))
-        n_err = sum((result.get("error_counts") or {}).values()) or len(errs)
-        n_warn = sum((result.get("warning_counts") or {}).values()) or len(result.get("warnings") or [])
-        return ok, errs, n_err, n_warn, result.get("examples")
-    errs = list(getattr(result, "errors", []) or [])
-    ok = bool(getattr(result, "ok", not errs))
-    counts = getattr(result, "error_counts", None) or {}
-    wcounts = getattr(result, "warning_counts", None) or {}
-    n_err = sum(counts.values()) if counts else len(errs)
-    n_warn = sum(wcounts.values()) if wcounts else len(getattr(result, "warnings", []) or [])
-    return ok, errs, n_err, n_warn, getattr(result, "examples", None)
+#: The former name of :func:`quote_usd`.
+usd = quote_usd
+
+
+def _shape(value: Any) -> str:
+    """What a value is, for an error message: ``a dict``, ``None``, ``a str ('x')``."""
+    if value is None:
+        return "None"
+    t = type(value)
+    name = t.__name__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
+    return f"a {name}"
+
+
+def _problems(result: Any, backend: str) -> tuple[bool, list[Any], int, int, int | None]:
+    """(ok, errors, n_errors, n_warnings, examples) of a ValidationResult; a ConfigError naming
+    ``backend`` for anything else."""
+    from ..validation.common import ValidationResult
+
+    if not isinstance(result, ValidationResult):
+        raise ConfigError(
+            f"backend {backend} returned {_shape(result)} from validate(); "
+            "expected ftclient.validation.ValidationResult",
+            hint=f"The {backend} backend must return the ValidationResult of "
+                 "ftclient.validation.validate_file (or one it builds) from validate(spec, path).",
+        )
+    n_err = sum(result.error_counts.values())
+    n_warn = sum(result.warning_counts.values())
+    return result.ok, list(result.errors), n_err, n_warn, result.examples
 
 
 def _problem_text(p: Any) -> str:
-    if isinstance(p, Mapping):
-        line, code, msg = p.get("line"), p.get("code"), p.get("message")
-    else:
-        line, code, msg = getattr(p, "line", None), getattr(p, "code", None), getattr(p, "message", str(p))
+    line, code, msg = getattr(p, "line", None), getattr(p, "code", None), getattr(p, "message", str(p))
     where = "whole file" if not line else f"line {line}"
     return f"{where}: {msg}" + (f" [{code}]" if code else "")
 

@@ -66,6 +66,7 @@ from .._hosted import HostedBackend
 from .validation import TogetherChecker
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ftclient.cost import CostEstimate
     from ftclient.spec import JobSpec
 
 __all__ = [
@@ -553,19 +554,33 @@ class TogetherBackend(HostedBackend):
             return "its size is unknown" if "size is unknown" in e.message else e.message
         return None
 
-    def estimate(self, spec: "JobSpec") -> Any:
+    def estimate(self, spec: "JobSpec") -> "CostEstimate":
         """The catalogue's estimate (a listed model, or one priced by Together's size tier from
         its parameter count); for a model ftc cannot price (no known size, no tier that
-        large), an estimate without a figure (``cost_usd`` None): the budget then applies
-        to Together's own quote, asked before the job is created."""
+        large), a :class:`~ftclient.cost.CostEstimate` of the tokens without a figure
+        (``cost_usd`` None): the budget then applies to Together's own quote, asked before the
+        job is created."""
         model = spec.model_for(PROVIDER)
         why = self._unpriced_reason(model, spec.method, spec.adapter)
         if why is None:
             return super().estimate(spec)
-        return {"provider": PROVIDER, "model": f"{PROVIDER}:{model}", "kind": "hosted", "cost_usd": None,
-                "cost_exact": False, "cost_basis": f"unknown: ftc cannot price {model} ({why})",
-                "caveats": [f"ftc cannot price {model} ({why}): the budget applies to Together's own quote "
-                            "(estimate-price), asked before the job is created"]}
+        from ftclient.cost import CostEstimate, epochs_for
+        from ftclient.cost.counts import Counts
+        from ftclient.tokens import get_counter
+
+        ref = f"{PROVIDER}:{model}"
+        counts = Counts.of(spec.data.train)  # a pre-tokenized Parquet file: its own exact counts
+        counter = counts.pretokenized if counts.pretokenized is not None else get_counter(ref)
+        per_epoch = int(sum(counts.split(counter)[0]))
+        epochs, epochs_basis = epochs_for(spec.hyperparameters.epochs, counts.n)
+        return CostEstimate(
+            model=ref, provider=PROVIDER, kind="hosted", method=spec.method, adapter=spec.adapter,
+            examples=counts.n, tokens_per_epoch=per_epoch, epochs=epochs, epochs_basis=epochs_basis,
+            billed_tokens=per_epoch * epochs, cost_usd=None, cost_before_minimum_usd=None, min_charge_usd=0.0,
+            min_charge_applied=False, token_count_basis=counter.basis, token_count_exact=bool(counter.exact),
+            cost_exact=False, cost_basis=f"unknown: ftc cannot price {model} ({why})", price={},
+            caveats=[f"ftc cannot price {model} ({why}): the budget applies to Together's own quote "
+                     "(estimate-price), asked before the job is created"])
 
     def describe_run(self, spec: "JobSpec") -> list[tuple[str, str]]:
         """Plan rows: how the training price was found (listed model or size tier) and that
