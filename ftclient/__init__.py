@@ -20,7 +20,7 @@ The Python API mirrors the CLI (see the README's "Python API"):
   :class:`Interrupted`, :class:`ProviderError`, :class:`AuthError`,
   :class:`RequestRejected`, :class:`RetryExhausted`, :class:`AmbiguousResult`,
   :class:`StoreError`, :class:`DuplicateSubmission`, :class:`KeyFormatError`,
-  :class:`DownloadRefused`.
+  :class:`DownloadRefused`, :class:`PriceCatalogueError`.
 
 The names are imported lazily, on first use, so that ``import ftclient`` stays fast and
 never pulls heavy libraries (torch, transformers, the provider SDKs, matplotlib). Type
@@ -85,6 +85,7 @@ _API: dict[str, str] = {
     "DuplicateSubmission": "ftclient.store",
     "KeyFormatError": "ftclient.secrets",
     "DownloadRefused": "ftclient.migrate",
+    "PriceCatalogueError": "ftclient.prices",
 }
 
 if TYPE_CHECKING:  # pragma: no cover - what type checkers and IDEs read; keep in step with _API
@@ -115,6 +116,7 @@ if TYPE_CHECKING:  # pragma: no cover - what type checkers and IDEs read; keep i
     from .migrate import scan_fine_tunes as scan_fine_tunes
     from .migrate import write_migration_report as write_migration_report
     from .modelref import parse_model_ref as parse_model_ref
+    from .prices import PriceCatalogueError as PriceCatalogueError
     from .prices import load_catalogue as load_catalogue
     from .report import build_report as build_report
     from .report import write_report as write_report
@@ -144,6 +146,7 @@ __all__ = [
     "FtcError", "DataError", "UsageError", "SpecError", "ConfigError", "BudgetExceeded", "Interrupted",
     "Declined", "ProviderError", "AuthError", "RequestRejected", "RetryExhausted", "AmbiguousResult",
     "StoreError", "DuplicateSubmission", "KeyFormatError", "DownloadRefused",
+    "PriceCatalogueError",
 ]
 
 

@@ -1,8 +1,10 @@
 """The price catalogue: model training/inference prices and GPU-hour prices.
 
-The catalogue ships in the package (``resources/prices.yaml``); a user file given by
-``--prices FILE`` or ``$FTC_PRICES`` is merged over it, entry by entry and field by
-field. Every entry carries ``source`` and ``as_of``; an entry older than
+The catalogue is the core's file (``resources/prices.yaml``: providers without a backend of
+their own, open models, GPUs, CPUs), with each installed backend's own entries merged over
+it (the YAML file its class names in ``price_catalogue``, see :func:`backend_catalogues`),
+and a user file given by ``--prices FILE`` or ``$FTC_PRICES`` merged over all of them, entry
+by entry and field by field. Every entry carries ``source`` and ``as_of``; an entry older than
 :data:`STALE_AFTER_DAYS` (relative to ``today``, a parameter for tests) is ``stale``.
 
     cat = load_catalogue()
@@ -28,6 +30,7 @@ import datetime as _dt
 import difflib
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -258,6 +261,10 @@ class Catalogue:
     data: dict
     today: _dt.date
     files: list[str] = field(default_factory=list)
+    #: Installed backends whose class was not imported to look for a price catalogue (the
+    #: folder of their module holds no YAML file): asked only when one of their models is
+    #: looked up and not found (:meth:`model`).
+    unasked: tuple[str, ...] = field(default=(), repr=False)
 
     # ------------------------------------------------------------------ models
     def model_refs(self) -> list[str]:
@@ -274,6 +281,8 @@ class Catalogue:
         try:
             key = self._resolve(ref, models)
         except ConfigError as e:
+            if self.unasked:
+                _check_unasked(ref, self.unasked)
             return self._unlisted(ref, e)
         d = models[key]
         provider, _, name = key.partition(":")
@@ -616,24 +625,266 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
+# ------------------------------------------------------------- backend catalogues
+
+BACKEND_SECTIONS = ("version", "models", "tiers")
+"""The sections of a backend's own catalogue file (the rest is the core's or the user's)."""
+
+_YAML_SUFFIXES = (".yaml", ".yml")
+
+
+class PriceCatalogueError(ConfigError):
+    """A backend's own price catalogue cannot be used (exit 2): the file its class names in
+    ``price_catalogue`` is missing or unreadable, is not valid YAML, does not follow the
+    catalogue's layout, or prices a model of another backend. Names the backend and the file."""
+
+    def __init__(self, backend: str, path: Any, problem: str, hint: str | None = None):
+        self.backend, self.path = backend, str(path)
+        super().__init__(
+            f"the {backend} backend's price catalogue {path}: {problem}",
+            hint=hint or (f"The file comes with the {backend} backend (its class's price_catalogue): reinstall "
+                          "the backend or report this to its author. Meanwhile a --prices file can price "
+                          "its models."),
+        )
+
+
+def _registry_key(name: str) -> str:
+    """A backend name as the registry keys it (``ftclient.backends``: lower case, ``-`` and
+    spaces as ``_``)."""
+    return str(name).strip().lower().replace("-", "_").replace(" ", "_")
+
+
+#: {module: True when its folder holds no YAML file}, found without importing the module.
+_NO_YAML: dict[str, bool] = {}
+
+
+def _module_of(ep: Any) -> str:
+    """The module a registry entry names (``ftclient.providers.openai`` of
+    ``ftclient.providers.openai:OpenAIBackend``)."""
+    return str(getattr(ep, "value", "") or "").partition(":")[0].strip()
+
+
+def _ships_no_yaml(module: str) -> bool:
+    """Whether the folder of ``module`` (found without importing it) holds no YAML file; False
+    when that cannot be told (the backend is then asked)."""
+    hit = _NO_YAML.get(module)
+    if hit is None:
+        import importlib.util
+
+        hit = False
+        try:
+            spec = importlib.util.find_spec(module)  # imports the parent packages only
+        except Exception:  # noqa: BLE001 - a backend that cannot be found is asked (and skipped) below
+            spec = None
+        origin = getattr(spec, "origin", None) if spec is not None and getattr(spec, "has_location", False) else None
+        if origin:
+            try:
+                with os.scandir(os.path.dirname(origin)) as entries:
+                    hit = not any(e.name.lower().endswith(_YAML_SUFFIXES) for e in entries)
+            except OSError:
+                hit = False
+        _NO_YAML[module] = hit
+    return hit
+
+
+def _declared_file(name: str, ep: Any) -> Path | None:
+    """The catalogue file backend ``name``'s class names in ``price_catalogue``, or None when
+    it names none (or the backend cannot load: a backend that cannot load declares nothing)."""
+    try:
+        factory = ep.load()
+    except Exception:  # noqa: BLE001 - the registry's rule (backends.backend_attr)
+        return None
+    declared = getattr(factory, "price_catalogue", None)
+    if not declared:
+        return None
+    module = _module_of(ep) or getattr(factory, "__module__", "")
+    if not isinstance(declared, (str, os.PathLike)):
+        raise PriceCatalogueError(name, repr(declared), "price_catalogue must name a YAML file",
+                                  hint="Give a file name beside the backend's module, e.g. price_catalogue = "
+                                       "\"prices.yaml\".")
+    path = Path(declared)
+    if not path.is_absolute():
+        if len(path.parts) != 1 or not path.name.lower().endswith(_YAML_SUFFIXES):
+            raise PriceCatalogueError(
+                name, declared, "price_catalogue must be a .yaml file beside the backend's module (a file name, "
+                "no folder) or an absolute path", hint=f"Ship the file in the folder of {module} and name it there.")
+        mod = sys.modules.get(module)
+        where = getattr(mod, "__file__", None)
+        if not where:
+            raise PriceCatalogueError(name, declared, f"the folder of the backend's module {module!r} is not known",
+                                      hint="Give an absolute path, or install the backend as a package.")
+        path = Path(where).parent / path
+    return path
+
+
+def backend_catalogues(*, ask_all: bool = False) -> tuple[list[tuple[str, Path]], tuple[str, ...]]:
+    """``([(backend, catalogue file), ...], unasked)``: the price catalogue of every installed or
+    registered backend whose class names one in ``price_catalogue``, by backend name.
+
+    The file is a YAML file beside the module the backend's entry point names (a file name,
+    e.g. ``prices.yaml``), or an absolute path. A backend whose module is not imported yet and
+    whose module's folder holds no YAML file at all is not imported to ask (so listing prices
+    never loads a backend that ships none); it is in ``unasked`` (``ask_all`` asks it anyway)."""
+    from .backends import available_backends
+
+    found: list[tuple[str, Path]] = []
+    unasked: list[str] = []
+    for name, ep in available_backends().items():
+        module = _module_of(ep)
+        if not ask_all and module and module not in sys.modules and _ships_no_yaml(module):
+            unasked.append(name)
+            continue
+        path = _declared_file(name, ep)
+        if path is not None:
+            found.append((name, path))
+    return found, tuple(unasked)
+
+
+def _check_unasked(ref: str, unasked: tuple[str, ...]) -> None:
+    """For a model that is not in the catalogue, of a backend that was not asked for a catalogue
+    (its module's folder holds no YAML file): raise the error for the catalogue it declares."""
+    from .backends import available_backends
+
+    provider = _registry_key(ref.partition(":")[0]) if ":" in ref else ""
+    if provider not in unasked:
+        return
+    ep = available_backends().get(provider)
+    path = _declared_file(provider, ep) if ep is not None else None
+    if path is None:
+        return
+    _backend_entries(provider, path)  # missing, unreadable or wrong: that error
+    raise PriceCatalogueError(provider, path, f"it is not in the folder of {_module_of(ep)}, where ftc looks for a "
+                              "backend's catalogue before importing the backend",
+                              hint="Ship the catalogue beside the module the entry point names.")
+
+
+#: {file: ((mtime_ns, size), checked entries)}: each backend file is read and checked once per
+#: process (again when it changes).
+_BACKEND_CACHE: dict[str, tuple[tuple[int, int], dict]] = {}
+
+
+def _backend_entries(name: str, path: Path) -> dict:
+    """Backend ``name``'s catalogue at ``path``: read, checked, cached. PriceCatalogueError
+    (naming the backend and the file) when it cannot be used."""
+    try:
+        st = path.stat()
+    except OSError:
+        raise PriceCatalogueError(name, path, "the file is not there") from None
+    stamp = (st.st_mtime_ns, st.st_size)
+    hit = _BACKEND_CACHE.get(str(path))
+    if hit is not None and hit[0] == stamp:
+        return hit[1]
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise PriceCatalogueError(name, path, f"cannot be read ({e})") from None
+    try:
+        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError as e:
+        raise PriceCatalogueError(name, path, f"not valid YAML ({str(e).splitlines()[0]})") from None
+    entries = _check_backend_data(name, path, data)
+    _BACKEND_CACHE[str(path)] = (stamp, entries)
+    return entries
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+
+
+def _check_backend_data(name: str, path: Path, data: Any) -> dict:
+    """The ``models`` and ``tiers`` of a backend's file, checked: the layout, keys that are the
+    backend's own, and every model entry readable (numbers, dates, its tier)."""
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise PriceCatalogueError(name, path, "a backend's catalogue is a mapping (version:, models:, tiers:), "
+                                  f"not {type(data).__name__}")
+    for k in data:
+        if k not in BACKEND_SECTIONS:
+            raise PriceCatalogueError(name, path, f"unknown section {k!r}: a backend's catalogue has only "
+                                      + ", ".join(f"{s}:" for s in BACKEND_SECTIONS)
+                                      + " (GPUs, CPUs and open models are the core's and the user's)")
+    version = data.get("version")
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
+        raise PriceCatalogueError(name, path, f"version: {version!r} is not a whole number")
+    out: dict = {}
+    for section in ("models", "tiers"):
+        part = data.get(section)
+        if part is None:
+            continue
+        if not isinstance(part, dict):
+            raise PriceCatalogueError(name, path, f"{section}: must be a mapping, not {type(part).__name__}")
+        for key, entry in part.items():
+            if not isinstance(entry, dict):
+                raise PriceCatalogueError(name, path, f"{section}.{key}: must be a mapping of fields")
+        out[section] = part
+    for key in out.get("models", {}):
+        prefix, sep, model = str(key).partition(":")
+        if not sep or not model.strip() or _registry_key(prefix) != name:
+            raise PriceCatalogueError(
+                name, path, f"models.{key}: a backend prices only its own models (keys {name}:MODEL)",
+                hint=f"Key the entry {name}:MODEL; another provider's prices belong in its own backend or a "
+                     "--prices file.")
+    for key, tier in out.get("tiers", {}).items():
+        k = _registry_key(key)
+        if k != name and not k.startswith(name + "_"):
+            raise PriceCatalogueError(name, path, f"tiers.{key}: a backend's size tiers are named after it "
+                                      f"({name}, or {name}-...)")
+        levels = tier.get("levels", [])
+        if not isinstance(levels, list) or not all(isinstance(lv, dict) and _is_num(lv.get("max_params_b"))
+                                                   for lv in levels):
+            raise PriceCatalogueError(name, path, f"tiers.{key}.levels: a list of mappings, each with a number "
+                                      "max_params_b")
+        for i, lv in enumerate(levels):
+            for method in ("sft", "dpo"):
+                prices = lv.get(method, {})
+                if not isinstance(prices, dict) or not all(_is_num(v) for v in prices.values()):
+                    raise PriceCatalogueError(name, path, f"tiers.{key}.levels[{i}].{method}: USD per 1M tokens "
+                                              "by adapter, e.g. {lora: 0.48, full: 0.54}")
+    if out.get("models"):
+        core = _core()
+        check = Catalogue(data={"models": out["models"], "tiers": {**core.get("tiers", {}), **out.get("tiers", {})}},
+                          today=_dt.date.today())
+        for key in out["models"]:
+            try:
+                check.model(key)
+            except ConfigError as e:
+                raise PriceCatalogueError(name, path, e.message.removeprefix("prices: ")) from None
+    return out
+
+
 _base_cache: dict | None = None
 
 
-def load_catalogue(user_file: str | os.PathLike | None = None, *, today: _dt.date | None = None) -> Catalogue:
-    """The bundled catalogue, merged with ``user_file`` (or ``$FTC_PRICES``) if given.
-
-    ``today`` (default: the current date) decides which entries are stale.
-    """
+def _core() -> dict:
+    """The core file's entries, read once per process."""
     global _base_cache
-    import copy
-
     if _base_cache is None:
         _base_cache = _read_yaml(CATALOGUE_FILE)
-    data = copy.deepcopy(_base_cache)
+    return _base_cache
+
+
+def load_catalogue(user_file: str | os.PathLike | None = None, *, today: _dt.date | None = None) -> Catalogue:
+    """The bundled catalogue (the core's file, then each backend's own, by backend name), merged
+    with ``user_file`` (or ``$FTC_PRICES``) if given.
+
+    ``today`` (default: the current date) decides which entries are stale. A backend catalogue
+    that cannot be used raises :class:`PriceCatalogueError` (exit 2).
+    """
+    import copy
+
+    merged = _core()
     files = [str(CATALOGUE_FILE)]
+    found, unasked = backend_catalogues()
+    for name, path in found:
+        merged = _merge(merged, _backend_entries(name, path))
+        files.append(str(path))
+    data = copy.deepcopy(merged)
     user = user_file if user_file is not None else os.environ.get("FTC_PRICES") or None
     if user:
         over = _read_yaml(Path(user))
         data = _merge(data, over)
         files.append(str(user))
-    return Catalogue(data=data, today=today or _dt.date.today(), files=files)
+    return Catalogue(data=data, today=today or _dt.date.today(), files=files, unasked=unasked)

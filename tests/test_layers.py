@@ -4,8 +4,9 @@
   ``ftclient.providers`` nor ``ftclient.local_backend``. It reaches backends only through the
   entry-point registry (``ftclient.backends.get_backend``).
 * A backend imports neither another backend nor the CLI.
-* Every package of the source tree is in the wheel (``[tool.setuptools] packages``), so a
-  non-editable install has all of it.
+* Every package of the source tree is in the wheel (``[tool.setuptools] packages``), and so is
+  every data file (``[tool.setuptools.package-data]``: the core's resources, each backend's
+  price catalogue), so a non-editable install has all of it.
 
 The backends live outside the ``ftclient/`` folder (``providers/``, ``local_backend/``) and
 are installed under ``ftclient.`` by ``package-dir``; import-linter's graph builder walks
@@ -125,3 +126,48 @@ def test_every_package_is_in_the_wheel():
     listed = set(_pyproject()["tool"]["setuptools"]["packages"])
     packages = {m for m, p in _modules().items() if p.name == "__init__.py"}
     assert packages - listed == set(), "add these to [tool.setuptools] packages in pyproject.toml"
+
+
+def _folder_of(package: str) -> Path:
+    """The source folder of a dotted package, through ``package-dir``."""
+    mapping = _pyproject()["tool"]["setuptools"]["package-dir"]
+    base = max((p for p in mapping if _within(package, p)), key=len)
+    rest = package[len(base):].lstrip(".")
+    return ROOT / mapping[base] / Path(*rest.split(".")) if rest else ROOT / mapping[base]
+
+
+def _package_data() -> set[Path]:
+    """Every file ``[tool.setuptools.package-data]`` puts in the wheel (globbed as setuptools does)."""
+    cfg = _pyproject()["tool"]["setuptools"]
+    data = cfg.get("package-data", {})
+    out: set[Path] = set()
+    for pkg in cfg["packages"]:
+        for pattern in data.get(pkg, []) + data.get("*", []):
+            out |= {p for p in _folder_of(pkg).glob(pattern) if p.is_file()}
+    return out
+
+
+def test_every_data_file_is_in_the_wheel():
+    files = {f for folder in _package_dirs().values() for f in folder.rglob("*")
+             if f.is_file() and "__pycache__" not in f.parts and f.suffix not in (".py", ".pyc")}
+    missing = sorted(str(f.relative_to(ROOT)) for f in files - _package_data())
+    assert missing == [], "add these to [tool.setuptools.package-data] in pyproject.toml"
+
+
+def test_every_backend_price_catalogue_is_package_data():
+    """The file a backend's class names in ``price_catalogue`` lies beside the module its entry
+    point names, and the wheel has it."""
+    import importlib
+
+    declared = _package_data()
+    shipped = {}
+    for name, value in _pyproject()["project"]["entry-points"]["ftclient.backends"].items():
+        module, _, attr = value.partition(":")
+        catalogue = getattr(getattr(importlib.import_module(module), attr), "price_catalogue", None)
+        if catalogue:
+            src = _modules()[module]
+            shipped[name] = src.parent / catalogue
+    assert {"openai", "together"} <= set(shipped)
+    for name, path in shipped.items():
+        assert path.is_file(), f"{name}: {path} is not there"
+        assert path in declared, f"{name}: add {path.relative_to(ROOT)} to [tool.setuptools.package-data]"

@@ -155,6 +155,9 @@ class OpenAIBackend(HostedBackend):
     key_env = "OPENAI_API_KEY"
     sdk = "openai"
     display = "OpenAI"
+    #: Its models' prices: ``prices.yaml`` beside this module, merged into ftc's price
+    #: catalogue.
+    price_catalogue = "prices.yaml"
 
     def __init__(self, **kw: Any):
         super().__init__(**kw)

@@ -467,6 +467,9 @@ class TogetherBackend(HostedBackend):
     #: The ``together:`` block of a job spec.
     options = lazy_attr(".options:TogetherOptions", __package__)
     display = "Together"
+    #: Its models' prices (and size tier): ``prices.yaml`` beside this module, merged into
+    #: ftc's price catalogue.
+    price_catalogue = "prices.yaml"
 
     #: The learning rate Together trains with when the request names none.
     DEFAULT_LEARNING_RATE = 1e-5
