@@ -270,6 +270,14 @@ class Catalogue:
     def model_refs(self) -> list[str]:
         return sorted(self.data.get("models", {}))
 
+    def default_comparison(self) -> list[str]:
+        """What ``ftc cost compare`` compares when given no models: the model entries marked
+        ``compare: default`` (in the order the catalogue files list them: the core's, each
+        backend's, the user's), then the GPU offers so marked. A user's file turns one off
+        with ``compare: none``."""
+        return [key for section in ("models", "gpus") for key, d in self.data.get(section, {}).items()
+                if isinstance(d, dict) and d.get("compare") == "default"]
+
     def model(self, ref: str) -> ModelEntry:
         """The entry of a hosted model, e.g. ``openai:gpt-4.1-mini``; ConfigError with
         the closest names when unknown. ``ft:`` prefixes and snapshot dates are accepted.

@@ -138,7 +138,7 @@ def test_compare_rows(data):
     by = {r.backend: r for r in cmp.rows}
     cat = load_catalogue(None, today=TODAY)
     # the defaults that can still be fine-tuned today; gpt-4.1-nano retired on 2026-10-23
-    open_ = {m for m in cost.DEFAULT_MODELS if not (cat.has_model(m) and cat.model(m).training_closed())}
+    open_ = {m for m in cat.default_comparison() if not (cat.has_model(m) and cat.model(m).training_closed())}
     assert open_ <= set(by) and "openai:gpt-4.1-nano" not in by and "openai:gpt-4.1-mini" in open_
     # hosted per token
     m = cat.model("openai:gpt-4o-mini")
@@ -244,6 +244,18 @@ def test_cli_compare_json_and_table(data, tmp_path):
             assert k in row
     r = CliRunner().invoke(cli, ["cost", "compare", str(data), "--epochs", "1"])
     assert r.exit_code == 0 and "openai:gpt-4" in r.output and "break-even" in r.output
+
+
+def test_the_default_comparison_is_what_the_catalogues_mark(data, tmp_path):
+    f = tmp_path / "mine.yaml"
+    f.write_text("models:\n  openai:gpt-4o-mini: {compare: none}\n  openai:gpt-4o: {compare: default}\n"
+                 "gpus:\n  lambda:h100: {compare: none}\n")
+    r = CliRunner().invoke(cli, ["cost", "compare", str(data), "--epochs", "1", "--prices", str(f), "--json"])
+    assert r.exit_code == 0, r.output
+    shown = [row["backend"] for row in json.loads(r.stdout)["rows"]]
+    cat = load_catalogue(f, today=TODAY)
+    assert "openai:gpt-4o" in shown and "openai:gpt-4o-mini" not in shown and "lambda:h100" not in shown
+    assert "openai:gpt-4o" in cat.default_comparison() and "modal:h100" in shown  # the others stay
 
 
 def test_cli_stale_flag_shown(data, tmp_path):

@@ -177,7 +177,8 @@ def test_cli_nano_exit_2_before_any_request(ftc, cli_emu, tmp_path):
 
 
 def test_compare_flags_the_retired_model_and_prices_no_serving(train):
-    from ftclient.cost import DEFAULT_MODELS, compare_costs
+    from ftclient.cost import compare_costs
+    from ftclient.prices import load_catalogue
 
     cmp = compare_costs(train, ["openai:gpt-4.1-nano", "openai:gpt-4.1-mini", "runpod:a100-community"], epochs=1,
                         queries_per_month=10_000, today=TODAY)
@@ -191,6 +192,6 @@ def test_compare_flags_the_retired_model_and_prices_no_serving(train):
     assert "gpt-4.1-mini" in by["runpod:a100-community"].break_even_basis
     # by default only models that can still be fine-tuned are compared
     default = compare_costs(train, epochs=1, today=TODAY)
-    assert "openai:gpt-4.1-nano" in DEFAULT_MODELS and "openai:gpt-4.1-nano" not in {r.backend for r in default.rows}
+    assert "openai:gpt-4.1-nano" in load_catalogue(today=TODAY).default_comparison() and "openai:gpt-4.1-nano" not in {r.backend for r in default.rows}
     assert not [r for r in compare_costs(train, epochs=1, today=date(2027, 1, 6)).rows if r.kind == "hosted"
                 and r.backend.startswith("openai:")]

@@ -43,7 +43,7 @@ from .assumptions import (
     epochs_for,
 )
 from .breakeven import break_even_monthly, break_even_volume, serverless_gpu_hours
-from .compare import DEFAULT_MODELS, compare_costs
+from .compare import compare_costs
 from .estimate import estimate_cost
 from .local import LOCAL_PREFIX, estimate_local, is_local_ref, local_gpu_price, local_training_cost
 from .records import CompareRow, CostComparison, CostEstimate, LocalCostEstimate
@@ -57,7 +57,6 @@ from .selfhost import (
 
 __all__ = [
     "ASSUMPTIONS",
-    "DEFAULT_MODELS",
     "DEFAULT_QUERIES_PER_MONTH",
     "DEFAULT_SELF_HOST_MODEL",
     "LOCAL_DEFAULT_MODEL_HF_ID",

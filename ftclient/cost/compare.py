@@ -19,22 +19,9 @@ from .records import CompareRow, CostComparison
 from .rows import hosted_row, local_row, self_row
 from .selfhost import DEFAULT_SELF_HOST_MODEL, SelfHostModel, is_self_host, resolve_self_host_model
 
-DEFAULT_MODELS = [
-    "openai:gpt-4.1-mini",
-    "openai:gpt-4o-mini",
-    "openai:gpt-4.1-nano",
-    "together:meta-llama/Meta-Llama-3.1-8B-Instruct-Reference",
-    "fireworks:accounts/fireworks/models/llama-v3p1-8b-instruct",
-    "modal:h100",
-    "runpod:a100-community",
-    "runpod:rtx4090-community",
-    "lambda:h100",
-]
-
-
-def _parse_models(models: str | Sequence[str] | None) -> list[str]:
+def _parse_models(models: str | Sequence[str] | None, cat: Catalogue) -> list[str]:
     if models is None:
-        return list(DEFAULT_MODELS)
+        return cat.default_comparison()
     if isinstance(models, str):
         models = models.split(",")
     out = [m.strip() for m in models if m and m.strip()]
@@ -81,7 +68,7 @@ def compare_costs(
 
         budget_usd = check_budget(budget_usd)
     cat = catalogue_for(prices, today)
-    refs = _parse_models(models)
+    refs = _parse_models(models, cat)
     if models is None:  # the defaults: only models that can still be fine-tuned today
         refs = [r for r in refs if not (cat.has_model(r) and cat.model(r).training_closed())]
     not_compared: list[dict[str, str]] = []
