@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from ..budget import within_budget
@@ -82,14 +84,7 @@ def estimate(file, model, epochs, method, adapter, calibrate, steps, batch_size,
 
     file, epochs, method, adapter, budget, job = _from_spec(spec_path, file, epochs, method, adapter)
     if model is None and job is not None:
-        from ..data.parquet import is_parquet_path
-
-        if calibrate:
-            model = f"local:{job.model_for('local')}"
-        elif is_parquet_path(file) and job.model_for("together") != "default":
-            model = f"together:{job.model_for('together')}"  # pre-tokenized data: for Together's model
-        elif job.openai.model:
-            model = f"openai:{job.openai.model}"
+        model = _model_of_spec(job, file, calibrate)
     if model is None:
         raise UsageError("give --model PROVIDER:MODEL", hint="e.g. --model openai:gpt-4.1-mini, or --model local:default")
     from ..cost import is_local_ref
@@ -231,6 +226,28 @@ class _CalibrationProgress:
 
             info(f"calibrating: {label}" + (f" ({total})" if phase == "step" and total else "") + " ...")
         self.phase = label
+
+
+def _model_of_spec(job: Any, file: Any, calibrate: bool) -> str | None:
+    """The model ``ftc cost estimate --spec`` prices when given no --model: with --calibrate,
+    the spec's model for the backend that calibrates on this machine; for a pre-tokenized
+    Parquet file, its model for a backend that takes such files (the file's token ids are
+    that model's); else the model the first hosted backend's block names."""
+    from ..backends import available_backends, backends_offering
+    from ..data.parquet import is_parquet_path, parquet_providers
+
+    here = backends_offering("calibrate")
+    if calibrate:
+        return f"{here[0]}:{job.model_for(here[0])}" if here else None
+    if is_parquet_path(file):
+        for name in parquet_providers():
+            if job.model_for(name) != "default":
+                return f"{name}:{job.model_for(name)}"
+    for name in available_backends():
+        model = getattr(getattr(job, name, None), "model", None)
+        if model and name not in here:
+            return f"{name}:{model}"
+    return None
 
 
 def _calibrate(file, model, epochs, method, adapter, batch_size, max_seq_len, gpu_price_per_hour, budget, job,

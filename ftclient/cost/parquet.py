@@ -29,17 +29,24 @@ def _parquet_refusal(ref: str, cat: Catalogue) -> str | None:
 def parquet_defaults(path_or_records: Any, refs: list[str], cat: Catalogue,
                      spec: Any) -> tuple[list[str], list[dict[str, str]]]:
     """The default refs for a pre-tokenized Parquet file (unchanged for other data): those
-    that can train on it -- the spec's Together model when it has one that ftc can price,
-    since the file's token ids are that model's -- and the others with the reason."""
+    that can train on it -- the spec's model for a backend that takes such files (Together's)
+    when it has one that ftc can price, since the file's token ids are that model's -- and the
+    others with the reason."""
     from ..data.parquet import is_parquet_path
 
     if not is_parquet_path(path_or_records):
         return refs, []
+    from ..data.parquet import parquet_providers
+
     skipped: list[dict[str, str]] = []
-    own = spec.model_for("together") if spec is not None and hasattr(spec, "model_for") else None
-    chosen = None
-    if own and own != "default":
-        chosen = f"together:{own}"
+    own = chosen = None
+    takers = parquet_providers()
+    for name in takers if spec is not None and hasattr(spec, "model_for") else ():
+        model = spec.model_for(name)
+        if model and model != "default":
+            own, chosen = model, f"{name}:{model}"
+            break
+    if chosen:
         try:
             cat.model(chosen).training_price("sft", getattr(spec, "adapter", "lora") or "lora")
         except FtcError as e:
@@ -56,7 +63,8 @@ def parquet_defaults(path_or_records: Any, refs: list[str], cat: Catalogue,
             keep.append(r)
     if not keep:
         raise DataError(f"{path_or_records}: a pre-tokenized Parquet file, and none of the default backends can "
-                        "train on it", hint="Name a Together model: --models together:MODEL.")
+                        "train on it", hint="Name a model of a backend that takes it: "
+                        + (", ".join(f"--models {t}:MODEL" for t in takers) or "none is installed") + ".")
     return keep, skipped
 
 
