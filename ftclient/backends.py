@@ -55,6 +55,7 @@ __all__ = [
     "lazy_attr",
     "backends_offering",
     "offers",
+    "owner_of",
     "get_backend",
     "register_backend",
     "unregister_backend",
@@ -656,6 +657,20 @@ def offers(name: str, hook: str) -> bool:
 def backends_offering(hook: str) -> list[str]:
     """The installed backends that have ``hook`` (see :func:`offers`), sorted by name."""
     return [name for name in available_backends() if offers(name, hook)]
+
+
+def owner_of(model: str) -> str | None:
+    """The installed backend that claims a model name given without ``PROVIDER:``
+    (``gpt-4.1-mini`` is OpenAI's): the first, by name, whose class says so through
+    ``owns_model_name(model)``. None when none does. Backend classes are imported only here,
+    so only a bare name pays for it."""
+    for name in backends_offering("owns_model_name"):
+        try:
+            if backend_attr(name, "owns_model_name")(model):
+                return name
+        except Exception:  # noqa: BLE001 - a backend's faulty hook claims nothing
+            log.warning("backend %s: owns_model_name(%r) failed", name, model)
+    return None
 
 
 def get_backend(name: str, **kwargs: Any) -> Backend:

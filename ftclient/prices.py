@@ -404,7 +404,9 @@ class Catalogue:
             return low[r.lower()]
         provider, sep, name = r.partition(":")
         if not sep:
-            provider, name = "openai", r
+            from .backends import owner_of
+
+            provider, name = owner_of(r) or "", r
         # ft:gpt-4o-mini-2024-07-18:org::id -> gpt-4o-mini; snapshot dates dropped.
         if name.startswith("ft:"):
             name = name.split(":")[1]

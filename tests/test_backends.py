@@ -296,3 +296,27 @@ def test_importing_backends_imports_no_sdk():
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_a_bare_model_name_belongs_to_the_backend_that_claims_it():
+    from ftclient.backends import owner_of
+    from ftclient.tokens import split_ref
+
+    assert owner_of("gpt-4.1-mini") == "openai" and split_ref("gpt-4.1-mini") == ("openai", "gpt-4.1-mini")
+    assert owner_of("zz-model") is None
+    with pytest.raises(ConfigError, match="give the provider"):
+        split_ref("zz-model")
+
+    class Zz(FakeBackend):
+        name = "zz"
+
+        @staticmethod
+        def owns_model_name(model):
+            return model.startswith("zz-")
+
+    register_backend("zz", Zz)
+    try:
+        assert owner_of("zz-model") == "zz" and split_ref("zz-model") == ("zz", "zz-model")
+        assert owner_of("gpt-4o") == "openai"
+    finally:
+        unregister_backend("zz")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..backends import available_backends, backend_attr, get_backend
+from ..backends import available_backends, backend_attr, get_backend, owner_of
 from ..errors import ConfigError
 from .approx import ApproxCounter
 from .hf import find_local_tokenizer, load_hf_counter
@@ -23,7 +23,8 @@ OPEN_MODEL_PREFIXES = ("hf", "modal", "runpod", "lambda", "own", "fireworks")
 
 
 def split_ref(model_ref: str) -> tuple[str, str]:
-    """'provider:model' -> (provider, model). A bare gpt-*/o* name means openai."""
+    """'provider:model' -> (provider, model). A bare name belongs to the backend that claims it
+    (:func:`ftclient.backends.owner_of`: ``gpt-4.1-mini`` is OpenAI's)."""
     if not isinstance(model_ref, str) or not model_ref.strip():
         raise ConfigError("empty model reference", hint="Use PROVIDER:MODEL, e.g. openai:gpt-4.1-mini.")
     ref = model_ref.strip()
@@ -33,9 +34,9 @@ def split_ref(model_ref: str) -> tuple[str, str]:
         if not name:
             raise ConfigError(f"{model_ref!r}: no model name after '{provider}:'")
         return provider, name
-    low = ref.lower()
-    if low.startswith(("gpt-", "o1", "o3", "o4", "ft:", "chatgpt")):
-        return "openai", ref
+    owner = owner_of(ref)
+    if owner:
+        return owner, ref
     raise ConfigError(
         f"{model_ref!r}: give the provider, as PROVIDER:MODEL",
         hint="e.g. openai:gpt-4.1-mini, together:meta-llama/Meta-Llama-3.1-8B-Instruct-Reference, local:./my-model",

@@ -425,6 +425,11 @@ class OpenAIBackend(HostedBackend):
     key_prefixes = ("sk-",)
 
     @staticmethod
+    def owns_model_name(model: str) -> bool:
+        """Whether a model name given without ``openai:`` is OpenAI's (gpt-*, o1/o3/o4*, ft:...)."""
+        return model.strip().lower().startswith(("gpt-", "o1", "o3", "o4", "ft:", "chatgpt"))
+
+    @staticmethod
     def fine_tuned_base(model: str) -> tuple[bool, str | None]:
         """(whether ``model`` is a fine-tuned model, its base): OpenAI names them
         ``ft:BASE:ORG:SUFFIX:ID``."""
