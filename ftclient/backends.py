@@ -56,6 +56,7 @@ __all__ = [
     "backends_offering",
     "offers",
     "owner_of",
+    "normalize_name",
     "get_backend",
     "register_backend",
     "unregister_backend",
@@ -110,8 +111,10 @@ class UnknownStateWarning(UserWarning):
     """A provider reported a state ftc does not know (it was mapped to a neutral one)."""
 
 
-def _norm(s: str) -> str:
+def normalize_name(s: str) -> str:
+    """A backend's or a state's name as the registry keys it: lower case, ``-`` and spaces as ``_``."""
     return str(s).strip().lower().replace("-", "_").replace(" ", "_")
+
 
 
 def map_state(provider_state: str | None, mapping: Mapping[str, JobState], *, provider: str = "",
@@ -124,8 +127,8 @@ def map_state(provider_state: str | None, mapping: Mapping[str, JobState], *, pr
     :class:`UnknownStateWarning` that names the state, so a new provider state is
     noticed rather than guessed at.
     """
-    key = _norm(provider_state or "")
-    table = {_norm(k): v for k, v in mapping.items()}
+    key = normalize_name(provider_state or "")
+    table = {normalize_name(k): v for k, v in mapping.items()}
     if key in table:
         return JobState(table[key])
     try:
@@ -565,7 +568,7 @@ def register_backend(name: str, factory: BackendFactory, *, replace: bool = Fals
     In-process registrations take precedence over installed entry points of the same
     name. Registering a name twice raises ``ValueError`` unless ``replace=True``.
     """
-    key = _norm(name)
+    key = normalize_name(name)
     if not key:
         raise ValueError("backend name must not be empty")
     if key in _REGISTERED and not replace:
@@ -575,7 +578,7 @@ def register_backend(name: str, factory: BackendFactory, *, replace: bool = Fals
 
 def unregister_backend(name: str) -> None:
     """Forget an in-process registration (no error if there is none)."""
-    _REGISTERED.pop(_norm(name), None)
+    _REGISTERED.pop(normalize_name(name), None)
 
 
 #: The installed entry points, read once per process: scanning every installed distribution
@@ -597,7 +600,7 @@ def _entry_points() -> dict[str, Any]:
 def _scan_entry_points() -> dict[str, Any]:
     found: dict[str, Any] = {}
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        key = _norm(ep.name)
+        key = normalize_name(ep.name)
         if key in found:
             if found[key].value != ep.value:
                 log.warning("two installed backends are named %r (%s and %s); using the first",
@@ -638,7 +641,7 @@ class lazy_attr:  # noqa: N801 - used like a function in a class body
 def backend_attr(name: str, attr: str, default: Any = None) -> Any:
     """Attribute ``attr`` of backend ``name``'s class (``default`` when the backend is not
     installed, cannot load or has none), read without building the backend."""
-    ep = available_backends().get(_norm(name or ""))
+    ep = available_backends().get(normalize_name(name or ""))
     if ep is None:
         return default
     try:
@@ -680,7 +683,7 @@ def get_backend(name: str, **kwargs: Any) -> Backend:
     that cannot be imported (its SDK is missing) or does not implement
     :class:`Backend` raises ``ConfigError``.
     """
-    key = _norm(name)
+    key = normalize_name(name)
     found = available_backends()
     ep = found.get(key)
     if ep is None:

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .backends import normalize_name
 from .errors import ConfigError
 
 CATALOGUE_FILE = Path(__file__).parent / "resources" / "prices.yaml"
@@ -658,12 +659,6 @@ class PriceCatalogueError(ConfigError):
         )
 
 
-def _registry_key(name: str) -> str:
-    """A backend name as the registry keys it (``ftclient.backends``: lower case, ``-`` and
-    spaces as ``_``)."""
-    return str(name).strip().lower().replace("-", "_").replace(" ", "_")
-
-
 #: {module: True when its folder holds no YAML file}, found without importing the module.
 _NO_YAML: dict[str, bool] = {}
 
@@ -755,7 +750,7 @@ def _check_unasked(ref: str, unasked: tuple[str, ...]) -> None:
     (its module's folder holds no YAML file): raise the error for the catalogue it declares."""
     from .backends import available_backends
 
-    provider = _registry_key(ref.partition(":")[0]) if ":" in ref else ""
+    provider = normalize_name(ref.partition(":")[0]) if ":" in ref else ""
     if provider not in unasked:
         return
     ep = available_backends().get(provider)
@@ -832,13 +827,13 @@ def _check_backend_data(name: str, path: Path, data: Any) -> dict:
         out[section] = part
     for key in out.get("models", {}):
         prefix, sep, model = str(key).partition(":")
-        if not sep or not model.strip() or _registry_key(prefix) != name:
+        if not sep or not model.strip() or normalize_name(prefix) != name:
             raise PriceCatalogueError(
                 name, path, f"models.{key}: a backend prices only its own models (keys {name}:MODEL)",
                 hint=f"Key the entry {name}:MODEL; another provider's prices belong in its own backend or a "
                      "--prices file.")
     for key, tier in out.get("tiers", {}).items():
-        k = _registry_key(key)
+        k = normalize_name(key)
         if k != name and not k.startswith(name + "_"):
             raise PriceCatalogueError(name, path, f"tiers.{key}: a backend's size tiers are named after it "
                                       f"({name}, or {name}-...)")

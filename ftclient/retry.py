@@ -308,7 +308,7 @@ def _header(headers: Any, name: str) -> str | None:
     return None if v is None else str(v)
 
 
-def _error_fields(exc: BaseException) -> dict[str, str]:
+def error_fields(exc: BaseException) -> dict[str, str]:
     """``code``, ``type``, ``message`` from the error body (OpenAI unwraps ``error``;
     Together keeps ``{"error": {...}}``); plain text bodies become ``message``."""
     body = getattr(exc, "body", None)
@@ -398,7 +398,7 @@ def classify(exc: BaseException, *, idempotent: bool, retry_409: bool | None = N
     status = _status_of(exc)
     if status is not None:
         headers = _headers_of(exc)
-        fields = _error_fields(exc)
+        fields = error_fields(exc)
         reason = _http_reason(status, fields)
         ra = parse_retry_after(headers)
         if status in (401, 403):
@@ -587,7 +587,7 @@ def _raise_final(exc: BaseException, d: Decision, *, op: str, provider: str, key
             msg = f"{name} rejected the API key (HTTP 401) during {op}. Set {env} to a valid key{tail}."
         else:
             # The provider's reason helps (region, model access), unless it echoes credentials.
-            raw = _error_fields(exc).get("message", "")
+            raw = error_fields(exc).get("message", "")
             detail = raw[:200] if redact(raw) == raw and "authorization" not in raw.lower() else ""
             msg = (f"{name} refused {op} (HTTP 403 permission denied) for the key in {env}"
                    + (f": {detail}" if detail else "") + f"{tail}.")
@@ -602,7 +602,7 @@ def _raise_final(exc: BaseException, d: Decision, *, op: str, provider: str, key
                 "client token.")
         raise AmbiguousResult(msg, hint, provider=provider, op=op, status_code=d.status_code, request_id=rid,
                               error=exc, reason=d.reason) from exc
-    detail = redact(_error_fields(exc).get("message", ""))[:300]
+    detail = redact(error_fields(exc).get("message", ""))[:300]
     msg = f"{name} rejected {op}: {d.reason}" + (f": {detail}" if detail else "") + tail
     hint = None
     if d.status_code == 429:

@@ -51,7 +51,10 @@ def chat(model_or_job, prompt, backend, system, as_json) -> None:
                                  "openai-compatible:URL#MODEL (or a model id with --backend).") from None
             raise
     elif ref.backend == "openai-compatible":
-        reply = _chat_compatible(ref, prompt, system=system, on_retry=show_retry)
+        from ..evaluation import ask_once
+
+        reply = J.ChatReply(backend=ref.backend, model=ref.model, job_id=None,
+                            text=ask_once(ref, prompt, system=system, on_retry=show_retry))
     else:
         import dataclasses
 
@@ -80,42 +83,3 @@ def _model_ref(text: str, backend: str | None) -> Any:
         raise UsageError(f"{text!r} names a {ref.backend} model but --backend is {backend}",
                          hint="Leave --backend out: the model reference names its backend.")
     return ref
-
-
-def _chat_compatible(ref: Any, prompt: str, *, system: str | None, on_retry: Any) -> Any:
-    """One answer from an OpenAI-compatible server, through the same client, reply checks and
-    size and time caps as ``ftc eval``'s requests."""
-    import asyncio
-
-    from .. import evaluation as E
-    from ..jobs import ChatReply
-    from ..retry import ProviderError, async_retry_call
-
-    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
-    op = f"chat with {ref.model}"
-    timeout_s = E.DEFAULT_TIMEOUT_S
-
-    async def ask() -> dict:
-        async with E._async_client(ref, timeout_s=timeout_s, concurrency=1) as client:
-            async def call() -> bytes:
-                try:
-                    raw = await asyncio.wait_for(
-                        client.chat.completions.with_raw_response.create(model=ref.model, messages=messages),
-                        timeout_s)
-                except asyncio.TimeoutError:
-                    raise ProviderError(f"{op}: no complete reply within {timeout_s:g} s",
-                                        "Is the server busy? Try again.", provider=ref.backend, op=op,
-                                        reason="timeout") from None
-                return E._reply_body(raw)
-
-            body = await async_retry_call(call, op=op, idempotent=True, provider=ref.backend,
-                                          key_env="OPENAI_COMPATIBLE_API_KEY", on_retry=on_retry)
-        try:
-            return E.parse_reply(body)
-        except E.BadReply as b:
-            raise ProviderError(f"{op}: {b.reason}", "The server's reply is not a chat completion.",
-                                provider=ref.backend, op=op, reason=b.reason) from None
-
-    E._check_can_ask(ref)
-    result = E._run_coro(ask())
-    return ChatReply(backend=ref.backend, model=ref.model, text=result["text"], job_id=None)

@@ -68,9 +68,9 @@ def render_plan(plan: Any, console: Any) -> None:
 
 def _known_backend(name: str) -> None:
     """An unknown --backend: exit 2 with the known ones and the closest name (nothing loaded)."""
-    from ..backends import _norm, available_backends, get_backend
+    from ..backends import available_backends, get_backend, normalize_name
 
-    if _norm(name) not in available_backends():
+    if normalize_name(name) not in available_backends():
         get_backend(name)  # raises the UsageError that names them
 
 

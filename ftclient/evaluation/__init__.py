@@ -57,6 +57,7 @@ from __future__ import annotations
 
 from ._common import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, DEFAULT_MAX_TOKENS, Interrupted
 from ._examples import Example, load_examples
+from ._ask import ask_once
 from ._http import capped_http_client, openai_http_module, request_timeouts
 from ._progress import EvalProgress
 from ._rate import RATE_SAFETY, RateGate, estimate_tokens
@@ -64,13 +65,7 @@ from ._replies import DEFAULT_MAX_REPLY_BYTES, DEFAULT_TIMEOUT_S, MAX_ANSWER_CHA
 from ._run import eval_run_id, evaluate
 from ._summary import SUMMARY_KEYS
 
-# Not public, but read through the package: ``ftc chat`` asks an OpenAI-compatible server
-# with the client, reply checks and event loop of ``ftc eval`` (ftclient.cli.chat_cmd), and
-# the tests check the latency quantile.
-from ._common import _check_can_ask as _check_can_ask
-from ._hosted import _run_coro as _run_coro
-from ._http import _async_client as _async_client
-from ._replies import _reply_body as _reply_body
+# Not public, but read through the package: the tests check the latency quantile.
 from ._summary import _quantile as _quantile
 
 __all__ = [
@@ -92,6 +87,7 @@ __all__ = [
     "eval_run_id",
     "estimate_tokens",
     "evaluate",
+    "ask_once",
     "capped_http_client",
     "request_timeouts",
     "openai_http_module",

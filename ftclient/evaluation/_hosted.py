@@ -75,12 +75,12 @@ def _short_reason(e: BaseException) -> str:
 def _with_server_text(e: BaseException) -> str:
     """A provider error's message with the server's own words added when the message lacks
     them (a retried 5xx says only "HTTP 500 ... after 6 attempts")."""
-    from ..retry import _error_fields
+    from ..retry import error_fields
     from ..secrets import redact
 
     message = getattr(e, "message", "") or str(e)
     cause = getattr(e, "error", None)
-    said = " ".join(str(_error_fields(cause).get("message", "")).split()) if cause is not None else ""
+    said = " ".join(str(error_fields(cause).get("message", "")).split()) if cause is not None else ""
     if said and said not in message:
         message += f"; the server said: {redact(said)[:300]}"
     return message

@@ -4,7 +4,6 @@ and the summary stored with the run's final state."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
@@ -40,12 +39,6 @@ def eval_run_id(canonical_ref: str, data_sha256: str, params: Mapping[str, Any])
     blob = json.dumps({"model": canonical_ref, "data": data_sha256.lower(), "params": dict(params)},
                       sort_keys=True, ensure_ascii=False)
     return "eval-" + hashlib.sha256(blob.encode()).hexdigest()[:12]
-
-
-def _opened(store: "Store | None") -> "contextlib.AbstractContextManager[Store]":
-    from ..store import opened
-
-    return opened(store)
 
 
 def evaluate(
@@ -116,7 +109,9 @@ def evaluate(
     if not 0.0 <= float(temperature) <= 2.0:
         raise UsageError(f"temperature must be between 0 and 2 (got {temperature!r})")
 
-    with _opened(store) as st:
+    from ..store import opened
+
+    with opened(store) as st:
         ref = parse_model_ref(model_ref, store=st) if not hasattr(model_ref, "canonical") else model_ref
         kind = _kind(ref.backend)
         if kind is None:
