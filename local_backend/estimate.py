@@ -79,36 +79,8 @@ def estimate_file(
         cost, cost_basis = c["cost_usd"], "estimated: " + c["basis"]
     if not counts.exact:
         caveats.append("token count approximated (the model's tokenizer is not readable offline yet)")
-    return LocalCostEstimate(
-        model=f"local:{job.model_for('local')}",
-        provider="local",
-        kind="self-hosted",
-        method=job.method,
-        adapter=job.adapter,
-        examples=n,
-        tokens_per_epoch=counts.tokens_per_epoch,
-        epochs=ep,
-        epochs_basis=ep_basis,
-        billed_tokens=counts.tokens_per_epoch * ep,
-        cost_usd=cost,
-        cost_before_minimum_usd=cost,
-        min_charge_usd=0.0,
-        min_charge_applied=False,
-        token_count_basis=counts.basis,
-        token_count_exact=counts.exact,
-        cost_exact=False,
-        cost_basis=cost_basis,
-        price=price or {},
-        caveats=caveats,
-        duration_s=duration,
-        time_basis=time_basis,
-        optimizer_steps=steps,
-        steps_basis=steps_basis,
-        rows=counts.rows,
-        batch_size=bs,
-        device=device,
-        calibration=calib,
-    )
+    return _record(job, f"local:{job.model_for('local')}", counts, ep, ep_basis, cost, cost_basis, price, caveats,
+                   duration, time_basis, steps, steps_basis, bs, device, calib)
 
 
 def estimate_spec(spec: Any, *, backend: str = "local") -> LocalCostEstimate:
@@ -156,12 +128,21 @@ def estimate_spec(spec: Any, *, backend: str = "local") -> LocalCostEstimate:
     else:
         c = local_training_cost(duration, price)
         cost, cost_basis = round(c["cost_usd"], 4), "estimated: " + c["basis"]
+    return _record(spec, f"local:{model}", counts, ep, ep_basis, cost, cost_basis, price, caveats,
+                   duration, time_basis, steps, steps_basis, bs, device, calib)
+
+
+def _record(job: Any, model_ref: str, counts: Any, ep: int, ep_basis: str, cost: float | None, cost_basis: str,
+            price: dict | None, caveats: list[str], duration: float | None, time_basis: str, steps: int | None,
+            steps_basis: str, bs: int, device: str | None, calib: dict | None) -> LocalCostEstimate:
+    """The estimate record of a run on this machine: no minimum charge, a cost that is never
+    exact (a time x a price)."""
     return LocalCostEstimate(
-        model=f"local:{model}",
+        model=model_ref,
         provider="local",
         kind="self-hosted",
-        method=spec.method,
-        adapter=spec.adapter,
+        method=job.method,
+        adapter=job.adapter,
         examples=counts.examples,
         tokens_per_epoch=counts.tokens_per_epoch,
         epochs=ep,
