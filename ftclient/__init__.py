@@ -54,6 +54,7 @@ _API: dict[str, str] = {
     "resume": "ftclient.jobs",
     "chat": "ftclient.jobs",
     "get_backend": "ftclient.backends",
+    "BackendBase": "ftclient.submission",
     "Store": "ftclient.store",
     # evaluation and the report
     "parse_model_ref": "ftclient.modelref",
@@ -75,7 +76,7 @@ _API: dict[str, str] = {
     "ConfigError": "ftclient.errors",
     "BudgetExceeded": "ftclient.errors",
     "Interrupted": "ftclient.errors",
-    "Declined": "ftclient.jobs",
+    "Declined": "ftclient.submission",
     "ProviderError": "ftclient.retry",
     "AuthError": "ftclient.retry",
     "RequestRejected": "ftclient.retry",
@@ -90,6 +91,7 @@ _API: dict[str, str] = {
 
 if TYPE_CHECKING:  # pragma: no cover - what type checkers and IDEs read; keep in step with _API
     from .backends import get_backend as get_backend
+    from .submission import BackendBase as BackendBase
     from .cost import CostEstimate as CostEstimate
     from .cost import LocalCostEstimate as LocalCostEstimate
     from .cost import compare_costs as compare_costs
@@ -104,7 +106,7 @@ if TYPE_CHECKING:  # pragma: no cover - what type checkers and IDEs read; keep i
     from .errors import SpecError as SpecError
     from .errors import UsageError as UsageError
     from .evaluation import evaluate as evaluate
-    from .jobs import Declined as Declined
+    from .submission import Declined as Declined
     from .jobs import chat as chat
     from .jobs import resume as resume
     from .jobs import submit as submit
@@ -140,7 +142,7 @@ __all__ = [
     "JobSpec", "load_spec",
     "prepare", "validate_file",
     "count_tokens", "estimate_cost", "compare_costs", "load_catalogue", "CostEstimate", "LocalCostEstimate",
-    "submit", "watch", "resume", "chat", "get_backend", "Store",
+    "submit", "watch", "resume", "chat", "get_backend", "BackendBase", "Store",
     "parse_model_ref", "evaluate", "build_report", "write_report", "run_demo",
     "scan_fine_tunes", "capture_answers", "plan_migration", "migration_report", "write_migration_report",
     "FtcError", "DataError", "UsageError", "SpecError", "ConfigError", "BudgetExceeded", "Interrupted",

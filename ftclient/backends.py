@@ -46,7 +46,6 @@ __all__ = [
     "JobEvent",
     "Checkpoint",
     "Backend",
-    "BackendBase",
     "display_name",
     "ProgressCallback",
     "ENTRY_POINT_GROUP",
@@ -56,6 +55,10 @@ __all__ = [
     "backends_offering",
     "offers",
     "owner_of",
+    "here_backend",
+    "example_refs",
+    "default_model_of",
+    "trains_here",
     "normalize_name",
     "get_backend",
     "register_backend",
@@ -276,7 +279,7 @@ class Backend(Protocol):
         ...
 
     # -- the provider calls the core's write-ahead create (ftclient.jobs.create_once) asks for.
-    # BackendBase has a default for each but create_job and find_by_client_token.
+    # ftclient.submission.BackendBase has a default for each but create_job and find_by_client_token.
 
     uploads_files: bool
     """Whether the data files are uploaded before the create (False: the backend reads them
@@ -372,82 +375,6 @@ Optional, what the backend needs to run (checked by :func:`missing_requirements`
 def display_name(backend: Any) -> str:
     """How messages name ``backend``: its ``display`` (``OpenAI``), else its name capitalised."""
     return getattr(backend, "display", "") or str(getattr(backend, "name", "") or "the backend").capitalize()
-
-
-class BackendBase:
-    """Defaults for the parts of :class:`Backend` most backends share; subclass it.
-
-    A subclass implements ``name``, the offline checks (``validate``, ``estimate``,
-    ``preflight``), ``create_job`` and ``find_by_client_token``, and the job queries. The
-    write-ahead create itself (uploads once per content, the create recorded before it is
-    sent, reconciliation after a crash or an ambiguous answer) is the core's
-    :func:`ftclient.jobs.create_once`, which calls the hooks below; :meth:`submit` runs it.
-    """
-
-    name: str = ""
-    display: str = ""
-    #: Whether the data files are uploaded before the create (a backend that reads them in
-    #: place, or takes them inside the create request, says False).
-    uploads_files: bool = False
-    #: The purpose uploads are made and looked up under.
-    upload_purpose: str = "fine-tune"
-    #: Reconciliation listings after an ambiguous create (a provider's job list can lag).
-    reconcile_attempts: int = 3
-    #: Seconds before the second reconciliation listing; doubles each time.
-    reconcile_wait_s: float = 2.0
-    #: Creates one submission may send in all (the first and at most one more after a
-    #: reconciliation that found nothing).
-    max_creates: int = 2
-    #: First poll interval and total wait for the provider to process an uploaded file.
-    file_poll_s: float = 2.0
-    file_timeout_s: float = 600.0
-
-    def sleep(self, seconds: float) -> None:
-        """How the core's waits (file processing, reconciliation) sleep; tests replace it."""
-        import time
-
-        time.sleep(seconds)
-
-    def check_submit(self, spec: "JobSpec") -> None:
-        return None
-
-    def upload_file(self, path: "Path", purpose: str) -> str:
-        raise NotImplementedError(f"{type(self).__name__} uploads no files (uploads_files is False)")
-
-    def file_state(self, file_id: str) -> str:
-        return "processed"
-
-    def file_error(self, file_id: str) -> str | None:
-        return None
-
-    def provider_quote(self, spec: "JobSpec", *, training_file: str | None) -> Mapping[str, Any] | None:
-        return None
-
-    def create_request(self, spec: "JobSpec", *, training_file: str | None, validation_file: str | None,
-                       client_token: str, job: Any) -> dict[str, Any]:
-        req: dict[str, Any] = {"model": spec.model_for(self.name), "client_token": client_token}
-        if training_file:
-            req["training_file"] = training_file
-        if validation_file:
-            req["validation_file"] = validation_file
-        return req
-
-    def job_state(self, raw: Mapping[str, Any]) -> JobState | None:
-        return None
-
-    def submit(self, spec: "JobSpec", *, job: Any, store: Any, on_progress: ProgressCallback | None = None,
-               confirm: Callable[[dict], bool] | None = None) -> SubmitResult:
-        """Upload the data and create the job exactly once (:func:`ftclient.jobs.create_once`)."""
-        from .jobs import create_once
-
-        return create_once(self, spec, job=job, store=store, on_progress=on_progress, confirm=confirm)
-
-    def ensure_uploaded(self, path: Any, *, store: Any, job: Any = None, purpose: str | None = None,
-                        on_progress: ProgressCallback | None = None) -> str:
-        """The provider's id of ``path``'s content, uploaded once (:func:`ftclient.jobs.ensure_uploaded`)."""
-        from .jobs import ensure_uploaded
-
-        return ensure_uploaded(self, path, store=store, job=job, purpose=purpose, on_progress=on_progress)
 
 
 # --------------------------------------------------------------------------- requirements
@@ -660,6 +587,38 @@ def offers(name: str, hook: str) -> bool:
 def backends_offering(hook: str) -> list[str]:
     """The installed backends that have ``hook`` (see :func:`offers`), sorted by name."""
     return [name for name in available_backends() if offers(name, hook)]
+
+
+def trains_here(name: str) -> bool:
+    """Whether backend ``name`` trains on this machine (its class says ``trains_here = True``):
+    its references (``NAME:MODEL``) are this machine's rows in the cost comparison, priced
+    at what an hour of this machine costs."""
+    return bool(backend_attr(name, "trains_here", False))
+
+
+def here_backend() -> str | None:
+    """The installed backend that trains on this machine (the first, by name, whose class
+    says ``trains_here = True``), or None."""
+    return next((name for name in available_backends() if trains_here(name)), None)
+
+
+def default_model_of(name: str | None) -> str | None:
+    """The Hugging Face id of the model backend ``name`` trains for ``base_model: default``
+    (its class's ``default_model_hf_id``), or None when it has no such default."""
+    return backend_attr(name or "", "default_model_hf_id") or None
+
+
+def example_refs() -> list[str]:
+    """Model references for examples in messages, from every installed backend: its class's
+    ``example_refs`` (e.g. ``local:default``), else ``NAME:EXAMPLE_MODEL``."""
+    out: list[str] = []
+    for name in available_backends():
+        refs = backend_attr(name, "example_refs")
+        if refs:
+            out.extend(str(r) for r in refs)
+        elif backend_attr(name, "example_model"):
+            out.append(f"{name}:{backend_attr(name, 'example_model')}")
+    return out
 
 
 def owner_of(model: str) -> str | None:

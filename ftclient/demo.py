@@ -5,8 +5,9 @@ Stages, each one call of the public API:
 1. ``prepare``  the bundled BANKING77 sample (six intents) -> ChatML train/eval JSONL
 2. ``validate`` the training file for every backend
 3. ``cost``     fine-tuning and serving cost on every backend, offline
-4. ``train``    a LoRA SFT of the default local model (SmolLM2-135M-Instruct) as a tracked
-                local job (the same path as ``ftc train job.yaml --backend local``)
+4. ``train``    a LoRA SFT of the default model of the backend that trains on this machine
+                (the local backend's SmolLM2-135M-Instruct) as a tracked job (the same path
+                as ``ftc train job.yaml --backend local``)
 5. ``eval``     the base model and the fine-tuned one on the held-out messages
                 (and, with ``with_backends``, hosted models through their APIs)
 6. ``report``   the comparison report (report.md, report.json, report.png)
@@ -25,6 +26,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
+from .backends import backend_attr, backends_offering, get_backend, here_backend, install_line
 from .errors import ConfigError, UsageError
 
 INTENTS = ("card_arrival", "cash_withdrawal_charge", "exchange_rate", "lost_or_stolen_card", "pin_blocked",
@@ -33,8 +35,6 @@ SYSTEM_PROMPT = ("Route the customer's message to one intent. Answer with the in
                  + ", ".join(INTENTS) + ".")
 STAGES = ("prepare", "validate", "cost", "train", "eval", "report")
 OFFLINE_STAGES = ("prepare", "validate", "cost")
-#: The hosted model each ``--with`` backend is evaluated with (its base model, zero-shot).
-HOSTED_MODELS = {"openai": "gpt-4.1-mini", "together": "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference"}
 STATE_FILE = "demo_state.json"
 
 
@@ -109,17 +109,33 @@ class DemoResult:
         }
 
 
+def hosted_models() -> dict[str, str]:
+    """``{backend: model}``: the hosted model each ``--with`` backend is evaluated with (its
+    ``example_model``, zero-shot): every installed backend that answers through an API
+    (``async_chat_client``) and names an example model."""
+    out = {}
+    for name in backends_offering("async_chat_client"):
+        model = backend_attr(name, "example_model")
+        if model:
+            out[name] = str(model)
+    return out
+
+
 def local_training_available() -> Optional[str]:
-    """None when local training can run here, else what is missing (and how to install it)."""
+    """None when training on this machine can run here, else what is missing (and how to
+    install it)."""
     import importlib.util
 
-    missing = [m for m in ("torch", "transformers", "peft", "trl") if importlib.util.find_spec(m) is None]
+    here = here_backend()
+    if here is None:
+        return "no installed backend trains on this machine"
+    missing = [m for m in backend_attr(here, "requires", ()) if importlib.util.find_spec(m) is None]
     if missing:
-        return (f"local training needs {', '.join(missing)}: install them with "
-                "`pip install torch==2.13.0 && pip install \"ftclient[local]\"`")
-    from .backends import get_backend
-
-    return get_backend("local").default_model_problem()
+        line = install_line(backend_attr(here, "install_extra"), missing)
+        return (f"training on this machine needs {', '.join(missing)}: install them with "
+                f"`pip install torch==2.13.0 && {line}`")
+    problem = backend_attr(here, "default_model_problem")
+    return get_backend(here).default_model_problem() if problem else None
 
 
 def _subset(src: Path, dst: Path, n: Optional[int]) -> Path:
@@ -145,8 +161,17 @@ def demo_spec(train: Path, settings: DemoSettings) -> dict[str, Any]:
         "hyperparameters": {"epochs": settings.epochs, "batch_size": settings.batch_size,
                             "learning_rate": settings.learning_rate, "max_seq_len": settings.max_seq_len,
                             "seed": 42},
-        "local": {"device": "auto", "checkpoint_every": settings.checkpoint_every},
+        trainer(): {"device": "auto", "checkpoint_every": settings.checkpoint_every},
     }
+
+
+def trainer() -> str:
+    """The backend the demo trains with: the installed one that trains on this machine."""
+    here = here_backend()
+    if here is None:
+        raise ConfigError("no installed backend trains on this machine",
+                          hint="Install the training stack as the README's quick start says.")
+    return here
 
 
 def _read_state(out: Path) -> dict[str, Any]:
@@ -178,7 +203,7 @@ def _train(out: Path, spec: dict[str, Any], store: Any, on_progress: Callable) -
         if job is not None and job.state in ("failed", "cancelled", "submit_unknown"):
             job = None
     if job is None:
-        job = J.submit(spec, "local", store=store)
+        job = J.submit(spec, trainer(), store=store)
         _write_state(out, {**state, "job_id": job.id, "spec": spec})
 
     def on_update(u: Any) -> None:
@@ -202,10 +227,11 @@ def _check_hosted(with_backends: Sequence[str]) -> list[str]:
     from .secrets import KeyFormatError, env_var, get_key
 
     out = []
+    known = hosted_models() if with_backends else {}
     for b in with_backends:
-        if b not in HOSTED_MODELS:
+        if b not in known:
             raise UsageError(f"--with {b}: not a hosted backend the demo knows",
-                             hint=f"Use one or more of: {', '.join(HOSTED_MODELS)}.")
+                             hint=f"Use one or more of: {', '.join(known) or 'none is installed'}.")
         try:
             get_key(b)
         except KeyFormatError:
@@ -272,7 +298,8 @@ def run_demo(
     done("validate", t)
 
     t = stage("cost")
-    # the self-hosted rows price the model the demo trains (local:default, SmolLM2-135M-Instruct)
+    # the self-hosted rows price the model the demo trains (the default model of the backend
+    # that trains here: SmolLM2-135M-Instruct)
     result.comparison = compare_costs(train, epochs=settings.epochs, queries_per_month=queries_per_month,
                                       self_host_model="default")
     write_json_atomic(out / "cost.json", result.comparison.to_dict())
@@ -308,14 +335,16 @@ def run_demo(
 
         t = stage("eval")
         evals = out / "data" / "eval.jsonl"
-        refs = ["local:default", f"local:{result.job.id}"] + [f"{b}:{HOSTED_MODELS[b]}" for b in hosted]
+        here = trainer()
+        models = hosted_models()
+        refs = [f"{here}:default", f"{here}:{result.job.id}"] + [f"{b}:{models[b]}" for b in hosted]
         for ref in refs:
             def on_eval(p: Any, ref: str = ref) -> None:
                 progress("eval", p.done, p.total, ref)
 
             result.evals.append(evaluate(ref, evals, metric="label", max_examples=settings.eval_examples,
                                          max_tokens=settings.max_tokens, store=st, on_progress=on_eval,
-                                         gpu_price_per_hour=price_per_hour if ref.startswith("local:") else None))
+                                         gpu_price_per_hour=price_per_hour if ref.startswith(f"{here}:") else None))
         done("eval", t)
 
         t = stage("report")

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
+from .backends import available_backends, backends_offering, example_refs, get_backend, here_backend, offers
 from .errors import ConfigError, FtcError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -43,13 +44,13 @@ COMPATIBLE = "openai-compatible"
 
 def schemes() -> list[str]:
     """The reference prefixes: every installed backend, and ``openai-compatible``."""
-    from .backends import available_backends
-
     return [*available_backends(), COMPATIBLE]
 
-_EXAMPLES = ("local:ftc-20261122-a3f9c2, local:./out/final, local:default, openai:gpt-4o-mini, "
-             "together:meta-llama/Meta-Llama-3.1-8B-Instruct-Reference, "
-             "openai-compatible:http://127.0.0.1:11434/v1#llama3.2, or an ftc job id")
+
+def _examples() -> str:
+    """Model references for a hint: each installed backend's examples, an OpenAI-compatible
+    server, a job id."""
+    return ", ".join([*example_refs(), f"{COMPATIBLE}:http://127.0.0.1:11434/v1#llama3.2", "or an ftc job id"])
 
 
 @dataclass(frozen=True)
@@ -84,8 +85,6 @@ class ModelRef:
     @property
     def hosted(self) -> bool:
         """Whether a provider's API answers it (not this machine, not an OpenAI-compatible server)."""
-        from .backends import offers
-
         return offers(self.backend, "async_chat_client")
 
     def connection(self) -> tuple[str | None, dict[str, str]]:
@@ -142,14 +141,15 @@ def did_you_mean(word: str, choices: list[str], *, n: int = 3) -> str:
 def _find_job(text: str, store: "Store | None") -> "Job":
     if store is None:
         raise UsageError(f"no job {text!r} (no job has been submitted yet)",
-                         hint=f"Give a model reference such as {_EXAMPLES}.")
+                         hint=f"Give a model reference such as {_examples()}.")
     try:
         return store.get_job(text)
     except UsageError as e:
         if "matches" in e.message and "jobs:" in e.message:  # ambiguous prefix
             raise
         hint = did_you_mean(text, job_ids(store))
-        hint += "List jobs with `ftc jobs list`; for a model id, name its backend (openai:MODEL, together:MODEL)."
+        hint += ("List jobs with `ftc jobs list`; for a model id, name its backend ("
+                 + ", ".join(f"{name}:MODEL" for name in available_backends()) + ").")
         raise UsageError(f"no job matches {text!r}", hint=hint) from None
 
 
@@ -157,8 +157,6 @@ def finished_model(job: "Job", store: "Store", *, refresh: bool) -> str:
     """The fine-tuned model of a finished job (asking its backend once if the store lacks it)."""
     model = job.fine_tuned_model
     if not model and refresh and job.state == "succeeded" and job.provider_job_id:
-        from .backends import get_backend
-
         try:
             model = get_backend(job.backend).result(job.provider_job_id)
         except FtcError:
@@ -168,7 +166,7 @@ def finished_model(job: "Job", store: "Store", *, refresh: bool) -> str:
     if not model:
         if job.is_final:
             why = f"it ended {job.state}" + (f": {job.error}" if job.error else "")
-            hint = "Evaluate another job, or the base model (e.g. local:default, openai:gpt-4o-mini)."
+            hint = f"Evaluate another job, or a base model (e.g. {', '.join(example_refs())})."
         else:
             why = f"it is {job.state}"
             hint = f"Wait for it to finish: `ftc jobs watch {job.id}`."
@@ -202,8 +200,6 @@ def _hosted_ref(backend: str, model: str, store: "Store | None", plugin: Any) ->
 
 def _fine_tune_owners(model: str) -> list[str]:
     """The backends whose fine-tuned model names look like ``model``."""
-    from .backends import backends_offering, get_backend
-
     out = []
     for name in backends_offering("fine_tuned_base"):
         try:
@@ -267,7 +263,7 @@ def parse_model_ref(text: str, *, store: "Store | None" = None, refresh: bool = 
         return text
     ref = (text or "").strip()
     if not ref:
-        raise UsageError("give a model reference", hint=f"e.g. {_EXAMPLES}.")
+        raise UsageError("give a model reference", hint=f"e.g. {_examples()}.")
     head, sep, rest = ref.partition(":")
     scheme = head.lower()
     known = schemes()
@@ -276,8 +272,6 @@ def parse_model_ref(text: str, *, store: "Store | None" = None, refresh: bool = 
             rest = rest.strip()
             if scheme == COMPATIBLE:
                 return _parse_compatible(rest)
-            from .backends import get_backend
-
             plugin = get_backend(scheme)
             own = getattr(plugin, "parse_model_ref", None)
             if callable(own):  # a backend with references of its own (paths, its jobs)
@@ -293,10 +287,8 @@ def parse_model_ref(text: str, *, store: "Store | None" = None, refresh: bool = 
             raise UsageError(f"unknown backend {head!r} in model reference {ref!r}", hint=hint)
         if Path(ref).expanduser().exists():
             raise UsageError(f"{ref!r} is a path: say which backend loads it",
-                             hint=f"Did you mean local:{ref}?")
+                             hint=f"Did you mean {here_backend() or 'NAME'}:{ref}?")
         job = _find_job(ref, st)
-        from .backends import get_backend
-
         plugin = get_backend(job.backend)
         own = getattr(plugin, "job_model_ref", None)
         if callable(own):  # a job whose model lives here

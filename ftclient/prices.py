@@ -279,6 +279,13 @@ class Catalogue:
         return [key for section in ("models", "gpus") for key, d in self.data.get(section, {}).items()
                 if isinstance(d, dict) and d.get("compare") == "default"]
 
+    def providers(self) -> frozenset[str]:
+        """Every provider the catalogue prices: the prefix of each model entry
+        (``together`` of ``together:...``) and the host of each GPU offer (``runpod`` of
+        ``runpod:a100-community``), lower case."""
+        return frozenset(normalize_name(key.partition(":")[0]) for section in ("models", "gpus")
+                         for key in self.data.get(section, {}) if ":" in key)
+
     def model(self, ref: str) -> ModelEntry:
         """The entry of a hosted model, e.g. ``openai:gpt-4.1-mini``; ConfigError with
         the closest names when unknown. ``ft:`` prefixes and snapshot dates are accepted.
@@ -412,10 +419,10 @@ class Catalogue:
         if name.startswith("ft:"):
             name = name.split(":")[1]
         base = re.sub(r"-\d{4}-\d{2}-\d{2}$", "", name)
-        for cand in (f"{provider}:{base}", f"{provider}:accounts/fireworks/models/{base}"):
-            if cand.lower() in low:
-                return low[cand.lower()]
-        # A Together/Fireworks model given by its short name (last path part).
+        if f"{provider}:{base}".lower() in low:
+            return low[f"{provider}:{base}".lower()]
+        # A model whose catalogue key is a path (``org/name``, ``accounts/x/models/name``)
+        # given by its short name (the last path part).
         tails = {k.rsplit("/", 1)[-1].lower(): k for k in models if k.startswith(provider + ":")}
         if base.lower() in tails:
             return tails[base.lower()]

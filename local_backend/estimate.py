@@ -51,7 +51,7 @@ def estimate_file(
     job = cal.spec_for(path, cal.local_model_name(model_ref), spec=spec, epochs=ep, method=method, adapter=adapter,
                        batch_size=batch_size, max_seq_len=max_seq_len)
     counts = cal.offline_counts(job, records)
-    price = local_gpu_price(usd_per_hour=usd_per_hour, spec=job, prices=prices, today=today)
+    price = local_gpu_price(usd_per_hour=usd_per_hour, spec=job, prices=prices, today=today, backend="local")
     bs = job.hyperparameters.batch_size or cal.DEFAULT_BATCH_SIZE
     accum = job.local.gradient_accumulation_steps
     steps = cal.count_optimizer_steps(counts.rows, bs, accum, ep)
@@ -109,7 +109,7 @@ def estimate_spec(spec: Any, *, backend: str = "local") -> LocalCostEstimate:
     steps = cal.count_optimizer_steps(counts.rows, bs, accum, ep)
     steps_basis = (f"{counts.rows:,} rows / batch {bs} x {accum} accumulation, {ep} epoch(s), as the Trainer counts; "
                    "unpacked rows (on a CUDA GPU with packing on, rows are packed: fewer steps)")
-    price = local_gpu_price(spec=spec)
+    price = local_gpu_price(spec=spec, backend="local")
     found = cal.load_cached(spec, price=price)
     caveats = [] if counts.exact else [f"approximate token count: {counts.basis}"]
     duration = calib = device = None

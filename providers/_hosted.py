@@ -2,7 +2,7 @@
 
 The write-ahead create (uploads once per content, the create recorded before it is sent,
 reconciliation by client token) is the core's :func:`ftclient.jobs.create_once`; it asks a
-backend for the provider calls of :class:`ftclient.backends.BackendBase`.
+backend for the provider calls of :class:`ftclient.submission.BackendBase`.
 :class:`HostedBackend` performs those calls under the one retry policy, the retirement
 checks of the price catalogue, and the chat reply reading. A provider module subclasses it
 and implements a handful of small hooks, each one HTTP call (or one listing) wide:
@@ -35,9 +35,10 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ftclient.backends import BackendBase, JobState, ProgressCallback
+from ftclient.backends import JobState, ProgressCallback
 from ftclient.errors import FtcError, SpecError
 from ftclient.retry import DEFAULT_POLICY, ProviderError, RetryPolicy, retry_call
+from ftclient.submission import BackendBase
 
 __all__ = ["HostedBackend"]
 

@@ -36,7 +36,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ftclient.backends import BackendBase, Checkpoint, JobEvent, JobState, JobStatus, to_datetime
+from ftclient.backends import Checkpoint, JobEvent, JobState, JobStatus, to_datetime
+from ftclient.submission import BackendBase
 
 NETWORK = ("upload", "file_state", "create", "find_by_client_token", "status", "events", "checkpoints", "cancel", "result", "chat",
            "estimate_price")

@@ -16,7 +16,6 @@ from ftclient.backends import (
     ENTRY_POINT_GROUP,
     FINAL_STATES,
     Backend,
-    BackendBase,
     Checkpoint,
     JobEvent,
     JobState,
@@ -32,6 +31,7 @@ from ftclient.backends import (
 )
 from ftclient.errors import ConfigError, UsageError
 from ftclient.store import Store
+from ftclient.submission import BackendBase
 
 
 class FakeBackend(BackendBase):

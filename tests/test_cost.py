@@ -331,11 +331,11 @@ def test_scale_to_zero_gpu_is_not_free_at_moderate_volume(tmp_path):
 
 # --------------------------------------------------------------- the self-hosted rows' model
 def _spec_project(tmp_path, base_model="default"):
-    from ftclient.spec import EXAMPLE_SPEC
+    from ftclient.spec import example_spec
 
     (tmp_path / "data").mkdir(exist_ok=True)
     (tmp_path / "data" / "train.jsonl").write_text("".join(json.dumps(sft(u, c)) + "\n" for u, c in TICKETS * 4))
-    spec = EXAMPLE_SPEC.replace("base_model: default ", f"base_model: {base_model} ", 1)
+    spec = example_spec().replace("base_model: default ", f"base_model: {base_model} ", 1)
     assert f"base_model: {base_model}" in spec
     (tmp_path / "job.yaml").write_text(spec)
     return tmp_path / "job.yaml"

@@ -2,7 +2,7 @@
 
 import json
 
-from ftclient.spec import EXAMPLE_SPEC
+from ftclient.spec import example_spec
 
 LINE = {"messages": [{"role": "system", "content": "Route it."}, {"role": "user", "content": "Where is my card?"},
                      {"role": "assistant", "content": "card_arrival"}]}
@@ -11,7 +11,7 @@ LINE = {"messages": [{"role": "system", "content": "Route it."}, {"role": "user"
 def _project(tmp_path, budget: float, epochs: int = 2):
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "train.jsonl").write_text("".join(json.dumps(LINE) + "\n" for _ in range(40)))
-    spec = EXAMPLE_SPEC.replace("budget_usd: 25", f"budget_usd: {budget}").replace("  epochs: 3", f"  epochs: {epochs}")
+    spec = example_spec().replace("budget_usd: 25", f"budget_usd: {budget}").replace("  epochs: 3", f"  epochs: {epochs}")
     (tmp_path / "job.yaml").write_text(spec)
     return tmp_path / "job.yaml"
 

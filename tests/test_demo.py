@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from compat_server import CompatServer  # noqa: E402
 
-from ftclient.demo import HOSTED_MODELS, INTENTS, local_training_available  # noqa: E402
+from ftclient.demo import INTENTS, hosted_models, local_training_available  # noqa: E402
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(local_training_available() is not None,
@@ -72,7 +72,7 @@ def test_demo_fast_runs_every_stage_and_a_second_run_reuses_the_work(ftc_proc, h
 
     # eval: base, fine-tuned and the hosted model, each on the same held-out examples
     refs = [e["model_ref"] for e in d["evals"]]
-    assert refs == ["local:default", f"local:{job['id']}", f"openai:{HOSTED_MODELS['openai']}"]
+    assert refs == ["local:default", f"local:{job['id']}", f"openai:{hosted_models()['openai']}"]
     for e in d["evals"]:
         assert e["metric"] == "label" and e["examples"] == 12 and e["completed"] + e["failed"] == 12
         assert 0.0 <= e["metrics"]["accuracy"] <= 1.0 and e["latency_s"]["p50"] > 0

@@ -117,9 +117,9 @@ _SPEC_FIELDS = [("name",), ("base_model",), ("method",), ("adapter",), ("data",)
 def _base_spec() -> dict:
     import yaml
 
-    from ftclient.spec import EXAMPLE_SPEC
+    from ftclient.spec import example_spec
 
-    return yaml.safe_load(EXAMPLE_SPEC)
+    return yaml.safe_load(example_spec())
 
 
 def _set(doc: dict, path: tuple, value) -> dict:

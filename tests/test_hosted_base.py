@@ -15,7 +15,7 @@ import pytest
 from ftclient.backends import JobState
 from ftclient.errors import DataError, FtcError
 from ftclient.jobs import Declined as SubmitCancelled
-from ftclient.jobs._create import file_digest as sha256_file
+from ftclient.submission import file_digest as sha256_file
 from ftclient.providers._hosted import HostedBackend
 from ftclient.retry import AmbiguousResult, AuthError, RequestRejected, RetryExhausted, RetryPolicy
 from ftclient.spec import parse_spec

@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from ftclient.errors import SpecError
-from ftclient.spec import EXAMPLE_SPEC, JobSpec, load_spec, parse_spec
+from ftclient.spec import JobSpec, example_spec, load_spec, parse_spec
 
 
 def write(tmp_path: Path, text: str, name: str = "job.yaml") -> Path:
@@ -14,7 +14,7 @@ def write(tmp_path: Path, text: str, name: str = "job.yaml") -> Path:
 
 
 def test_example_spec_is_valid_and_resolves_paths(tmp_path):
-    p = write(tmp_path, EXAMPLE_SPEC)
+    p = write(tmp_path, example_spec())
     job = load_spec(p)
     assert job.name == "support-intents"
     assert job.data.train == tmp_path / "data" / "train.jsonl"

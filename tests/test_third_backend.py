@@ -86,6 +86,12 @@ def test_acme_is_listed_and_validates_with_its_own_rules(acme):
     assert bad.code == 1
     codes = {e["code"] for e in json.loads(bad.out)["errors"]}
     assert codes == {"acme_needs_two_turns", "acme_last_not_assistant"}
+    # its block is in the commented example spec, which the spec model then reads
+    acme("spec", "init", "example.yaml")
+    text = (acme.work / "example.yaml").read_text()
+    assert "\nacme:\n  priority: normal" in text
+    checked = json.loads(acme("spec", "check", "example.yaml", "--json").out)
+    assert checked["spec"]["acme"] == {"model": None, "priority": "normal"}
 
 
 def test_acme_counts_prices_and_compares(acme):

@@ -125,12 +125,11 @@ def _emit_with_budget(d: dict, budget, within) -> None:
 
 
 def _estimate_hosted(file, model, epochs, method, adapter, budget, prices_file, as_json, job=None) -> None:
-    from ..cost import DEFAULT_SELF_HOST_MODEL, estimate_cost
+    from ..cost import estimate_cost
     from .output import out
 
-    # A GPU offer (modal:h100) trains the spec's local model; without a spec, the catalogue's default.
     est = estimate_cost(file, model, epochs=epochs, method=method, adapter=adapter, prices=prices_file,
-                        self_host_model=job.model_for("local") if job is not None else DEFAULT_SELF_HOST_MODEL)
+                        self_host_model=_self_host_model(job))
     within = within_budget(est.cost_usd, budget)
     if as_json:
         _emit_with_budget(est.to_dict(), budget, within)
@@ -228,24 +227,34 @@ class _CalibrationProgress:
         self.phase = label
 
 
+def _self_host_model(job: Any) -> str:
+    """The model a GPU offer (``modal:h100``) trains and serves: the spec's model for the backend
+    that trains here (the same model self-hosted), else the catalogue's default."""
+    from ..backends import here_backend
+    from ..cost import DEFAULT_SELF_HOST_MODEL
+
+    here = here_backend()
+    return job.model_for(here) if job is not None and here else DEFAULT_SELF_HOST_MODEL
+
+
 def _model_of_spec(job: Any, file: Any, calibrate: bool) -> str | None:
     """The model ``ftc cost estimate --spec`` prices when given no --model: with --calibrate,
     the spec's model for the backend that calibrates on this machine; for a pre-tokenized
     Parquet file, its model for a backend that takes such files (the file's token ids are
     that model's); else the model the first hosted backend's block names."""
-    from ..backends import available_backends, backends_offering
+    from ..backends import available_backends, here_backend
     from ..data.parquet import is_parquet_path, parquet_providers
 
-    here = backends_offering("calibrate")
+    here = here_backend()
     if calibrate:
-        return f"{here[0]}:{job.model_for(here[0])}" if here else None
+        return f"{here}:{job.model_for(here)}" if here else None
     if is_parquet_path(file):
         for name in parquet_providers():
             if job.model_for(name) != "default":
                 return f"{name}:{job.model_for(name)}"
     for name in available_backends():
         model = getattr(getattr(job, name, None), "model", None)
-        if model and name not in here:
+        if model and name != here:
             return f"{name}:{model}"
     return None
 
@@ -253,7 +262,7 @@ def _model_of_spec(job: Any, file: Any, calibrate: bool) -> str | None:
 def _calibrate(file, model, epochs, method, adapter, batch_size, max_seq_len, gpu_price_per_hour, budget, job,
                prices_file, steps, as_json) -> None:
     from ..backends import get_backend
-    from ..cost import epochs_for, local_gpu_price
+    from ..cost import epochs_for, here_backend_of, local_gpu_price
     from ..data.parquet import is_parquet_path, not_jsonl_error
     from ..tokens import as_records
     from .output import progress
@@ -262,10 +271,11 @@ def _calibrate(file, model, epochs, method, adapter, batch_size, max_seq_len, gp
         raise not_jsonl_error(file, f"local training ({model})")
     n = len(as_records(file))
     ep, ep_basis = epochs_for(epochs, n)
-    local = get_backend(model.partition(":")[0] if ":" in model else "local")
+    name = here_backend_of(model)
+    local = get_backend(name)
     spec = local.calibration_spec(file, model, spec=job, epochs=ep, method=method, adapter=adapter,
                                   batch_size=batch_size, max_seq_len=max_seq_len)
-    price = local_gpu_price(usd_per_hour=gpu_price_per_hour, spec=spec, prices=prices_file)
+    price = local_gpu_price(usd_per_hour=gpu_price_per_hour, spec=spec, prices=prices_file, backend=name)
     with progress(enabled=not as_json) as bar:
         cal = local.calibrate(spec, steps=steps, price=price, progress=_CalibrationProgress(bar, as_json))
     cost = cal.cost_usd
@@ -392,9 +402,7 @@ def compare(file, models, epochs, method, adapter, queries_per_month, tokens_per
 
     file, epochs, method, adapter, budget, job = _from_spec(spec_path, file, epochs, method, adapter, budget)
     if self_host_model is None:
-        from ..cost import DEFAULT_SELF_HOST_MODEL
-
-        self_host_model = job.model_for("local") if job is not None else DEFAULT_SELF_HOST_MODEL
+        self_host_model = _self_host_model(job)
     cmp = compare_costs(
         file,
         models,

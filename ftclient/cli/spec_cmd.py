@@ -21,11 +21,11 @@ def spec() -> None:
 def init(path: Path, force: bool) -> None:
     """Write a commented example spec to PATH (default: job.yaml)."""
     from ..fileio import write_text_atomic
-    from ..spec import EXAMPLE_SPEC
+    from ..spec import example_spec
 
     if path.exists() and not force:
         raise UsageError(f"{path}: already exists", hint="Use --force to overwrite it.")
-    write_text_atomic(path, EXAMPLE_SPEC)
+    write_text_atomic(path, example_spec())
     output.info(f"wrote {path}; check it with `ftc spec check {path}`")
 
 

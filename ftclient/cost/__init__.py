@@ -45,11 +45,10 @@ from .assumptions import (
 from .breakeven import break_even_monthly, break_even_volume, serverless_gpu_hours
 from .compare import compare_costs
 from .estimate import estimate_cost
-from .local import LOCAL_PREFIX, estimate_local, is_local_ref, local_gpu_price, local_training_cost
+from .local import estimate_local, here_backend_of, is_local_ref, local_gpu_price, local_training_cost
 from .records import CompareRow, CostComparison, CostEstimate, LocalCostEstimate
 from .selfhost import (
     DEFAULT_SELF_HOST_MODEL,
-    LOCAL_DEFAULT_MODEL_HF_ID,
     SelfHostModel,
     resolve_self_host_model,
     self_host_inference,
@@ -59,8 +58,6 @@ __all__ = [
     "ASSUMPTIONS",
     "DEFAULT_QUERIES_PER_MONTH",
     "DEFAULT_SELF_HOST_MODEL",
-    "LOCAL_DEFAULT_MODEL_HF_ID",
-    "LOCAL_PREFIX",
     "MAX_DEFAULT_EPOCHS",
     "MAX_TARGET_EXAMPLES",
     "MIN_DEFAULT_EPOCHS",
@@ -81,6 +78,7 @@ __all__ = [
     "epochs_for",
     "estimate_cost",
     "estimate_local",
+    "here_backend_of",
     "is_local_ref",
     "local_gpu_price",
     "local_training_cost",

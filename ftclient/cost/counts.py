@@ -43,7 +43,7 @@ class Counts:
         if isinstance(counter, ApproxCounter):
             return counter.scale(*self.split(counter._base))
         if isinstance(counter, OpenAICounter):
-            key: tuple = ("openai", counter.encoding_name)
+            key: tuple = ("tiktoken", counter.encoding_name)
         elif isinstance(counter, HFCounter):
             key = ("hf", counter.source)
         else:

@@ -1,9 +1,9 @@
-"""Local training (``local:MODEL``): what the run costs is its wall time on this machine x what an
-hour of it costs you.
+"""Training on this machine (``NAME:MODEL`` of a backend that trains here, e.g. ``local:default``):
+what the run costs is its wall time on this machine x what an hour of it costs you.
 
 Tokens with the model's own tokenizer; time from a calibration on this machine (a few real
-training steps, ``ftc cost estimate ... --calibrate``, ``ftclient.local_backend.calibrate``),
-or unknown; cost = hours x the $/h you give. Nothing here imports torch.
+training steps, ``ftc cost estimate ... --calibrate``, the backend's ``calibrate``), or
+unknown; cost = hours x the $/h you give. Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -12,16 +12,30 @@ import math
 import os
 from typing import Any
 
+from ..backends import get_backend, here_backend, normalize_name, trains_here
 from ..errors import ConfigError, UsageError
 from ..prices import Catalogue
 from .assumptions import catalogue_for
 from .records import LocalCostEstimate
 
-LOCAL_PREFIX = "local:"
-
-
 def is_local_ref(model_ref: str | None) -> bool:
-    return isinstance(model_ref, str) and model_ref.strip().lower().startswith(LOCAL_PREFIX)
+    """Whether ``model_ref`` (``NAME:MODEL``) names a model of a backend that trains on this
+    machine (:func:`ftclient.backends.trains_here`)."""
+    if not isinstance(model_ref, str) or ":" not in model_ref:
+        return False
+    return trains_here(normalize_name(model_ref.partition(":")[0]))
+
+
+def here_backend_of(model_ref: str | None = None) -> str:
+    """The backend that trains ``model_ref`` on this machine: the one its prefix names, else
+    the installed backend that trains here; ConfigError when there is none."""
+    if is_local_ref(model_ref):
+        return normalize_name(str(model_ref).partition(":")[0])
+    here = here_backend()
+    if here is None:
+        raise ConfigError("no installed backend trains on this machine",
+                          hint="Install the training stack as the README says, then run the same command again.")
+    return here
 
 
 def local_gpu_price(
@@ -30,11 +44,13 @@ def local_gpu_price(
     spec: Any = None,
     prices: Catalogue | str | os.PathLike | None = None,
     today=None,
+    backend: str | None = None,
 ) -> dict[str, Any] | None:
     """What an hour of local training costs, or None (your own machine, no price given).
 
-    In order: ``usd_per_hour`` (``--gpu-price-per-hour``); the spec's
-    ``local.gpu_price_per_hour``; the spec's ``local.gpu``, priced from the catalogue: a
+    In order: ``usd_per_hour`` (``--gpu-price-per-hour``); the ``gpu_price_per_hour`` of the
+    spec's block of ``backend`` (default: the backend that trains here, e.g. ``local:``); that
+    block's ``gpu``, priced from the catalogue: a
     ``HOST:GPU`` offer (``runpod:rtx4090-community``), or a GPU name (``rtx4090``: the
     cheapest offer of that GPU). A price you give is billed by the exact duration; a
     catalogue offer bills as :func:`~ftclient.cost.selfhost.self_host_training` bills it
@@ -44,13 +60,16 @@ def local_gpu_price(
         if usd_per_hour < 0:
             raise UsageError(f"GPU price must be >= 0, not {usd_per_hour!r}")
         return {"usd_per_hour": float(usd_per_hour), "billing": "exact", "source": "given (--gpu-price-per-hour)"}
-    loc = getattr(spec, "local", None)
+    if spec is None:
+        return None
+    block = backend or here_backend_of()
+    loc = getattr(spec, block, None)
     if loc is None:
         return None
-    if loc.gpu_price_per_hour is not None:
+    if getattr(loc, "gpu_price_per_hour", None) is not None:
         return {"usd_per_hour": float(loc.gpu_price_per_hour), "billing": "exact",
-                "source": "local.gpu_price_per_hour in the spec"}
-    if not loc.gpu:
+                "source": f"{block}.gpu_price_per_hour in the spec"}
+    if not getattr(loc, "gpu", None):
         return None
     cat = catalogue_for(prices, today)
     ref = loc.gpu.strip().lower()
@@ -64,14 +83,14 @@ def local_gpu_price(
                 offers.append(g)
         if not offers:
             raise ConfigError(
-                f"local.gpu {loc.gpu!r}: no offer of that GPU in the price catalogue",
-                hint="Give local.gpu_price_per_hour (or --gpu-price-per-hour), or a HOST:GPU offer, e.g. "
+                f"{block}.gpu {loc.gpu!r}: no offer of that GPU in the price catalogue",
+                hint=f"Give {block}.gpu_price_per_hour (or --gpu-price-per-hour), or a HOST:GPU offer, e.g. "
                 + ", ".join(cat.gpu_refs()[:3]) + ".",
             )
         gpu = min(offers, key=lambda g: g.usd_per_hour)
     prov = gpu.provenance()
     return {**prov, "price_page": prov.get("source"), "usd_per_hour": gpu.usd_per_hour, "billing": gpu.billing,
-            "offer": gpu.ref, "source": f"{gpu.ref} in the price catalogue (local.gpu {loc.gpu!r})"}
+            "offer": gpu.ref, "source": f"{gpu.ref} in the price catalogue ({block}.gpu {loc.gpu!r})"}
 
 
 def local_training_cost(seconds: float, price: dict[str, Any]) -> dict[str, Any]:
@@ -103,9 +122,7 @@ def estimate_local(
 ) -> LocalCostEstimate:
     """Training estimate of a run on this machine (``local:default``, ``local:PATH``), offline:
     asked of the backend the reference names (its ``estimate_file``), see there."""
-    from ..backends import get_backend
-
-    backend = get_backend(model_ref.partition(":")[0] if ":" in model_ref else "local")
+    backend = get_backend(here_backend_of(model_ref))
     return backend.estimate_file(path, model_ref, epochs=epochs, method=method, adapter=adapter,
                                  batch_size=batch_size, max_seq_len=max_seq_len, spec=spec,
                                  usd_per_hour=usd_per_hour, prices=prices, today=today)

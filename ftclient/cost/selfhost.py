@@ -16,15 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..backends import default_model_of, here_backend
 from ..errors import ConfigError
 from ..prices import HOURS_PER_MONTH, Catalogue, GpuEntry
 from ..tokens import ApproxCounter, get_counter
 from .assumptions import Assumptions
 
 DEFAULT_SELF_HOST_MODEL = "llama-3.1-8b"
-
-#: What the local backend's ``default`` base model is (ftclient.local_backend.models).
-LOCAL_DEFAULT_MODEL_HF_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 
 @dataclass(frozen=True)
@@ -55,8 +53,8 @@ class SelfHostModel:
 def resolve_self_host_model(name: "str | SelfHostModel | None", cat: Catalogue) -> SelfHostModel:
     """The self-hosted rows' model and its parameter count.
 
-    ``name``: a key of the catalogue's ``open_models`` (``llama-3.1-8b``); ``default`` (the local
-    backend's SmolLM2-135M-Instruct); an HF id; or a path (a model folder or a ``.gguf`` file).
+    ``name``: a key of the catalogue's ``open_models`` (``llama-3.1-8b``); ``default`` (the
+    default model of the backend that trains here, e.g. SmolLM2-135M-Instruct); an HF id; or a path (a model folder or a ``.gguf`` file).
     The count, best first: the model's own files on this machine (safetensors / GGUF headers,
     exact; else its config.json), the catalogue's ``open_models`` entry of that HF id, the size
     in the name. ConfigError when none gives one.
@@ -73,14 +71,21 @@ def resolve_self_host_model(name: "str | SelfHostModel | None", cat: Catalogue) 
                              params_basis=f"price catalogue, open_models.{om.key} ({om.source})", params_exact=False,
                              hf_id=om.hf_id, counter_ref=f"hf:{om.hf_id}")
     is_default = raw.lower() == "default"
-    target = LOCAL_DEFAULT_MODEL_HF_ID if is_default else raw
+    here = here_backend()
+    target = raw
+    if is_default:
+        target = default_model_of(here) or ""
+        if not target:
+            raise ConfigError("self-hosted rows: model 'default' is the default model of a backend that trains "
+                              "on this machine, and no installed backend has one",
+                              hint="Name the model instead (an HF id, a folder or a catalogue open model).")
     path = Path(os.path.expanduser(target))
     shown = f"default ({target.rsplit('/', 1)[-1]})" if is_default else (
         path.name.removesuffix(".gguf") if path.exists() else target)
     if is_default:
-        counter_ref, tok = "local:default", LOCAL_DEFAULT_MODEL_HF_ID
-    elif path.exists():
-        counter_ref, tok = f"local:{target}", (target if path.is_dir() else None)
+        counter_ref, tok = f"{here}:default", target
+    elif path.exists() and here:
+        counter_ref, tok = f"{here}:{target}", (target if path.is_dir() else None)
     else:
         counter_ref, tok = f"hf:{target}", target
     found = param_count(target)

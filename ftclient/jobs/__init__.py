@@ -32,7 +32,7 @@ from ._common import Interrupted
 from ._manage import JobView, cancel, checkpoints, download, events, list_jobs, show
 from ._plan import Plan, plan
 from ._resume import ResumeOutcome, resume
-from ._create import Declined, create_once, ensure_uploaded
+from ..submission import Declined, create_once, ensure_uploaded
 from ._submit import Quote, submit
 from ._watch import PollPolicy, WatchUpdate, refresh, watch
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..backends import check_ready
+from ..backends import available_backends, check_ready
 from ..errors import UsageError
 from ..paths import store_path
 from ..store import opened
@@ -45,13 +45,15 @@ def chat(model_or_job: str, prompt: str, *, backend: str | None = None, system: 
     if backend is None or ref.startswith("ftc-"):
         if backend is None and not store_path().exists() and store is None:
             raise UsageError(f"no job {ref!r} (no job has been submitted yet)",
-                             hint="Give a model id with --backend, e.g. ftc chat ft:gpt-4.1-mini:... 'hi' --backend openai")
+                             hint="Give a model id with its backend: ftc chat MODEL 'hi' --backend "
+                                  + "|".join(available_backends()) + ".")
         with opened(store) as st:
             try:
                 job = st.get_job(ref)
             except UsageError as e:
                 if backend is None:
-                    raise UsageError(e.message, hint="For a model id, name its backend: --backend openai|together.") from None
+                    raise UsageError(e.message, hint="For a model id, name its backend: --backend "
+                                     + "|".join(available_backends()) + ".") from None
             if job is not None and not job.fine_tuned_model and job.provider_job_id and job.state == "succeeded":
                 model = backend_named(job.backend, on_retry).result(job.provider_job_id)
                 if model:

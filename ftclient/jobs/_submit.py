@@ -13,12 +13,12 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from ..backends import JobState, check_ready
+from ..backends import JobState, available_backends, check_ready
 from ..budget import check_budget, usable_usd
 from ..errors import BudgetExceeded, FtcError, UsageError
 from ..store import StoreError, opened
+from ..submission import Declined, create_once
 from ._common import Interrupted, backend_named
-from ._create import Declined, create_once
 from ._plan import Plan, over, plan, usd
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -119,7 +119,7 @@ def submit(spec_or_path: Any, backend_name: str | None = None, *, budget: float 
                     *over(p.estimate_usd, budget)))
     else:
         if backend_name is None:
-            raise UsageError("give a backend", hint="e.g. --backend openai")
+            raise UsageError("give a backend", hint="--backend " + "|".join(available_backends()))
         p = plan(spec_or_path, backend_name, budget=budget, on_retry=on_retry, today=today, require_ready=not dry_run)
     if dry_run:
         return p

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from .build import DEFAULT_QUERIES_PER_MONTH, build_report, job_infos
 from .figure import render_figure, render_png
-from .options import LOCAL_DEFAULT_MODEL_HF_ID, REPORT_JSON, REPORT_MD, REPORT_PNG, Option, Report
+from .options import REPORT_JSON, REPORT_MD, REPORT_PNG, Option, Report
 from .plans import DEFAULT_SELF_HOST_GPU, WAYS
 from .recommend import DEFAULT_TOLERANCE, PROPORTION_METRICS, RULE, pick, wilson_interval
 from .write import write_report, write_report_files
@@ -34,7 +34,6 @@ __all__ = [
     "DEFAULT_QUERIES_PER_MONTH",
     "DEFAULT_SELF_HOST_GPU",
     "DEFAULT_TOLERANCE",
-    "LOCAL_DEFAULT_MODEL_HF_ID",
     "PROPORTION_METRICS",
     "REPORT_JSON",
     "REPORT_MD",

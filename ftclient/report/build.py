@@ -15,6 +15,7 @@ import json
 import re
 from typing import Any, Mapping, Sequence
 
+from ..backends import default_model_of
 from ..cost import catalogue_for
 from ..errors import ConfigError, UsageError
 from ..paths import STORE_FILE, ftc_home, job_dir
@@ -23,7 +24,7 @@ from ..secrets import redact
 from ..store import Store, format_failures
 from .caveats import lifecycle_caveats, machine_caveats, sample_caveat
 from .format import finite_float
-from .options import LOCAL_DEFAULT_MODEL_HF_ID, Option, Report, is_hosted, runs_here
+from .options import Option, Report, is_hosted, runs_here
 from .plans import DEFAULT_SELF_HOST_GPU
 from .pricing import not_compared_hosted, price_option
 from .recommend import (DEFAULT_TOLERANCE, PROPORTION_METRICS, RULE, break_even, recommend, wilson_interval,
@@ -272,7 +273,7 @@ def _names(summaries: list[dict]) -> list[str]:
         base = s.get("base_model") or s.get("model")
         shown = base if s.get("fine_tuned") else (s.get("model") or base)
         if runs_here(str(s.get("backend"))) and shown in (None, "", "default"):
-            shown = LOCAL_DEFAULT_MODEL_HF_ID
+            shown = default_model_of(str(s.get("backend"))) or shown
         n = f"{s.get('backend')}:{_short(shown)}"
         out.append(n + (" fine-tuned" if s.get("fine_tuned") else ""))
     for n in set(out):

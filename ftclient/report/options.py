@@ -28,9 +28,6 @@ def runs_here(backend: str) -> bool:
 
     return offers(backend, "load_generator")
 
-#: The local backend's ``default`` base model (see ftclient.local_backend.models).
-LOCAL_DEFAULT_MODEL_HF_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
-
 #: The files a report is written to (:func:`ftclient.report.write_report`).
 REPORT_MD, REPORT_JSON, REPORT_PNG = "report.md", "report.json", "report.png"
 

@@ -14,11 +14,12 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
+from ..backends import default_model_of
 from ..cost import ASSUMPTIONS, resolve_self_host_model, self_host_inference, serverless_gpu_hours
 from ..errors import ConfigError
 from ..prices import HOURS_PER_MONTH
 from .format import finite_float, pct_text
-from .options import LOCAL_DEFAULT_MODEL_HF_ID, Option, runs_here
+from .options import Option, runs_here
 
 #: The always-on GPU offer self-hosted serving is priced on unless ``self_host_gpu`` names another.
 DEFAULT_SELF_HOST_GPU = "runpod:rtx4090-community"
@@ -115,7 +116,7 @@ def _open_model(o: Option, cat) -> Any:
     """The catalogue's open model (parameter count) of a local run's base model, or None."""
     base = o.base_model or o.model
     if runs_here(o.backend) and base in (None, "", "default"):
-        base = LOCAL_DEFAULT_MODEL_HF_ID
+        base = default_model_of(o.backend)
     return cat.open_model_for(base) if base else None
 
 

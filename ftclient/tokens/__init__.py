@@ -39,7 +39,7 @@ from .hf import HFCounter, LightTokenizer, cached_snapshot, find_local_tokenizer
 from .openai import REPLY_PRIMING, TOKENS_PER_MESSAGE, TOKENS_PER_NAME, OpenAICounter
 from .parallel import PROCESS_MIN_RECORDS, batch_unit_counts, flat_counts, string_counts
 from .records import content_text, record_conversations
-from .registry import OPEN_MODEL_PREFIXES, get_counter, split_ref
+from .registry import HF_PREFIX, get_counter, open_model_prefixes, split_ref
 from .stats import TokenStats, as_records, count_tokens, read_records, stats_from_counts
 
 __all__ = [
@@ -48,7 +48,8 @@ __all__ = [
     "APPROX_PROFILES",
     "ENCODING_SHA256",
     "PROCESS_MIN_RECORDS",
-    "OPEN_MODEL_PREFIXES",
+    "HF_PREFIX",
+    "open_model_prefixes",
     "REPLY_PRIMING",
     "RESOURCES",
     "TOKENS_PER_MESSAGE",

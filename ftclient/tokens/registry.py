@@ -14,12 +14,20 @@ from typing import Any
 
 from ..backends import available_backends, backend_attr, get_backend, owner_of
 from ..errors import ConfigError
+from ..prices import load_catalogue
 from .approx import ApproxCounter
 from .hf import find_local_tokenizer, load_hf_counter
 
-#: Prefixes of open-weight models that are no installed backend: an HF repo id, the GPU hosts
-#: of the catalogue's self-hosted rows, and hosted providers priced without a backend.
-OPEN_MODEL_PREFIXES = ("hf", "modal", "runpod", "lambda", "own", "fireworks")
+#: The prefix of a Hugging Face repo id or model folder (``hf:Qwen/Qwen2.5-7B-Instruct``).
+HF_PREFIX = "hf"
+
+
+def open_model_prefixes() -> tuple[str, ...]:
+    """Prefixes of open-weight models that are no installed backend: ``hf`` and every provider
+    the price catalogue prices without a backend (the GPU hosts of its self-hosted rows, hosted
+    providers that have no backend installed)."""
+    installed = available_backends()
+    return (HF_PREFIX, *sorted(p for p in load_catalogue().providers() if p not in installed))
 
 
 def split_ref(model_ref: str) -> tuple[str, str]:
@@ -64,14 +72,14 @@ def get_counter(model_ref: str, *, tokenizer: str | None = None):
         own = get_backend(provider).token_counter(name, tokenizer=tokenizer)
     if own is not None:
         c = own
-    elif provider in installed or provider in OPEN_MODEL_PREFIXES:
+    elif provider in installed or provider in open_model_prefixes():
         src = None
         for cand in (tokenizer, name):
             if cand and find_local_tokenizer(cand):
                 src = cand
                 break
         if src is None:
-            if provider in ("local", "hf") and Path(name).expanduser().exists():
+            if Path(name).expanduser().exists():
                 raise ConfigError(
                     f"{name}: no tokenizer files there (tokenizer.json / tokenizer_config.json)",
                     hint="Point local: at a model folder saved with save_pretrained().",
@@ -82,7 +90,7 @@ def get_counter(model_ref: str, *, tokenizer: str | None = None):
     else:
         raise ConfigError(
             f"unknown provider {provider!r} in {model_ref!r}",
-            hint=f"Use one of: {', '.join([*installed, *OPEN_MODEL_PREFIXES])}.",
+            hint=f"Use one of: {', '.join([*installed, *open_model_prefixes()])}.",
         )
     _counters[key] = c
     return c

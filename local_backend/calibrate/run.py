@@ -155,7 +155,7 @@ def calibrate(spec: "JobSpec", *, steps: int = DEFAULT_STEPS, warmup_steps: int 
     if price is None:
         from ftclient.cost import local_gpu_price
 
-        price = local_gpu_price(spec=spec)
+        price = local_gpu_price(spec=spec, backend="local")
     key = cache_key(spec)
     examples = count_lines(spec.data.train)
     eval_examples = count_lines(spec.data.eval) if spec.data.eval else 0

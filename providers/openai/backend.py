@@ -152,6 +152,12 @@ class OpenAIBackend(HostedBackend):
     name = "openai"
     #: The ``openai:`` block of a job spec.
     options = lazy_attr(".options:OpenAIOptions", __package__)
+    #: Its block in the commented example spec of ``ftc spec init``.
+    spec_example = """\
+openai:
+  model: gpt-4.1-mini-2025-04-14
+  suffix: support-intents
+"""
     key_env = "OPENAI_API_KEY"
     sdk = "openai"
     display = "OpenAI"
@@ -415,7 +421,7 @@ class OpenAIBackend(HostedBackend):
     download_refusal = "OpenAI keeps fine-tuned weights on its side and serves them only through its API"
 
     #: A model name for examples in messages.
-    example_model = "gpt-4o-mini"
+    example_model = "gpt-4.1-mini"
 
     @staticmethod
     def token_counter(name: str, *, tokenizer: str | None = None) -> Any:

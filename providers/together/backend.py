@@ -466,6 +466,12 @@ class TogetherBackend(HostedBackend):
     sdk = "together"
     #: The ``together:`` block of a job spec.
     options = lazy_attr(".options:TogetherOptions", __package__)
+    #: Its block in the commented example spec of ``ftc spec init``.
+    spec_example = """\
+together:
+  model: meta-llama/Meta-Llama-3.1-8B-Instruct-Reference
+  suffix: support-intents
+"""
     display = "Together"
     #: Its models' prices (and size tier): ``prices.yaml`` beside this module, merged into
     #: ftc's price catalogue.

@@ -16,8 +16,9 @@ import json
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
-from ftclient.backends import BackendBase, JobEvent, JobState, JobStatus, map_state
+from ftclient.backends import JobEvent, JobState, JobStatus, map_state
 from ftclient.spec import StrictModel
+from ftclient.submission import BackendBase
 from ftclient.validation.common import DataChecker, Findings, TokenSetup
 
 from . import provider
@@ -135,6 +136,7 @@ class AcmeBackend(BackendBase):
     key_prefixes = ("acme-",)
     example_model = "acme-small"
     options = AcmeOptions
+    spec_example = "acme:\n  priority: normal                 # normal | low\n"
     price_catalogue = "prices.yaml"
     uploads_files = True
     reconcile_attempts = 1  # Acme's job list never lags

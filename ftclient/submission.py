@@ -1,8 +1,9 @@
-"""Creating a job exactly once: the write-ahead operation log, in the core.
+"""Creating a job exactly once: the write-ahead operation log, in the core, and
+:class:`BackendBase`, the defaults of the provider calls it asks a backend for.
 
 :func:`create_once` is the one implementation of "upload the data, then create the job,
 and never create it twice" for every backend, hosted or local. A backend performs only the
-provider calls it is asked for (the hooks of :class:`ftclient.backends.BackendBase`:
+provider calls it is asked for (the hooks of :class:`BackendBase`:
 ``check_submit``, ``upload_file``, ``file_state``, ``provider_quote``, ``create_request``,
 ``create_job``, ``find_by_client_token``); this module records each of them in the store
 before it is sent and settles it after:
@@ -32,15 +33,16 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from ..backends import JobState, ProgressCallback, SubmitResult, display_name, to_datetime
-from ..errors import DataError, FtcError
-from ..retry import AmbiguousResult, ProviderError
+from .backends import JobState, ProgressCallback, SubmitResult, display_name, to_datetime
+from .errors import DataError, FtcError
+from .retry import AmbiguousResult, ProviderError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..backends import Backend
-    from ..store import Job, Store
+    from .backends import Backend
+    from .spec import JobSpec
+    from .store import Job, Store
 
-__all__ = ["Declined", "create_once", "ensure_uploaded", "file_digest", "RECONCILE_MARGIN"]
+__all__ = ["BackendBase", "Declined", "create_once", "ensure_uploaded", "file_digest", "RECONCILE_MARGIN"]
 
 log = logging.getLogger("ftclient.jobs")
 
@@ -316,3 +318,76 @@ def create_once(be: "Backend", spec: Any, *, job: "Job", store: "Store", on_prog
         store.finish_operation(op.id, dict(raw), provider_job_id=pid, state=st)
         _say(on_progress, f"created {pid} at {shown}", 1.0)
         return SubmitResult(pid, state=st or JobState.QUEUED, raw=dict(raw))
+
+
+# --------------------------------------------------------------------------- the backend's side
+
+
+class BackendBase:
+    """Defaults for the parts of :class:`Backend` most backends share; subclass it.
+
+    A subclass implements ``name``, the offline checks (``validate``, ``estimate``,
+    ``preflight``), ``create_job`` and ``find_by_client_token``, and the job queries. The
+    write-ahead create itself (uploads once per content, the create recorded before it is
+    sent, reconciliation after a crash or an ambiguous answer) is the core's
+    :func:`create_once`, which calls the hooks below; :meth:`submit` runs it.
+    """
+
+    name: str = ""
+    display: str = ""
+    #: Whether the data files are uploaded before the create (a backend that reads them in
+    #: place, or takes them inside the create request, says False).
+    uploads_files: bool = False
+    #: The purpose uploads are made and looked up under.
+    upload_purpose: str = "fine-tune"
+    #: Reconciliation listings after an ambiguous create (a provider's job list can lag).
+    reconcile_attempts: int = 3
+    #: Seconds before the second reconciliation listing; doubles each time.
+    reconcile_wait_s: float = 2.0
+    #: Creates one submission may send in all (the first and at most one more after a
+    #: reconciliation that found nothing).
+    max_creates: int = 2
+    #: First poll interval and total wait for the provider to process an uploaded file.
+    file_poll_s: float = 2.0
+    file_timeout_s: float = 600.0
+
+    def sleep(self, seconds: float) -> None:
+        """How the core's waits (file processing, reconciliation) sleep; tests replace it."""
+        time.sleep(seconds)
+
+    def check_submit(self, spec: "JobSpec") -> None:
+        return None
+
+    def upload_file(self, path: "Path", purpose: str) -> str:
+        raise NotImplementedError(f"{type(self).__name__} uploads no files (uploads_files is False)")
+
+    def file_state(self, file_id: str) -> str:
+        return "processed"
+
+    def file_error(self, file_id: str) -> str | None:
+        return None
+
+    def provider_quote(self, spec: "JobSpec", *, training_file: str | None) -> Mapping[str, Any] | None:
+        return None
+
+    def create_request(self, spec: "JobSpec", *, training_file: str | None, validation_file: str | None,
+                       client_token: str, job: Any) -> dict[str, Any]:
+        req: dict[str, Any] = {"model": spec.model_for(self.name), "client_token": client_token}
+        if training_file:
+            req["training_file"] = training_file
+        if validation_file:
+            req["validation_file"] = validation_file
+        return req
+
+    def job_state(self, raw: Mapping[str, Any]) -> JobState | None:
+        return None
+
+    def submit(self, spec: "JobSpec", *, job: Any, store: Any, on_progress: ProgressCallback | None = None,
+               confirm: Callable[[dict], bool] | None = None) -> SubmitResult:
+        """Upload the data and create the job exactly once (:func:`create_once`)."""
+        return create_once(self, spec, job=job, store=store, on_progress=on_progress, confirm=confirm)
+
+    def ensure_uploaded(self, path: Any, *, store: Any, job: Any = None, purpose: str | None = None,
+                        on_progress: ProgressCallback | None = None) -> str:
+        """The provider's id of ``path``'s content, uploaded once (:func:`ensure_uploaded`)."""
+        return ensure_uploaded(self, path, store=store, job=job, purpose=purpose, on_progress=on_progress)
