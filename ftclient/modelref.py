@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from .backends import available_backends, backends_offering, example_refs, get_backend, here_backend, offers
-from .errors import ConfigError, FtcError, UsageError
+from .errors import FtcError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .store import Job, Store

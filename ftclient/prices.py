@@ -35,10 +35,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .backends import normalize_name
+from .backends import available_backends, normalize_name, owner_of
 from .errors import ConfigError
 
 CATALOGUE_FILE = Path(__file__).parent / "resources" / "prices.yaml"
+#: The host of the user's own GPUs, priced per session (``--gpu-price own:rtx4090=0.25``).
+OWN_GPU_HOST = "own"
 STALE_AFTER_DAYS = 90
 HOURS_PER_MONTH = 730.0  # 8,760 h / 12
 
@@ -281,10 +283,10 @@ class Catalogue:
 
     def providers(self) -> frozenset[str]:
         """Every provider the catalogue prices: the prefix of each model entry
-        (``together`` of ``together:...``) and the host of each GPU offer (``runpod`` of
-        ``runpod:a100-community``), lower case."""
-        return frozenset(normalize_name(key.partition(":")[0]) for section in ("models", "gpus")
-                         for key in self.data.get(section, {}) if ":" in key)
+        (``together`` of ``together:...``), the host of each GPU offer (``runpod`` of
+        ``runpod:a100-community``) and ``own`` (the user's GPUs), lower case."""
+        return frozenset({OWN_GPU_HOST} | {normalize_name(key.partition(":")[0]) for section in ("models", "gpus")
+                                           for key in self.data.get(section, {}) if ":" in key})
 
     def model(self, ref: str) -> ModelEntry:
         """The entry of a hosted model, e.g. ``openai:gpt-4.1-mini``; ConfigError with
@@ -412,8 +414,6 @@ class Catalogue:
             return low[r.lower()]
         provider, sep, name = r.partition(":")
         if not sep:
-            from .backends import owner_of
-
             provider, name = owner_of(r) or "", r
         # ft:gpt-4o-mini-2024-07-18:org::id -> gpt-4o-mini; snapshot dates dropped.
         if name.startswith("ft:"):
@@ -445,7 +445,7 @@ class Catalogue:
         if key not in gpus:
             close = difflib.get_close_matches(key, list(gpus), n=3, cutoff=0.4)
             hint = (f"Did you mean {', '.join(close)}?" if close else f"Known GPUs: {', '.join(sorted(gpus))}")
-            if key.startswith("own:"):
+            if key.startswith(OWN_GPU_HOST + ":"):
                 hint = "Set your own GPU's price: --gpu-price own:GPU=USD_PER_HOUR (GPU one of: " + ", ".join(
                     sorted(self.data.get("gpu_specs", {}))
                 ) + ")."
@@ -494,7 +494,7 @@ class Catalogue:
             raise ConfigError(f"{ref!r}: give HOST:GPU, e.g. own:rtx4090")
         entry = dict(self.data.setdefault("gpus", {}).get(key, {}))
         entry["usd_per_hour"] = float(usd_per_hour)
-        if host == "own":
+        if host == OWN_GPU_HOST:
             entry.setdefault("billing", "hourly")
             entry.setdefault("source", "user (--gpu-price)")
             entry.setdefault("as_of", self.today)
@@ -737,8 +737,6 @@ def backend_catalogues(*, ask_all: bool = False) -> tuple[list[tuple[str, Path]]
     e.g. ``prices.yaml``), or an absolute path. A backend whose module is not imported yet and
     whose module's folder holds no YAML file at all is not imported to ask (so listing prices
     never loads a backend that ships none); it is in ``unasked`` (``ask_all`` asks it anyway)."""
-    from .backends import available_backends
-
     found: list[tuple[str, Path]] = []
     unasked: list[str] = []
     for name, ep in available_backends().items():
@@ -755,8 +753,6 @@ def backend_catalogues(*, ask_all: bool = False) -> tuple[list[tuple[str, Path]]
 def _check_unasked(ref: str, unasked: tuple[str, ...]) -> None:
     """For a model that is not in the catalogue, of a backend that was not asked for a catalogue
     (its module's folder holds no YAML file): raise the error for the catalogue it declares."""
-    from .backends import available_backends
-
     provider = normalize_name(ref.partition(":")[0]) if ":" in ref else ""
     if provider not in unasked:
         return

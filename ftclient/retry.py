@@ -46,6 +46,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any, Awaitable, Callable, Mapping, Optional, TypeVar
 
+from .backends import available_backends, backend_attr
 from .errors import ConfigError, FtcError, UsageError
 from .secrets import redact
 
@@ -464,15 +465,11 @@ def _env_var(provider: str) -> str:
 
 def _display(provider: str) -> str:
     """The provider's name for messages: its backend's ``display`` ("OpenAI"), else as given."""
-    from .backends import backend_attr
-
     return backend_attr(provider, "display") or provider or "the provider"
 
 
 def _provider_of(exc: BaseException) -> str:
     """The backend whose SDK raised ``exc`` (its ``sdk`` is the exception's package), or ""."""
-    from .backends import available_backends, backend_attr
-
     mod = type(exc).__module__.split(".")[0]
     return next((name for name in available_backends() if backend_attr(name, "sdk") == mod), "")
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
+from .backends import available_backends, backend_attr
 from .errors import SpecError
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers, a spec is a BaseJobSpec with blocks
@@ -134,8 +135,6 @@ _models: dict[tuple, type[BaseJobSpec]] = {}
 def option_blocks() -> dict[str, type[BaseModel]]:
     """``{backend: its spec options model}`` for every installed backend that has one (its
     ``options`` attribute), read from the registry without building a backend."""
-    from .backends import available_backends, backend_attr
-
     out: dict[str, type[BaseModel]] = {}
     for name in available_backends():
         opts = backend_attr(name, "options")
@@ -277,7 +276,5 @@ def example_spec() -> str:
     """The commented example spec ``ftc spec init`` writes: the fields every backend reads, then
     the block of each installed backend that gives an example (its class's ``spec_example``,
     YAML text), by backend name."""
-    from .backends import available_backends, backend_attr
-
     blocks = [backend_attr(name, "spec_example") for name in available_backends()]
     return _EXAMPLE_HEAD + "".join("\n" + str(b).strip("\n") + "\n" for b in blocks if b)

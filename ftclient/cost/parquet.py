@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from ..backends import backend_attr
 from ..errors import DataError, FtcError
 from ..prices import Catalogue
 from .local import is_local_ref
@@ -19,7 +20,6 @@ def _parquet_refusal(ref: str, cat: Catalogue) -> str | None:
         return "local training"
     if is_self_host(ref, cat):
         return "self-hosted training (ftc's local training stack)"
-    from ..backends import backend_attr
 
     provider = ref.partition(":")[0].strip().lower()
     name = backend_attr(provider, "display") or provider.capitalize()

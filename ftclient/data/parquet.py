@@ -26,6 +26,7 @@ from array import array
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..backends import backend_attr
 from ..errors import DataError
 
 BASIS = "exact (pre-tokenized): the length of input_ids per row, padding included; no tokenizer used"
@@ -58,8 +59,6 @@ def parquet_providers() -> list[str]:
 
 def not_jsonl_error(path: str | os.PathLike, who: str, *, plural: bool = False) -> DataError:
     """The refusal of ``who`` (a backend, a model, a command) that reads JSONL chat records only."""
-    from ..backends import backend_attr
-
     takers = parquet_providers()
     names = ", ".join(backend_attr(p, "display") or p for p in takers) or "no installed backend"
     use = " or ".join(f"--backend {p}" for p in takers)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..backends import available_backends, check_ready, get_backend, offers, require_modules
 from ..errors import Interrupted as _Interrupted
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -29,8 +30,6 @@ def _kind(backend: str) -> str | None:
     client, priced per token from the catalogue), ``here`` (the backend loads the model on
     this machine: ``load_generator``), ``server`` (an OpenAI-compatible server); None when
     it cannot ask it. Asked of the registry: nothing is built."""
-    from ..backends import offers
-
     if backend == COMPATIBLE:
         return SERVER
     if offers(backend, "async_chat_client"):
@@ -41,8 +40,6 @@ def _kind(backend: str) -> str | None:
 
 
 def _askable() -> list[str]:
-    from ..backends import available_backends
-
     return [b for b in available_backends() if _kind(b) is not None] + [COMPATIBLE]
 
 
@@ -56,8 +53,6 @@ def _check_can_ask(ref: "ModelRef") -> None:
     """Before the run is recorded: what asking ``ref`` needs is here (the backend's SDK or
     training stack, its API key), else a ConfigError (exit 2) with the install line or the
     key's variable. The backend declares both (``ftclient.backends.readiness``)."""
-    from ..backends import available_backends, check_ready, get_backend, require_modules
-
     if ref.backend in available_backends():
         check_ready(get_backend(ref.backend))
     elif ref.backend == COMPATIBLE:  # asked through the openai SDK; a key is optional

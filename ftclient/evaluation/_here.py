@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from ..backends import get_backend
 from ._examples import Example
 from ._progress import _Session
 
@@ -16,8 +17,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def _run_local(ref: "ModelRef", todo: list[Example], st: "Store", run_id: str, sess: _Session, *,
                batch_size: int, max_tokens: int, device: str) -> None:
-    from ..backends import get_backend
-
     t = time.perf_counter()
     gen = get_backend(ref.backend).load_generator(ref.model, device=device)
     load_s = time.perf_counter() - t

@@ -11,6 +11,7 @@ import concurrent.futures
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
+from ..backends import get_backend
 from ..errors import UsageError
 from ._common import COMPATIBLE, COMPATIBLE_KEY_ENV
 from ._examples import Example
@@ -115,8 +116,6 @@ async def _run_hosted(ref: "ModelRef", todo: list[Example], st: "Store", run_id:
     if ref.backend == COMPATIBLE:
         key_env, token_kw = COMPATIBLE_KEY_ENV, "max_tokens"  # what most servers read
     else:
-        from ..backends import get_backend
-
         backend = get_backend(ref.backend)
         key_env = getattr(backend, "key_env", None) or None
         token_kw = getattr(backend, "chat_token_param", "max_tokens")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from ..backends import get_backend
 from ..errors import ConfigError
 from ._common import COMPATIBLE, DEFAULT_CONCURRENCY
 from ._replies import DEFAULT_MAX_REPLY_BYTES, DEFAULT_TIMEOUT_S
@@ -89,8 +90,6 @@ def _async_client(ref: "ModelRef", *, timeout_s: float = DEFAULT_TIMEOUT_S,
     """The async chat client that asks ``ref``: its backend's (``async_chat_client``), or for
     an OpenAI-compatible server the openai SDK pointed at the server."""
     if ref.backend != COMPATIBLE:
-        from ..backends import get_backend
-
         return get_backend(ref.backend).async_chat_client(timeout_s=timeout_s, max_reply_bytes=max_reply_bytes,
                                                           concurrency=concurrency)
     import openai

@@ -26,6 +26,7 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
+from ..backends import available_backends, get_backend
 from ..cost import compare_costs, default_epochs
 from ..errors import ConfigError, FtcError, UsageError
 from ..fileio import count_records, sha256_file, write_json_atomic, write_text_atomic
@@ -232,7 +233,6 @@ def plan_migration(model: str, to: Sequence[str], out_dir: str | Path, *, traini
                    today: _dt.date | None = None, client: Any = None) -> MigrationPlan:
     """Write ``out_dir/data/``, one ``out_dir/<backend>/job.yaml`` per backend in ``to`` and
     ``out_dir/plan.json``; return the plan (see the module docstring)."""
-    from ..backends import available_backends, get_backend
     from ..prices import load_catalogue
 
     backends = [b.strip().lower() for b in to if b and b.strip()]

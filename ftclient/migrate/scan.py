@@ -192,4 +192,4 @@ def find_fine_tune(model: str, *, today: _dt.date | None = None, prices: Any = N
     known = [j.fine_tuned_model for j in jobs if j.fine_tuned_model]
     raise UsageError(f"no fine-tuned model {name!r} in this {backend.name} account",
                      hint=("Its fine-tuned models: " + ", ".join(known[:8]) + (" ..." if len(known) > 8 else ""))
-                     if known else f"This account has no fine-tuned models (`ftc migrate scan` lists its jobs).")
+                     if known else "This account has no fine-tuned models (`ftc migrate scan` lists its jobs).")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..backends import backends_offering, check_ready, get_backend
 from ..errors import UsageError
 from ..fine_tunes import DownloadRefused, PastFineTune, ProviderFile
 
@@ -30,16 +31,12 @@ def split_model_ref(text: str, sources: list[str]) -> tuple[str | None, str]:
 def migration_sources() -> list[str]:
     """The names of the installed backends that can list their fine-tunes (nothing is
     built; a backend whose module cannot be imported is left out)."""
-    from ..backends import backends_offering
-
     return backends_offering("lists_fine_tunes")
 
 
 def source_backend(name: str | None = None, *, client: Any = None) -> Any:
     """The backend to migrate from: ``name``, else the only installed source. UsageError
     when ``name`` is no source, or none (or several, without ``name``) are installed."""
-    from ..backends import check_ready, get_backend
-
     sources = migration_sources()
     if name is None:
         if len(sources) != 1:

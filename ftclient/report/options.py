@@ -9,23 +9,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from ..backends import offers
 from .format import round_or_none
 
 if TYPE_CHECKING:
     from .plans import Plan
 
-#: Backends whose models a provider serves; the others (local, openai-compatible) are self-hosted.
-def is_hosted(backend: str) -> bool:
-    """Whether a provider's API serves ``backend``'s models (it hands an async chat client)."""
-    from ..backends import offers
 
+def is_hosted(backend: str) -> bool:
+    """Whether a provider's API serves ``backend``'s models (it hands an async chat client); the
+    others (a backend that runs them here, an OpenAI-compatible server) are self-hosted."""
     return offers(backend, "async_chat_client")
 
 
 def runs_here(backend: str) -> bool:
     """Whether ``backend``'s models run on this machine (it loads them: ``load_generator``)."""
-    from ..backends import offers
-
     return offers(backend, "load_generator")
 
 #: The files a report is written to (:func:`ftclient.report.write_report`).

@@ -72,7 +72,7 @@ def get_counter(model_ref: str, *, tokenizer: str | None = None):
         own = get_backend(provider).token_counter(name, tokenizer=tokenizer)
     if own is not None:
         c = own
-    elif provider in installed or provider in open_model_prefixes():
+    elif provider in installed or provider == HF_PREFIX or provider in open_model_prefixes():
         src = None
         for cand in (tokenizer, name):
             if cand and find_local_tokenizer(cand):

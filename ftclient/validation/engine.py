@@ -14,7 +14,8 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import ConfigError, DataError, FtcError, UsageError
+from ..backends import backends_offering, get_backend
+from ..errors import DataError, UsageError
 from ..fileio import MAX_LINE_BYTES, check_input_file, iter_lines, sniff_encoding
 from .common import MAX_STORED_PROBLEMS, DataChecker, Findings, Problem, TokenStats, ValidationResult, catalogue_limit
 
@@ -44,15 +45,11 @@ Progress = Callable[[int, int], None]
 
 def checkable_backends() -> list[str]:
     """The installed backends that check training data (``data_checker``): nothing is built."""
-    from ..backends import backends_offering
-
     return backends_offering("data_checker")
 
 
 def make_checker(provider: str, model: str | None, method: str | None) -> DataChecker:
     """The data checker of backend ``provider`` (asked of the registry)."""
-    from ..backends import get_backend
-
     return get_backend(provider).data_checker(model, method)
 
 
