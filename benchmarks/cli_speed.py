@@ -5,7 +5,11 @@ Measured in one run, each against a baseline taken in the same run:
 - ``ftc cost compare`` on a 1,000-line ChatML file (goal: within 1 s, start-up included),
   against ``python -c "import tiktoken"``, the floor any exact OpenAI count pays.
 
-Usage: python benchmarks/cli_speed.py [--runs 7] [--source banking77/train.csv]
+``--against OTHER_FTC`` (another install's ``ftc``, e.g. of the code before a change) times
+both commands of both installs by turns (this one, the other, this one...), so that a
+change is measured against the code before it under the same load.
+
+Usage: python benchmarks/cli_speed.py [--runs 7] [--source banking77/train.csv] [--against PATH]
 """
 
 from __future__ import annotations
@@ -39,6 +43,19 @@ def timed(cmd: list[str], runs: int) -> float:
     return statistics.median(times)
 
 
+def interleaved(cmds: dict[str, list[str]], runs: int) -> dict[str, float]:
+    """Median wall seconds of each command, run by turns ``runs`` times (after one warm-up each)."""
+    for cmd in cmds.values():
+        subprocess.run(cmd, check=True, capture_output=True)
+    times: dict[str, list[float]] = {k: [] for k in cmds}
+    for _ in range(runs):
+        for k, cmd in cmds.items():
+            t = time.perf_counter()
+            subprocess.run(cmd, check=True, capture_output=True)
+            times[k].append(time.perf_counter() - t)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
 def make_file(path: Path, source: Path, n: int) -> None:
     rows = []
     if source.exists():
@@ -59,7 +76,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--source", type=Path, default=DEFAULT_SOURCE)
+    ap.add_argument("--against", type=Path, default=None,
+                    help="another install's ftc, timed by turns with this one (e.g. the code before a change)")
     args = ap.parse_args()
+    if args.against is not None:
+        against(args)
+        return
 
     ftc = shutil.which("ftc") or str(Path(sys.executable).with_name("ftc"))
     py = sys.executable
@@ -77,6 +99,31 @@ def main() -> None:
     print(f"python -c 'import tiktoken' {tik * 1000:6.0f} ms  (baseline)")
     print(f"ftc cost compare 1,000    {compare * 1000:8.0f} ms  ratio to baseline {compare / tik:5.2f}x  goal <= 1000 ms")
     print(f"goals met: help={'yes' if help_t <= 0.25 else 'no'} compare={'yes' if compare <= 1.0 else 'no'}")
+
+
+def against(args: argparse.Namespace) -> None:
+    """This install's ftc and another's, each command by turns, with the same baselines."""
+    ftc = shutil.which("ftc") or str(Path(sys.executable).with_name("ftc"))
+    other = str(args.against)
+    other_py = str(Path(other).with_name("python"))
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "train.jsonl"
+        make_file(data, args.source, 1000)
+        help_t = interleaved({"base": [sys.executable, "-c", "pass"], "this": [ftc, "--help"],
+                              "other": [other, "--help"]}, args.runs)
+        cmp_t = interleaved({"this": [ftc, "cost", "compare", str(data), "--json"],
+                             "tik_this": [sys.executable, "-c", "import tiktoken"],
+                             "other": [other, "cost", "compare", str(data), "--json"],
+                             "tik_other": [other_py, "-c", "import tiktoken"]}, args.runs)
+    print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}, median of {args.runs} runs by turns")
+    print(f"python -c pass                {help_t['base'] * 1000:8.0f} ms  (baseline)")
+    for k, name in (("this", ftc), ("other", other)):
+        print(f"ftc --help ({k:5})          {help_t[k] * 1000:8.0f} ms  ratio to baseline {help_t[k] / help_t['base']:5.2f}x"
+              f"  {name}")
+    for k in ("this", "other"):
+        tik = cmp_t["tik_" + k]
+        print(f"ftc cost compare 1,000 ({k:5}) {cmp_t[k] * 1000:6.0f} ms  ratio to its import tiktoken "
+              f"({tik * 1000:.0f} ms) {cmp_t[k] / tik:5.2f}x")
 
 
 if __name__ == "__main__":

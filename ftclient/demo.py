@@ -27,7 +27,17 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from .backends import backend_attr, backends_offering, get_backend, here_backend, install_line
-from .errors import ConfigError, UsageError
+from .cost import compare_costs
+from .data.prepare import prepare
+from .errors import ConfigError, FtcError, UsageError
+from .evaluation import evaluate
+from .fileio import atomic_writer, write_json_atomic
+from .jobs import PollPolicy
+from .plot import plot_comparison
+from .report import build_report, job_infos, write_report
+from .secrets import KeyFormatError, env_var, get_key
+from .store import Store
+from .validation import checkable_backends, validate_file
 
 INTENTS = ("card_arrival", "cash_withdrawal_charge", "exchange_rate", "lost_or_stolen_card", "pin_blocked",
            "top_up_failed")
@@ -142,8 +152,6 @@ def _subset(src: Path, dst: Path, n: Optional[int]) -> Path:
     """The first ``n`` records of ``src`` (the split is already shuffled and stratified)."""
     if n is None:
         return src
-    from .fileio import atomic_writer
-
     lines = [ln for ln in src.read_text(encoding="utf-8").splitlines() if ln.strip()][:n]
     with atomic_writer(dst) as f:
         f.write("\n".join(lines) + "\n")
@@ -182,15 +190,12 @@ def _read_state(out: Path) -> dict[str, Any]:
 
 
 def _write_state(out: Path, state: dict[str, Any]) -> None:
-    from .fileio import write_json_atomic
-
     write_json_atomic(out / STATE_FILE, state)
 
 
 def _train(out: Path, spec: dict[str, Any], store: Any, on_progress: Callable) -> Any:
     """Submit the local job (or reuse / resume the one an earlier run started) and watch it."""
     from . import jobs as J
-    from .jobs import PollPolicy
 
     poll = PollPolicy(initial=1.0, factor=1.0, max_interval=1.0)
     state = _read_state(out)
@@ -215,8 +220,6 @@ def _train(out: Path, spec: dict[str, Any], store: Any, on_progress: Callable) -
         J.watch(job.id, store=store, poll=poll, on_update=on_update)
     job = store.get_job(job.id)
     if job.state != "succeeded":
-        from .errors import FtcError
-
         raise FtcError(f"the demo's training job {job.id} ended {job.state}: {job.error or 'no reason given'}",
                        hint=f"See `ftc jobs show {job.id}` and its log; run `ftc demo` again to retry.")
     return job
@@ -224,8 +227,6 @@ def _train(out: Path, spec: dict[str, Any], store: Any, on_progress: Callable) -
 
 def _check_hosted(with_backends: Sequence[str]) -> list[str]:
     """The hosted backends to add, checked before anything long starts (a key for each)."""
-    from .secrets import KeyFormatError, env_var, get_key
-
     out = []
     known = hosted_models() if with_backends else {}
     for b in with_backends:
@@ -263,12 +264,6 @@ def run_demo(
     ``offline_only`` stops after the cost comparison (as does a machine without the local
     training extras; the reason is in ``result.skipped``). ``price_per_hour``: the $/h of
     the machine that serves the local models, for their cost per 1K queries."""
-    from .cost import compare_costs
-    from .data.prepare import prepare
-    from .fileio import write_json_atomic
-    from .plot import plot_comparison
-    from .validation import checkable_backends, validate_file
-
     settings = DemoSettings.fast() if fast else DemoSettings.full()
     if epochs is not None:
         settings = DemoSettings(**{**settings.__dict__, "epochs": epochs})
@@ -314,10 +309,6 @@ def run_demo(
         write_json_atomic(out / "demo.json", result.to_dict())
         return result
 
-    from .evaluation import evaluate
-    from .report import build_report, job_infos, write_report
-    from .store import Store
-
     own_store = store is None
     st = Store() if own_store else store
     try:
@@ -325,8 +316,6 @@ def run_demo(
         train_file = _subset(train, out / "data" / "train_demo.jsonl", settings.train_examples)
         spec = demo_spec(train_file, settings)
         import yaml
-
-        from .fileio import atomic_writer
 
         with atomic_writer(out / "job.yaml") as f:
             yaml.safe_dump(spec, f, sort_keys=False)

@@ -32,6 +32,9 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from .backends import available_backends, backends_offering, example_refs, get_backend, here_backend, offers
 from .errors import FtcError, UsageError
+from .paths import store_path
+from .secrets import REDACTED, redact
+from .store import opened
 
 if TYPE_CHECKING:  # pragma: no cover
     from .store import Job, Store
@@ -113,13 +116,9 @@ class ModelRef:
 @contextlib.contextmanager
 def _store(store: "Store | None") -> Iterator["Store | None"]:
     """The given store, else the default one if it exists (never creates one)."""
-    from .paths import store_path
-
     if store is None and not store_path().exists():
         yield None
         return
-    from .store import opened
-
     with opened(store) as s:
         yield s
 
@@ -236,8 +235,6 @@ def _parse_compatible(rest: str) -> ModelRef:
 
 def _redact_url(url: str) -> str:
     """``url`` with its userinfo and credential-like query values replaced by [REDACTED]."""
-    from .secrets import REDACTED, redact
-
     try:
         parts = urlsplit(url)
     except ValueError:

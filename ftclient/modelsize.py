@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from .tokens import cached_snapshot
+
 __all__ = ["ParamCount", "param_count", "params_from_name", "hf_snapshot_dir"]
 
 _MAX_HEADER = 100 * 1024 * 1024  # a safetensors header larger than this is not one
@@ -43,8 +45,6 @@ class ParamCount:
 def hf_snapshot_dir(repo_id: str) -> Path | None:
     """The local snapshot folder of ``repo_id`` in the Hugging Face cache that holds its weights
     or config (the one ``refs/main`` names, else the newest), or None. Never touches the network."""
-    from .tokens import cached_snapshot
-
     return cached_snapshot(repo_id, lambda snap: (snap / "config.json").is_file() or any(snap.glob("*.safetensors")))
 
 

@@ -6,14 +6,14 @@ import io
 import os
 from typing import Any
 
+from .fileio import atomic_writer
+
 
 def plot_comparison(cmp: Any, path: str | os.PathLike) -> None:
     """Write a PNG: training cost and monthly inference cost per backend, side by side.
 
     Rendered in memory first, then written atomically: on any error no file appears.
     """
-    from .fileio import atomic_writer
-
     png = render_comparison_png(cmp)
     with atomic_writer(path, "wb") as f:
         f.write(png)

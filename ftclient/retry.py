@@ -48,7 +48,7 @@ from typing import Any, Awaitable, Callable, Mapping, Optional, TypeVar
 
 from .backends import available_backends, backend_attr
 from .errors import ConfigError, FtcError, UsageError
-from .secrets import redact
+from .secrets import env_var, redact
 
 __all__ = [
     "RetryPolicy",
@@ -70,7 +70,6 @@ __all__ = [
 log = logging.getLogger("ftclient.retry")
 
 T = TypeVar("T")
-
 
 
 # --------------------------------------------------------------------------- policy
@@ -455,8 +454,6 @@ def classify(exc: BaseException, *, idempotent: bool, retry_409: bool | None = N
 
 
 def _env_var(provider: str) -> str:
-    from .secrets import env_var
-
     try:
         return env_var(provider)
     except UsageError:

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from .backends import available_backends, backend_attr
 from .errors import SpecError
+from .fileio import open_text
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers, a spec is a BaseJobSpec with blocks
     JobSpec = Any
@@ -216,8 +217,6 @@ def parse_spec(data: Any, source: str = "spec", base_dir: Path | None = None) ->
 def load_spec(path: str | os.PathLike) -> "JobSpec":
     """Load and validate a YAML spec file; data paths are resolved relative to it."""
     import yaml
-
-    from .fileio import open_text
 
     p = Path(path)
     try:

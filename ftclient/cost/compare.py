@@ -7,7 +7,10 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from ..backends import get_backend
+from ..budget import check_budget
 from ..errors import UsageError
+from ..paths import ftc_home
 from ..prices import Catalogue
 from .assumptions import ASSUMPTIONS, DEFAULT_QUERIES_PER_MONTH, Assumptions, catalogue_for, check_args, epochs_for
 from .breakeven import break_even
@@ -18,6 +21,7 @@ from .parquet import check_parquet, parquet_defaults
 from .records import CompareRow, CostComparison
 from .rows import hosted_row, local_row, self_row
 from .selfhost import DEFAULT_SELF_HOST_MODEL, SelfHostModel, is_self_host, resolve_self_host_model
+
 
 def _parse_models(models: str | Sequence[str] | None, cat: Catalogue) -> list[str]:
     if models is None:
@@ -64,8 +68,6 @@ def compare_costs(
         if v is not None and (not isinstance(v, int) or v < 0):
             raise UsageError(f"{name} must be a whole number >= 0, not {v!r}")
     if budget_usd is not None:
-        from ..budget import check_budget
-
         budget_usd = check_budget(budget_usd)
     cat = catalogue_for(prices, today)
     refs = _parse_models(models, cat)
@@ -83,8 +85,6 @@ def compare_costs(
     # Validate every ref before counting (fast failure with the closest names).
     for ref in refs:
         if is_local_ref(ref):
-            from ..backends import get_backend
-
             local = get_backend(ref.partition(":")[0])
             local.resolve_model(local.model_name(ref))
         elif is_self_host(ref, cat):
@@ -148,8 +148,6 @@ def _data_file(path_or_records: Any, records: list[dict]) -> Path:
     if isinstance(path_or_records, (str, os.PathLike)):
         return Path(path_or_records)
     import hashlib
-
-    from ..paths import ftc_home
 
     text = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records)
     d = ftc_home() / "cache" / "compare-data"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..data.parquet import is_parquet_path, read_counts
 from ..prices import ModelEntry
 from ..tokens import ApproxCounter, HFCounter, OpenAICounter, as_records, get_counter
 
@@ -21,8 +22,6 @@ class Counts:
     @classmethod
     def of(cls, path_or_records: Any) -> "Counts":
         """The counts of a JSONL file or records, or of a pre-tokenized Parquet file."""
-        from ..data.parquet import is_parquet_path, read_counts
-
         if is_parquet_path(path_or_records):
             return cls([], read_counts(path_or_records))
         return cls(as_records(path_or_records))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from ..backends import backend_attr
+from ..data.parquet import is_parquet_path, not_jsonl_error, parquet_providers
 from ..errors import DataError, FtcError
 from ..prices import Catalogue
 from .local import is_local_ref
@@ -14,8 +15,6 @@ from .selfhost import is_self_host
 def _parquet_refusal(ref: str, cat: Catalogue) -> str | None:
     """What cannot train ``ref`` on a pre-tokenized Parquet file (e.g. "OpenAI fine-tuning");
     None when it can."""
-    from ..data.parquet import parquet_providers
-
     if is_local_ref(ref):
         return "local training"
     if is_self_host(ref, cat):
@@ -32,12 +31,8 @@ def parquet_defaults(path_or_records: Any, refs: list[str], cat: Catalogue,
     that can train on it -- the spec's model for a backend that takes such files (Together's)
     when it has one that ftc can price, since the file's token ids are that model's -- and the
     others with the reason."""
-    from ..data.parquet import is_parquet_path
-
     if not is_parquet_path(path_or_records):
         return refs, []
-    from ..data.parquet import parquet_providers
-
     skipped: list[dict[str, str]] = []
     own = chosen = None
     takers = parquet_providers()
@@ -71,8 +66,6 @@ def parquet_defaults(path_or_records: Any, refs: list[str], cat: Catalogue,
 def check_parquet(path_or_records: Any, refs: Sequence[str], cat: Catalogue, method: str) -> bool:
     """For a pre-tokenized Parquet file: DataError (before it is read) when a ref cannot train
     on it or the method is not SFT. Returns whether the data is such a file."""
-    from ..data.parquet import is_parquet_path, not_jsonl_error
-
     if not is_parquet_path(path_or_records):
         return False
     refused = [f"{why} ({r})" for r, why in ((r, _parquet_refusal(r, cat)) for r in refs) if why]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ..budget import usable_usd
 from ..prices import HOURS_PER_MONTH, GpuEntry, ModelEntry
 from .assumptions import Assumptions
 from .breakeven import serverless_gpu_hours
@@ -30,8 +31,6 @@ def _query_tokens(counts: Counts, counter, tin, tout) -> tuple[float, float, boo
 
 
 def _budget(cost: float | None, budget: float | None) -> bool | None:
-    from ..budget import usable_usd
-
     if budget is None or cost is None:
         return None
     return usable_usd(cost) and cost <= budget + 1e-9  # NaN/inf/negative never passes a budget

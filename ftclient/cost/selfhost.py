@@ -18,6 +18,7 @@ from typing import Any
 
 from ..backends import default_model_of, here_backend
 from ..errors import ConfigError
+from ..modelsize import param_count, params_from_name
 from ..prices import HOURS_PER_MONTH, Catalogue, GpuEntry
 from ..tokens import ApproxCounter, get_counter
 from .assumptions import Assumptions
@@ -59,8 +60,6 @@ def resolve_self_host_model(name: "str | SelfHostModel | None", cat: Catalogue) 
     exact; else its config.json), the catalogue's ``open_models`` entry of that HF id, the size
     in the name. ConfigError when none gives one.
     """
-    from ..modelsize import param_count, params_from_name
-
     if isinstance(name, SelfHostModel):
         return name
     raw = (name or "default").strip() or "default"

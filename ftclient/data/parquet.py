@@ -28,6 +28,8 @@ from pathlib import Path
 
 from ..backends import backend_attr
 from ..errors import DataError
+from ..validation.engine import checkable_backends, make_checker
+from ..validation.parquet import import_pyarrow
 
 BASIS = "exact (pre-tokenized): the length of input_ids per row, padding included; no tokenizer used"
 QUERY_BASIS = ("per row, from the pre-tokenized data: mean prompt tokens (attended positions whose label is -100) "
@@ -52,8 +54,6 @@ def is_parquet_path(value) -> bool:
 def parquet_providers() -> list[str]:
     """The installed backends that take pre-tokenized Parquet training files (their data
     checker says so: ``takes_parquet``)."""
-    from ..validation.engine import checkable_backends, make_checker
-
     return [p for p in checkable_backends() if make_checker(p, None, None).takes_parquet]
 
 
@@ -116,8 +116,6 @@ def read_counts(path: str | os.PathLike) -> PretokenizedCounts:
     FILE --provider together`` lists every problem); without pyarrow, ConfigError (exit 2)
     with the install line.
     """
-    from ..validation.parquet import import_pyarrow
-
     pa, pc, pq = import_pyarrow()
     import numpy as np
 

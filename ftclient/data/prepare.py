@@ -26,12 +26,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import DataError, UsageError
-from ..fileio import atomic_writer, check_input_file, dumps_jsonl, remove_stale_temps
+from ..fileio import atomic_writer, check_input_file, dumps_jsonl, remove_stale_temps, write_error
+from ..validation.engine import checkable_backends, make_checker
 from . import pii as pii_mod
 from .clean import ExactDeduper, NearDupIndex, normalize, record_text
 from .convert import DPO, REASONS
 from .readers import detect_format, read_examples
-from .split import assign_split
+from .split import assign_split, eval_size
 
 ProgressFn = Callable[[str, int, "int | None"], None]  # (phase, done, total)
 LogFn = Callable[[str], None]
@@ -182,8 +183,6 @@ def prepare(
     except OSError as e:  # the disk filled up (or went read-only) while writing: one message
         if created:
             _rmdir_quietly(out)
-        from ..fileio import write_error
-
         mapped = write_error(out, e)
         if mapped is None:
             raise
@@ -348,8 +347,6 @@ def _run(src: Path, out: Path, fmt, spool, *, system, eval_fraction, seed, redac
 def provider_minimums() -> dict[str, int]:
     """The least number of examples each provider's validation takes in a file, as
     ``ftc data validate`` enforces it (the same for a training and an eval file)."""
-    from ..validation.engine import checkable_backends, make_checker
-
     return {p: int(getattr(make_checker(p, None, None), "min_examples", 1) or 1) for p in checkable_backends()}
 
 
@@ -361,8 +358,6 @@ def _size_checks(kept: int, n_eval: int, eval_fraction: float, seed: int,
                  labels: Any) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """Each file against every provider's minimum, and a warning (with the fix: an
     ``--eval-fraction`` that satisfies them, or what else to do) when one is too small."""
-    from .split import eval_size
-
     mins = provider_minimums()
     n_train = kept - n_eval
     table = {p: {"min_examples": m, "train_ok": n_train >= m, "eval_ok": n_eval >= m} for p, m in mins.items()}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any, Callable
 
+from ..retry import ProviderError, async_retry_call
 from ._common import COMPATIBLE_KEY_ENV, _check_can_ask
 from ._hosted import _run_coro
 from ._http import _async_client
@@ -21,8 +22,6 @@ __all__ = ["ask_once"]
 def ask_once(ref: "ModelRef", prompt: str, *, system: str | None = None,
              on_retry: Callable[[Any], None] | None = None, timeout_s: float = DEFAULT_TIMEOUT_S) -> str:
     """The answer of ``ref``'s model to ``prompt`` (after an optional ``system`` message)."""
-    from ..retry import ProviderError, async_retry_call
-
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
     op = f"chat with {ref.model}"
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from ..backends import available_backends, check_ready, get_backend, offers, require_modules
 from ..errors import Interrupted as _Interrupted
+from ..secrets import check_key
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..modelref import ModelRef
@@ -57,6 +58,4 @@ def _check_can_ask(ref: "ModelRef") -> None:
         check_ready(get_backend(ref.backend))
     elif ref.backend == COMPATIBLE:  # asked through the openai SDK; a key is optional
         require_modules(("openai",), extra="hosted", who="ftc eval of an OpenAI-compatible server")
-        from ..secrets import check_key
-
         check_key(COMPATIBLE)  # but one that is set must be usable (exit 2, never shown)

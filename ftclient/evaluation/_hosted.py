@@ -13,6 +13,9 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ..backends import get_backend
 from ..errors import UsageError
+from ..retry import AuthError, ProviderError, RequestRejected, async_retry_call, classify, error_fields
+from ..secrets import redact
+from ..textsafe import safe_text
 from ._common import COMPATIBLE, COMPATIBLE_KEY_ENV
 from ._examples import Example
 from ._http import _async_client, _ReplyTooLarge
@@ -67,8 +70,6 @@ def _find(exc: BaseException, kind: type) -> Any:
 
 def _short_reason(e: BaseException) -> str:
     """A failure's short, secret-free reason, for grouping (``HTTP 500 internal server error``)."""
-    from ..secrets import redact
-
     r = getattr(e, "reason", "") or getattr(e, "message", "") or str(e)
     return redact(" ".join(str(r).split()))[:200]
 
@@ -76,9 +77,6 @@ def _short_reason(e: BaseException) -> str:
 def _with_server_text(e: BaseException) -> str:
     """A provider error's message with the server's own words added when the message lacks
     them (a retried 5xx says only "HTTP 500 ... after 6 attempts")."""
-    from ..retry import error_fields
-    from ..secrets import redact
-
     message = getattr(e, "message", "") or str(e)
     cause = getattr(e, "error", None)
     said = " ".join(str(error_fields(cause).get("message", "")).split()) if cause is not None else ""
@@ -88,8 +86,6 @@ def _with_server_text(e: BaseException) -> str:
 
 
 def _where(ref: "ModelRef", client: Any) -> str:
-    from ..secrets import redact
-
     url = ref.base_url if ref.backend == COMPATIBLE and ref.base_url else str(getattr(client, "base_url", ""))
     return redact(url) or ref.backend
 
@@ -100,8 +96,6 @@ async def _run_hosted(ref: "ModelRef", todo: list[Example], st: "Store", run_id:
                       on_retry: Callable[["RetryEvent"], None] | None,
                       timeout_s: float = DEFAULT_TIMEOUT_S,
                       max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES) -> None:
-    from ..retry import AuthError, ProviderError, RequestRejected, async_retry_call, classify
-
     charges = {ex.key: estimate_tokens(ex.messages) + max_tokens for ex in todo}
     biggest = max(charges.values(), default=1)
     if tpm and biggest > tpm * RATE_SAFETY:
@@ -139,8 +133,6 @@ async def _run_hosted(ref: "ModelRef", todo: list[Example], st: "Store", run_id:
         where = _where(ref, client)
 
         def failed(ex: Example, message: str, reason: str) -> None:
-            from ..textsafe import safe_text
-
             # the server's words, stored and later printed: no terminal escape sequences in them
             message, reason = safe_text(message), safe_text(reason)
             st.save_eval_result(run_id, idx=ex.idx, example_key=ex.key, output=None, latency_s=None,

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..backends import get_backend
 from ..errors import ConfigError
+from ..retry import sdk_client_kwargs
+from ..secrets import KeyFormatError, get_key
 from ._common import COMPATIBLE, DEFAULT_CONCURRENCY
 from ._replies import DEFAULT_MAX_REPLY_BYTES, DEFAULT_TIMEOUT_S
 
@@ -93,9 +95,6 @@ def _async_client(ref: "ModelRef", *, timeout_s: float = DEFAULT_TIMEOUT_S,
         return get_backend(ref.backend).async_chat_client(timeout_s=timeout_s, max_reply_bytes=max_reply_bytes,
                                                           concurrency=concurrency)
     import openai
-
-    from ..retry import sdk_client_kwargs
-    from ..secrets import KeyFormatError, get_key
 
     http = capped_http_client(openai, openai_http_module(), max_reply_bytes=max_reply_bytes, connections=concurrency)
     try:

@@ -11,6 +11,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from ..errors import FtcError, UsageError
+from ..metrics import METRICS
+from ..modelref import parse_model_ref
+from ..store import opened
 from ._common import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_CONCURRENCY,
@@ -85,9 +88,7 @@ def evaluate(
     Ctrl-C stores what was answered, marks the run ``interrupted`` and raises
     :class:`Interrupted` (exit 130); run it again to resume.
     """
-    from ..metrics import METRICS
     from ..metrics import score as _score
-    from ..modelref import parse_model_ref
 
     metric = (metric or "").strip().lower()
     if metric not in METRICS:
@@ -108,8 +109,6 @@ def evaluate(
         raise UsageError(f"--max-reply-bytes must be at least 1024 (got {max_reply_bytes!r})")
     if not 0.0 <= float(temperature) <= 2.0:
         raise UsageError(f"temperature must be between 0 and 2 (got {temperature!r})")
-
-    from ..store import opened
 
     with opened(store) as st:
         ref = parse_model_ref(model_ref, store=st) if not hasattr(model_ref, "canonical") else model_ref

@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from ..errors import ConfigError
+from ..metrics import score
+from ..prices import Catalogue, load_catalogue
+from ..store import failure_reasons
 from ._common import HERE, HOSTED, _kind
 from ._examples import Example
 from ._progress import _now_iso, _Session
@@ -39,8 +42,6 @@ def _quantile(sorted_values: Sequence[float], q: float) -> float:
 
 
 def _catalogue(prices: Any) -> "Catalogue":
-    from ..prices import Catalogue, load_catalogue
-
     if isinstance(prices, Catalogue):
         return prices
     return load_catalogue(prices)
@@ -107,16 +108,12 @@ def _summary(ref: "ModelRef", run_id: str, data: Path, sha: str, examples: list[
              results: Mapping[str, "EvalResult"], metric: str, sess: _Session, *, previous: Mapping[str, Any] | None,
              concurrency: int, batch_size: int, gpu_price_per_hour: float | None, gpu: str | None,
              prices: Any) -> dict[str, Any]:
-    from ..metrics import score
-
     notes = list(sess.notes)
     done = [(ex, results[ex.key]) for ex in examples if ex.key in results and results[ex.key].ok]
     failed = sum(1 for ex in examples if ex.key in results and not results[ex.key].ok)
     missing = len(examples) - len(done) - failed
     metrics = score(metric, [r.output or "" for _, r in done], [ex.reference for ex, _ in done])
     metrics["score"] = float(metrics.get("score", 0.0))
-    from ..store import failure_reasons
-
     failures = failure_reasons(results[ex.key].error for ex in examples if ex.key in results)
     if failed:
         notes.append(f"{failed} example(s) failed and are left out of the metrics; run again to retry them")

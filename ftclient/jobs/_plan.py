@@ -21,10 +21,12 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from ..backends import readiness
 from ..budget import check_budget, usable_usd, within_budget
+from ..cost.records import CostEstimate
 from ..errors import BudgetExceeded, ConfigError, DataError, FtcError, UsageError
 from ..fileio import sha256_file
 from ..paths import store_path
 from ..store import Store
+from ..validation.common import ValidationResult
 from ._common import backend_named
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -192,8 +194,6 @@ def estimate_usd(estimate: Any, backend: str) -> float | None:
 
     Raises :class:`ConfigError` when the backend returned something other than a
     :class:`ftclient.CostEstimate` from ``estimate()``, or one whose ``cost_usd`` is not a number."""
-    from ..cost.records import CostEstimate
-
     if not isinstance(estimate, CostEstimate):
         raise ConfigError(
             f"backend {backend} returned {_shape(estimate)} from estimate(); expected ftclient.CostEstimate",
@@ -246,8 +246,6 @@ def _shape(value: Any) -> str:
 def _problems(result: Any, backend: str) -> tuple[bool, list[Any], int, int, int | None]:
     """(ok, errors, n_errors, n_warnings, examples) of a ValidationResult; a ConfigError naming
     ``backend`` for anything else."""
-    from ..validation.common import ValidationResult
-
     if not isinstance(result, ValidationResult):
         raise ConfigError(
             f"backend {backend} returned {_shape(result)} from validate(); "

@@ -23,8 +23,12 @@ from typing import Any, Callable, Iterable, Iterator
 
 from ..budget import check_budget, within_budget
 from ..errors import BudgetExceeded, DataError, UsageError
+from ..evaluation import DEFAULT_MAX_TOKENS, eval_run_id, evaluate, load_examples
 from ..fileio import count_records, write_json_atomic
 from ..paths import ftc_home
+from ..retry import RequestRejected
+from ..store import Store
+from ..tokens import get_counter
 from .scan import SHUT_DOWN, FineTuneReport, find_fine_tune
 
 __all__ = ["CaptureEstimate", "CaptureRecord", "capture_answers", "prompts_for", "estimate_capture", "load_capture",
@@ -163,9 +167,6 @@ def estimate_capture(report: FineTuneReport, prompts: Path, *, cached_keys: set[
                      max_examples: int | None = None) -> CaptureEstimate:
     """Tokens and cost of asking the model every prompt not answered yet. Output tokens are
     estimated by the reference answers' length."""
-    from ..evaluation import load_examples
-    from ..tokens import get_counter
-
     examples, _ = load_examples(prompts, max_examples)
     cached = cached_keys or set()
     todo = [ex for ex in examples if ex.key not in cached]
@@ -200,10 +201,6 @@ def capture_answers(model: str, data: str | Path | None = None, *, budget_usd: f
     ``max_tokens``: the longest answer asked for (default: twice the longest reference
     answer's tokens, at least 64). A model that stops answering in the middle (the
     provider shut it down) ends the capture with what was saved: the record says so."""
-    from ..evaluation import DEFAULT_MAX_TOKENS, eval_run_id, evaluate, load_examples
-    from ..retry import RequestRejected
-    from ..store import Store
-
     budget_usd = check_budget(budget_usd, "--budget")
     report = find_fine_tune(model, today=today, prices=prices, client=client)
     if report.state == SHUT_DOWN:
@@ -215,8 +212,6 @@ def capture_answers(model: str, data: str | Path | None = None, *, budget_usd: f
     prompts, origin = prompts_for(report, data, holdout=holdout)
     examples, sha = load_examples(prompts, max_examples)
     if max_tokens is None:
-        from ..tokens import get_counter
-
         counter = get_counter(f"{report.fine_tune.source}:{report.fine_tune.base_model}")
         longest = max((counter.count_record({"messages": [{"role": "assistant", "content": ex.reference}]})
                        for ex in examples), default=0)

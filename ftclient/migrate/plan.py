@@ -30,8 +30,11 @@ from ..backends import available_backends, get_backend
 from ..cost import compare_costs, default_epochs
 from ..errors import ConfigError, FtcError, UsageError
 from ..fileio import count_records, sha256_file, write_json_atomic, write_text_atomic
+from ..prices import load_catalogue
+from ..spec import parse_spec
 from .files import check_own_copy
 from .scan import FineTuneReport, find_fine_tune
+from .source import ProviderFile
 
 __all__ = ["Candidate", "MigrationPlan", "plan_migration", "choose_base", "DEFAULT_SELF_HOST_GPU"]
 
@@ -167,8 +170,6 @@ def _spec_name(ft: FineTuneReport, backend: str) -> str:
 
 def _spec_text(ft: FineTuneReport, backend: str, base: str, hp: dict[str, Any], data_rel: str,
                eval_rel: str | None, method: str, why: list[str], choice: str) -> str:
-    from ..spec import parse_spec
-
     doc: dict[str, Any] = {
         "name": _spec_name(ft, backend),
         "base_model": base,
@@ -198,8 +199,6 @@ def _training_data(ft: FineTuneReport, training_data: str | Path | None, allow_d
             if not p.is_file():
                 raise UsageError(f"{p}: no such file")
             return p, f"your copy {p.name} (the job names no training file to check it against)"
-        from .source import ProviderFile
-
         info = ProviderFile(id=t.id, filename=t.filename, bytes=t.bytes, exists=t.exists)
         p = check_own_copy(training_data, info, what="training file", allow_different=allow_different)
         same = t.bytes is not None and p.stat().st_size == t.bytes
@@ -233,8 +232,6 @@ def plan_migration(model: str, to: Sequence[str], out_dir: str | Path, *, traini
                    today: _dt.date | None = None, client: Any = None) -> MigrationPlan:
     """Write ``out_dir/data/``, one ``out_dir/<backend>/job.yaml`` per backend in ``to`` and
     ``out_dir/plan.json``; return the plan (see the module docstring)."""
-    from ..prices import load_catalogue
-
     backends = [b.strip().lower() for b in to if b and b.strip()]
     if not backends:
         raise UsageError("name at least one backend to move to", hint="e.g. --to local,together")

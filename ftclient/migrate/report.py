@@ -24,8 +24,10 @@ from typing import Any, Callable, Sequence
 
 from ..budget import format_usd
 from ..errors import DataError, UsageError
+from ..evaluation import evaluate, load_examples
 from ..metrics import score as _score
-from ..report import REPORT_PNG, write_report_files
+from ..report import DEFAULT_SELF_HOST_GPU, REPORT_PNG, build_report, job_infos, write_report_files
+from ..store import Store
 from .capture import CaptureRecord, load_capture
 
 __all__ = ["CandidateResult", "MigrationReport", "migration_report", "pick_metric", "agreement",
@@ -187,10 +189,6 @@ def migration_report(model: str, candidates: Sequence[str], *, min_agreement: fl
                      on_candidate: Callable[[str], None] | None = None) -> MigrationReport:
     """Evaluate ``candidates`` (model references or ftc job ids, as ``ftc eval`` takes them)
     on the prompts captured from ``model`` and compare them (see the module docstring)."""
-    from ..evaluation import evaluate, load_examples
-    from ..report import DEFAULT_SELF_HOST_GPU, build_report, job_infos
-    from ..store import Store
-
     if not candidates:
         raise UsageError("give at least one replacement to compare (--candidate REF)",
                          hint="e.g. --candidate local:JOB_ID --candidate together:MODEL (any `ftc eval` reference)")

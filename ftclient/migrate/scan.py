@@ -15,8 +15,9 @@ from typing import Any, Callable
 
 from ..errors import ConfigError, UsageError
 from ..fileio import count_records
+from ..prices import load_catalogue
 from .files import cached_copy, download
-from .source import DownloadRefused, PastFineTune, ProviderFile, source_backend, split_model_ref
+from .source import DownloadRefused, PastFineTune, ProviderFile, migration_sources, source_backend, split_model_ref
 
 __all__ = ["FileReport", "FineTuneReport", "ScanResult", "scan_fine_tunes", "find_fine_tune"]
 
@@ -156,8 +157,6 @@ def scan_fine_tunes(source: str | None = None, *, today: _dt.date | None = None,
     ``download_files``: fetch a local copy of each file the provider hands out (once;
     later scans read it from disk) to count its examples. ``models``: only these
     fine-tuned models. ``on_progress(done, total, job_id)`` after each job."""
-    from ..prices import load_catalogue
-
     today = today or _dt.date.today()
     backend = source_backend(source, client=client)
     cat = prices if hasattr(prices, "model") else load_catalogue(prices, today=today)
@@ -178,9 +177,6 @@ def find_fine_tune(model: str, *, today: _dt.date | None = None, prices: Any = N
     """The fine-tune that produced ``model`` (``ft:...`` or ``source:ft:...``), its files
     fetched when the provider hands them out; UsageError naming the account's models when
     there is none."""
-    from ..prices import load_catalogue
-    from .source import migration_sources
-
     today = today or _dt.date.today()
     source, name = split_model_ref(model, migration_sources())
     backend = source_backend(source, client=client)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..errors import FtcError
+from ..prices import load_catalogue
 
 # Stored problems are capped so that memory stays bounded on a file where every line
 # is wrong; the counts per code are always complete.
@@ -447,10 +448,6 @@ class DataChecker:
 def catalogue_limit(ref: str) -> tuple[int | None, str | None]:
     """(a hosted model's per-example token limit, its source) from the price catalogue, or
     (None, why not)."""
-    try:
-        from ..prices import load_catalogue
-    except ImportError:
-        return None, "no price catalogue (ftclient.prices) to give the model's limit"
     try:
         m = load_catalogue().model(ref)
     except FtcError as e:

@@ -17,7 +17,17 @@ from typing import Any, Callable
 from ..backends import backends_offering, get_backend
 from ..errors import DataError, UsageError
 from ..fileio import MAX_LINE_BYTES, check_input_file, iter_lines, sniff_encoding
-from .common import MAX_STORED_PROBLEMS, DataChecker, Findings, Problem, TokenStats, ValidationResult, catalogue_limit
+from .common import (
+    MAX_STORED_PROBLEMS,
+    DataChecker,
+    Findings,
+    Problem,
+    TokenStats,
+    ValidationResult,
+    catalogue_limit,
+    type_name,
+)
+from .parquet import check_parquet, is_parquet
 
 METHODS = ("sft", "dpo")
 
@@ -103,8 +113,6 @@ def validate_file(
     res.strict = bool(strict)
     F = res.findings
     if not checker.takes_parquet:
-        from .parquet import is_parquet
-
         if is_parquet(p):
             name = checker.display or prov
             F.error(
@@ -200,8 +208,6 @@ def _decodes_as(p: Path, enc: str, size: int) -> bool:
 
 def _validate_parquet(p: Path, res: ValidationResult, checker, model, max_seq_len, strict, progress) -> ValidationResult:
     """A pre-tokenized Parquet file, for a backend that takes one (see :mod:`.parquet`)."""
-    from .parquet import check_parquet
-
     F = res.findings
     res.encoding = "parquet"
     unchecked = ""
@@ -415,8 +421,6 @@ def _record(rec: Any, ln: int, nbytes: int, check, allowed, state: list, formats
 
 
 def _jtype(v: Any) -> str:
-    from .common import type_name
-
     return {"array": "an array", "string": "a string", "number": "a number", "boolean": "a boolean", "null": "null"}.get(type_name(v), type_name(v))
 
 
