@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from ftclient.backends import Checkpoint, JobEvent, JobState, JobStatus, lazy_attr, to_datetime
 from ftclient.errors import UsageError
-
+from ftclient.paths import JOBS_DIR, ftc_home, job_dir
 from ftclient.submission import BackendBase
 
 from . import worker as w
@@ -60,13 +60,11 @@ def _job_id(provider_job_id: str) -> str:
 
 
 def _jdir(provider_job_id: str) -> Path:
-    from ftclient.paths import job_dir
-
     return job_dir(_job_id(provider_job_id))
 
 
 def _pid_alive(pid: Any) -> bool:
-    from ftclient.store import pid_running
+    from ftclient.store import pid_running  # the store (sqlite3) only when a job is looked at
 
     try:
         return bool(pid) and pid_running(int(pid)) is not False
@@ -75,7 +73,7 @@ def _pid_alive(pid: Any) -> bool:
 
 
 def _pid_start(pid: int) -> str | None:
-    from ftclient.store import process_start
+    from ftclient.store import process_start  # the store (sqlite3) only when a job is started
 
     return process_start(pid)
 
@@ -309,8 +307,6 @@ local:
     # ------------------------------------------------------------------ submit
 
     def find_by_client_token(self, client_token: str, *, since: datetime | None = None) -> str | None:
-        from ftclient.paths import JOBS_DIR, ftc_home
-
         root = ftc_home() / JOBS_DIR
         if not root.is_dir():
             return None
@@ -328,16 +324,12 @@ local:
 
     def create_request(self, spec: Any, *, training_file: str | None, validation_file: str | None,
                        client_token: str, job: Any) -> dict[str, Any]:
-        from ftclient.paths import job_dir
-
         return {"job_dir": str(job_dir(job.id, create=True)), "base_model": spec.model_for(self.name)}
 
     def create_job(self, spec: Any, *, training_file: str | None, validation_file: str | None, client_token: str,
                    job: Any) -> dict[str, Any]:
         """Write the spec and start the worker."""
         import fcntl
-
-        from ftclient.paths import job_dir
 
         d = job_dir(job.id, create=True)
         pjid = PREFIX + job.id

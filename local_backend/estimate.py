@@ -11,6 +11,7 @@ from typing import Any
 
 from ftclient.cost import LocalCostEstimate, check_args, epochs_for, local_gpu_price, local_training_cost
 from ftclient.data.parquet import is_parquet_path, not_jsonl_error
+from ftclient.errors import ConfigError
 from ftclient.prices import Catalogue
 from ftclient.tokens import as_records
 
@@ -94,7 +95,6 @@ def estimate_spec(spec: Any, *, backend: str = "local") -> LocalCostEstimate:
     ``local.gpu``'s catalogue price): $0 without a price (your own machine), unknown (None)
     with a price but no measured time.
     """
-    from ftclient.errors import ConfigError
     from ftclient.tokens import ApproxCounter, read_records
 
     model = spec.model_for(backend)

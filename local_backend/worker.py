@@ -40,6 +40,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ftclient.errors import FtcError
+
 SPEC_FILE = "spec.json"
 PROGRESS_FILE = "progress.json"
 EVENTS_FILE = "events.jsonl"
@@ -195,8 +197,6 @@ def make_callback(rep: Reporter):
 
 
 def _error_text(e: BaseException) -> str:
-    from ftclient.errors import FtcError
-
     if isinstance(e, FtcError):
         return e.message + (f" -- {e.hint}" if getattr(e, "hint", None) else "")
     return f"{type(e).__name__}: {e}"

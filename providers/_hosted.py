@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ftclient.backends import JobState, ProgressCallback
-from ftclient.errors import FtcError, SpecError
+from ftclient.errors import FtcError, SpecError, UsageError
 from ftclient.retry import DEFAULT_POLICY, ProviderError, RetryPolicy, retry_call
 from ftclient.submission import BackendBase
 
@@ -292,8 +292,6 @@ class HostedBackend(BackendBase):
                  on_progress: ProgressCallback | None = None) -> Path:
         """Save the job's model or a checkpoint to ``dest`` (atomically), where the provider
         allows it. This base refuses; a provider that offers downloads overrides it."""
-        from ftclient.errors import UsageError
-
         raise UsageError(f"cannot download {provider_job_id} from {self._display}: {self.download_refusal}",
                          hint="Use the model through the provider's API, e.g. `ftc chat JOB PROMPT`.")
 

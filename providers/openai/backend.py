@@ -37,7 +37,8 @@ from typing import Any, Mapping, Sequence
 from ftclient.backends import Checkpoint, JobEvent, JobState, JobStatus, lazy_attr, map_state, to_datetime
 from ftclient.errors import SpecError
 from ftclient.fine_tunes import DownloadRefused, PastFineTune, ProviderFile
-from ftclient.retry import RequestRejected
+from ftclient.retry import RequestRejected, sdk_client_kwargs
+from ftclient.secrets import get_key
 from ftclient.tokens import OpenAICounter
 
 from .._hosted import HostedBackend, epoch
@@ -173,9 +174,6 @@ openai:
 
     def _make_client(self) -> Any:
         import openai
-
-        from ftclient.retry import sdk_client_kwargs
-        from ftclient.secrets import get_key
 
         # The base URL is the SDK's own default or OPENAI_BASE_URL.
         return openai.OpenAI(api_key=get_key(self.name), **sdk_client_kwargs(self.sdk))
@@ -453,8 +451,6 @@ openai:
         import openai
 
         from ftclient.evaluation import capped_http_client, openai_http_module, request_timeouts
-        from ftclient.retry import sdk_client_kwargs
-        from ftclient.secrets import get_key
 
         http = capped_http_client(openai, openai_http_module(), max_reply_bytes=max_reply_bytes,
                                   connections=concurrency)

@@ -61,6 +61,9 @@ from ftclient.backends import (
     to_datetime,
 )
 from ftclient.errors import ConfigError, SpecError
+from ftclient.fileio import atomic_writer
+from ftclient.retry import ProviderError, RequestRejected, sdk_client_kwargs
+from ftclient.secrets import get_key
 
 from .._hosted import HostedBackend
 from .validation import TogetherChecker
@@ -503,8 +506,6 @@ together:
         import together
 
         from ftclient.evaluation import capped_http_client, request_timeouts
-        from ftclient.retry import sdk_client_kwargs
-        from ftclient.secrets import get_key
 
         http = capped_http_client(together, httpx, max_reply_bytes=max_reply_bytes, connections=concurrency)
         return together.AsyncTogether(api_key=get_key(self.name), http_client=http,
@@ -625,9 +626,6 @@ together:
         base URL comes from ``TOGETHER_BASE_URL`` (without ``/v1``) as the SDK reads it."""
         import together
 
-        from ftclient.retry import sdk_client_kwargs
-        from ftclient.secrets import get_key
-
         return together.Together(api_key=get_key(PROVIDER), **sdk_client_kwargs("together"))
 
     # ------------------------------------------------------------------ hooks for HostedBackend
@@ -690,8 +688,6 @@ together:
         the closest names from Together's list of supported models. Then the SDK's own checks of
         the job against those limits (batch size, sequence length, LoRA rank...), so a job
         Together would refuse uploads nothing."""
-        from ftclient.retry import RequestRejected
-
         model = spec.model_for(PROVIDER)
         try:
             self._model_limits(model)
@@ -771,8 +767,6 @@ together:
                 job: Any = None) -> dict[str, Any]:
         """``POST /v1/fine-tunes``: the one request the base sends non-idempotently. The
         client token rides in ``suffix`` (and so in ``model_output_name``)."""
-        from ftclient.retry import ProviderError
-
         args = create_arguments(spec, training_file=training_file, validation_file=validation_file,
                                 client_token=client_token)
         try:
@@ -852,8 +846,6 @@ together:
         """``POST /v1/fine-tunes/{id}/cancel``. Together answers ``cancel_requested`` (read
         as ``running``: not final until it says ``cancelled``). A job that already ended
         is not an error: its final status is returned."""
-        from ftclient.retry import RequestRejected
-
         try:
             raw = as_dict(self._call("cancel job", lambda: self.client.fine_tuning.cancel(provider_job_id)))
         except RequestRejected as e:
@@ -873,8 +865,6 @@ together:
         """Stream the job's model (``checkpoint``: adapter | merged) or the checkpoint at
         ``step`` (``GET /v1/finetune/download``) into ``dest``, written atomically: an
         interrupted download leaves no partial file, and a retry starts it again."""
-        from ftclient.fileio import atomic_writer
-
         if checkpoint not in ("adapter", "merged"):
             raise ConfigError(f"unknown checkpoint type {checkpoint!r}", hint="Use adapter or merged.")
         params: dict[str, Any] = {"ft_id": provider_job_id}
