@@ -233,8 +233,10 @@ def _self_host_model(job: Any) -> str:
     from ..backends import here_backend
     from ..cost import DEFAULT_SELF_HOST_MODEL
 
+    if job is None:  # no spec: nothing to ask the registry (reading it imports every backend class)
+        return DEFAULT_SELF_HOST_MODEL
     here = here_backend()
-    return job.model_for(here) if job is not None and here else DEFAULT_SELF_HOST_MODEL
+    return job.model_for(here) if here else DEFAULT_SELF_HOST_MODEL
 
 
 def _model_of_spec(job: Any, file: Any, calibrate: bool) -> str | None:
