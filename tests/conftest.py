@@ -58,6 +58,20 @@ def banking77_train() -> Path:
     return BANKING77_TRAIN
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _session_ftc_home(tmp_path_factory) -> Iterator[None]:
+    """No test writes to the user's own ftc home: without FTC_HOME set, the session gets one of
+    its own (a test that needs an empty one takes the ftc_home fixture)."""
+    if os.environ.get("FTC_HOME"):
+        yield
+        return
+    os.environ["FTC_HOME"] = str(tmp_path_factory.mktemp("ftc-home"))
+    try:
+        yield
+    finally:
+        os.environ.pop("FTC_HOME", None)
+
+
 @pytest.fixture
 def ftc_home(tmp_path, monkeypatch) -> Path:
     """FTC_HOME in the test's own tmp_path."""

@@ -169,6 +169,56 @@ def test_fast_parse_equals_tiktoken_loader(ref_encodings):
     assert ours._special_tokens == ref_encodings["cl100k_base"]._special_tokens
 
 
+def _reload(monkeypatch, name):
+    """load_encoding(name) in a process that has not built it yet; True when it was parsed
+    from the BPE file, False when its ranks came from the cache."""
+    parsed = []
+    real = encodings.parse_ranks
+    monkeypatch.setattr(encodings, "_encodings", {})
+    monkeypatch.setattr(encodings, "parse_ranks", lambda data: parsed.append(1) or real(data))
+    enc = tokens.load_encoding(name)
+    return enc, bool(parsed)
+
+
+def test_parsed_ranks_are_kept_in_ftc_home_and_read_back(ftc_home, monkeypatch, ref_encodings):
+    cache = encodings.ranks_cache_file("cl100k_base")
+    assert str(cache).startswith(str(ftc_home)) and not cache.exists()
+    first, parsed = _reload(monkeypatch, "cl100k_base")
+    assert parsed and cache.is_file()
+    again, parsed = _reload(monkeypatch, "cl100k_base")
+    assert not parsed  # read from the cache, not the BPE file
+    assert again._mergeable_ranks == ref_encodings["cl100k_base"]._mergeable_ranks
+    text = "Where is my card? It's been 12 days <|endoftext|> "
+    assert again.encode(text, disallowed_special=()) == ref_encodings["cl100k_base"].encode(text, disallowed_special=())
+
+
+def test_a_corrupt_or_unwritable_cache_means_parsing_again(ftc_home, monkeypatch, tmp_path, ref_encodings):
+    _reload(monkeypatch, "cl100k_base")
+    cache = encodings.ranks_cache_file("cl100k_base")
+    blob = bytearray(cache.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF  # one flipped byte: its sha256 no longer matches
+    cache.write_bytes(bytes(blob))
+    enc, parsed = _reload(monkeypatch, "cl100k_base")
+    assert parsed and enc._mergeable_ranks == ref_encodings["cl100k_base"]._mergeable_ranks
+    assert not _reload(monkeypatch, "cl100k_base")[1]  # rewritten whole
+    cache.write_bytes(b"")  # cut short
+    assert _reload(monkeypatch, "cl100k_base")[1]
+    # a home that is a file: nothing can be kept, counting still works
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("x")
+    monkeypatch.setenv("FTC_HOME", str(blocked))
+    enc, parsed = _reload(monkeypatch, "cl100k_base")
+    assert parsed and enc._mergeable_ranks == ref_encodings["cl100k_base"]._mergeable_ranks
+
+
+def test_a_file_given_by_path_is_never_cached(ftc_home, monkeypatch, tmp_path):
+    copy = tmp_path / "cl100k_base.tiktoken"
+    shutil.copy(tokens.RESOURCES / "cl100k_base.tiktoken", copy)
+    monkeypatch.setattr(encodings, "_encodings", {})
+    tokens.load_encoding("cl100k_base", copy)
+    assert not (ftc_home / "cache").exists()
+
+
 texts = st.lists(
     st.one_of(
         st.text(max_size=40),
