@@ -28,20 +28,10 @@ def validate(
     were found, 2 on a usage error. Every problem names its line and a stable code
     (see docs/validation.md).
     """
-    from ..errors import UsageError
-    from ..validation import checkable_backends, validate_file
-
-    prov = provider.strip().lower()
-    known = checkable_backends()
-    if prov not in known:
-        import difflib
-
-        close = difflib.get_close_matches(prov, known, n=1)
-        raise UsageError(
-            f"unknown provider {provider!r}" + (f"; did you mean '{close[0]}'?" if close else ""),
-            hint=f"Use one of: {', '.join(known)}.",
-        )
+    from ..validation import check_provider, validate_file
     from .output import progress as progress_bar
+
+    prov = check_provider(provider)
 
     with progress_bar(enabled=not as_json) as bar:
         task = None

@@ -14,13 +14,14 @@ file and runs it.
 from __future__ import annotations
 
 from .common import MAX_STORED_PROBLEMS, DataChecker, Problem, TokenSetup, TokenStats, ValidationResult
-from .engine import METHODS, checkable_backends, validate_file
+from .engine import METHODS, check_provider, checkable_backends, validate_file
 
 __all__ = [
     "MAX_STORED_PROBLEMS",
     "METHODS",
     "DataChecker",
     "TokenSetup",
+    "check_provider",
     "checkable_backends",
     "Problem",
     "TokenStats",

@@ -9,12 +9,13 @@ absolute. Token counts, where they matter, are made in batches with
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 from pathlib import Path
 from typing import Any, Callable
 
-from ..backends import backends_offering, get_backend
+from ..backends import backends_offering, get_backend, offers
 from ..errors import DataError, UsageError
 from ..fileio import MAX_LINE_BYTES, check_input_file, iter_lines, sniff_encoding
 from .common import (
@@ -58,6 +59,19 @@ def checkable_backends() -> list[str]:
     return backends_offering("data_checker")
 
 
+def check_provider(provider: str) -> str:
+    """``provider`` in lower case when it is an installed backend that checks data, else a
+    UsageError naming the closest one. Only that backend's class is read (all of them only
+    for the error), so a check does not import every backend."""
+    prov = (provider or "").strip().lower()
+    if prov and offers(prov, "data_checker"):
+        return prov
+    known = checkable_backends()
+    close = difflib.get_close_matches(prov, known, n=1)
+    raise UsageError(f"unknown provider {provider!r}" + (f"; did you mean '{close[0]}'?" if close else ""),
+                     hint=f"Use one of: {', '.join(known)}.")
+
+
 def make_checker(provider: str, model: str | None, method: str | None) -> DataChecker:
     """The data checker of backend ``provider`` (asked of the registry)."""
     return get_backend(provider).data_checker(model, method)
@@ -90,10 +104,7 @@ def validate_file(
     (exit 2) for an unknown provider or method, a missing file, an unusable model, a
     Parquet file without pyarrow installed.
     """
-    prov = (provider or "").strip().lower()
-    known = checkable_backends()
-    if prov not in known:
-        raise UsageError(f"unknown provider {provider!r}", hint=f"Use one of: {', '.join(known)}.")
+    prov = check_provider(provider)
     if method is not None:
         method = method.strip().lower()
         if method not in METHODS:
