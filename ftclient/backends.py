@@ -18,8 +18,9 @@ states onto it with :func:`map_state`.
 from __future__ import annotations
 
 import difflib
-import importlib.metadata
 import logging
+import os
+import sys
 import warnings
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime, timezone
@@ -29,7 +30,6 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Protocol, Se
 from .errors import ConfigError, FtcError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
-    import os
     from pathlib import Path
 
     from .cost import CostEstimate
@@ -62,6 +62,7 @@ __all__ = [
     "normalize_name",
     "get_backend",
     "register_backend",
+    "installed_entry_points",
     "unregister_backend",
     "to_datetime",
     "readiness",
@@ -508,25 +509,106 @@ def unregister_backend(name: str) -> None:
     _REGISTERED.pop(normalize_name(name), None)
 
 
+class _Declared:
+    """An entry point an installed distribution declares in its ``entry_points.txt``; looks like
+    ``importlib.metadata.EntryPoint`` (name, value, group, load)."""
+
+    def __init__(self, name: str, value: str, group: str, dist: str):
+        self.name, self.value, self.group, self.dist = name, value, group, dist
+
+    def load(self) -> Any:
+        """The object ``module:attr.attr`` names, imported (as ``EntryPoint.load`` does)."""
+        import importlib
+
+        module, _, attrs = self.value.partition(":")
+        obj = importlib.import_module(module.strip())
+        for attr in filter(None, attrs.split("[", 1)[0].strip().split(".")):
+            obj = getattr(obj, attr)
+        return obj
+
+    def __repr__(self) -> str:
+        return f"<installed backend {self.name}={self.value} ({self.dist})>"
+
+
+_DIST_SUFFIXES = (".dist-info", ".egg-info")
+
+
+def _dist_name(folder: str) -> str:
+    """The normalized distribution name of a ``NAME-VERSION.dist-info`` / ``NAME.egg-info`` folder."""
+    base = folder[: -len(".dist-info")] if folder.endswith(".dist-info") else folder[: -len(".egg-info")]
+    return base.split("-", 1)[0].lower().replace(".", "_")
+
+
+def _group_entries(text: str, group: str) -> list[tuple[str, str]]:
+    """``[(name, value)]`` of the ``[group]`` section of an ``entry_points.txt``."""
+    out: list[tuple[str, str]] = []
+    section = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1].strip()
+        elif section == group and "=" in line:
+            name, _, value = line.partition("=")
+            out.append((name.strip(), value.strip()))
+    return out
+
+
+def installed_entry_points(group: str = ENTRY_POINT_GROUP) -> list[Any]:
+    """The entry points of ``group`` that the installed distributions declare, in ``sys.path``
+    order, the first distribution of a name winning (as ``importlib.metadata`` finds them).
+
+    Read from the ``entry_points.txt`` of each ``*.dist-info`` / ``*.egg-info`` folder on
+    ``sys.path``, without importing ``importlib.metadata`` (about 30 ms in a fresh process,
+    where ``ftc --help`` takes about 50 ms in all); a ``sys.path`` entry that is a file (a zip)
+    is left to ``importlib.metadata``, as is everything when one is there."""
+    entries = [p or "." for p in sys.path]
+    if any(os.path.isfile(p) for p in entries):
+        import importlib.metadata
+
+        return list(importlib.metadata.entry_points(group=group))
+    out: list[Any] = []
+    seen: set[str] = set()
+    for folder in entries:
+        try:
+            names = sorted(n for n in os.listdir(folder) if n.endswith(_DIST_SUFFIXES))
+        except OSError:
+            continue
+        for n in names:
+            dist = _dist_name(n)
+            if dist in seen:
+                continue
+            seen.add(dist)
+            try:
+                with open(os.path.join(folder, n, "entry_points.txt"), encoding="utf-8") as f:
+                    text = f.read()
+            except (OSError, UnicodeDecodeError):
+                continue
+            out.extend(_Declared(name, value, group, dist) for name, value in _group_entries(text, group))
+    return out
+
+
 #: The installed entry points, read once per process: scanning every installed distribution
 #: costs milliseconds, and the core asks the registry many times per command. Keyed by the
-#: ``entry_points`` function itself, so a test that replaces it is read afresh.
-_EP_CACHE: dict[int, tuple[Any, dict[str, Any]]] = {}
+#: scanning function itself and the path, so a test that replaces either is read afresh.
+_EP_CACHE: dict[tuple, dict[str, Any]] = {}
 
 
 def _entry_points() -> dict[str, Any]:
-    scan = importlib.metadata.entry_points
-    hit = _EP_CACHE.get(id(scan))
-    if hit is not None and hit[0] is scan:
-        return dict(hit[1])
+    key = (id(installed_entry_points), installed_entry_points, tuple(sys.path))
+    hit = _EP_CACHE.get(key)
+    if hit is not None:
+        return dict(hit)
     found = _scan_entry_points()
-    _EP_CACHE[id(scan)] = (scan, found)
+    _EP_CACHE.clear()
+    _EP_CACHE[key] = found
     return dict(found)
 
 
 def _scan_entry_points() -> dict[str, Any]:
     found: dict[str, Any] = {}
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+    for ep in installed_entry_points(ENTRY_POINT_GROUP):
         key = normalize_name(ep.name)
         if key in found:
             if found[key].value != ep.value:

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ftclient import backends
 from ftclient.backends import ENTRY_POINT_GROUP, available_backends, backend_attr, register_backend, unregister_backend
 from ftclient.errors import ConfigError
 from ftclient.prices import CATALOGUE_FILE, PriceCatalogueError, backend_catalogues, load_catalogue
@@ -270,12 +271,12 @@ def _install(monkeypatch, tmp_path: Path, module: str, *, ship: str | None, decl
         (pkg / "prices.yaml").write_text(ship)
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     ep = importlib.metadata.EntryPoint(name=NAME, value=f"{module}:Backend", group=ENTRY_POINT_GROUP)
-    real = importlib.metadata.entry_points
+    real = backends.installed_entry_points
 
-    def entry_points(**kw):
-        return importlib.metadata.EntryPoints([ep]) if kw.get("group") == ENTRY_POINT_GROUP else real(**kw)
+    def installed(group: str = ENTRY_POINT_GROUP) -> list:
+        return [ep] if group == ENTRY_POINT_GROUP else real(group)
 
-    monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
+    monkeypatch.setattr(backends, "installed_entry_points", installed)
 
 
 def test_an_installed_backend_ships_its_catalogue_beside_its_module(monkeypatch, tmp_path):

@@ -93,14 +93,13 @@ def _clean_registry():
 
 
 def _fake_entry_points(monkeypatch, *eps: importlib.metadata.EntryPoint) -> None:
-    real = importlib.metadata.entry_points
+    """The installed entry points of the group are ``eps`` and nothing else."""
+    real = B.installed_entry_points
 
-    def entry_points(**kw):
-        if kw.get("group") == ENTRY_POINT_GROUP:
-            return importlib.metadata.EntryPoints(eps)
-        return real(**kw)
+    def installed(group: str = ENTRY_POINT_GROUP) -> list:
+        return list(eps) if group == ENTRY_POINT_GROUP else real(group)
 
-    monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
+    monkeypatch.setattr(B, "installed_entry_points", installed)
 
 
 def _ep(name: str, value: str) -> importlib.metadata.EntryPoint:
@@ -234,6 +233,46 @@ def test_entry_points_are_listed_without_being_loaded(monkeypatch, plugin_dir):
     assert "ftc_fake_plugin" in sys.modules
     assert isinstance(b, Backend) and b.name == "fakeplug" and b.model == "m1"
     assert get_backend("FakePlug").name == "fakeplug"  # names are case-insensitive
+
+
+def _dist(site, folder: str, text: str | None) -> None:
+    (site / folder).mkdir(parents=True)
+    if text is not None:
+        (site / folder / "entry_points.txt").write_text(text)
+
+
+def test_installed_entry_points_are_read_as_importlib_metadata_reads_them(monkeypatch, tmp_path, plugin_dir):
+    """The registry's reader of entry_points.txt finds what importlib.metadata finds: real
+    distribution folders on sys.path, the first distribution of a name winning."""
+    site, later = tmp_path / "site", tmp_path / "later"
+    _dist(site, "ftc_fake_plugin-1.0.dist-info",
+          "[console_scripts]\nx = y:z\n\n# a comment\n[ftclient.backends]\nfakeplug = ftc_fake_plugin:Plugin\n"
+          "other= ftc_fake_plugin : Plugin [extra]\n")
+    _dist(site, "No_Entry_Points-2.0.dist-info", None)
+    _dist(site, "legacy_thing.egg-info", "[ftclient.backends]\nlegacy = ftc_fake_plugin:Plugin\n")
+    _dist(later, "ftc_fake_plugin-0.9.dist-info", "[ftclient.backends]\nshadowed = nowhere:Nothing\n")
+    monkeypatch.syspath_prepend(str(later))
+    monkeypatch.syspath_prepend(str(site))
+    ours = [(e.name, e.value) for e in B.installed_entry_points()]
+    theirs = [(e.name, e.value) for e in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)]
+    assert sorted(ours) == sorted(theirs)
+    assert ("shadowed", "nowhere:Nothing") not in ours  # the same distribution, later on the path
+    assert {"fakeplug", "other", "legacy"} <= {n for n, _ in ours}
+    found = available_backends()  # the cache is read again for the new path
+    assert found["fakeplug"].load() is found["other"].load()  # "module : attr [extra]" loads too
+    assert get_backend("legacy").name == "fakeplug"
+
+
+def test_a_zip_on_the_path_leaves_the_reading_to_importlib_metadata(monkeypatch, tmp_path):
+    z = tmp_path / "bundle.zip"
+    z.write_bytes(b"PK\x05\x06" + b"\x00" * 18)  # an empty zip archive
+    monkeypatch.syspath_prepend(str(z))
+    called = []
+    real = importlib.metadata.entry_points
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda **kw: called.append(kw) or real(**kw))
+    assert sorted(e.name for e in B.installed_entry_points()) == sorted(
+        e.name for e in real(group=ENTRY_POINT_GROUP))
+    assert called == [{"group": ENTRY_POINT_GROUP}]
 
 
 def test_typo_names_the_closest_backend(monkeypatch):
