@@ -14,7 +14,6 @@ from typing import Any
 
 from ..backends import available_backends, backend_attr, get_backend, owner_of
 from ..errors import ConfigError
-from ..prices import load_catalogue
 from .approx import ApproxCounter
 from .hf import find_local_tokenizer, load_hf_counter
 
@@ -26,6 +25,8 @@ def open_model_prefixes() -> tuple[str, ...]:
     """Prefixes of open-weight models that are no installed backend: ``hf`` and every provider
     the price catalogue prices without a backend (the GPU hosts of its self-hosted rows, hosted
     providers that have no backend installed)."""
+    from ..prices import load_catalogue  # the catalogue only for a prefix that is no backend
+
     installed = available_backends()
     return (HF_PREFIX, *sorted(p for p in load_catalogue().providers() if p not in installed))
 

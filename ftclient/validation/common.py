@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..errors import FtcError
-from ..prices import load_catalogue
 
 # Stored problems are capped so that memory stays bounded on a file where every line
 # is wrong; the counts per code are always complete.
@@ -449,6 +448,8 @@ def catalogue_limit(ref: str) -> tuple[int | None, str | None]:
     """(a hosted model's per-example token limit, its source) from the price catalogue, or
     (None, why not)."""
     try:
+        from ..prices import load_catalogue  # the catalogue only for a model's limit: validating need not read it
+
         m = load_catalogue().model(ref)
     except FtcError as e:
         return None, f"{ref}: {e.message}"
