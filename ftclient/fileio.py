@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import codecs
 import contextlib
-import hashlib
 import io
 import json
 import os
@@ -284,6 +283,8 @@ def dumps_jsonl(obj: Any) -> str:
 
 def sha256_file(path: str | os.PathLike) -> str:
     """The sha256 of a file's bytes, read in 1 MiB blocks."""
+    import hashlib  # OpenSSL's bindings (about 3 ms) only for a file that is hashed
+
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

@@ -26,7 +26,6 @@ before it is sent and settles it after:
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from datetime import datetime, timedelta
@@ -59,6 +58,8 @@ class Declined(FtcError):
 
 def file_digest(path: Path, chunk: int = 1 << 20) -> tuple[str, int]:
     """(hex sha256, size in bytes) of a file, read in chunks."""
+    import hashlib  # OpenSSL's bindings (about 3 ms) only when a file is submitted, not when a backend is read
+
     h = hashlib.sha256()
     n = 0
     with open(path, "rb") as f:

@@ -14,7 +14,6 @@ that is missing, unreadable, corrupt or unwritable is parsed again from the file
 from __future__ import annotations
 
 import binascii
-import hashlib
 import marshal
 import os
 import sys
@@ -145,6 +144,8 @@ def _cached_ranks(name: str) -> dict[bytes, int] | None:
         blob = ranks_cache_file(name).read_bytes()
     except (OSError, FtcError):
         return None
+    import hashlib  # OpenSSL's bindings (about 3 ms) only where an encoding is built
+
     digest, payload = blob[:32], blob[32:]
     if hashlib.sha256(payload).digest() != digest:
         return None
@@ -158,6 +159,8 @@ def _cached_ranks(name: str) -> dict[bytes, int] | None:
 def _store_ranks(name: str, ranks: dict[bytes, int]) -> None:
     """Keep the parsed ranks for the next process (atomically; a home that cannot be written
     only means parsing again next time)."""
+    import hashlib
+
     payload = marshal.dumps(ranks)
     try:
         ftc_home()  # created 0700 if missing, before the cache folder inside it
