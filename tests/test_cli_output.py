@@ -86,3 +86,30 @@ def test_a_terminal_keeps_its_own_width(monkeypatch):
     assert _Console(file=io.StringIO()).width == 100
     fixed = _Console(file=io.StringIO(), width=60)
     assert fixed.width == 60
+
+
+def test_a_hidden_progress_bar_does_not_import_rich_progress():
+    """--json, or stderr that is no terminal: the commands' bar calls do nothing, and rich's
+    progress module is not imported for it; on a terminal the bar is rich's."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from ftclient.cli import output\n"
+            "with output.progress(enabled={enabled}) as b:\n"
+            "    t = b.add_task('x', total=3); b.update(t, completed=1); b.advance(t); b.remove_task(t)\n"
+            "    b.stop(); b.start()\n"
+            "    seen = (type(b).__name__, b.disable, 'rich.progress' in sys.modules)\n"
+            "print(*seen)\n")  # after the bar: a live bar on a terminal takes over stdout
+    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE")}
+
+    def run(enabled: bool, **extra: str) -> str:
+        r = subprocess.run([sys.executable, "-c", code.format(enabled=enabled)], capture_output=True, text=True,
+                           env={**env, **extra}, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.strip()
+
+    assert run(False) == "_Hidden True False"
+    assert run(True) == "_Hidden True False"  # stderr is a pipe here
+    assert run(True, FORCE_COLOR="1") == "Progress False True"  # a terminal, as rich sees it
+    assert run(False, FORCE_COLOR="1") == "_Hidden True False"

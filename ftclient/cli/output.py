@@ -95,12 +95,41 @@ def info(message: str, *, markup: bool = False) -> None:
     err.print(message if markup else esc(message), highlight=False)
 
 
+class _Hidden:
+    """What :func:`progress` yields when nothing is shown (``--json``, stderr not a terminal):
+    the calls of a ``rich.progress.Progress`` that the commands make, doing nothing, so that
+    rich's progress module (about 15 ms to import) is not imported for a bar no one sees."""
+
+    disable = True
+    console = err
+
+    def __init__(self) -> None:
+        self._tasks = 0
+
+    def add_task(self, *_: Any, **__: Any) -> int:
+        self._tasks += 1
+        return self._tasks
+
+    def update(self, *_: Any, **__: Any) -> None:
+        return None
+
+    advance = remove_task = update
+
+    def start(self) -> None:
+        return None
+
+    stop = start
+
+
 @contextmanager
 def progress(enabled: bool = True) -> Iterator[Any]:
     """A rich progress display on stderr; hidden when stderr is no terminal or not enabled.
 
     Yields a ``rich.progress.Progress``; use ``add_task`` / ``update`` / ``advance``.
     """
+    if not (enabled and err.is_terminal):
+        yield _Hidden()
+        return
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -120,7 +149,7 @@ def progress(enabled: bool = True) -> Iterator[Any]:
         TimeRemainingColumn(),
         console=err,
         transient=True,
-        disable=not (enabled and err.is_terminal),
+        disable=False,  # enabled, on a terminal: see above
     )
     with bar:
         yield bar
