@@ -596,7 +596,7 @@ _EP_CACHE: dict[tuple, dict[str, Any]] = {}
 
 
 def _entry_points() -> dict[str, Any]:
-    key = (id(installed_entry_points), installed_entry_points, tuple(sys.path))
+    key = (installed_entry_points, tuple(sys.path))
     hit = _EP_CACHE.get(key)
     if hit is not None:
         return dict(hit)
@@ -696,10 +696,11 @@ def example_refs() -> list[str]:
     out: list[str] = []
     for name in available_backends():
         refs = backend_attr(name, "example_refs")
+        model = backend_attr(name, "example_model")
         if refs:
             out.extend(str(r) for r in refs)
-        elif backend_attr(name, "example_model"):
-            out.append(f"{name}:{backend_attr(name, 'example_model')}")
+        elif model:
+            out.append(f"{name}:{model}")
     return out
 
 

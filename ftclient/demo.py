@@ -26,8 +26,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from .backends import backend_attr, backends_offering, get_backend, here_backend, install_line
-from .cost import compare_costs
+from .backends import backend_attr, backends_offering, get_backend, here_backend, install_line, offers
+from .cost import compare_costs, here_backend_of
 from .data.prepare import prepare
 from .errors import ConfigError, FtcError, UsageError
 from .evaluation import evaluate
@@ -144,8 +144,7 @@ def local_training_available() -> Optional[str]:
         line = install_line(backend_attr(here, "install_extra"), missing)
         return (f"training on this machine needs {', '.join(missing)}: install them with "
                 f"`pip install torch==2.13.0 && {line}`")
-    problem = backend_attr(here, "default_model_problem")
-    return get_backend(here).default_model_problem() if problem else None
+    return get_backend(here).default_model_problem() if offers(here, "default_model_problem") else None
 
 
 def _subset(src: Path, dst: Path, n: Optional[int]) -> Path:
@@ -169,17 +168,8 @@ def demo_spec(train: Path, settings: DemoSettings) -> dict[str, Any]:
         "hyperparameters": {"epochs": settings.epochs, "batch_size": settings.batch_size,
                             "learning_rate": settings.learning_rate, "max_seq_len": settings.max_seq_len,
                             "seed": 42},
-        trainer(): {"device": "auto", "checkpoint_every": settings.checkpoint_every},
+        here_backend_of(): {"device": "auto", "checkpoint_every": settings.checkpoint_every},
     }
-
-
-def trainer() -> str:
-    """The backend the demo trains with: the installed one that trains on this machine."""
-    here = here_backend()
-    if here is None:
-        raise ConfigError("no installed backend trains on this machine",
-                          hint="Install the training stack as the README's quick start says.")
-    return here
 
 
 def _read_state(out: Path) -> dict[str, Any]:
@@ -208,7 +198,7 @@ def _train(out: Path, spec: dict[str, Any], store: Any, on_progress: Callable) -
         if job is not None and job.state in ("failed", "cancelled", "submit_unknown"):
             job = None
     if job is None:
-        job = J.submit(spec, trainer(), store=store)
+        job = J.submit(spec, here_backend_of(), store=store)
         _write_state(out, {**state, "job_id": job.id, "spec": spec})
 
     def on_update(u: Any) -> None:
@@ -324,7 +314,7 @@ def run_demo(
 
         t = stage("eval")
         evals = out / "data" / "eval.jsonl"
-        here = trainer()
+        here = here_backend_of()
         models = hosted_models()
         refs = [f"{here}:default", f"{here}:{result.job.id}"] + [f"{b}:{models[b]}" for b in hosted]
         for ref in refs:

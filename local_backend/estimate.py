@@ -109,7 +109,7 @@ def estimate_spec(spec: Any, *, backend: str = "local") -> LocalCostEstimate:
     steps = cal.count_optimizer_steps(counts.rows, bs, accum, ep)
     steps_basis = (f"{counts.rows:,} rows / batch {bs} x {accum} accumulation, {ep} epoch(s), as the Trainer counts; "
                    "unpacked rows (on a CUDA GPU with packing on, rows are packed: fewer steps)")
-    price = local_gpu_price(spec=spec, backend="local")
+    price = local_gpu_price(spec=spec, backend=backend)
     found = cal.load_cached(spec, price=price)
     caveats = [] if counts.exact else [f"approximate token count: {counts.basis}"]
     duration = calib = device = None

@@ -245,13 +245,13 @@ def _model_of_spec(job: Any, file: Any, calibrate: bool) -> str | None:
     Parquet file, its model for a backend that takes such files (the file's token ids are
     that model's); else the model the first hosted backend's block names."""
     from ..backends import available_backends, here_backend
-    from ..data.parquet import is_parquet_path, parquet_providers
+    from ..data.parquet import is_parquet_path, parquet_backends
 
     here = here_backend()
     if calibrate:
         return f"{here}:{job.model_for(here)}" if here else None
     if is_parquet_path(file):
-        for name in parquet_providers():
+        for name in parquet_backends():
             if job.model_for(name) != "default":
                 return f"{name}:{job.model_for(name)}"
     for name in available_backends():

@@ -28,10 +28,8 @@ def validate(
     were found, 2 on a usage error. Every problem names its line and a stable code
     (see docs/validation.md).
     """
-    from ..validation import check_provider, validate_file
+    from ..validation import validate_file
     from .output import progress as progress_bar
-
-    prov = check_provider(provider)
 
     with progress_bar(enabled=not as_json) as bar:
         task = None
@@ -44,7 +42,7 @@ def validate(
 
         result = validate_file(
             file,
-            prov,
+            provider,
             model=model,
             method=method.lower() if method else None,
             max_seq_len=max_seq_len,

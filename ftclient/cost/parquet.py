@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from ..backends import backend_attr
-from ..data.parquet import is_parquet_path, not_jsonl_error, parquet_providers
+from ..data.parquet import is_parquet_path, not_jsonl_error, parquet_backends
 from ..errors import DataError, FtcError
 from ..prices import Catalogue
 from .local import is_local_ref
@@ -22,7 +22,7 @@ def _parquet_refusal(ref: str, cat: Catalogue) -> str | None:
 
     provider = ref.partition(":")[0].strip().lower()
     name = backend_attr(provider, "display") or provider.capitalize()
-    return None if provider in parquet_providers() else f"{name} fine-tuning"
+    return None if provider in parquet_backends() else f"{name} fine-tuning"
 
 
 def parquet_defaults(path_or_records: Any, refs: list[str], cat: Catalogue,
@@ -35,7 +35,7 @@ def parquet_defaults(path_or_records: Any, refs: list[str], cat: Catalogue,
         return refs, []
     skipped: list[dict[str, str]] = []
     own = chosen = None
-    takers = parquet_providers()
+    takers = parquet_backends()
     for name in takers if spec is not None and hasattr(spec, "model_for") else ():
         model = spec.model_for(name)
         if model and model != "default":

@@ -70,7 +70,8 @@ def resolve_self_host_model(name: "str | SelfHostModel | None", cat: Catalogue) 
                              params_basis=f"price catalogue, open_models.{om.key} ({om.source})", params_exact=False,
                              hf_id=om.hf_id, counter_ref=f"hf:{om.hf_id}")
     is_default = raw.lower() == "default"
-    here = here_backend()
+    path = Path(os.path.expanduser(raw))
+    here = here_backend() if is_default or path.exists() else None  # reading it imports every backend class
     target = raw
     if is_default:
         target = default_model_of(here) or ""
@@ -78,7 +79,7 @@ def resolve_self_host_model(name: "str | SelfHostModel | None", cat: Catalogue) 
             raise ConfigError("self-hosted rows: model 'default' is the default model of a backend that trains "
                               "on this machine, and no installed backend has one",
                               hint="Name the model instead (an HF id, a folder or a catalogue open model).")
-    path = Path(os.path.expanduser(target))
+        path = Path(os.path.expanduser(target))
     shown = f"default ({target.rsplit('/', 1)[-1]})" if is_default else (
         path.name.removesuffix(".gguf") if path.exists() else target)
     if is_default:

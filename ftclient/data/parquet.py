@@ -51,7 +51,7 @@ def is_parquet_path(value) -> bool:
     return isinstance(value, (str, os.PathLike)) and Path(value).is_file() and is_parquet(value)
 
 
-def parquet_providers() -> list[str]:
+def parquet_backends() -> list[str]:
     """The installed backends that take pre-tokenized Parquet training files (their data
     checker says so: ``takes_parquet``)."""
     return [p for p in checkable_backends() if make_checker(p, None, None).takes_parquet]
@@ -59,7 +59,7 @@ def parquet_providers() -> list[str]:
 
 def not_jsonl_error(path: str | os.PathLike, who: str, *, plural: bool = False) -> DataError:
     """The refusal of ``who`` (a backend, a model, a command) that reads JSONL chat records only."""
-    takers = parquet_providers()
+    takers = parquet_backends()
     names = ", ".join(backend_attr(p, "display") or p for p in takers) or "no installed backend"
     use = " or ".join(f"--backend {p}" for p in takers)
     return DataError(
