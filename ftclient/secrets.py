@@ -24,6 +24,7 @@ No function here ever puts a key into an exception message.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -58,47 +59,58 @@ MAX_KEY_LEN = 4096
 #: a plug-in or self-hosted server's key may be any non-empty word.
 MIN_KNOWN_PROVIDER_KEY_LEN = 8
 
-# Shapes of keys and credentials, most specific first.
-_KEY_PATTERNS = [
-    # OpenAI (sk-..., sk-proj-..., sk-svcacct-..., sk-admin-...), Anthropic (sk-ant-...)
-    re.compile(r"\bsk-[A-Za-z0-9_\-]{16,}"),
-    # Together (tgp_v1_...), Fireworks (fw_...), Hugging Face (hf_...)
-    re.compile(r"\btgp_v\d+_[A-Za-z0-9_\-]{16,}"),
-    re.compile(r"\bfw_[A-Za-z0-9]{16,}"),
-    re.compile(r"\bhf_[A-Za-z0-9]{30,}"),
-]
-# Header-like values: keep the name, hide the value (unless it is hidden already).
-_HEADER_PATTERNS = [
-    # Authorization: Bearer xxx / "authorization": "Basic xxx" / authorization=xxx
-    re.compile(
-        r"""(?i)(\b(?:proxy-)?authorization["']?\s*[:=]\s*["']?"""
-        r"""(?!(?:(?:bearer|basic|token|digest)\s+)?\[REDACTED\])(?:(?:bearer|basic|token|digest)\s+)?)"""
-        r"""[^\s"',;}\]]+"""
-    ),
-    # x-api-key: xxx / api_key="xxx" / "api-key": "xxx" / MISTRAL_API_KEY=xxx
-    re.compile(
-        r"""(?i)(\b(?:[a-z0-9]+[_-])*(?:x-)?api[-_]?key["']?\s*[:=]\s*["']?)(?!\[REDACTED\])[^\s"',;}\])#]+"""
-    ),
-]
-_BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=\-]{8,}")
-# The credentials of a URL: http://user:password@host/... (all of the userinfo is hidden).
-_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)(?!\[REDACTED\]@)[^/\s?#\"'<>]+@")
-# A credential in a query string: ?key=..., &token=..., ?api_key=... (the value stops at & or #,
-# so ``?api_key=X#model`` keeps its ``#model``).
-# token=..., client_secret=..., password=... anywhere (a form body, a log line, a DSN).
-_ASSIGNED_SECRET = re.compile(
-    r"(?i)(\b(?:[a-z0-9]+[_-])*(?:token|secret|password|passwd)=)(?!\[REDACTED\])[^&#\s\"'<>,;}\])]+"
-)
-_QUERY_SECRET = re.compile(
-    r"(?i)([?&;](?:[a-z0-9]+[_-])*(?:key|token|secret|password|passwd|pwd|sig|signature|auth|"
-    r"access[_-]?token|api[_-]?key|apikey|code)=)(?!\[REDACTED\])[^&#\s\"'<>]+"
-)
 
-# dict keys whose values are credentials, whatever they look like
-_SENSITIVE_FIELDS = re.compile(
-    r"(?i)^(authorization|proxy-authorization|x-api-key|api[-_]?key|apikey|access[-_]?token|"
-    r"refresh[-_]?token|token|secret|client[-_]?secret|password|passwd)$"
-)
+class _Shapes:
+    """The credential-shaped patterns, compiled on first use (compiling all of them costs about
+    2 ms, which every ``import ftclient.secrets`` would otherwise pay: reading a backend's class
+    imports this module, redacting is what needs them)."""
+
+    def __init__(self) -> None:
+        # Shapes of keys and credentials, most specific first.
+        self.keys = [
+            # OpenAI (sk-..., sk-proj-..., sk-svcacct-..., sk-admin-...), Anthropic (sk-ant-...)
+            re.compile(r"\bsk-[A-Za-z0-9_\-]{16,}"),
+            # Together (tgp_v1_...), Fireworks (fw_...), Hugging Face (hf_...)
+            re.compile(r"\btgp_v\d+_[A-Za-z0-9_\-]{16,}"),
+            re.compile(r"\bfw_[A-Za-z0-9]{16,}"),
+            re.compile(r"\bhf_[A-Za-z0-9]{30,}"),
+        ]
+        # Header-like values: keep the name, hide the value (unless it is hidden already).
+        self.headers = [
+            # Authorization: Bearer xxx / "authorization": "Basic xxx" / authorization=xxx
+            re.compile(
+                r"""(?i)(\b(?:proxy-)?authorization["']?\s*[:=]\s*["']?"""
+                r"""(?!(?:(?:bearer|basic|token|digest)\s+)?\[REDACTED\])(?:(?:bearer|basic|token|digest)\s+)?)"""
+                r"""[^\s"',;}\]]+"""
+            ),
+            # x-api-key: xxx / api_key="xxx" / "api-key": "xxx" / MISTRAL_API_KEY=xxx
+            re.compile(
+                r"""(?i)(\b(?:[a-z0-9]+[_-])*(?:x-)?api[-_]?key["']?\s*[:=]\s*["']?)(?!\[REDACTED\])[^\s"',;}\])#]+"""
+            ),
+        ]
+        self.bearer = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=\-]{8,}")
+        # The credentials of a URL: http://user:password@host/... (all of the userinfo is hidden).
+        self.url_userinfo = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)(?!\[REDACTED\]@)[^/\s?#\"'<>]+@")
+        # token=..., client_secret=..., password=... anywhere (a form body, a log line, a DSN).
+        self.assigned_secret = re.compile(
+            r"(?i)(\b(?:[a-z0-9]+[_-])*(?:token|secret|password|passwd)=)(?!\[REDACTED\])[^&#\s\"'<>,;}\])]+"
+        )
+        # A credential in a query string: ?key=..., &token=..., ?api_key=... (the value stops at & or #,
+        # so ``?api_key=X#model`` keeps its ``#model``).
+        self.query_secret = re.compile(
+            r"(?i)([?&;](?:[a-z0-9]+[_-])*(?:key|token|secret|password|passwd|pwd|sig|signature|auth|"
+            r"access[_-]?token|api[_-]?key|apikey|code)=)(?!\[REDACTED\])[^&#\s\"'<>]+"
+        )
+        # dict keys whose values are credentials, whatever they look like
+        self.sensitive_fields = re.compile(
+            r"(?i)^(authorization|proxy-authorization|x-api-key|api[-_]?key|apikey|access[-_]?token|"
+            r"refresh[-_]?token|token|secret|client[-_]?secret|password|passwd)$"
+        )
+
+
+@functools.cache
+def _shapes() -> _Shapes:
+    return _Shapes()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -451,13 +463,14 @@ def redact(text: Any) -> str:
     rx = _known_regex()
     if rx is not None:
         s = rx.sub(REDACTED, s)
-    for pat in _KEY_PATTERNS:
+    shapes = _shapes()
+    for pat in shapes.keys:
         s = pat.sub(REDACTED, s)
-    s = _URL_USERINFO.sub(lambda m: m.group(1) + REDACTED + "@", s)
-    s = _QUERY_SECRET.sub(lambda m: m.group(1) + REDACTED, s)
-    s = _ASSIGNED_SECRET.sub(lambda m: m.group(1) + REDACTED, s)
-    s = _BEARER.sub(lambda m: m.group(1) + REDACTED, s)
-    for pat in _HEADER_PATTERNS:
+    s = shapes.url_userinfo.sub(lambda m: m.group(1) + REDACTED + "@", s)
+    s = shapes.query_secret.sub(lambda m: m.group(1) + REDACTED, s)
+    s = shapes.assigned_secret.sub(lambda m: m.group(1) + REDACTED, s)
+    s = shapes.bearer.sub(lambda m: m.group(1) + REDACTED, s)
+    for pat in shapes.headers:
         s = pat.sub(lambda m: m.group(1) + REDACTED, s)
     return s
 
@@ -465,9 +478,10 @@ def redact(text: Any) -> str:
 def redact_obj(obj: Any) -> Any:
     """A copy of a JSON-like object with credential fields and key-shaped strings redacted."""
     if isinstance(obj, dict):
+        sensitive = _shapes().sensitive_fields
         out = {}
         for k, v in obj.items():
-            if isinstance(k, str) and _SENSITIVE_FIELDS.match(k) and v not in (None, ""):
+            if isinstance(k, str) and sensitive.match(k) and v not in (None, ""):
                 out[k] = REDACTED
             else:
                 out[k] = redact_obj(v)
