@@ -1,4 +1,4 @@
-"""A local emulator of the hosted fine-tuning APIs (OpenAI, Together), for tests only.
+"""A local emulator of the hosted fine-tuning APIs (OpenAI, Together, Fireworks), for tests only.
 
     from emulator import ProviderEmulator, status, drop_after_processing, hang
 
@@ -20,6 +20,8 @@ Jobs advance one phase per ``retrieve`` (``advance="poll"``, the default) or by 
 OpenAI:   validating_files -> queued -> running (N metric steps) -> succeeded | failed | cancelled
 Together: pending -> queued -> running (N steps) -> compressing -> uploading -> completed
           | error (or user_error) | cancel_requested -> cancelled
+Fireworks: its routes, states and strict SDK-type checks live in tests/emulator_fireworks.py
+          (``ProviderEmulator("fireworks")``; the class mixes ``FireworksMixin`` in).
 
 Account-level fault modes: ``emu.refuse_fine_tuning()`` (OpenAI) answers every create
 the way OpenAI refuses organisations that may no longer start fine-tuning jobs (no
@@ -56,6 +58,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any, Callable
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from emulator_fireworks import FW_TERMINAL, FireworksMixin
 from http_server import LocalHTTPServer
 
 __all__ = [
@@ -285,19 +288,20 @@ def _parquet_rows_tokens(content: bytes) -> tuple[int, int | None]:
         return 0, None
 
 
-class ProviderEmulator:
-    """A fake OpenAI or Together fine-tuning API on 127.0.0.1. Use as a context manager."""
+class ProviderEmulator(FireworksMixin):
+    """A fake OpenAI, Together or Fireworks fine-tuning API on 127.0.0.1. Use as a context manager."""
 
     def __init__(self, provider: str = "openai", *, api_key: str | None = None, advance: str = "poll",
                  seconds_per_phase: float = 0.05, running_steps: int = 3, file_processing_delay: float = 0.0,
                  chat_reply: Callable[[list, str], str] | dict | None = None, organization: str = "org-emulator",
-                 together_user: str = "emulator-user"):
-        if provider not in ("openai", "together"):
-            raise ValueError("provider must be 'openai' or 'together'")
+                 together_user: str = "emulator-user", account_id: str = "ftc-test"):
+        if provider not in ("openai", "together", "fireworks"):
+            raise ValueError("provider must be 'openai', 'together' or 'fireworks'")
         if advance not in ("poll", "time", "manual"):
             raise ValueError("advance must be 'poll', 'time' or 'manual'")
         self.provider = provider
-        self.api_key = api_key or ("sk-test-emulator-0000" if provider == "openai" else "tg-test-emulator-0000")
+        self.api_key = api_key or {"openai": "sk-test-emulator-0000", "together": "tg-test-emulator-0000",
+                                   "fireworks": "fw-test-emulator-0000"}[provider]
         self.advance_mode = advance
         self.seconds_per_phase = seconds_per_phase
         self.running_steps = max(1, running_steps)
@@ -305,6 +309,7 @@ class ProviderEmulator:
         self.chat_reply = chat_reply
         self.organization = organization
         self.together_user = together_user
+        self.account_id = account_id  # Fireworks: the one account of the key
         self.fine_tuning_refusal: tuple[int, str] | None = None  # see refuse_fine_tuning()
         self.shutdowns: dict[str, int] = {}  # model -> chat answers left before it is gone (see shut_down())
         self.requests: list[RecordedRequest] = []
@@ -319,7 +324,10 @@ class ProviderEmulator:
         self._server: LocalHTTPServer | None = None
         self._clock = itertools.count(1)
         self.port: int | None = None
-        self._routes = self._openai_routes() if provider == "openai" else self._together_routes()
+        if provider == "fireworks":
+            self._fw_init()
+        self._routes = {"openai": self._openai_routes, "together": self._together_routes,
+                        "fireworks": self._fw_routes}[provider]()
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -349,7 +357,7 @@ class ProviderEmulator:
 
     @property
     def base_url(self) -> str:
-        """What to pass as the SDK's base_url (OpenAI: with /v1; Together 3.x: without)."""
+        """What to pass as the SDK's base_url (OpenAI: with /v1; Together 3.x and Fireworks: without)."""
         return self.root_url + ("/v1" if self.provider == "openai" else "")
 
     @property
@@ -357,6 +365,9 @@ class ProviderEmulator:
         """Environment variables that point the SDK at this emulator."""
         if self.provider == "openai":
             return {"OPENAI_BASE_URL": self.base_url, "OPENAI_API_KEY": self.api_key}
+        if self.provider == "fireworks":
+            return {"FIREWORKS_BASE_URL": self.base_url, "FIREWORKS_API_KEY": self.api_key,
+                    "FIREWORKS_ACCOUNT_ID": self.account_id}
         return {"TOGETHER_BASE_URL": self.base_url, "TOGETHER_API_KEY": self.api_key}
 
     # ---------------------------------------------------------------- scripting
@@ -378,7 +389,8 @@ class ProviderEmulator:
                   together_status: str = "error") -> None:
         """The next job created ends failed with ``reason`` as the provider's error text.
         (Together: ``together_status`` may be "user_error", which the SDK knows but the
-        published spec's FinetuneJobStatus does not list.)"""
+        published spec's FinetuneJobStatus does not list. Fireworks: ``code`` may be a
+        google.rpc code name for ``status.code``; see emulator_fireworks.)"""
         with self._lock:
             self._job_failures.append({"message": reason, "code": code, "param": param,
                                        "together_status": together_status})
@@ -493,29 +505,36 @@ class ProviderEmulator:
     def advance(self, job_id: str | None = None, n: int = 1) -> None:
         """Move one job (or every job) n phases on."""
         with self._lock:
-            for job in [self.jobs[job_id]] if job_id else list(self.jobs.values()):
+            for job in [self.jobs[self._job_key(job_id)]] if job_id else list(self.jobs.values()):
                 for _ in range(n):
                     self._step(job)
 
     def finish(self, job_id: str | None = None) -> None:
         """Run a job (or every job) to its terminal state."""
         with self._lock:
-            for job in [self.jobs[job_id]] if job_id else list(self.jobs.values()):
+            for job in [self.jobs[self._job_key(job_id)]] if job_id else list(self.jobs.values()):
                 while not self._terminal(job):
                     self._step(job)
 
     def job(self, job_id: str) -> dict:
         """The job as the provider would send it now."""
         with self._lock:
-            return copy.deepcopy(self._job_wire(self.jobs[job_id]))
+            return copy.deepcopy(self._job_wire(self.jobs[self._job_key(job_id)]))
+
+    def _job_key(self, job_id: str) -> str:
+        """The key in ``jobs`` of a job id (Fireworks: a short id or the resource name)."""
+        return self._fw_job_key(job_id) if self.provider == "fireworks" else job_id
 
     def requests_to(self, path_regex: str, method: str = "*") -> list[RecordedRequest]:
         rx = re.compile(path_regex)
         return [r for r in self.requests if rx.search(r.path) and method.upper() in ("*", r.method)]
 
     def check_responses(self) -> int:
-        """Validate every JSON body this emulator sent against the official OpenAPI document.
+        """Validate every JSON body this emulator sent against the official OpenAPI document
+        (Fireworks: strictly against the fireworks SDK's own types, tests/fireworks_check.py).
         Raises AssertionError naming the first mismatch; returns how many were checked."""
+        if self.provider == "fireworks":
+            return self._fw_check_responses()  # against the fireworks SDK's own types
         import openapi_check as oc
 
         if self.internal_errors:
@@ -582,7 +601,7 @@ class ProviderEmulator:
         spec_op = route[2] if route else None
         if fault is not None and fault.kind == "status":
             body_out = fault.body if fault.body is not None else self._error_body(
-                _ApiError(fault.code, _STATUS_TEXT.get(fault.code, ("api_error", f"Error {fault.code}."))[1]))
+                _ApiError(fault.code, _STATUS_TEXT.get(fault.code, ("api_error", f"Error {fault.code}."))[1]), path)
             self._respond(h, req, fault.code, body_out, fault.headers, spec_op)
             return
         try:
@@ -595,12 +614,12 @@ class ProviderEmulator:
                 result = handler(req, **params)
             code, out, extra = (result + ({},))[:3] if isinstance(result, tuple) else (200, result, {})
         except _ApiError as e:
-            code, out, extra = e.status, self._error_body(e), e.headers
+            code, out, extra = e.status, self._error_body(e, path), e.headers
         except Exception as e:  # a bug in the emulator: answer 500 and make check_responses fail
             import traceback
 
             self.internal_errors.append(f"{method} {path}: {traceback.format_exc()}")
-            code, out, extra = 500, self._error_body(_ApiError(500, f"emulator bug: {e!r}")), {}
+            code, out, extra = 500, self._error_body(_ApiError(500, f"emulator bug: {e!r}"), path), {}
         if fault is not None and fault.kind == "drop_after":
             h.close_connection = True
             return
@@ -643,6 +662,8 @@ class ProviderEmulator:
         return None
 
     def _check_auth(self, header: str | None) -> None:
+        if self.provider == "fireworks":
+            return self._fw_check_auth(header)
         if not header or not header.startswith("Bearer ") or not header[7:].strip():
             if self.provider == "openai":
                 raise _ApiError(401, "You didn't provide an API key. You need to provide your API key in an "
@@ -664,7 +685,9 @@ class ProviderEmulator:
                                  "https://api.together.xyz/settings/api-keys.",
                             type_="invalid_request_error", err_code="invalid_api_key")
 
-    def _error_body(self, e: _ApiError) -> dict:
+    def _error_body(self, e: _ApiError, path: str = "") -> dict:
+        if self.provider == "fireworks":
+            return self._fw_error_body(e, path)
         # OpenAI ErrorResponse: error{message,type,param,code} all required (param/code nullable).
         # Together ErrorData: error{message,type} required, param/code nullable strings.
         return {"error": {"message": e.message, "type": e.type, "param": e.param, "code": e.err_code}}
@@ -680,14 +703,14 @@ class ProviderEmulator:
                 self._step(job)
 
     def _terminal(self, job: dict) -> bool:
-        return job["_state"] in ("succeeded", "failed", "cancelled", "completed", "error", "user_error")
+        return job["_state"] in ("succeeded", "failed", "cancelled", "completed", "error", "user_error") + FW_TERMINAL
 
     def _step(self, job: dict) -> None:
         """Advance one phase along the job's timeline, emitting events."""
         if self._terminal(job):
             return
         job["_phase"] += 1
-        (self._openai_step if self.provider == "openai" else self._together_step)(job)
+        {"openai": self._openai_step, "together": self._together_step, "fireworks": self._fw_step}[self.provider](job)
 
     def _reply_text(self, messages: list, model: str) -> str:
         user = next((m.get("content") for m in reversed(messages or []) if m.get("role") == "user"), "") or ""
@@ -958,6 +981,8 @@ class ProviderEmulator:
         self._oa_event(job, "error", f["message"])
 
     def _job_wire(self, job: dict) -> dict:
+        if self.provider == "fireworks":
+            return self._fw_job_wire(job)
         return self._oa_job_wire(job) if self.provider == "openai" else self._tg_job_wire(job)
 
     def _oa_job_wire(self, job: dict) -> dict:

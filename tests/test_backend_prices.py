@@ -106,7 +106,7 @@ def test_every_model_has_one_home():
         assert prefix in installed or ref in core["models"], ref
         if prefix in shipping:
             assert ref not in core["models"], f"{ref} is priced by its backend and the core file"
-    for tier in core["tiers"]:
+    for tier in core.get("tiers") or {}:
         assert tier not in shipping, f"tiers.{tier} is in the core file and its backend's"
 
 
@@ -133,8 +133,12 @@ def test_the_moved_prices_are_the_same():
     # Together's tier still prices a model the catalogue does not list, from its size.
     unlisted = cat.model("together:Qwen/Qwen3-4B-Instruct")
     assert not unlisted.listed and unlisted.training_price() == 0.48 and unlisted.serving == "dedicated"
-    # and Fireworks, which has no backend yet, is still in the core file
-    assert cat.model("fireworks:accounts/fireworks/models/llama-v3p1-8b-instruct").training_price() == 0.50
+    # Fireworks' prices moved to its backend with the same training figures; its fine-tuned
+    # models are served on a dedicated deployment, as Fireworks' docs say.
+    fw = cat.model("fireworks:accounts/fireworks/models/llama-v3p1-8b-instruct")
+    assert (fw.training_price("sft", "lora"), fw.training_price("dpo", "lora")) == (0.50, 1.00)
+    assert (fw.serving, fw.dedicated_endpoint_per_hour) == ("dedicated", 3.89)
+    assert not any(ref.startswith("fireworks:") for ref in yaml.safe_load(CATALOGUE_FILE.read_text())["models"] or {})
 
 
 def test_a_user_file_still_overrides_a_backend_entry(tmp_path):

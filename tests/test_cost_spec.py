@@ -21,7 +21,8 @@ def test_estimate_takes_model_epochs_and_budget_from_the_spec(ftc, tmp_path):
     r = ftc("cost", "estimate", "--spec", spec, "--json")
     assert r.code == 0, r.err
     d = r.json()
-    assert d["epochs"] == 2 and d["model"].startswith("openai:gpt-4.1-mini")
+    # no --model: the model of the spec's first hosted backend block, by backend name
+    assert d["epochs"] == 2 and d["model"] == "fireworks:accounts/fireworks/models/llama-v3p1-8b-instruct"
     assert d["billed_tokens"] == 2 * d["tokens_per_epoch"]
     assert d["budget_usd"] == 0.0001 and d["within_budget"] is (d["cost_usd"] <= 0.0001)
     # An explicit flag wins over the spec.

@@ -187,3 +187,80 @@ def test_kill_9_of_ftc_train_then_resume(tmp_path, provider, point):
             left = [(o.kind, o.state) for o in st.operations(job.id) if o.is_open]
             pending = st.pending_work()
         assert left == [] and pending == []
+
+
+FW_MODEL = "accounts/fireworks/models/llama-v3p1-8b-instruct"
+FW_CREATE = "/v1/accounts/ftc-test/supervisedFineTuningJobs"
+
+
+@pytest.mark.parametrize("point", ["upload", "create", "watch"])
+def test_kill_9_of_ftc_train_then_resume_fireworks(tmp_path, point):
+    """The same for Fireworks, whose job id ftc derives from the client token: reconciling is
+    one GET of that id, and the dataset (named after the file's sha256) is created once."""
+    pytest.importorskip("fireworks")
+    write_job(tmp_path, "together")
+    (tmp_path / "job.yaml").write_text(f"name: tickets\nbase_model: {FW_MODEL}\ndata:\n  train: train.jsonl\n"
+                                       "hyperparameters:\n  epochs: 1\n")
+    spec = tmp_path / "job.yaml"
+    home = tmp_path / "home"
+    upload = re.compile(r"/datasets/[^/]+:upload$")
+    job_get = re.compile(r"/supervisedFineTuningJobs/[^/]+$")
+    with ProviderEmulator("fireworks", advance="manual", seconds_per_phase=0.0005) as emu:
+        env = {**os.environ, **emu.env, "FTC_HOME": str(home), "NO_COLOR": "1"}
+        env.pop("FTC_DEBUG", None)
+        release = None
+        if point == "upload":
+            emu.fail(upload.pattern, "POST", [hang()])
+            ready = lambda: any(r.fault == "hang" for r in emu.requests)  # noqa: E731
+        elif point == "create":
+            held, release = hold_answer(emu, "POST", FW_CREATE)
+            ready = held.is_set
+        else:
+            ready = lambda: any(r.method == "GET" and job_get.search(r.path) for r in emu.requests)  # noqa: E731
+        proc = subprocess.Popen([str(FTC), "train", str(spec), "--backend", "fireworks", "--yes", "--json"],
+                                cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        kill_when(proc, ready, f"the {point} moment")
+
+        with Store(home / "ftc.db") as st:
+            (job,) = st.list_jobs()
+            (work,) = st.pending_work()
+            open_ops = [(o.kind, o.state) for o in work.operations]
+            if point == "upload":
+                assert open_ops == [("upload", "sent")] and not emu.jobs
+            elif point == "create":
+                assert ("create", "sent") in open_ops and job.provider_job_id is None and len(emu.jobs) == 1
+            else:
+                assert open_ops == [] and job.provider_job_id in emu.jobs
+
+        emu.clear_faults()
+        if release is not None:
+            release.set()
+        emu.advance_mode = "time"
+        r = subprocess.run([str(FTC), "jobs", "resume", "--json"], cwd=tmp_path, env=env, capture_output=True,
+                           text=True, timeout=60)
+        assert r.returncode == 0, r.stderr[-3000:]
+        outcomes = json.loads(r.stdout)["outcomes"]
+        first = {"upload": "submitted", "create": "reconciled", "watch": "watched"}[point]
+        assert [o["action"] for o in outcomes] == ([first, "watched"] if point != "watch" else ["watched"])
+        assert outcomes[-1]["state"] == "succeeded"
+
+        # one job, one create request, one dataset holding the file
+        creates_ = [q for q in emu.requests if q.method == "POST" and q.path == FW_CREATE]
+        assert len(emu.jobs) == 1 and len(creates_) == 1 and len(emu.datasets) == 1
+        (pid,) = emu.jobs
+        (ds,) = emu.datasets.values()
+        assert ds["_content"] == (tmp_path / "train.jsonl").read_bytes()
+        uploads_ = [q for q in emu.requests if q.method == "POST" and upload.search(q.path)]
+        assert len(uploads_) == (2 if point == "upload" else 1)
+        if point == "create":
+            assert any(q.method == "GET" and q.path == f"{FW_CREATE}/{pid.rsplit('/', 1)[1]}" for q in emu.requests)
+        assert emu.job(pid)["state"] == "JOB_STATE_COMPLETED"
+        emu.check_responses()
+
+        with Store(home / "ftc.db") as st:
+            (job,) = st.list_jobs()
+            assert job.state == "succeeded" and job.provider_job_id == pid
+            assert job.fine_tuned_model == emu.job(pid)["outputModel"] or job.fine_tuned_model.endswith(
+                "/" + emu.job(pid)["outputModel"].rsplit("/", 1)[-1])
+            assert [o.state for o in st.operations(job.id, "create")] == ["done"]
+            assert [(o.kind, o.state) for o in st.operations(job.id) if o.is_open] == [] and st.pending_work() == []

@@ -108,10 +108,14 @@ def test_demo_fast_runs_every_stage_and_a_second_run_reuses_the_work(ftc_proc, h
 
 
 def test_demo_with_a_backend_needs_its_key_and_starts_nothing(ftc_proc, home, tmp_path):
-    env = {"FTC_HOME": str(home), "OPENAI_API_KEY": "", "TOGETHER_API_KEY": ""}
+    env = {"FTC_HOME": str(home), "OPENAI_API_KEY": "", "TOGETHER_API_KEY": "", "FIREWORKS_API_KEY": ""}
     r = ftc_proc("demo", "--fast", "--out-dir", tmp_path / "d", "--with", "together", env=env)
     assert r.code == 2
     assert "TOGETHER_API_KEY" in r.err and "Traceback" not in r.err
     assert not (tmp_path / "d").exists()
-    r = ftc_proc("demo", "--out-dir", tmp_path / "d", "--with", "fireworks", env=env)
-    assert r.code == 2 and "openai" in r.err
+    r = ftc_proc("demo", "--fast", "--out-dir", tmp_path / "d", "--with", "fireworks", env=env)
+    assert r.code == 2
+    assert "FIREWORKS_API_KEY" in r.err and "Traceback" not in r.err
+    assert not (tmp_path / "d").exists()
+    r = ftc_proc("demo", "--out-dir", tmp_path / "d", "--with", "acme-cloud", env=env)
+    assert r.code == 2 and "fireworks" in r.err and "openai" in r.err

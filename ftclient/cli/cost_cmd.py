@@ -54,8 +54,8 @@ def _from_spec(spec_path, file, epochs, method, adapter, budget=None):
 @click.argument("file", type=click.Path(dir_okay=True), required=False)
 @click.option("--model", "-m", default=None,
               help="PROVIDER:MODEL, e.g. openai:gpt-4.1-mini, a GPU offer (modal:h100), or local:MODEL "
-                   "(local:default, local:PATH). With --spec: openai's model (local's with --calibrate; "
-                   "together's for a Parquet file).")
+                   "(local:default, local:PATH). With --spec: the model of its first hosted backend block, by "
+                   "backend name (the local one with --calibrate; one that takes Parquet for a Parquet file).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs (default: the OpenAI cookbook heuristic).")
 @click.option("--method", type=click.Choice(["sft", "dpo"], case_sensitive=False), default=None, help="sft (default) or dpo.")
 @click.option("--adapter", type=click.Choice(["lora", "qlora", "full"], case_sensitive=False), default=None,

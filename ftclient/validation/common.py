@@ -420,6 +420,8 @@ class DataChecker:
     #: The name used in messages ("OpenAI", "Together", "Local training").
     display: str = ""
     min_examples: int = 1
+    #: The most examples a file may hold (None: no limit).
+    max_examples: int | None = None
     formats_for_method: dict = {}
     #: The longest line read (None: the engine's usual limit).
     max_line_bytes: int | None = None

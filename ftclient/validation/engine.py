@@ -196,6 +196,9 @@ def _finish(res: ValidationResult, checker, strict: bool, progress, size: int) -
             "too_few_examples",
             f"{res.examples} example(s); {res.provider} needs at least {checker.min_examples}",
         )
+    most = checker.max_examples
+    if most is not None and res.examples > most and FILE_FATAL.isdisjoint(F.error_counts):
+        F.error(0, "too_many_examples", f"{res.examples:,} examples; {res.provider} takes at most {most:,} per file")
     if strict:
         F.promote_warnings()
     F.sort()

@@ -1,0 +1,765 @@
+"""Fireworks AI fine-tuning as an ftc backend.
+
+``FireworksBackend`` maps the provider-neutral :class:`~ftclient.spec.JobSpec` onto
+Fireworks' fine-tuning API through the official ``fireworks-ai`` SDK (package
+``fireworks``, 1.x, over ``httpx``). The shared submit flow (upload once per content,
+write-ahead create, reconciliation after an ambiguous create) lives in
+:class:`ftclient.providers._hosted.HostedBackend` and the core; this module supplies
+Fireworks' hooks and the read-side calls (status, events, checkpoints, cancel, result, chat).
+
+Everything that turns a spec into a request, or a Fireworks object into a neutral record,
+is a plain module-level function (``sft_arguments``, ``dpo_arguments``, ``job_status``,
+``job_events``, ``job_id_for``, ``dataset_id_for``...) so it can be tested without a client.
+The SDK is imported only when a client is built or a request is made.
+
+Facts this module relies on (fireworks-ai 1.2.30, checked in its source, and Fireworks'
+fine-tuning documentation):
+
+* Every control-plane resource lives under an account: ``accounts/{account_id}/...``. The
+  account is ``FIREWORKS_ACCOUNT_ID`` (as the SDK reads it), else the one account the key
+  lists (``GET /v1/accounts``).
+* **Ids are chosen by the client.** A dataset is created with its ``datasetId``; a job with
+  ``supervisedFineTuningJobId`` / ``dpoJobId``. A second create with an id that exists is
+  refused (409 ALREADY_EXISTS) and creates nothing. ftc names the dataset after the sha256
+  of its content (``ftc-<sha256[:32]>``: the same file is one dataset, whoever uploads it)
+  and the job after the job's client token (``ftc-sft-<token>``/``ftc-dpo-<token>``), so
+  the create is idempotent at Fireworks itself and reconciliation is one ``GET`` by id.
+* Datasets up to 150 MB are uploaded in one multipart request (``:upload``); larger ones
+  through a signed URL (``:getUploadEndpoint``, a ``PUT`` of the bytes to that URL without
+  the API key, then ``:validateUpload``). A dataset is usable when its state is ``READY``.
+* Fireworks fine-tunes LoRA adapters only (its docs: "Fireworks uses LoRA"); a spec asking
+  for full fine-tuning is refused before any request. DPO's ``beta`` must lie in (0, 0.5).
+* A LoRA fine-tuned model is served only on a dedicated (on-demand) deployment, billed per
+  GPU-hour (Fireworks' docs on deploying fine-tuned models); serverless serving of LoRA
+  models is not offered. The status says so, with the catalogue's hourly rate.
+* Fine-tuning jobs have no event list in the API: ftc's events are the job's own record
+  (created, its state and status message, completed), and its only checkpoint is the
+  output model once the job completed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import warnings
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+from ftclient.backends import Checkpoint, JobEvent, JobState, JobStatus, lazy_attr, map_state, to_datetime
+from ftclient.errors import ConfigError, SpecError, UsageError
+from ftclient.fileio import sha256_file
+from ftclient.retry import ProviderError, RequestRejected, sdk_client_kwargs
+from ftclient.secrets import get_key
+
+from .._hosted import HostedBackend
+from .validation import FireworksChecker
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ftclient.spec import JobSpec
+
+__all__ = [
+    "FireworksBackend",
+    "FireworksJobStatus",
+    "FIREWORKS_STATES",
+    "PUBLIC_ACCOUNT",
+    "SIMPLE_UPLOAD_MAX_BYTES",
+    "full_model_name",
+    "split_name",
+    "dataset_id_for",
+    "job_id_for",
+    "output_model_for",
+    "sft_arguments",
+    "dpo_arguments",
+    "job_status",
+    "job_events",
+    "as_dict",
+]
+
+log = logging.getLogger("ftclient.providers.fireworks")
+
+PROVIDER = "fireworks"
+KEY_ENV = "FIREWORKS_API_KEY"
+ACCOUNT_ENV = "FIREWORKS_ACCOUNT_ID"
+#: The account of Fireworks' own base models (``accounts/fireworks/models/...``).
+PUBLIC_ACCOUNT = "fireworks"
+#: Files up to this size go up in one multipart request (Fireworks: "less than 150 MB").
+SIMPLE_UPLOAD_MAX_BYTES = 150 * 1000 * 1000
+#: Fireworks resource ids: lowercase letters, digits and dashes, at most 63 characters.
+ID_MAX = 63
+
+#: Fireworks' job states (``JobState`` of its API) onto the neutral ones. ``CANCELLING``,
+#: ``WRITING_RESULTS`` and ``PAUSED`` are not final (the job may still hold GPUs or resume),
+#: so they read as ``running``; ``provider_state`` says which. ``EARLY_STOPPED`` ended with a
+#: model (training stopped when the evaluation loss stopped improving).
+FIREWORKS_STATES: dict[str, JobState] = {
+    "JOB_STATE_UNSPECIFIED": JobState.PENDING,
+    "JOB_STATE_CREATING": JobState.PENDING,
+    "JOB_STATE_CREATING_INPUT_DATASET": JobState.PENDING,
+    "JOB_STATE_VALIDATING": JobState.VALIDATING_FILES,
+    "JOB_STATE_PENDING": JobState.QUEUED,
+    "JOB_STATE_RE_QUEUEING": JobState.QUEUED,
+    "JOB_STATE_IDLE": JobState.QUEUED,
+    "JOB_STATE_RUNNING": JobState.RUNNING,
+    "JOB_STATE_WRITING_RESULTS": JobState.RUNNING,
+    "JOB_STATE_CANCELLING": JobState.RUNNING,
+    "JOB_STATE_PAUSED": JobState.RUNNING,
+    "JOB_STATE_COMPLETED": JobState.SUCCEEDED,
+    "JOB_STATE_EARLY_STOPPED": JobState.SUCCEEDED,
+    "JOB_STATE_FAILED": JobState.FAILED,
+    "JOB_STATE_EXPIRED": JobState.FAILED,
+    "JOB_STATE_CANCELLED": JobState.CANCELLED,
+    "JOB_STATE_DELETING": JobState.CANCELLED,
+    "JOB_STATE_DELETING_CLEANING_UP": JobState.CANCELLED,
+}
+
+#: The two job collections, by the spec's method.
+COLLECTIONS = {"sft": "supervisedFineTuningJobs", "dpo": "dpoJobs"}
+
+DEPLOYMENT_NOTE = ("A LoRA fine-tuned model on Fireworks is served only on a dedicated (on-demand) deployment, "
+                   "billed per GPU-hour while it runs{rate}: create one (`firectl deployment create MODEL`, or the "
+                   "Fireworks console) before calling the model, and let it scale to zero or delete it when done.")
+
+_NAME_RX = re.compile(r"^accounts/([^/]+)/(models|datasets|supervisedFineTuningJobs|dpoJobs)/([^/]+)$")
+
+
+# --------------------------------------------------------------------------- names
+
+
+def as_dict(obj: Any) -> dict[str, Any]:
+    """A Fireworks SDK object as the JSON the API sent (wire names such as ``outputModel``),
+    or a dict unchanged."""
+    if obj is None:
+        return {}
+    if isinstance(obj, Mapping):
+        return dict(obj)
+    dump = getattr(obj, "model_dump", None)
+    if callable(dump):
+        return dump(mode="json", by_alias=True, exclude_none=True)
+    return dict(vars(obj))  # pragma: no cover
+
+
+def full_model_name(model: str) -> str:
+    """``llama-v3p1-8b-instruct`` -> ``accounts/fireworks/models/llama-v3p1-8b-instruct``; a
+    full name (``accounts/A/models/M``) is kept."""
+    m = (model or "").strip()
+    if not m:
+        raise SpecError("fireworks: no base model", hint="Set fireworks.model (or base_model), e.g. "
+                                                         "accounts/fireworks/models/llama-v3p1-8b-instruct.")
+    if m.startswith("accounts/"):
+        if not _NAME_RX.match(m) or "/models/" not in m:
+            raise SpecError(f"fireworks: {m!r} is not a model name", hint="Use accounts/ACCOUNT/models/MODEL.")
+        return m
+    if "/" in m:
+        raise SpecError(f"fireworks: {m!r} is not a Fireworks model name (it looks like a Hugging Face id)",
+                        hint="Use the Fireworks name, e.g. accounts/fireworks/models/llama-v3p1-8b-instruct "
+                             "(the model library lists them).")
+    return f"accounts/{PUBLIC_ACCOUNT}/models/{m}"
+
+
+def split_name(name: str) -> tuple[str, str, str]:
+    """``accounts/A/COLLECTION/ID`` -> (A, COLLECTION, ID); ValueError for anything else."""
+    m = _NAME_RX.match(name or "")
+    if not m:
+        raise ValueError(f"not a Fireworks resource name: {name!r}")
+    return m.group(1), m.group(2), m.group(3)
+
+
+def _clean_id(text: str) -> str:
+    s = re.sub(r"[^a-z0-9-]+", "-", (text or "").lower())
+    return re.sub(r"-{2,}", "-", s).strip("-")
+
+
+def dataset_id_for(sha256: str) -> str:
+    """The dataset id of a file: ``ftc-<sha256[:32]>`` (one dataset per content)."""
+    digest = re.sub(r"[^0-9a-f]", "", (sha256 or "").lower())
+    if len(digest) < 32:
+        raise ValueError("a dataset id needs the file's sha256")
+    return f"ftc-{digest[:32]}"
+
+
+def job_id_for(client_token: str, method: str) -> str:
+    """The job id of a job created with ``client_token``: ``ftc-sft-<token>`` / ``ftc-dpo-<token>``."""
+    tag = re.sub(r"[^0-9a-f]", "", (client_token or "").lower())
+    if len(tag) < 8:
+        raise ValueError(f"client token {client_token!r} has fewer than 8 hex digits")
+    return f"ftc-{method}-{tag}"[:ID_MAX]
+
+
+def output_model_for(spec: "JobSpec", client_token: str) -> str:
+    """The fine-tuned model's id: ``fireworks.output_model``, else ``<spec name>-<token[:8]>``."""
+    own = getattr(spec.fireworks, "output_model", None)
+    if own:
+        cleaned = _clean_id(own)
+        if cleaned != own or len(own) > ID_MAX:
+            raise SpecError(f"fireworks.output_model {own!r} is not a Fireworks id",
+                            hint=f"Use lowercase letters, digits and dashes (at most {ID_MAX}), e.g. {cleaned[:ID_MAX]!r}.")
+        return own
+    tag = job_id_for(client_token, "x")[len("ftc-x-"):][:8]
+    base = _clean_id(spec.name)[: ID_MAX - len(tag) - 1].rstrip("-")
+    return f"{base}-{tag}" if base else f"ftc-{tag}"
+
+
+# --------------------------------------------------------------------------- requests
+
+
+def _common_training(spec: "JobSpec", *, client_token: str) -> dict[str, Any]:
+    """The training settings SFT and DPO share (SDK keyword names)."""
+    hp = spec.hyperparameters
+    fw = spec.fireworks
+    out: dict[str, Any] = {
+        "base_model": full_model_name(spec.model_for(PROVIDER)),
+        "epochs": int(hp.epochs),
+        "lora_rank": int(hp.lora.r),
+        "output_model": output_model_for(spec, client_token),
+    }
+    if hp.learning_rate is not None:
+        out["learning_rate"] = float(hp.learning_rate)
+    if hp.batch_size:
+        out["batch_size_samples"] = int(hp.batch_size)
+    if fw.max_context_length is not None:
+        out["max_context_length"] = int(fw.max_context_length)
+    elif "max_seq_len" in hp.model_fields_set:
+        out["max_context_length"] = int(hp.max_seq_len)
+    return out
+
+
+def sft_arguments(spec: "JobSpec", *, dataset: str, evaluation_dataset: str | None = None,
+                  client_token: str) -> dict[str, Any]:
+    """Keyword arguments of ``supervised_fine_tuning_jobs.create``.
+
+    ============================  ================================================
+    ``fireworks.model``/base      ``base_model`` (short names get ``accounts/fireworks/models/``)
+    ``epochs``                    ``epochs``
+    ``learning_rate``             ``learning_rate`` (omitted when null: Fireworks' default)
+    ``batch_size``                ``batch_size_samples`` (omitted when null)
+    ``lora.r``                    ``lora_rank``
+    ``fireworks.max_context_length`` or ``max_seq_len``  ``max_context_length``
+    ``fireworks.output_model``    ``output_model`` (default ``<name>-<token[:8]>``)
+    eval file                     ``evaluation_dataset``
+    ``fireworks.early_stop``      ``early_stop``
+    ``fireworks.is_turbo``        ``is_turbo``
+    client token                  ``supervised_fine_tuning_job_id`` = ``ftc-sft-<token>``
+    ============================  ================================================
+    """
+    args = {"dataset": dataset, "supervised_fine_tuning_job_id": job_id_for(client_token, "sft"),
+            "display_name": spec.name, **_common_training(spec, client_token=client_token)}
+    if evaluation_dataset:
+        args["evaluation_dataset"] = evaluation_dataset
+    if spec.fireworks.early_stop:
+        args["early_stop"] = True
+    if spec.fireworks.is_turbo:
+        args["is_turbo"] = True
+    return args
+
+
+def dpo_arguments(spec: "JobSpec", *, dataset: str, client_token: str) -> dict[str, Any]:
+    """Keyword arguments of ``dpo_jobs.create``: the training settings of :func:`sft_arguments`
+    in ``training_config``, ``dpo_beta`` as ``loss_config.dpo.beta``, the job id
+    ``ftc-dpo-<token>``."""
+    beta = float(spec.hyperparameters.dpo_beta)
+    return {"dataset": dataset, "dpo_job_id": job_id_for(client_token, "dpo"), "display_name": spec.name,
+            "training_config": _common_training(spec, client_token=client_token),
+            "loss_config": {"method": "DPO", "dpo": {"beta": beta}}}
+
+
+def _changed(model: Any, field: str) -> bool:
+    """Whether a spec section's ``field`` differs from ftc's default (a value the user chose)."""
+    return getattr(model, field) != type(model).model_fields[field].default
+
+
+# --------------------------------------------------------------------------- read side
+
+
+@dataclass
+class FireworksJobStatus(JobStatus):
+    """:class:`JobStatus` plus how the fine-tuned model is served."""
+
+    serving_note: str | None = None
+    """Set when the model needs a dedicated deployment to be called (LoRA models on Fireworks)."""
+
+
+def _state_of(job: Mapping[str, Any]) -> JobState:
+    return map_state(job.get("state") or "JOB_STATE_UNSPECIFIED", FIREWORKS_STATES, provider=PROVIDER)
+
+
+def _status_message(job: Mapping[str, Any]) -> str | None:
+    st = job.get("status")
+    if isinstance(st, Mapping):
+        msg = str(st.get("message") or "").strip()
+        code = str(st.get("code") or "").strip()
+        if msg and code and code != "OK":
+            return f"{msg} ({code})"
+        return msg or (code if code and code != "OK" else None)
+    return None
+
+
+def _output_model(job: Mapping[str, Any]) -> str | None:
+    out = job.get("outputModel")
+    if not out and isinstance(job.get("trainingConfig"), Mapping):
+        out = job["trainingConfig"].get("outputModel")
+    if out and not str(out).startswith("accounts/"):
+        try:
+            account = split_name(str(job.get("name")))[0]
+        except ValueError:
+            return str(out)
+        return f"accounts/{account}/models/{out}"
+    return str(out) if out else None
+
+
+def job_status(job: Mapping[str, Any], *, serving_note: str | None = None) -> FireworksJobStatus:
+    """A Fireworks job (dict, as ``GET .../supervisedFineTuningJobs/{id}`` sends it) as a neutral status."""
+    provider_state = job.get("state")
+    state = _state_of(job)
+    prog = job.get("jobProgress") if isinstance(job.get("jobProgress"), Mapping) else {}
+    percent = prog.get("percent")
+    step = int(percent) if isinstance(percent, (int, float)) and not isinstance(percent, bool) else None
+    if state is JobState.SUCCEEDED:
+        step = 100
+    error = None
+    if state is JobState.FAILED:
+        error = _status_message(job) or f"Fireworks reported the job as {provider_state!r} without a reason"
+    tokens = prog.get("inputTokens")
+    return FireworksJobStatus(
+        state=state,
+        provider_state=str(provider_state) if provider_state is not None else None,
+        fine_tuned_model=_output_model(job) if state is JobState.SUCCEEDED else None,
+        error=error,
+        trained_tokens=int(tokens) if isinstance(tokens, int) and state is JobState.SUCCEEDED else None,
+        step=step,
+        total_steps=100 if step is not None else None,
+        loss=None,
+        eta_seconds=None,
+        raw=dict(job),
+        serving_note=serving_note if state is JobState.SUCCEEDED else None,
+    )
+
+
+def job_events(job: Mapping[str, Any], after: str | None = None) -> list[JobEvent]:
+    """The job's own record as events, oldest first (Fireworks has no event list): created,
+    its current state (with the status message and progress), completed. ``after`` (an event
+    id shown before) leaves out what was shown: a state event comes again only when the state
+    or its progress changed."""
+    evs: list[JobEvent] = []
+
+    def when(key: str) -> datetime | None:
+        try:
+            return to_datetime(job.get(key))
+        except ValueError:
+            return None
+
+    created = when("createTime")
+    if created is not None:
+        evs.append(JobEvent(id="fw-created", created_at=created, level="info",
+                            message=f"job created ({job.get('displayName') or job.get('name') or ''})".strip()))
+    state = str(job.get("state") or "")
+    if state:
+        neutral = _state_of(job)
+        msg = f"state {state.removeprefix('JOB_STATE_').lower()}"
+        detail = _status_message(job)
+        if detail:
+            msg += f": {detail}"
+        prog = job.get("jobProgress") if isinstance(job.get("jobProgress"), Mapping) else {}
+        data = {k: prog[k] for k in ("percent", "epoch", "inputTokens") if prog.get(k) is not None}
+        level = "error" if neutral is JobState.FAILED else "info"
+        evs.append(JobEvent(id=f"fw-{state.lower()}-{prog.get('percent', '')}", created_at=when("updateTime") or created,
+                            level=level, message=msg, data=data))
+    done = when("completedTime")
+    if done is not None:
+        out, final = _output_model(job), _state_of(job)
+        evs.append(JobEvent(id="fw-completed", created_at=done, level="error" if final is JobState.FAILED else "info",
+                            message="job ended" + (f": model {out}" if out and final is JobState.SUCCEEDED else "")))
+    if after is not None:
+        # A snapshot, not a log: the state event's id changes with the state (and its progress).
+        # After the creation event comes everything else; after an older state event, the
+        # current state (if it is another) and the end; after the end, nothing.
+        if after == "fw-completed":
+            return []
+        if after.startswith("fw-job_state"):
+            return [e for e in evs if e.id != "fw-created" and e.id != after]
+        if after == "fw-created":
+            return [e for e in evs if e.id != "fw-created"]
+    return evs
+
+
+# --------------------------------------------------------------------------- backend
+
+
+class FireworksBackend(HostedBackend):
+    """Fine-tuning on Fireworks AI (``ftc train --backend fireworks``)."""
+
+    name = PROVIDER
+    key_env = KEY_ENV
+    key_prefixes = ("fw_",)
+    sdk = "fireworks"
+    display = "Fireworks"
+    #: The ``fireworks:`` block of a job spec.
+    options = lazy_attr(".options:FireworksOptions", __package__)
+    #: Its block in the commented example spec of ``ftc spec init``.
+    spec_example = """\
+fireworks:
+  model: accounts/fireworks/models/llama-v3p1-8b-instruct
+"""
+    #: Its models' prices and size tiers, merged into ftc's price catalogue.
+    price_catalogue = "prices.yaml"
+    #: The request field that bounds a reply's length.
+    chat_token_param = "max_tokens"
+    #: A model name for examples in messages (and ``ftc demo --with fireworks``).
+    example_model = "accounts/fireworks/models/llama-v3p1-8b-instruct"
+
+    def __init__(self, *, account_id: str | None = None, **kw: Any):
+        super().__init__(**kw)
+        self._account = account_id
+
+    # ------------------------------------------------------------------ offline
+
+    @staticmethod
+    def data_checker(model: str | None, method: str | None) -> Any:
+        """Fireworks' rules for a training file (``ftc data validate --provider fireworks``)."""
+        return FireworksChecker(model, method)
+
+    def preflight(self, spec: "JobSpec", *, today: date | None = None) -> list[str]:
+        """Checks before anything is sent: SpecError for a job Fireworks will not take
+        (full fine-tuning, a DPO beta outside (0, 0.5), a name that is no Fireworks model);
+        warnings for what it ignores or how the model is served."""
+        warns: list[str] = list(super().preflight(spec, today=today))
+        model = spec.model_for(PROVIDER)
+        if model == "default":
+            raise SpecError("fireworks: no base model: base_model is 'default' (the local SmolLM2 model), "
+                            "which Fireworks does not fine-tune",
+                            hint="Set fireworks.model (or base_model), e.g. accounts/fireworks/models/llama-v3p1-8b-instruct.")
+        full = full_model_name(model)
+        if spec.adapter == "full":
+            raise SpecError("fireworks fine-tunes LoRA adapters only: adapter 'full' cannot be submitted. Nothing was sent.",
+                            hint="Use adapter: lora on Fireworks, or full fine-tuning on --backend together or --backend local.")
+        if spec.adapter == "qlora":
+            warns.append("fireworks has no QLoRA: adapter 'qlora' is submitted as LoRA with the same rank "
+                         "(Fireworks trains on its own GPUs, so the 4-bit memory saving has no use there)")
+        if spec.method == "dpo":
+            beta = float(spec.hyperparameters.dpo_beta)
+            if not 0 < beta < 0.5:
+                raise SpecError(f"fireworks takes a DPO beta between 0 and 0.5 (exclusive), not {beta:g}. Nothing was sent.",
+                                hint="Set hyperparameters.dpo_beta, e.g. 0.1.")
+        hp, lora = spec.hyperparameters, spec.hyperparameters.lora
+        ignored = [k for k in ("alpha", "dropout", "target_modules") if _changed(lora, k)]
+        if ignored:
+            warns.append(f"fireworks sets LoRA {', '.join(ignored)} itself: only the rank (lora.r = {lora.r}) is sent")
+        if _changed(hp, "seed"):
+            warns.append(f"fireworks takes no random seed: hyperparameters.seed ({hp.seed}) is not sent")
+        if spec.data.eval is not None and spec.method == "dpo":
+            warns.append("fireworks DPO jobs take no evaluation dataset: the eval file is not uploaded")
+        entry = self._catalogue_entry(full)
+        if entry is None:
+            warns.append(f"fireworks model {full!r} is not in ftc's price catalogue: the estimate uses Fireworks' "
+                         "size tier only if the model's size is known; Fireworks checks the name before anything is uploaded")
+        note = self._serving_note(full)
+        if note:
+            warns.append(note)
+        return warns
+
+    # ------------------------------------------------------------------ catalogue
+
+    def _catalogue_entry(self, model: str) -> Any:
+        try:
+            return self.catalogue.model(f"{PROVIDER}:{model}")
+        except ConfigError:
+            return None
+
+    def _serving_note(self, model: str) -> str:
+        entry = self._catalogue_entry(model)
+        rate = ""
+        if entry is not None and entry.dedicated_endpoint_per_hour:
+            gpu = f" ({entry.dedicated_gpu})" if entry.dedicated_gpu else ""
+            rate = f" (about ${entry.dedicated_endpoint_per_hour:g}/h{gpu} per ftc's catalogue)"
+        return DEPLOYMENT_NOTE.format(rate=rate)
+
+    def describe_run(self, spec: "JobSpec") -> list[tuple[str, str]]:
+        """Plan rows: the job id ftc gives the job and how the model is served afterwards."""
+        return [("job id", f"{job_id_for('0' * 32, spec.method).rsplit('-', 1)[0]}-<client token>: "
+                           "a second create with it is refused by Fireworks, so the job exists at most once"),
+                ("serving", "a dedicated deployment, billed per GPU-hour (LoRA models are not served serverless)")]
+
+    # ------------------------------------------------------------------ client
+
+    def _make_client(self) -> Any:
+        """``fireworks.Fireworks`` with ftc's key, retries off and per-attempt timeouts; the base
+        URL comes from ``FIREWORKS_BASE_URL`` as the SDK reads it."""
+        import fireworks
+
+        return fireworks.Fireworks(api_key=get_key(PROVIDER), account_id=self._account or os.environ.get(ACCOUNT_ENV),
+                                   **sdk_client_kwargs(self.sdk))
+
+    @property
+    def account_id(self) -> str:
+        """The account jobs run in: the constructor's, ``FIREWORKS_ACCOUNT_ID``, the client's, else
+        the one account the key lists (``GET /v1/accounts``)."""
+        if self._account:
+            return self._account
+        own = os.environ.get(ACCOUNT_ENV) or getattr(self.client, "account_id", None)
+        if own:
+            self._account = str(own)
+            return self._account
+        listed = as_dict(self._call("list accounts", lambda: self.client.accounts.list()))
+        names = [str(a.get("name") or "") for a in listed.get("accounts") or []]
+        ids = [n.split("/", 1)[1] for n in names if n.startswith("accounts/")]
+        if len(ids) != 1:
+            raise ConfigError(
+                f"fireworks: cannot tell which account to use: the key lists {len(ids)} account(s)"
+                + (f" ({', '.join(ids[:5])})" if ids else ""),
+                hint=f"Set {ACCOUNT_ENV} to your account id (the Fireworks console shows it).")
+        self._account = ids[0]
+        return self._account
+
+    def async_chat_client(self, *, timeout_s: float, max_reply_bytes: int, concurrency: int) -> Any:
+        """The fireworks SDK's async client for ``ftc eval``: replies read through a transport that
+        stops at ``max_reply_bytes``; the base URL is the SDK's default or FIREWORKS_BASE_URL."""
+        import fireworks
+        import httpx
+
+        from ftclient.evaluation import capped_http_client, request_timeouts
+
+        http = capped_http_client(fireworks, httpx, max_reply_bytes=max_reply_bytes, connections=concurrency)
+        return fireworks.AsyncFireworks(api_key=get_key(self.name), account_id=self._account or os.environ.get(ACCOUNT_ENV),
+                                        http_client=http, **sdk_client_kwargs(self.sdk, **request_timeouts(timeout_s)))
+
+    # ------------------------------------------------------------------ hooks for HostedBackend
+
+    def _upload(self, path: Path, purpose: str = "fine-tune") -> str:
+        """Create the dataset named after the file's sha256 (or find it), and upload the bytes
+        unless Fireworks has them already; returns the dataset's resource name."""
+        path = Path(path)
+        ds_id = dataset_id_for(sha256_file(path))
+        account = self.account_id
+        try:
+            self.client.datasets.create(account_id=account, dataset_id=ds_id,
+                                        dataset={"displayName": path.name[:ID_MAX], "userUploaded": {}})
+        except Exception as e:
+            if getattr(e, "status_code", None) != 409:
+                raise
+            existing = as_dict(self.client.datasets.get(ds_id, account_id=account))
+            if existing.get("state") == "READY":
+                log.info("fireworks: dataset %s already holds %s", ds_id, path.name)
+                return str(existing.get("name") or f"accounts/{account}/datasets/{ds_id}")
+        size = path.stat().st_size
+        if size <= SIMPLE_UPLOAD_MAX_BYTES:
+            with open(path, "rb") as f:
+                self.client.datasets.upload(ds_id, account_id=account, file=(path.name, f, "application/jsonl"))
+        else:
+            self._signed_upload(account, ds_id, path, size)
+        return f"accounts/{account}/datasets/{ds_id}"
+
+    def _signed_upload(self, account: str, ds_id: str, path: Path, size: int) -> None:
+        """A large file: a signed URL from Fireworks, the bytes streamed to it with a plain HTTP
+        client (the signed URL is the credential: the API key is not sent there), then Fireworks
+        is asked to check the upload."""
+        import httpx
+
+        resp = as_dict(self.client.datasets.get_upload_endpoint(ds_id, account_id=account,
+                                                                 filename_to_size={path.name: str(size)}))
+        urls = resp.get("filenameToSignedUrls") or {}
+        url = urls.get(path.name) or (next(iter(urls.values())) if urls else None)
+        if not url:
+            raise ProviderError(f"Fireworks gave no upload URL for {path.name}", provider=PROVIDER, op="upload")
+
+        def chunks() -> Any:
+            with open(path, "rb") as f:
+                while block := f.read(1 << 20):
+                    yield block
+
+        timeout = sdk_client_kwargs(self.sdk)["timeout"]
+        with httpx.Client(timeout=timeout) as http:
+            put = http.put(url, content=chunks(), headers={"Content-Type": "application/octet-stream",
+                                                           "Content-Length": str(size)})
+        if put.status_code >= 300:
+            raise RequestRejected(f"the upload of {path.name} to Fireworks' signed URL was refused "
+                                  f"(HTTP {put.status_code})", provider=PROVIDER, op="upload",
+                                  status_code=put.status_code)
+        self.client.datasets.validate_upload(ds_id, account_id=account, body={})
+
+    def _file_state(self, file_id: str) -> str:
+        """``processed`` (READY) | ``pending`` (UPLOADING) | ``error`` (a status other than OK)
+        | ``missing`` (404) for a dataset."""
+        try:
+            account, _, ds_id = split_name(file_id)
+        except ValueError:
+            return "missing"
+        try:
+            ds = as_dict(self.client.datasets.get(ds_id, account_id=account))
+        except Exception as e:
+            if getattr(e, "status_code", None) == 404:
+                return "missing"
+            raise
+        if ds.get("state") == "READY":
+            return "processed"
+        if _status_message(ds):
+            return "error"
+        return "pending"
+
+    def _file_error(self, file_id: str) -> str | None:
+        account, _, ds_id = split_name(file_id)
+        ds = as_dict(self._call(f"check dataset {ds_id}", lambda: self.client.datasets.get(ds_id, account_id=account)))
+        return _status_message(ds)
+
+    def _check_model(self, spec: "JobSpec") -> None:
+        """Before any upload: Fireworks' record of the base model (``GET .../models/{id}``). Not
+        found, or not tunable: SpecError naming the catalogue's Fireworks models."""
+        full = full_model_name(spec.model_for(PROVIDER))
+        account, _, model_id = split_name(full)
+        try:
+            m = as_dict(self._call("get model", lambda: self.client.models.get(model_id, account_id=account)))
+        except RequestRejected as e:
+            if e.status_code not in (400, 403, 404):
+                raise
+            raise SpecError(f"fireworks has no model {full!r} (it answered {e.status_code}); nothing was uploaded",
+                            hint=self._known_models_hint()) from None
+        if m.get("tunable") is False:
+            raise SpecError(f"fireworks does not fine-tune {full!r} (the model is not tunable); nothing was uploaded",
+                            hint=self._known_models_hint())
+
+    def _known_models_hint(self) -> str:
+        names = [r.partition(":")[2] for r in self.catalogue.model_refs() if r.startswith(f"{PROVIDER}:")]
+        if names:
+            return f"Fireworks models in ftc's catalogue: {', '.join(names[:5])}; the Fireworks model library lists all."
+        return "Check the name in the Fireworks model library (models marked Tunable)."
+
+    def _create_request(self, spec: "JobSpec", *, training_file: str, validation_file: str | None,
+                        client_token: str, job: Any = None) -> dict[str, Any]:
+        """The exact create arguments (recorded write-ahead by the base), with the account."""
+        if spec.method == "dpo":
+            args = dpo_arguments(spec, dataset=training_file, client_token=client_token)
+        else:
+            args = sft_arguments(spec, dataset=training_file, evaluation_dataset=validation_file,
+                                 client_token=client_token)
+        return {"account_id": self.account_id, "method": spec.method, **args}
+
+    def _create(self, spec: "JobSpec", *, training_file: str, validation_file: str | None, client_token: str,
+                job: Any = None) -> dict[str, Any]:
+        """The create request. Fireworks refuses a second job with the same id (409): then the
+        job exists already, and it is returned instead of a new one."""
+        req = self._create_request(spec, training_file=training_file, validation_file=validation_file,
+                                   client_token=client_token)
+        account, method = req.pop("account_id"), req.pop("method")
+        jobs = self.client.dpo_jobs if method == "dpo" else self.client.supervised_fine_tuning_jobs
+        job_id = req.get("dpo_job_id") or req.get("supervised_fine_tuning_job_id")
+        try:
+            out = as_dict(jobs.create(account_id=account, **req))
+        except Exception as e:
+            if getattr(e, "status_code", None) != 409:
+                raise
+            log.info("fireworks: job %s exists already (a create was repeated); using it", job_id)
+            out = as_dict(jobs.get(job_id, account_id=account))
+        # The job's id in ftc is its resource name (it carries the account and the kind of job).
+        out["id"] = str(out.get("name") or f"accounts/{account}/{COLLECTIONS[method]}/{job_id}")
+        return out
+
+    def create_job(self, spec: Any, *, training_file: str | None, validation_file: str | None, client_token: str,
+                   job: Any) -> dict:
+        """The create, under the retry policy as an idempotent call: the job's id is derived from
+        its client token and Fireworks refuses a second job with that id (:meth:`_create` then
+        returns the first), so a create whose answer was lost can be sent again safely."""
+        return self._call("create fine-tuning job", lambda: self._create(
+            spec, training_file=training_file, validation_file=validation_file, client_token=client_token, job=job),
+            idempotent=True)
+
+    def _raw_state(self, raw: Mapping[str, Any]) -> JobState | None:
+        if not raw.get("state"):
+            return None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return _state_of(raw)
+
+    def _find_job(self, client_token: str, *, since: datetime | None = None) -> str | None:
+        """The job created with ``client_token``: its id is derived from the token, so one ``GET``
+        per method (SFT, then DPO) finds it; 404 on both means it was never created."""
+        account = self.account_id
+        for method, jobs in (("sft", self.client.supervised_fine_tuning_jobs), ("dpo", self.client.dpo_jobs)):
+            job_id = job_id_for(client_token, method)
+            try:
+                found = as_dict(jobs.get(job_id, account_id=account))
+            except Exception as e:
+                if getattr(e, "status_code", None) == 404:
+                    continue
+                raise
+            return str(found.get("name") or f"accounts/{account}/{COLLECTIONS[method]}/{job_id}")
+        return None
+
+    # ------------------------------------------------------------------ read side
+
+    def _jobs_of(self, provider_job_id: str) -> tuple[Any, str, str]:
+        """(the SDK's job resource, account, job id) of a job's resource name."""
+        try:
+            account, collection, job_id = split_name(provider_job_id)
+        except ValueError:
+            raise UsageError(f"{provider_job_id!r} is not a Fireworks job name",
+                             hint="Fireworks jobs are named accounts/ACCOUNT/supervisedFineTuningJobs/ID "
+                                  "(or .../dpoJobs/ID); `ftc jobs list` shows them.") from None
+        if collection not in COLLECTIONS.values():
+            raise UsageError(f"{provider_job_id!r} is not a Fireworks fine-tuning job")
+        jobs = self.client.dpo_jobs if collection == "dpoJobs" else self.client.supervised_fine_tuning_jobs
+        return jobs, account, job_id
+
+    def _retrieve(self, provider_job_id: str) -> dict[str, Any]:
+        jobs, account, job_id = self._jobs_of(provider_job_id)
+        return as_dict(self._call("get job", lambda: jobs.get(job_id, account_id=account)))
+
+    def _status_of(self, job: Mapping[str, Any]) -> FireworksJobStatus:
+        config = job.get("trainingConfig") if isinstance(job.get("trainingConfig"), Mapping) else {}
+        base = job.get("baseModel") or config.get("baseModel")
+        return job_status(job, serving_note=self._serving_note(str(base)) if base else DEPLOYMENT_NOTE.format(rate=""))
+
+    def status(self, provider_job_id: str) -> JobStatus:
+        """The job (``GET .../{id}``) as a neutral status; a failed job's ``error`` is Fireworks'
+        own status message."""
+        return self._status_of(self._retrieve(provider_job_id))
+
+    def events(self, provider_job_id: str, after: str | None = None) -> list[JobEvent]:
+        """The job's record as events (Fireworks has no event list), oldest first."""
+        return job_events(self._retrieve(provider_job_id), after=after)
+
+    def checkpoints(self, provider_job_id: str) -> list[Checkpoint]:
+        """The output model once the job succeeded (Fireworks lists no intermediate checkpoints)."""
+        job = self._retrieve(provider_job_id)
+        st = job_status(job)
+        if st.fine_tuned_model is None:
+            return []
+        try:
+            created = to_datetime(job.get("completedTime"))
+        except ValueError:
+            created = None
+        return [Checkpoint(id=st.fine_tuned_model, step=None, created_at=created, model_ref=st.fine_tuned_model,
+                           metrics={})]
+
+    def cancel(self, provider_job_id: str) -> JobStatus:
+        """``POST .../{id}:cancel``. A job that already ended is not an error: its final status is returned."""
+        jobs, account, job_id = self._jobs_of(provider_job_id)
+        try:
+            self._call("cancel job", lambda: jobs.cancel(job_id, account_id=account, body={}))
+        except RequestRejected as e:
+            if e.status_code not in (400, 409):
+                raise
+            st = self.status(provider_job_id)
+            if st.final:
+                return st
+            raise
+        return self.status(provider_job_id)
+
+    def result(self, provider_job_id: str) -> str | None:
+        """The output model's name once the job completed."""
+        return self.status(provider_job_id).fine_tuned_model
+
+    def chat(self, model: str, messages: Sequence[Mapping[str, Any]], **kw: Any) -> str:
+        """One chat completion; the reply's text. A fine-tuned LoRA model answers only once a
+        dedicated deployment serves it (see the status's ``serving_note``)."""
+        msgs = [dict(m) for m in messages]
+        full = full_model_name(model) if not model.startswith("accounts/") else model
+        try:
+            return self._chat_text(f"chat with {full}", lambda: self.client.chat.completions.with_streaming_response.create(
+                model=full, messages=msgs, **kw),
+                hint="The reply was not a chat completion; check FIREWORKS_BASE_URL or try again.")
+        except RequestRejected as e:
+            if e.status_code == 404 and not full.startswith(f"accounts/{PUBLIC_ACCOUNT}/"):
+                raise UsageError(f"fireworks does not serve {full} now: a fine-tuned model answers only on a dedicated "
+                                 "deployment", hint=DEPLOYMENT_NOTE.format(rate="")) from None
+            raise
