@@ -16,17 +16,25 @@
   recorded URL path belongs to (``/v1/fine_tuning/jobs/ftjob-1/events`` ->
   ``("GET", "/fine_tuning/jobs/{fine_tuning_job_id}/events")``), from the emulator's route
   table; None for the Together SDK's upload steps that the document does not describe.
+  (Fireworks, which has no OpenAPI document: ``("fireworks", <SDK type name>)``.)
+* Shared by the flow modules (tests/test_cassettes.py, tests/test_cassettes_fireworks.py):
+  ``Clock`` (the retry policy's instant clock), ``caught``, ``FixedUuid`` (job ids and
+  client tokens that are the same at recording and replay), ``closed_port``, ``write_data``
+  (the fixed data files).
 
 See docs/testing-providers.md, "Re-recording cassettes".
 """
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
 import os
 import re
+import socket
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,6 +54,10 @@ REDACTED_KEY = "REDACTED-KEY"
 REDACTED_ORG = "org-redacted"
 REDACTED_PROJECT = "proj_redacted"
 REDACTED_USER = "redacted-user"
+#: What a Fireworks account id becomes (a valid id: the backend still parses the names).
+REDACTED_ACCOUNT = "redacted-account"
+#: Fireworks' own account (its public base models): not the user's, kept.
+PUBLIC_ACCOUNTS = {"fireworks", REDACTED_ACCOUNT}
 
 #: What a key (or a credential) looks like; the secrets test greps every cassette with it.
 KEY_LIKE = re.compile(
@@ -59,10 +71,15 @@ _PROJECT = re.compile(r"(?<![A-Za-z0-9])proj_(?!redacted\b)[A-Za-z0-9]{3,}")
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 # ft:<base model>:<org slug>:<suffix>:<id>[:ckpt-step-N]: the org slug names the account.
 _FT_MODEL = re.compile(r"\bft:([^:\"'\s]+):(?!redacted-org:)([^:\"'\s]+):")
+# Fireworks resource names: accounts/<account id>/... (the id: lowercase letters, digits, dashes).
+_FW_ACCOUNT = re.compile(r"(?<![A-Za-z0-9_-])accounts/([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(?![A-Za-z0-9_-])")
 
 #: JSON keys whose values identify the account (Together).
 _ACCOUNT_KEYS = {"user_id": REDACTED_USER, "owner_address": "0x" + "0" * 40, "organization_id": REDACTED_ORG,
                  "wandb_url": "", "wandb_api_key": "", "hf_api_token": ""}
+
+#: Keys of a Fireworks ``Account`` object (``{"name": "accounts/<id>", ...}``) that name the user.
+_FW_ACCOUNT_OBJECT_KEYS = {"displayName": REDACTED_ACCOUNT, "email": "user@example.com"}
 
 #: Keys of JSON request bodies that differ between a recording and a replay of the same flow
 #: (the job id carries the date; the client token is random unless a test fixes it -- where it
@@ -95,22 +112,42 @@ class Scrubber:
     Learned values (``secrets``): every ``*_API_KEY`` in the environment, the emulator's
     key, the ``openai-organization``/``openai-project`` header values, and the user prefix
     of Together's ``model_output_name`` -- each replaced wherever it appears later.
+
+    Fireworks: every account id seen in a resource name (``accounts/<id>/...``, in a URL
+    path or a body; ``fireworks``, the public models' account, aside), ``$FIREWORKS_ACCOUNT_ID``
+    and ``accounts`` are learned and become :data:`REDACTED_ACCOUNT` wherever they stand as
+    a whole id (the account's ``displayName`` too, and its e-mail as any e-mail); an
+    ``Account`` object's ``displayName``/``email`` are replaced whatever they say; signed
+    URLs inside JSON bodies lose their credential query parameters as in a ``Location``.
+    A replay therefore uses the account ``redacted-account`` (its paths match the recording).
     """
 
-    def __init__(self, extra_secrets: Iterable[str] = ()):
+    def __init__(self, extra_secrets: Iterable[str] = (), accounts: Iterable[str] = ()):
         self.secrets: dict[str, str] = {}
+        self.accounts: dict[str, re.Pattern] = {}
         for k, v in os.environ.items():
             if k.endswith("_API_KEY") and len(v.strip()) >= 8:
                 self.secrets[v.strip()] = REDACTED_KEY
         for s in extra_secrets:
             if s and len(s) >= 4:
                 self.secrets[s] = REDACTED_KEY
+        for a in (os.environ.get("FIREWORKS_ACCOUNT_ID", ""), *accounts):
+            self.learn_account(a.strip())
+
+    def learn_account(self, account: str) -> None:
+        """A Fireworks account id to replace wherever it stands as a whole id."""
+        if account and account not in PUBLIC_ACCOUNTS and account not in self.accounts:
+            self.accounts[account] = re.compile(rf"(?<![A-Za-z0-9_-]){re.escape(account)}(?![A-Za-z0-9_-])")
 
     # -------------------------------------------------------------- text
 
     def text(self, s: str) -> str:
+        for m in _FW_ACCOUNT.finditer(s):
+            self.learn_account(m.group(1))
         for value, repl in sorted(self.secrets.items(), key=lambda kv: -len(kv[0])):
             s = s.replace(value, repl)
+        for account, rx in sorted(self.accounts.items(), key=lambda kv: -len(kv[0])):
+            s = rx.sub(REDACTED_ACCOUNT, s)
         s = KEY_LIKE.sub(REDACTED_KEY, s)
         s = _ORG.sub(REDACTED_ORG, s)
         s = _PROJECT.sub(REDACTED_PROJECT, s)
@@ -147,10 +184,17 @@ class Scrubber:
 
     def _walk(self, data: Any) -> Any:
         if isinstance(data, dict):
-            return {k: (_ACCOUNT_KEYS[k] if k in _ACCOUNT_KEYS and isinstance(v, str) and v else self._walk(v))
+            keys = dict(_ACCOUNT_KEYS)
+            if isinstance(data.get("name"), str) and re.fullmatch(r"accounts/[^/]+", data["name"]):
+                keys.update(_FW_ACCOUNT_OBJECT_KEYS)  # a Fireworks Account: its names are the user's
+            return {k: (keys[k] if k in keys and isinstance(v, str) and v else self._walk(v))
                     for k, v in data.items()}
         if isinstance(data, list):
             return [self._walk(v) for v in data]
+        if isinstance(data, str) and data.startswith(("https://", "http://")) and "?" in data:
+            q = parse_qsl(urlsplit(data).query, keep_blank_values=True)
+            if any(k.lower() in _SECRET_QUERY for k, _ in q):
+                return self.url(data)  # a signed URL in a body (Fireworks' filenameToSignedUrls)
         return data
 
     def url(self, url: str) -> str:
@@ -297,3 +341,73 @@ def spec_template(provider: str, method: str, path: str) -> tuple[str, str] | No
                 return None
             return tmpl if isinstance(tmpl, tuple) else (m, tmpl)
     raise KeyError(f"{provider}: no known operation for {method} {path}")
+
+
+# --------------------------------------------------------------------------- shared by the flow modules
+
+
+class Clock:
+    """The retry policy's clock and sleep, and the backend's own waits: instant, recorded."""
+
+    def __init__(self):
+        self.t = 0.0
+        self.waits: list[float] = []
+
+    def sleep(self, s: float) -> None:
+        self.waits.append(float(s))
+        self.t += float(s)
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def caught(fn: Callable[[], Any]) -> Any:
+    """``fn()``'s result, or the exception it raised."""
+    try:
+        return fn()
+    except Exception as e:  # noqa: BLE001 - the checks look at it
+        return e
+
+
+class FixedUuid:
+    """Stands in for ``uuid`` inside ftclient.store: job ids and client tokens that are the
+    same at recording and at replay (the client token is in the OpenAI listing's query, and
+    in Fireworks' job ids)."""
+
+    def __init__(self, seed: str):
+        self._n = itertools.count(1)
+        self._seed = seed
+
+    def uuid4(self):
+        class _U:
+            hex = hashlib.sha256(f"{self._seed}-{next(self._n)}".encode()).hexdigest()[:32]
+        return _U()
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (a replay must never reach a server)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def _rows(n: int, tag: str = "card_lost") -> list[dict]:
+    return [{"messages": [{"role": "system", "content": "Route the ticket to one intent."},
+                          {"role": "user", "content": f"I lost my card number {i}"},
+                          {"role": "assistant", "content": tag}]} for i in range(n)]
+
+
+def _dpo_rows(n: int) -> list[dict]:
+    return [{"input": {"messages": [{"role": "user", "content": f"I lost my card number {i}"}]},
+             "preferred_output": [{"role": "assistant", "content": "card_lost"}],
+             "non_preferred_output": [{"role": "assistant", "content": "card_found"}]} for i in range(n)]
+
+
+def write_data(d: Path) -> Path:
+    """Fixed files (train.jsonl, eval.jsonl, dpo.jsonl), so that a replay sends the bytes
+    that were recorded."""
+    for name, rows in (("train.jsonl", _rows(12)), ("eval.jsonl", _rows(4, "card_found")), ("dpo.jsonl", _dpo_rows(12))):
+        (d / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return d

@@ -125,3 +125,13 @@ def together_emu(monkeypatch):
 
     with _emulated("together", TogetherBackend, monkeypatch) as emu:
         yield emu
+
+
+@pytest.fixture
+def fireworks_emu(monkeypatch):
+    """The real FireworksBackend (the fireworks SDK) against the local Fireworks emulator."""
+    pytest.importorskip("fireworks")
+    from ftclient.providers.fireworks import FireworksBackend
+
+    with _emulated("fireworks", FireworksBackend, monkeypatch) as emu:
+        yield emu

@@ -39,6 +39,7 @@ COMMANDS = {
     "prepare": lambda f, out: ["data", "prepare", f, "--out-dir", out / "prepared"],
     "validate_openai": lambda f, out: ["data", "validate", f, "--provider", "openai"],
     "validate_together": lambda f, out: ["data", "validate", f, "--provider", "together"],
+    "validate_fireworks": lambda f, out: ["data", "validate", f, "--provider", "fireworks"],
     "validate_local": lambda f, out: ["data", "validate", f, "--provider", "local"],
     "cost_estimate": lambda f, out: ["cost", "estimate", f, "--model", "openai:gpt-4.1-mini"],
     "cost_compare": lambda f, out: ["cost", "compare", f, "--plot", out / "cost.png"],
@@ -51,6 +52,7 @@ COMMANDS = {
 # (a warning). These succeed, and the test pins that.
 ACCEPTED = {
     ("empty_content", "cost_compare"), ("empty_content", "cost_estimate"), ("empty_content", "validate_together"),
+    ("empty_content", "validate_fireworks"),  # a warning there too: Fireworks' docs do not forbid it
     ("wrong_roles", "cost_compare"), ("wrong_roles", "cost_estimate"),
 }
 

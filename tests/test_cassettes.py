@@ -20,10 +20,7 @@ real keys; costs money): docs/testing-providers.md, "Re-recording cassettes".
 
 from __future__ import annotations
 
-import hashlib
-import itertools
 import json
-import socket
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -32,8 +29,10 @@ from typing import Any, Callable
 import pytest
 
 import openapi_check
-from cassette_util import (KEY_LIKE, Scrubber, cassette_dir, header, interactions, make_vcr, record_mode,
-                           spec_template, write_header)
+from cassette_util import (KEY_LIKE, Clock, Scrubber, cassette_dir, caught, header, interactions, make_vcr,
+                           record_mode, spec_template, write_data, write_header)
+from cassette_util import FixedUuid as _FixedUuid
+from cassette_util import closed_port as _closed_port
 from emulator import ProviderEmulator, status
 
 openai = pytest.importorskip("openai")
@@ -59,21 +58,6 @@ EMULATOR_KEYS = ("sk-test-emulator-0000", "tg-test-emulator-0000")
 # --------------------------------------------------------------------------- context
 
 
-class Clock:
-    """The retry policy's clock and sleep, and the backend's own waits: instant, recorded."""
-
-    def __init__(self):
-        self.t = 0.0
-        self.waits: list[float] = []
-
-    def sleep(self, s: float) -> None:
-        self.waits.append(float(s))
-        self.t += float(s)
-
-    def __call__(self) -> float:
-        return self.t
-
-
 @dataclass
 class Ctx:
     provider: str
@@ -92,33 +76,6 @@ class Ctx:
     def new_job(self):
         model = OA_MODEL if self.provider == "openai" else TG_MODEL
         return self.store.new_job(self.provider, {"name": "tickets"}, model=model)
-
-
-def caught(fn: Callable[[], Any]) -> Any:
-    """``fn()``'s result, or the exception it raised."""
-    try:
-        return fn()
-    except Exception as e:  # noqa: BLE001 - the checks look at it
-        return e
-
-
-def _rows(n: int, tag: str = "card_lost") -> list[dict]:
-    return [{"messages": [{"role": "system", "content": "Route the ticket to one intent."},
-                          {"role": "user", "content": f"I lost my card number {i}"},
-                          {"role": "assistant", "content": tag}]} for i in range(n)]
-
-
-def _dpo_rows(n: int) -> list[dict]:
-    return [{"input": {"messages": [{"role": "user", "content": f"I lost my card number {i}"}]},
-             "preferred_output": [{"role": "assistant", "content": "card_lost"}],
-             "non_preferred_output": [{"role": "assistant", "content": "card_found"}]} for i in range(n)]
-
-
-def write_data(d: Path) -> Path:
-    """Fixed files, so that a replay sends the bytes that were recorded."""
-    for name, rows in (("train.jsonl", _rows(12)), ("eval.jsonl", _rows(4, "card_found")), ("dpo.jsonl", _dpo_rows(12))):
-        (d / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return d
 
 
 def oa_spec(base: Path, **over: Any):
@@ -441,28 +398,6 @@ FLOWS = _flows()
 
 
 # --------------------------------------------------------------------------- building a backend
-
-
-class _FixedUuid:
-    """Stands in for ``uuid`` inside ftclient.store: job ids and client tokens that are the
-    same at recording and at replay (the client token is in the OpenAI listing's query)."""
-
-    def __init__(self, seed: str):
-        self._n = itertools.count(1)
-        self._seed = seed
-
-    def uuid4(self):
-        class _U:
-            hex = hashlib.sha256(f"{self._seed}-{next(self._n)}".encode()).hexdigest()[:32]
-        return _U()
-
-
-def _closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def build(flow: Flow, base_url: str | None, key: str | None, clock: Clock) -> Any:

@@ -52,8 +52,8 @@ CONTRACT = ["run_id", "model_ref", "backend", "model", "job_id", "base_model", "
 @pytest.fixture(autouse=True)
 def _env(tmp_path, monkeypatch):
     monkeypatch.setenv("FTC_HOME", str(tmp_path / "home"))
-    for var in ("OPENAI_API_KEY", "TOGETHER_API_KEY", "OPENAI_BASE_URL", "TOGETHER_BASE_URL",
-                "OPENAI_COMPATIBLE_API_KEY", "FTC_PRICES"):
+    for var in ("OPENAI_API_KEY", "TOGETHER_API_KEY", "OPENAI_BASE_URL", "TOGETHER_BASE_URL", "FIREWORKS_API_KEY",
+                "FIREWORKS_BASE_URL", "FIREWORKS_ACCOUNT_ID", "OPENAI_COMPATIBLE_API_KEY", "FTC_PRICES"):
         monkeypatch.delenv(var, raising=False)
 
 
@@ -471,6 +471,24 @@ def test_together_uses_its_own_async_client(server, tmp_path, monkeypatch):
     want = (tin * entry.inference_input_per_1m + tout * entry.inference_output_per_1m) / 1e6 * 1000
     assert s["cost_per_1k_queries_usd"] == pytest.approx(want)
     assert all(b["model"] == model for b in server.bodies)
+
+
+def test_fireworks_uses_its_own_async_client(server, tmp_path, monkeypatch):
+    pytest.importorskip("fireworks")
+    from ftclient.prices import load_catalogue
+
+    data, answers = dataset(tmp_path, n=4)
+    server.answer = answers
+    model = "accounts/fireworks/models/llama-v3p1-8b-instruct"
+    monkeypatch.setenv("FIREWORKS_BASE_URL", server.root_url)  # the SDK adds /v1/chat/completions to it
+    monkeypatch.setenv("FIREWORKS_API_KEY", server.api_key)
+    s = evaluate(f"fireworks:{model}", data, metric="label", policy=FAST, max_tokens=16)
+    assert s["completed"] == 4 and s["metrics"]["score"] == 1.0 and s["tokens"]["input"] > 0
+    entry = load_catalogue().model(f"fireworks:{model}")
+    tin, tout = s["tokens"]["input_per_query"], s["tokens"]["output_per_query"]
+    want = (tin * entry.inference_input_per_1m + tout * entry.inference_output_per_1m) / 1e6 * 1000
+    assert s["cost_per_1k_queries_usd"] == pytest.approx(want)
+    assert all(b["model"] == model and b["max_tokens"] == 16 for b in server.bodies)
 
 
 def test_fine_tuned_job_is_priced_by_its_base_model(server, tmp_path, monkeypatch):

@@ -109,7 +109,8 @@ _SPEC_FIELDS = [("name",), ("base_model",), ("method",), ("adapter",), ("data",)
                 ("hyperparameters", "lora"), ("hyperparameters", "lora", "r"), ("hyperparameters", "lora", "dropout"),
                 ("hyperparameters", "lora", "target_modules"), ("hyperparameters", "dpo_beta"), ("budget_usd",),
                 ("openai",), ("openai", "suffix"), ("openai", "metadata"), ("together", "n_checkpoints"),
-                ("together", "train_on_inputs"), ("local", "gpus"), ("local", "distributed"),
+                ("together", "train_on_inputs"), ("fireworks", "model"), ("fireworks", "output_model"),
+                ("fireworks", "max_context_length"), ("local", "gpus"), ("local", "distributed"),
                 ("local", "deepspeed_config"), ("local", "output_dir"), ("local", "gpu_price_per_hour"),
                 ("local", "model"), ("nosuch",)]
 
@@ -194,7 +195,7 @@ def _home(tmp_path, monkeypatch):
 # --------------------------------------------------------------------------- data validate
 
 
-@pytest.mark.parametrize("provider", ["openai", "together", "local"])
+@pytest.mark.parametrize("provider", ["openai", "together", "fireworks", "local"])
 @FUZZ
 @given(data=any_bytes, strict=st.booleans())
 @example(data=b'{"messages": [{"role": "user", "content": "\\ud800"}, {"role": "assistant", "content": "x"}]}\n',

@@ -567,3 +567,29 @@ def test_dedupe_decision_keeps_counts_exact(monkeypatch, ref_encodings):
     assert parallel._dedupe_pays(repeated)
     for flat in (unique, repeated, unique + repeated):
         assert tokens.flat_counts(enc, flat) == [len(ref.encode_ordinary(s)) for s in flat]
+
+
+def test_a_provider_name_is_counted_by_the_model_behind_it(tiny_tokenizer_dir, tmp_path, monkeypatch):
+    """Fireworks names its models its own way (llama-v3p1-8b-instruct): the catalogue's hf_id
+    says which tokenizer to use when it is on this machine, and which family's approximation
+    when it is not."""
+    from ftclient.prices import load_catalogue
+    from ftclient.tokens import registry
+
+    ref = "fireworks:accounts/fireworks/models/llama-v3p1-8b-instruct"
+    entry = load_catalogue().model(ref)
+    assert entry.hf_id == "meta-llama/Llama-3.1-8B-Instruct"
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+    monkeypatch.setattr(registry, "_counters", {})
+    approx = tokens.get_counter(ref, tokenizer=entry.hf_id)
+    assert approx.exact is False and "Llama-3.1" in approx.basis and approx.extra > 0
+    assert "Llama" not in tokens.get_counter(ref).basis  # the name alone says no family
+    # with the tokenizer in the Hugging Face cache: exact
+    repo = tmp_path / "hub" / "models--meta-llama--Llama-3.1-8B-Instruct"
+    shutil.copytree(tiny_tokenizer_dir, repo / "snapshots" / "abc123")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc123\n")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(registry, "_counters", {})
+    exact = tokens.get_counter(ref, tokenizer=entry.hf_id)
+    assert exact.exact is True and exact.count_record(TICKET) == (3 + 3) + (3 + 4) + (3 + 1)

@@ -297,3 +297,62 @@ def test_end_to_end_together_declined_quote_creates_nothing(together_emu, tmp_pa
     assert together_emu.jobs == {} and together_emu.requests_to(r"/v1/fine-tunes$", "POST") == []
     (job,) = J.list_jobs()
     assert job.state == "cancelled"
+
+
+# --------------------------------------------------------------------------- end to end: the real Fireworks backend
+
+
+def _fireworks_spec(tmp_path, **fw):
+    d = tmp_path / "fw"
+    d.mkdir()
+    rows = [{"messages": [{"role": "system", "content": "Route the ticket to one intent."},
+                          {"role": "user", "content": f"I lost my card number {i}"},
+                          {"role": "assistant", "content": "card_lost"}]} for i in range(12)]
+    (d / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    extra = "".join(f"  {k}: {v}\n" for k, v in fw.items())
+    (d / "job.yaml").write_text("name: e2e-fw\ndata:\n  train: train.jsonl\nhyperparameters:\n  epochs: 1\n"
+                                "fireworks:\n  model: llama-v3p1-8b-instruct\n" + extra)
+    return d / "job.yaml"
+
+
+def test_end_to_end_fireworks_through_the_emulator(ftc, fireworks_emu, tmp_path):
+    spec = _fireworks_spec(tmp_path)
+    r = ftc("train", spec, "--backend", "fireworks", "--yes", "--json")
+    _clean(r)
+    assert fireworks_emu.api_key not in r.out + r.err
+    assert r.code == 0, r.err
+    d = r.json()
+    assert d["job"]["state"] == "succeeded" and d["status"]["state"] == "succeeded"
+    (pid,) = fireworks_emu.jobs
+    assert d["job"]["provider_job_id"] == pid and len(fireworks_emu.datasets) == 1
+    model = d["job"]["fine_tuned_model"]
+    assert model == f"accounts/{fireworks_emu.account_id}/models/e2e-fw-{d['job']['client_token'][:8]}"
+    assert "dedicated" in (d["status"].get("serving_note") or "")
+    jid = d["job"]["id"]
+    for cmd in (("jobs", "show", jid, "--json"), ("jobs", "events", jid, "--json"), ("jobs", "checkpoints", jid, "--json")):
+        r = ftc(*cmd)
+        _clean(r)
+        assert r.code == 0, (cmd, r.err)
+    assert [c["model_ref"] for c in ftc("jobs", "checkpoints", jid, "--json").json()] == [model]
+    # the fine-tuned LoRA model answers only on a dedicated deployment: one message, exit 2
+    r = ftc("chat", jid, "I lost my card", "--json")
+    _clean(r)
+    assert r.code == 2 and "dedicated deployment" in r.err
+    fireworks_emu.deploy(model)
+    r = ftc("chat", jid, "I lost my card", "--json")
+    assert r.code == 0 and r.json()["model"] == model and r.json()["text"]
+    # the data rules, the estimate and the budget, offline
+    r = ftc("data", "validate", spec.parent / "train.jsonl", "--provider", "fireworks", "--json")
+    assert r.code == 0 and r.json()["ok"] is True
+    before = len(fireworks_emu.requests)
+    r = ftc("train", spec, "--backend", "fireworks", "--yes", "--budget", "0.000001")
+    _clean(r)
+    assert r.code == 1 and "above the budget" in r.err and len(fireworks_emu.requests) == before
+
+
+def test_end_to_end_fireworks_full_fine_tuning_is_refused_before_any_request(ftc, fireworks_emu, tmp_path):
+    spec = _fireworks_spec(tmp_path)
+    spec.write_text(spec.read_text().replace("name: e2e-fw\n", "name: e2e-fw\nadapter: full\n"))
+    r = ftc("train", spec, "--backend", "fireworks", "--yes")
+    _clean(r)
+    assert r.code == 2 and "LoRA adapters only" in r.err and fireworks_emu.requests == []

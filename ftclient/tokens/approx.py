@@ -49,9 +49,12 @@ class ApproxCounter:
 
     exact = False
 
-    def __init__(self, model_ref: str, reason: str = "its tokenizer is not available offline"):
+    def __init__(self, model_ref: str, reason: str = "its tokenizer is not available offline", *,
+                 family: str | None = None):
         self.model = model_ref
-        low = model_ref.lower()
+        # The family from the reference and, where known, the Hugging Face id behind it (a
+        # provider's own name, such as Fireworks' llama-v3p1-8b-instruct, may not say it).
+        low = f"{model_ref} {family or ''}".lower()
         for pattern, profile, factor, extra, error in APPROX_PROFILES:
             if re.search(pattern, low):
                 break

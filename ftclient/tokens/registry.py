@@ -85,7 +85,7 @@ def get_counter(model_ref: str, *, tokenizer: str | None = None):
                     f"{name}: no tokenizer files there (tokenizer.json / tokenizer_config.json)",
                     hint="Point local: at a model folder saved with save_pretrained().",
                 )
-            c = ApproxCounter(model_ref)
+            c = ApproxCounter(model_ref, family=tokenizer)
         else:
             c = load_hf_counter(src)
     else:

@@ -481,6 +481,9 @@ fireworks:
                            "a second create with it is refused by Fireworks, so the job exists at most once"),
                 ("serving", "a dedicated deployment, billed per GPU-hour (LoRA models are not served serverless)")]
 
+    download_refusal = ("ftc does not download Fireworks models yet (Fireworks hands a model's files out through "
+                        "signed URLs; its own CLI, firectl, downloads them)")
+
     # ------------------------------------------------------------------ client
 
     def _make_client(self) -> Any:
