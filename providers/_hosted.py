@@ -40,7 +40,7 @@ from ftclient.errors import FtcError, SpecError, UsageError
 from ftclient.retry import DEFAULT_POLICY, ProviderError, RetryPolicy, retry_call
 from ftclient.submission import BackendBase
 
-__all__ = ["HostedBackend"]
+__all__ = ["HostedBackend", "as_dict"]
 
 log = logging.getLogger("ftclient.providers")
 
@@ -300,6 +300,25 @@ class HostedBackend(BackendBase):
     def find_by_client_token(self, client_token: str, *, since: datetime | None = None) -> str | None:
         """The provider job id of the job created with ``client_token``, if any."""
         return self._call("find job by client token", lambda: self._find_job(client_token, since=since))
+
+
+def as_dict(obj: Any) -> dict[str, Any]:
+    """An SDK object (a Stainless or pydantic model) as the JSON the API sent, with its wire
+    names (``model_output_name``, ``outputModel``), or a mapping as a dict."""
+    if obj is None:
+        return {}
+    if isinstance(obj, Mapping):
+        return dict(obj)
+    to_dict = getattr(obj, "to_dict", None)
+    if callable(to_dict):
+        try:
+            return to_dict(mode="json")
+        except TypeError:  # pragma: no cover - other to_dict signatures
+            return to_dict()
+    dump = getattr(obj, "model_dump", None)
+    if callable(dump):
+        return dump(mode="json", by_alias=True, exclude_none=True)
+    return dict(vars(obj))  # pragma: no cover
 
 
 def epoch(dt: datetime | None) -> float | None:

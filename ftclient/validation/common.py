@@ -446,18 +446,56 @@ class DataChecker:
         return None
 
 
-def catalogue_limit(ref: str) -> tuple[int | None, str | None]:
-    """(a hosted model's per-example token limit, its source) from the price catalogue, or
-    (None, why not)."""
+def _catalogue_entry(ref: str) -> tuple[Any, str | None]:
+    """(the price catalogue's entry of a hosted model, None), or (None, why not)."""
     try:
         from ..prices import load_catalogue  # the catalogue only for a model's limit: validating need not read it
 
-        m = load_catalogue().model(ref)
+        return load_catalogue().model(ref), None
     except FtcError as e:
         return None, f"{ref}: {e.message}"
     except Exception as e:  # noqa: BLE001 - a catalogue problem must not stop validation
         return None, f"{ref}: limit unknown ({type(e).__name__}: {e})"
+
+
+def catalogue_limit(ref: str) -> tuple[int | None, str | None]:
+    """(a hosted model's per-example token limit, its source) from the price catalogue, or
+    (None, why not)."""
+    m, why = _catalogue_entry(ref)
+    if m is None:
+        return None, why
     lim = getattr(m, "max_example_tokens", None)
     if lim is None:
         return None, f"{ref}: the price catalogue gives no per-example token limit"
     return int(lim), f"{ref} per-example limit, price catalogue"
+
+
+def hosted_token_setup(provider: str, model: str | None, max_seq_len: int | None, notes: list[str], *,
+                       truncates: str | None = None) -> TokenSetup | None:
+    """The token setup of a hosted provider of open models (Together, Fireworks): the model's
+    counter (its own tokenizer when it is on this machine, found by its name or the catalogue's
+    ``hf_id``, else the labelled approximation of its family) and its per-example limit
+    (``max_seq_len``, else the price catalogue's). Without a model nor a limit, nothing is
+    counted (a note says so). ``truncates``: the provider's name when it cuts a long example
+    instead of refusing the file."""
+    from .. import tokens
+
+    if model is None and max_seq_len is None:
+        notes.append("tokens not counted: give --model (and optionally --max-seq-len) to check lengths")
+        return None
+    ref = f"{provider}:{model}" if model else f"{provider}:unknown-model"
+    entry = _catalogue_entry(ref)[0] if model else None
+    try:
+        counter = (tokens.get_counter(ref, tokenizer=getattr(entry, "hf_id", None)) if model
+                   else tokens.ApproxCounter(ref, reason="no --model given"))
+    except FtcError as e:
+        notes.append(f"tokens not counted: {e.message}")
+        return None
+    if max_seq_len is not None:
+        limit, source = max_seq_len, "--max-seq-len"
+    else:
+        limit, source = catalogue_limit(ref)
+        if limit is None:
+            notes.append(f"no token limit checked: {source}")
+            source = None
+    return TokenSetup(counter, limit, source, truncates=truncates)

@@ -54,7 +54,7 @@ from ftclient.fileio import sha256_file
 from ftclient.retry import ProviderError, RequestRejected, sdk_client_kwargs
 from ftclient.secrets import get_key
 
-from .._hosted import HostedBackend
+from .._hosted import HostedBackend, as_dict
 from .validation import FireworksChecker
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -126,19 +126,6 @@ _NAME_RX = re.compile(r"^accounts/([^/]+)/(models|datasets|supervisedFineTuningJ
 
 
 # --------------------------------------------------------------------------- names
-
-
-def as_dict(obj: Any) -> dict[str, Any]:
-    """A Fireworks SDK object as the JSON the API sent (wire names such as ``outputModel``),
-    or a dict unchanged."""
-    if obj is None:
-        return {}
-    if isinstance(obj, Mapping):
-        return dict(obj)
-    dump = getattr(obj, "model_dump", None)
-    if callable(dump):
-        return dump(mode="json", by_alias=True, exclude_none=True)
-    return dict(vars(obj))  # pragma: no cover
 
 
 def full_model_name(model: str) -> str:

@@ -55,14 +55,13 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from ftclient.errors import FtcError
 from ftclient.validation.common import (
     DataChecker,
     Findings,
     TokenSetup,
-    catalogue_limit,
     check_function_call,
     check_tools,
+    hosted_token_setup,
     learn_sequence,
     short,
     type_name,
@@ -149,28 +148,9 @@ class FireworksChecker(DataChecker):
             F.warning(0, "bad_extension", f"'{suffix}': Fireworks' managed training finds only the lowercase .jsonl extension; rename it")
 
     def token_setup(self, max_seq_len: int | None, notes: list[str]) -> TokenSetup | None:
-        from ftclient import tokens
-
-        model = self.model
-        if model is None and max_seq_len is None:
-            notes.append("tokens not counted: give --model (and optionally --max-seq-len) to check lengths")
-            return None
-        ref = f"fireworks:{model}" if model else "fireworks:unknown-model"
-        try:
-            counter = tokens.get_counter(ref) if model else tokens.ApproxCounter(ref, reason="no --model given")
-        except FtcError as e:
-            notes.append(f"tokens not counted: {e.message}")
-            return None
-        if max_seq_len is not None:
-            limit, source = max_seq_len, "--max-seq-len"
-        else:
-            limit, source = catalogue_limit(ref)
-            if limit is None:
-                notes.append(f"no token limit checked: {source}")
-                source = None
         # "Training examples will be cut-off at" the job's max context length (the SFT page,
         # "Max Context Length"): a long example is truncated, the file is not refused.
-        return TokenSetup(counter, limit, source, truncates="Fireworks")
+        return hosted_token_setup("fireworks", self.model, max_seq_len, notes, truncates="Fireworks")
 
     # -- one record ---------------------------------------------------------------------
 

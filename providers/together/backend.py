@@ -64,7 +64,7 @@ from ftclient.fileio import atomic_writer
 from ftclient.retry import ProviderError, RequestRejected, sdk_client_kwargs
 from ftclient.secrets import get_key
 
-from .._hosted import HostedBackend
+from .._hosted import HostedBackend, as_dict
 from .validation import TogetherChecker
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -126,25 +126,6 @@ DEDICATED_NOTE = ("A LoRA fine-tuned model on Together is served from a dedicate
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def as_dict(obj: Any) -> dict[str, Any]:
-    """A Together SDK object (Stainless or pydantic model) as the JSON the API sent
-    (wire names such as ``model_output_name``), or a dict unchanged."""
-    if obj is None:
-        return {}
-    if isinstance(obj, Mapping):
-        return dict(obj)
-    to_dict = getattr(obj, "to_dict", None)
-    if callable(to_dict):
-        try:
-            return to_dict(mode="json")
-        except TypeError:  # pragma: no cover - other to_dict signatures
-            return to_dict()
-    dump = getattr(obj, "model_dump", None)
-    if callable(dump):
-        return dump(mode="json", by_alias=True, exclude_none=True)
-    return dict(vars(obj))  # pragma: no cover
 
 
 def _clean_suffix(text: str) -> str:

@@ -19,19 +19,17 @@ slow to import. Every code is listed in docs/validation.md.
 
 from __future__ import annotations
 
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from operator import itemgetter
-
-from ftclient.errors import FtcError
 from ftclient.validation.common import (
     DataChecker,
     Findings,
     TokenSetup,
-    catalogue_limit,
     check_tool_calls,
     check_tools,
+    hosted_token_setup,
     learn_sequence,
     short,
     type_name,
@@ -117,25 +115,7 @@ class TogetherChecker(DataChecker):
             F.error(0, "file_too_large", f"{size / NUM_BYTES_IN_GB:.1f} GB; Together's maximum is {MAX_FILE_SIZE_GB} GB")
 
     def token_setup(self, max_seq_len: int | None, notes: list[str]) -> TokenSetup | None:
-        from ftclient import tokens
-
-        model = self.model
-        if model is None and max_seq_len is None:
-            notes.append("tokens not counted: give --model (and optionally --max-seq-len) to check lengths")
-            return None
-        ref = f"together:{model}" if model else "together:unknown-model"
-        try:
-            counter = tokens.get_counter(ref) if model else tokens.ApproxCounter(ref, reason="no --model given")
-        except FtcError as e:
-            notes.append(f"tokens not counted: {e.message}")
-            return None
-        if max_seq_len is not None:
-            limit, source = max_seq_len, "--max-seq-len"
-        else:
-            limit, source = catalogue_limit(ref)
-            if limit is None:
-                notes.append(f"no token limit checked: {source}")
-        return TokenSetup(counter, limit, source)
+        return hosted_token_setup("together", self.model, max_seq_len, notes)
 
     def check(self, rec: dict, ln: int, F: Findings) -> str | None:
         # Fast path (common.plain_conversation_ok, inlined: this is the hot loop of the
