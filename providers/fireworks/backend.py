@@ -8,8 +8,9 @@ write-ahead create, reconciliation after an ambiguous create) lives in
 Fireworks' hooks and the read-side calls (status, events, checkpoints, cancel, result, chat).
 
 Everything that turns a spec into a request, or a Fireworks object into a neutral record,
-is a plain module-level function (``sft_arguments``, ``dpo_arguments``, ``job_status``,
-``job_events``, ``job_id_for``, ``dataset_id_for``...) so it can be tested without a client.
+is a plain module-level function in :mod:`.wire` (what ftc sends: names, ids, ``sft_arguments``, ``dpo_arguments``) or
+:mod:`.records` (what Fireworks answers: ``job_status``, ``job_events``), so it can be tested
+without a client.
 The SDK is imported only when a client is built or a request is made.
 
 Facts this module relies on (fireworks-ai 1.2.30, checked in its source, and Fireworks'
@@ -41,334 +42,52 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import warnings
-from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from ftclient.backends import Checkpoint, JobEvent, JobState, JobStatus, lazy_attr, map_state, to_datetime
+from ftclient.backends import Checkpoint, JobEvent, JobState, JobStatus, lazy_attr, to_datetime
 from ftclient.errors import ConfigError, SpecError, UsageError
 from ftclient.fileio import sha256_file
 from ftclient.retry import ProviderError, RequestRejected, sdk_client_kwargs
 from ftclient.secrets import get_key
 
 from .._hosted import HostedBackend, as_dict
+from .records import FireworksJobStatus, job_events, job_status, state_of, status_message
 from .validation import FireworksChecker
+from .wire import (
+    COLLECTIONS,
+    ID_MAX,
+    PROVIDER,
+    PUBLIC_ACCOUNT,
+    dataset_id_for,
+    dpo_arguments,
+    full_model_name,
+    job_id_for,
+    sft_arguments,
+    split_name,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ftclient.spec import JobSpec
 
-__all__ = [
-    "FireworksBackend",
-    "FireworksJobStatus",
-    "FIREWORKS_STATES",
-    "PUBLIC_ACCOUNT",
-    "SIMPLE_UPLOAD_MAX_BYTES",
-    "full_model_name",
-    "split_name",
-    "dataset_id_for",
-    "job_id_for",
-    "output_model_for",
-    "sft_arguments",
-    "dpo_arguments",
-    "job_status",
-    "job_events",
-    "as_dict",
-]
+__all__ = ["FireworksBackend", "KEY_ENV", "ACCOUNT_ENV", "SIMPLE_UPLOAD_MAX_BYTES", "DEPLOYMENT_NOTE"]
 
 log = logging.getLogger("ftclient.providers.fireworks")
 
-PROVIDER = "fireworks"
 KEY_ENV = "FIREWORKS_API_KEY"
 ACCOUNT_ENV = "FIREWORKS_ACCOUNT_ID"
-#: The account of Fireworks' own base models (``accounts/fireworks/models/...``).
-PUBLIC_ACCOUNT = "fireworks"
 #: Files up to this size go up in one multipart request (Fireworks: "less than 150 MB").
 SIMPLE_UPLOAD_MAX_BYTES = 150 * 1000 * 1000
-#: Fireworks resource ids: lowercase letters, digits and dashes, at most 63 characters.
-ID_MAX = 63
-
-#: Fireworks' job states (``JobState`` of its API) onto the neutral ones. ``CANCELLING``,
-#: ``WRITING_RESULTS`` and ``PAUSED`` are not final (the job may still hold GPUs or resume),
-#: so they read as ``running``; ``provider_state`` says which. ``EARLY_STOPPED`` ended with a
-#: model (training stopped when the evaluation loss stopped improving).
-FIREWORKS_STATES: dict[str, JobState] = {
-    "JOB_STATE_UNSPECIFIED": JobState.PENDING,
-    "JOB_STATE_CREATING": JobState.PENDING,
-    "JOB_STATE_CREATING_INPUT_DATASET": JobState.PENDING,
-    "JOB_STATE_VALIDATING": JobState.VALIDATING_FILES,
-    "JOB_STATE_PENDING": JobState.QUEUED,
-    "JOB_STATE_RE_QUEUEING": JobState.QUEUED,
-    "JOB_STATE_IDLE": JobState.QUEUED,
-    "JOB_STATE_RUNNING": JobState.RUNNING,
-    "JOB_STATE_WRITING_RESULTS": JobState.RUNNING,
-    "JOB_STATE_CANCELLING": JobState.RUNNING,
-    "JOB_STATE_PAUSED": JobState.RUNNING,
-    "JOB_STATE_COMPLETED": JobState.SUCCEEDED,
-    "JOB_STATE_EARLY_STOPPED": JobState.SUCCEEDED,
-    "JOB_STATE_FAILED": JobState.FAILED,
-    "JOB_STATE_EXPIRED": JobState.FAILED,
-    "JOB_STATE_CANCELLED": JobState.CANCELLED,
-    "JOB_STATE_DELETING": JobState.CANCELLED,
-    "JOB_STATE_DELETING_CLEANING_UP": JobState.CANCELLED,
-}
-
-#: The two job collections, by the spec's method.
-COLLECTIONS = {"sft": "supervisedFineTuningJobs", "dpo": "dpoJobs"}
 
 DEPLOYMENT_NOTE = ("A LoRA fine-tuned model on Fireworks is served only on a dedicated (on-demand) deployment, "
                    "billed per GPU-hour while it runs{rate}: create one (`firectl deployment create MODEL`, or the "
                    "Fireworks console) before calling the model, and let it scale to zero or delete it when done.")
 
-_NAME_RX = re.compile(r"^accounts/([^/]+)/(models|datasets|supervisedFineTuningJobs|dpoJobs)/([^/]+)$")
-
-
-# --------------------------------------------------------------------------- names
-
-
-def full_model_name(model: str) -> str:
-    """``llama-v3p1-8b-instruct`` -> ``accounts/fireworks/models/llama-v3p1-8b-instruct``; a
-    full name (``accounts/A/models/M``) is kept."""
-    m = (model or "").strip()
-    if not m:
-        raise SpecError("fireworks: no base model", hint="Set fireworks.model (or base_model), e.g. "
-                                                         "accounts/fireworks/models/llama-v3p1-8b-instruct.")
-    if m.startswith("accounts/"):
-        if not _NAME_RX.match(m) or "/models/" not in m:
-            raise SpecError(f"fireworks: {m!r} is not a model name", hint="Use accounts/ACCOUNT/models/MODEL.")
-        return m
-    if "/" in m:
-        raise SpecError(f"fireworks: {m!r} is not a Fireworks model name (it looks like a Hugging Face id)",
-                        hint="Use the Fireworks name, e.g. accounts/fireworks/models/llama-v3p1-8b-instruct "
-                             "(the model library lists them).")
-    return f"accounts/{PUBLIC_ACCOUNT}/models/{m}"
-
-
-def split_name(name: str) -> tuple[str, str, str]:
-    """``accounts/A/COLLECTION/ID`` -> (A, COLLECTION, ID); ValueError for anything else."""
-    m = _NAME_RX.match(name or "")
-    if not m:
-        raise ValueError(f"not a Fireworks resource name: {name!r}")
-    return m.group(1), m.group(2), m.group(3)
-
-
-def _clean_id(text: str) -> str:
-    s = re.sub(r"[^a-z0-9-]+", "-", (text or "").lower())
-    return re.sub(r"-{2,}", "-", s).strip("-")
-
-
-def dataset_id_for(sha256: str) -> str:
-    """The dataset id of a file: ``ftc-<sha256[:32]>`` (one dataset per content)."""
-    digest = re.sub(r"[^0-9a-f]", "", (sha256 or "").lower())
-    if len(digest) < 32:
-        raise ValueError("a dataset id needs the file's sha256")
-    return f"ftc-{digest[:32]}"
-
-
-def job_id_for(client_token: str, method: str) -> str:
-    """The job id of a job created with ``client_token``: ``ftc-sft-<token>`` / ``ftc-dpo-<token>``."""
-    tag = re.sub(r"[^0-9a-f]", "", (client_token or "").lower())
-    if len(tag) < 8:
-        raise ValueError(f"client token {client_token!r} has fewer than 8 hex digits")
-    return f"ftc-{method}-{tag}"[:ID_MAX]
-
-
-def output_model_for(spec: "JobSpec", client_token: str) -> str:
-    """The fine-tuned model's id: ``fireworks.output_model``, else ``<spec name>-<token[:8]>``."""
-    own = getattr(spec.fireworks, "output_model", None)
-    if own:
-        cleaned = _clean_id(own)
-        if cleaned != own or len(own) > ID_MAX:
-            raise SpecError(f"fireworks.output_model {own!r} is not a Fireworks id",
-                            hint=f"Use lowercase letters, digits and dashes (at most {ID_MAX}), e.g. {cleaned[:ID_MAX]!r}.")
-        return own
-    tag = job_id_for(client_token, "x")[len("ftc-x-"):][:8]
-    base = _clean_id(spec.name)[: ID_MAX - len(tag) - 1].rstrip("-")
-    return f"{base}-{tag}" if base else f"ftc-{tag}"
-
-
-# --------------------------------------------------------------------------- requests
-
-
-def _common_training(spec: "JobSpec", *, client_token: str) -> dict[str, Any]:
-    """The training settings SFT and DPO share (SDK keyword names)."""
-    hp = spec.hyperparameters
-    fw = spec.fireworks
-    out: dict[str, Any] = {
-        "base_model": full_model_name(spec.model_for(PROVIDER)),
-        "epochs": int(hp.epochs),
-        "lora_rank": int(hp.lora.r),
-        "output_model": output_model_for(spec, client_token),
-    }
-    if hp.learning_rate is not None:
-        out["learning_rate"] = float(hp.learning_rate)
-    if hp.batch_size:
-        out["batch_size_samples"] = int(hp.batch_size)
-    if fw.max_context_length is not None:
-        out["max_context_length"] = int(fw.max_context_length)
-    elif "max_seq_len" in hp.model_fields_set:
-        out["max_context_length"] = int(hp.max_seq_len)
-    return out
-
-
-def sft_arguments(spec: "JobSpec", *, dataset: str, evaluation_dataset: str | None = None,
-                  client_token: str) -> dict[str, Any]:
-    """Keyword arguments of ``supervised_fine_tuning_jobs.create``.
-
-    ============================  ================================================
-    ``fireworks.model``/base      ``base_model`` (short names get ``accounts/fireworks/models/``)
-    ``epochs``                    ``epochs``
-    ``learning_rate``             ``learning_rate`` (omitted when null: Fireworks' default)
-    ``batch_size``                ``batch_size_samples`` (omitted when null)
-    ``lora.r``                    ``lora_rank``
-    ``fireworks.max_context_length`` or ``max_seq_len``  ``max_context_length``
-    ``fireworks.output_model``    ``output_model`` (default ``<name>-<token[:8]>``)
-    eval file                     ``evaluation_dataset``
-    ``fireworks.early_stop``      ``early_stop``
-    ``fireworks.is_turbo``        ``is_turbo``
-    client token                  ``supervised_fine_tuning_job_id`` = ``ftc-sft-<token>``
-    ============================  ================================================
-    """
-    args = {"dataset": dataset, "supervised_fine_tuning_job_id": job_id_for(client_token, "sft"),
-            "display_name": spec.name, **_common_training(spec, client_token=client_token)}
-    if evaluation_dataset:
-        args["evaluation_dataset"] = evaluation_dataset
-    if spec.fireworks.early_stop:
-        args["early_stop"] = True
-    if spec.fireworks.is_turbo:
-        args["is_turbo"] = True
-    return args
-
-
-def dpo_arguments(spec: "JobSpec", *, dataset: str, client_token: str) -> dict[str, Any]:
-    """Keyword arguments of ``dpo_jobs.create``: the training settings of :func:`sft_arguments`
-    in ``training_config``, ``dpo_beta`` as ``loss_config.dpo.beta``, the job id
-    ``ftc-dpo-<token>``."""
-    beta = float(spec.hyperparameters.dpo_beta)
-    return {"dataset": dataset, "dpo_job_id": job_id_for(client_token, "dpo"), "display_name": spec.name,
-            "training_config": _common_training(spec, client_token=client_token),
-            "loss_config": {"method": "DPO", "dpo": {"beta": beta}}}
-
-
 def _changed(model: Any, field: str) -> bool:
     """Whether a spec section's ``field`` differs from ftc's default (a value the user chose)."""
     return getattr(model, field) != type(model).model_fields[field].default
-
-
-# --------------------------------------------------------------------------- read side
-
-
-@dataclass
-class FireworksJobStatus(JobStatus):
-    """:class:`JobStatus` plus how the fine-tuned model is served."""
-
-    serving_note: str | None = None
-    """Set when the model needs a dedicated deployment to be called (LoRA models on Fireworks)."""
-
-
-def _state_of(job: Mapping[str, Any]) -> JobState:
-    return map_state(job.get("state") or "JOB_STATE_UNSPECIFIED", FIREWORKS_STATES, provider=PROVIDER)
-
-
-def _status_message(job: Mapping[str, Any]) -> str | None:
-    st = job.get("status")
-    if isinstance(st, Mapping):
-        msg = str(st.get("message") or "").strip()
-        code = str(st.get("code") or "").strip()
-        if msg and code and code != "OK":
-            return f"{msg} ({code})"
-        return msg or (code if code and code != "OK" else None)
-    return None
-
-
-def _output_model(job: Mapping[str, Any]) -> str | None:
-    out = job.get("outputModel")
-    if not out and isinstance(job.get("trainingConfig"), Mapping):
-        out = job["trainingConfig"].get("outputModel")
-    if out and not str(out).startswith("accounts/"):
-        try:
-            account = split_name(str(job.get("name")))[0]
-        except ValueError:
-            return str(out)
-        return f"accounts/{account}/models/{out}"
-    return str(out) if out else None
-
-
-def job_status(job: Mapping[str, Any], *, serving_note: str | None = None) -> FireworksJobStatus:
-    """A Fireworks job (dict, as ``GET .../supervisedFineTuningJobs/{id}`` sends it) as a neutral status."""
-    provider_state = job.get("state")
-    state = _state_of(job)
-    prog = job.get("jobProgress") if isinstance(job.get("jobProgress"), Mapping) else {}
-    percent = prog.get("percent")
-    step = int(percent) if isinstance(percent, (int, float)) and not isinstance(percent, bool) else None
-    if state is JobState.SUCCEEDED:
-        step = 100
-    error = None
-    if state is JobState.FAILED:
-        error = _status_message(job) or f"Fireworks reported the job as {provider_state!r} without a reason"
-    tokens = prog.get("inputTokens")
-    return FireworksJobStatus(
-        state=state,
-        provider_state=str(provider_state) if provider_state is not None else None,
-        fine_tuned_model=_output_model(job) if state is JobState.SUCCEEDED else None,
-        error=error,
-        trained_tokens=int(tokens) if isinstance(tokens, int) and state is JobState.SUCCEEDED else None,
-        step=step,
-        total_steps=100 if step is not None else None,
-        loss=None,
-        eta_seconds=None,
-        raw=dict(job),
-        serving_note=serving_note if state is JobState.SUCCEEDED else None,
-    )
-
-
-def job_events(job: Mapping[str, Any], after: str | None = None) -> list[JobEvent]:
-    """The job's own record as events, oldest first (Fireworks has no event list): created,
-    its current state (with the status message and progress), completed. ``after`` (an event
-    id shown before) leaves out what was shown: a state event comes again only when the state
-    or its progress changed."""
-    evs: list[JobEvent] = []
-
-    def when(key: str) -> datetime | None:
-        try:
-            return to_datetime(job.get(key))
-        except ValueError:
-            return None
-
-    created = when("createTime")
-    if created is not None:
-        evs.append(JobEvent(id="fw-created", created_at=created, level="info",
-                            message=f"job created ({job.get('displayName') or job.get('name') or ''})".strip()))
-    state = str(job.get("state") or "")
-    if state:
-        neutral = _state_of(job)
-        msg = f"state {state.removeprefix('JOB_STATE_').lower()}"
-        detail = _status_message(job)
-        if detail:
-            msg += f": {detail}"
-        prog = job.get("jobProgress") if isinstance(job.get("jobProgress"), Mapping) else {}
-        data = {k: prog[k] for k in ("percent", "epoch", "inputTokens") if prog.get(k) is not None}
-        level = "error" if neutral is JobState.FAILED else "info"
-        evs.append(JobEvent(id=f"fw-{state.lower()}-{prog.get('percent', '')}", created_at=when("updateTime") or created,
-                            level=level, message=msg, data=data))
-    done = when("completedTime")
-    if done is not None:
-        out, final = _output_model(job), _state_of(job)
-        evs.append(JobEvent(id="fw-completed", created_at=done, level="error" if final is JobState.FAILED else "info",
-                            message="job ended" + (f": model {out}" if out and final is JobState.SUCCEEDED else "")))
-    if after is not None:
-        # A snapshot, not a log: the state event's id changes with the state (and its progress).
-        # After the creation event comes everything else; after an older state event, the
-        # current state (if it is another) and the end; after the end, nothing.
-        if after == "fw-completed":
-            return []
-        if after.startswith("fw-job_state"):
-            return [e for e in evs if e.id != "fw-created" and e.id != after]
-        if after == "fw-created":
-            return [e for e in evs if e.id != "fw-created"]
-    return evs
 
 
 # --------------------------------------------------------------------------- backend
@@ -583,14 +302,14 @@ fireworks:
             raise
         if ds.get("state") == "READY":
             return "processed"
-        if _status_message(ds):
+        if status_message(ds):
             return "error"
         return "pending"
 
     def _file_error(self, file_id: str) -> str | None:
         account, _, ds_id = split_name(file_id)
         ds = as_dict(self._call(f"check dataset {ds_id}", lambda: self.client.datasets.get(ds_id, account_id=account)))
-        return _status_message(ds)
+        return status_message(ds)
 
     def _check_model(self, spec: "JobSpec") -> None:
         """Before any upload: Fireworks' record of the base model (``GET .../models/{id}``). Not
@@ -658,7 +377,7 @@ fireworks:
             return None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return _state_of(raw)
+            return state_of(raw)
 
     def _find_job(self, client_token: str, *, since: datetime | None = None) -> str | None:
         """The job created with ``client_token``: its id is derived from the token, so one ``GET``
