@@ -119,19 +119,23 @@ class Scrubber:
     a whole id (the account's ``displayName`` too, and its e-mail as any e-mail); an
     ``Account`` object's ``displayName``/``email`` are replaced whatever they say; signed
     URLs inside JSON bodies lose their credential query parameters as in a ``Location``.
-    A replay therefore uses the account ``redacted-account`` (its paths match the recording).
+    A replay therefore uses the account ``redacted-account`` (its paths match the recording);
+    it scrubs with ``learn_accounts=False``, so that a request for any other account is not
+    rewritten into a match but fails as a request the cassette does not hold.
     """
 
-    def __init__(self, extra_secrets: Iterable[str] = (), accounts: Iterable[str] = ()):
+    def __init__(self, extra_secrets: Iterable[str] = (), accounts: Iterable[str] = (), *,
+                 learn_accounts: bool = True):
         self.secrets: dict[str, str] = {}
         self.accounts: dict[str, re.Pattern] = {}
+        self.learn_accounts = learn_accounts
         for k, v in os.environ.items():
             if k.endswith("_API_KEY") and len(v.strip()) >= 8:
                 self.secrets[v.strip()] = REDACTED_KEY
         for s in extra_secrets:
             if s and len(s) >= 4:
                 self.secrets[s] = REDACTED_KEY
-        for a in (os.environ.get("FIREWORKS_ACCOUNT_ID", ""), *accounts):
+        for a in ((os.environ.get("FIREWORKS_ACCOUNT_ID", ""),) if learn_accounts else ()) + tuple(accounts):
             self.learn_account(a.strip())
 
     def learn_account(self, account: str) -> None:
@@ -142,8 +146,9 @@ class Scrubber:
     # -------------------------------------------------------------- text
 
     def text(self, s: str) -> str:
-        for m in _FW_ACCOUNT.finditer(s):
-            self.learn_account(m.group(1))
+        if self.learn_accounts:
+            for m in _FW_ACCOUNT.finditer(s):
+                self.learn_account(m.group(1))
         for value, repl in sorted(self.secrets.items(), key=lambda kv: -len(kv[0])):
             s = s.replace(value, repl)
         for account, rx in sorted(self.accounts.items(), key=lambda kv: -len(kv[0])):

@@ -16,6 +16,10 @@ organisation/project id or the emulator's account names.
 
 Re-record: ``FTC_RECORD_CASSETTES=1`` (from tests/emulator.py) or ``=live`` (the real APIs,
 real keys; costs money): docs/testing-providers.md, "Re-recording cassettes".
+
+Fireworks' flows live in tests/test_cassettes_fireworks.py (its bodies are checked against
+the fireworks SDK's own types: there is no OpenAPI document); the helpers both modules use
+are in tests/cassette_util.py.
 """
 
 from __future__ import annotations

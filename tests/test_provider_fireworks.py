@@ -152,6 +152,9 @@ def test_status_and_events_mapping():
     assert [e.id for e in job_events(done, after="fw-job_state_running-40")] == ["fw-job_state_completed-100",
                                                                                  "fw-completed"]
     assert job_events(done, after="fw-completed") == []
+    touched = {**done, "updateTime": "2026-12-01T11:00:05Z"}  # the record touched after the end
+    times = [e.created_at for e in job_events(touched)]
+    assert times == sorted(times)
     st = job_status(done, serving_note="deploy it")
     assert st.state is JobState.SUCCEEDED and st.fine_tuned_model == "accounts/ftc-test/models/support-intents-0123abcd"
     assert (st.trained_tokens, st.serving_note) == (5000, "deploy it")

@@ -122,7 +122,7 @@ def job_events(job: Mapping[str, Any], after: str | None = None) -> list[JobEven
         except ValueError:
             return None
 
-    created = when("createTime")
+    created, done = when("createTime"), when("completedTime")
     if created is not None:
         evs.append(JobEvent(id="fw-created", created_at=created, level="info",
                             message=f"job created ({job.get('displayName') or job.get('name') or ''})".strip()))
@@ -136,9 +136,11 @@ def job_events(job: Mapping[str, Any], after: str | None = None) -> list[JobEven
         prog = job.get("jobProgress") if isinstance(job.get("jobProgress"), Mapping) else {}
         data = {k: prog[k] for k in ("percent", "epoch", "inputTokens") if prog.get(k) is not None}
         level = "error" if neutral is JobState.FAILED else "info"
-        evs.append(JobEvent(id=f"fw-{state.lower()}-{prog.get('percent', '')}", created_at=when("updateTime") or created,
+        at = when("updateTime") or created
+        if at is not None and done is not None and at > done:
+            at = done  # the record may be touched after the end: keep the events in time order
+        evs.append(JobEvent(id=f"fw-{state.lower()}-{prog.get('percent', '')}", created_at=at,
                             level=level, message=msg, data=data))
-    done = when("completedTime")
     if done is not None:
         out, final = output_model(job), state_of(job)
         evs.append(JobEvent(id="fw-completed", created_at=done, level="error" if final is JobState.FAILED else "info",
