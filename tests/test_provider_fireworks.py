@@ -184,7 +184,9 @@ def test_registered_and_preflight(data, monkeypatch):
     w = be.preflight(make_spec(data, hyperparameters={"seed": 3, "lora": {"r": 8, "alpha": 64}}))
     assert not any("seed" in x or "alpha" in x for x in be.preflight(make_spec(data, hyperparameters={"seed": 42})))
     assert any("seed" in x for x in w) and any("alpha" in x and "lora.r = 8" in x for x in w)
-    assert any("not in ftc's price catalogue" in x for x in be.preflight(make_spec(data, base_model="mystery-7b")))
+    assert any("not in ftc's price catalogue: priced by Fireworks' size tier" in x and "7b" in x
+               for x in be.preflight(make_spec(data, base_model="mystery-7b")))
+    assert any("cannot price it" in x for x in be.preflight(make_spec(data, base_model="mystery")))
     # preflight needs no key; the key is read when the client is built
     with pytest.raises(ConfigError) as ei:
         be.client
@@ -198,6 +200,12 @@ def test_estimate_and_validation_are_offline(data, monkeypatch):
     est = be.estimate(spec)
     assert est.provider == "fireworks" and est.examples == 12 and est.epochs == 2
     assert est.cost_usd == pytest.approx(est.billed_tokens * 0.50 / 1e6)
+    # a model the catalogue does not list: Fireworks' size tier, from the size in its name
+    unlisted = be.estimate(make_spec(data, base_model="accounts/fireworks/models/qwen3-8b", hyperparameters={"epochs": 2}))
+    assert unlisted.cost_usd == pytest.approx(unlisted.billed_tokens * 0.50 / 1e6)
+    assert any("size tier" in c for c in unlisted.caveats)
+    with pytest.raises(ConfigError):  # no size to price it by: no figure, said so before any request
+        be.estimate(make_spec(data, base_model="accounts/fireworks/models/mystery-model"))
     res = be.validate(spec, data / "train.jsonl")
     assert res.ok and res.examples == 12 and res.provider == "fireworks"
 

@@ -158,8 +158,12 @@ fireworks:
             warns.append("fireworks DPO jobs take no evaluation dataset: the eval file is not uploaded")
         entry = self._catalogue_entry(full)
         if entry is None:
-            warns.append(f"fireworks model {full!r} is not in ftc's price catalogue: the estimate uses Fireworks' "
-                         "size tier only if the model's size is known; Fireworks checks the name before anything is uploaded")
+            warns.append(f"fireworks model {full!r} is not in ftc's price catalogue and its size is unknown, so ftc "
+                         "cannot price it: add it to a prices file (--prices FILE or $FTC_PRICES) with its params_b")
+        elif not entry.listed:
+            warns.append(f"fireworks model {full!r} is not in ftc's price catalogue: priced by Fireworks' size tier "
+                         f"({entry.tier_basis(spec.method, spec.adapter) or 'from its size'}); Fireworks checks the "
+                         "name before anything is uploaded")
         note = self._serving_note(full)
         if note:
             warns.append(note)
