@@ -455,3 +455,24 @@ def test_account_from_the_key_when_none_is_set(emu, data, monkeypatch):
     client = fireworks.Fireworks(base_url=emu.base_url, api_key=emu.api_key, account_id=None, max_retries=0)
     be = FireworksBackend(client=client)
     assert be.account_id == emu.account_id
+
+
+def test_eval_through_the_sdk_and_an_undeployed_fine_tune(emu, data, store, tmp_path, monkeypatch):
+    from ftclient.evaluation import evaluate
+    from ftclient.retry import RequestRejected
+
+    for k, v in emu.env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("FTC_HOME", str(tmp_path / "home"))
+    spec = make_spec(data)
+    be = backend_for(emu)
+    pid = be.submit(spec, job=new_job(store, spec), store=store).provider_job_id
+    emu.finish(pid)
+    model = be.result(pid)
+    # the fine-tune is not served until a deployment runs it: the run stops with that said
+    with pytest.raises(RequestRejected) as ei:
+        evaluate(f"fireworks:{model}", data / "eval.jsonl", policy=RetryPolicy(base=0.01, max_wait=0.05, deadline=10))
+    assert ei.value.status_code == 404 and "dedicated (on-demand) deployment" in ei.value.hint
+    emu.deploy(model)
+    s = evaluate(f"fireworks:{model}", data / "eval.jsonl", policy=RetryPolicy(base=0.01, max_wait=0.05, deadline=10))
+    assert s["completed"] == 4 and s["failed"] == 0

@@ -11,7 +11,7 @@ import concurrent.futures
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..backends import get_backend
+from ..backends import backend_attr, get_backend
 from ..errors import UsageError
 from ..retry import AuthError, ProviderError, RequestRejected, async_retry_call, classify, error_fields
 from ..secrets import redact
@@ -72,6 +72,18 @@ def _short_reason(e: BaseException) -> str:
     """A failure's short, secret-free reason, for grouping (``HTTP 500 internal server error``)."""
     r = getattr(e, "reason", "") or getattr(e, "message", "") or str(e)
     return redact(" ".join(str(r).split()))[:200]
+
+
+def _not_served(e: RequestRejected, provider: str) -> RequestRejected:
+    """A model the provider does not serve (404). Where the backend serves fine-tuned models
+    only on a deployment of their own (its class's ``undeployed_hint``), the hint says so:
+    a fine-tune is not gone when no deployment runs it."""
+    note = backend_attr(provider, "undeployed_hint")
+    if not note:
+        return e
+    return RequestRejected(e.message, f"{e.hint or ''} If it is a fine-tuned model: {note}".strip(),
+                           provider=e.provider, op=e.op, status_code=e.status_code, request_id=e.request_id,
+                           reason=e.reason)
 
 
 def _with_server_text(e: BaseException) -> str:
@@ -210,7 +222,7 @@ async def _run_hosted(ref: "ModelRef", todo: list[Example], st: "Store", run_id:
                     return
                 except RequestRejected as e:
                     if e.status_code == 404:  # no such model: every example would fail the same way
-                        abort.append(e)
+                        abort.append(_not_served(e, provider))
                         return
                     failed(ex, e.message, _short_reason(e))
                 except ProviderError as e:

@@ -112,6 +112,8 @@ fireworks:
     price_catalogue = "prices.yaml"
     #: The request field that bounds a reply's length.
     chat_token_param = "max_tokens"
+    #: What ``ftc eval`` adds when Fireworks does not serve a model (a LoRA fine-tune needs a deployment).
+    undeployed_hint = DEPLOYMENT_NOTE.format(rate="")
     #: A model name for examples in messages (and ``ftc demo --with fireworks``).
     example_model = "accounts/fireworks/models/llama-v3p1-8b-instruct"
 
@@ -474,5 +476,5 @@ fireworks:
         except RequestRejected as e:
             if e.status_code == 404 and not full.startswith(f"accounts/{PUBLIC_ACCOUNT}/"):
                 raise UsageError(f"fireworks does not serve {full} now: a fine-tuned model answers only on a dedicated "
-                                 "deployment", hint=DEPLOYMENT_NOTE.format(rate="")) from None
+                                 "deployment", hint=self.undeployed_hint) from None
             raise
