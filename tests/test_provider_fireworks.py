@@ -463,12 +463,14 @@ def test_eval_through_the_sdk_and_an_undeployed_fine_tune(emu, data, store, tmp_
 
     for k, v in emu.env.items():
         monkeypatch.setenv(k, v)
-    monkeypatch.setenv("FTC_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("FTC_HOME", str(tmp_path))  # the store of the `store` fixture: ftc eval finds the job
     spec = make_spec(data)
     be = backend_for(emu)
-    pid = be.submit(spec, job=new_job(store, spec), store=store).provider_job_id
+    job = new_job(store, spec)
+    pid = be.submit(spec, job=job, store=store).provider_job_id
     emu.finish(pid)
     model = be.result(pid)
+    store.update_state(job.id, "succeeded", fine_tuned_model=model)  # what watching the job records
     # the fine-tune is not served until a deployment runs it: the run stops with that said
     with pytest.raises(RequestRejected) as ei:
         evaluate(f"fireworks:{model}", data / "eval.jsonl", policy=RetryPolicy(base=0.01, max_wait=0.05, deadline=10))
@@ -476,3 +478,11 @@ def test_eval_through_the_sdk_and_an_undeployed_fine_tune(emu, data, store, tmp_
     emu.deploy(model)
     s = evaluate(f"fireworks:{model}", data / "eval.jsonl", policy=RetryPolicy(base=0.01, max_wait=0.05, deadline=10))
     assert s["completed"] == 4 and s["failed"] == 0
+    # the run knows the job: a fine-tune of the catalogue's model, priced per token, with its
+    # dedicated deployment's hourly rate said; ftc compare shows it as an option
+    assert s["fine_tuned"] is True and s["job_id"] and s["base_model"] == MODEL
+    assert s["cost_per_1k_queries_usd"] > 0 and any("$3.89/h" in n for n in s["notes"])
+    from ftclient.report import build_report
+
+    (opt,) = build_report([s]).to_dict()["options"]
+    assert opt["backend"] == "fireworks" and opt["fine_tuned"] and opt["completed"] == 4
