@@ -356,3 +356,17 @@ def test_end_to_end_fireworks_full_fine_tuning_is_refused_before_any_request(ftc
     r = ftc("train", spec, "--backend", "fireworks", "--yes")
     _clean(r)
     assert r.code == 2 and "LoRA adapters only" in r.err and fireworks_emu.requests == []
+
+
+def test_end_to_end_fireworks_detach_then_cancel(ftc, fireworks_emu, tmp_path):
+    spec = _fireworks_spec(tmp_path)
+    r = ftc("train", spec, "--backend", "fireworks", "--yes", "--detach", "--json")
+    _clean(r)
+    assert r.code == 0, r.err
+    jid = r.json()["job"]["id"]
+    r = ftc("jobs", "cancel", jid, "--json")
+    _clean(r)
+    assert r.code == 0, r.err
+    assert any(q.method == "POST" and q.path.endswith(":cancel") for q in fireworks_emu.requests)
+    r = ftc("jobs", "watch", jid, "--json")
+    assert r.code == 1 and r.json()["job"]["state"] == "cancelled"  # a cancelled job ends watching with exit 1

@@ -21,8 +21,9 @@ TITLES = {"prepare": "prepare the sample", "validate": "validate for every backe
 @click.option("--fast", is_flag=True, help="A short smoke run of every stage (a few training steps).")
 @click.option("--offline-only", "offline_only", is_flag=True,
               help="Stop after the cost comparison (no training, no evaluation).")
-@click.option("--with", "with_", default="", metavar="openai,together",
-              help="Also evaluate these hosted backends' models (needs their API keys; costs cents).")
+@click.option("--with", "with_", default="", metavar="BACKEND,...",
+              help="Also evaluate these hosted backends' example models, e.g. openai,together,fireworks "
+                   "(needs their API keys; costs cents).")
 @click.option("--price-per-hour", type=PRICE, default=None,
               help="$/h of this machine, for the local models' cost per 1K queries.")
 @click.option("--json", "as_json", is_flag=True, help="Print everything the demo produced as JSON.")
