@@ -12,6 +12,8 @@ import json
 import warnings
 
 import pytest
+from cassette_util import Clock  # the retry policy's fake clock, shared
+from emulator import ProviderEmulator, drop_after_processing, hang, status
 
 fireworks = pytest.importorskip("fireworks")
 
@@ -30,7 +32,9 @@ from ftclient.providers.fireworks import (  # noqa: E402
     sft_arguments,
     split_name,
 )
+from ftclient.retry import AuthError, RequestRejected, RetryExhausted, RetryPolicy, sdk_client_kwargs  # noqa: E402
 from ftclient.spec import parse_spec  # noqa: E402
+from ftclient.store import Store  # noqa: E402
 
 MODEL = "accounts/fireworks/models/llama-v3p1-8b-instruct"
 TOKEN = "0123abcd" + "f" * 24
@@ -220,28 +224,8 @@ def test_read_side_refuses_a_name_that_is_no_job(monkeypatch):
 
 # --------------------------------------------------------------------------- through the SDK
 
-from emulator import ProviderEmulator, drop_after_processing, hang, status  # noqa: E402
-
-from ftclient.retry import AuthError, RetryExhausted, RetryPolicy, sdk_client_kwargs  # noqa: E402
-from ftclient.store import Store  # noqa: E402
-
 SFT_CREATE = r"/v1/accounts/ftc-test/supervisedFineTuningJobs$"
 DPO_CREATE = r"/v1/accounts/ftc-test/dpoJobs$"
-
-
-class Clock:
-    """A fake clock for the retry policy: sleeping advances it instantly and is recorded."""
-
-    def __init__(self):
-        self.t = 0.0
-        self.waits: list[float] = []
-
-    def sleep(self, s):
-        self.waits.append(float(s))
-        self.t += float(s)
-
-    def __call__(self):
-        return self.t
 
 
 @pytest.fixture
@@ -459,7 +443,6 @@ def test_account_from_the_key_when_none_is_set(emu, data, monkeypatch):
 
 def test_eval_through_the_sdk_and_an_undeployed_fine_tune(emu, data, store, tmp_path, monkeypatch):
     from ftclient.evaluation import evaluate
-    from ftclient.retry import RequestRejected
 
     for k, v in emu.env.items():
         monkeypatch.setenv(k, v)

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 import openapi_check
+from cassette_util import Clock  # the retry policy's fake clock, shared
 from emulator import Fault, ProviderEmulator, drop_after_processing, hang, status
 
 together = pytest.importorskip("together")
@@ -72,21 +73,6 @@ def make_spec(base, **over):
         else:
             d[k] = v
     return parse_spec(d, base_dir=base)
-
-
-class Clock:
-    """A fake clock for the retry policy: sleeping advances it instantly and is recorded."""
-
-    def __init__(self):
-        self.t = 0.0
-        self.waits: list[float] = []
-
-    def sleep(self, s):
-        self.waits.append(float(s))
-        self.t += float(s)
-
-    def __call__(self):
-        return self.t
 
 
 @pytest.fixture

@@ -470,6 +470,18 @@ def catalogue_limit(ref: str) -> tuple[int | None, str | None]:
     return int(lim), f"{ref} per-example limit, price catalogue"
 
 
+def token_limit(ref: str, max_seq_len: int | None, notes: list[str]) -> tuple[int | None, str | None]:
+    """(the per-example token limit, its source): ``max_seq_len`` when given, else the price
+    catalogue's for ``ref``; (None, None) with a note when neither knows one."""
+    if max_seq_len is not None:
+        return max_seq_len, "--max-seq-len"
+    limit, source = catalogue_limit(ref)
+    if limit is None:
+        notes.append(f"no token limit checked: {source}")
+        return None, None
+    return limit, source
+
+
 def hosted_token_setup(provider: str, model: str | None, max_seq_len: int | None, notes: list[str], *,
                        truncates: str | None = None) -> TokenSetup | None:
     """The token setup of a hosted provider of open models (Together, Fireworks): the model's
@@ -491,11 +503,4 @@ def hosted_token_setup(provider: str, model: str | None, max_seq_len: int | None
     except FtcError as e:
         notes.append(f"tokens not counted: {e.message}")
         return None
-    if max_seq_len is not None:
-        limit, source = max_seq_len, "--max-seq-len"
-    else:
-        limit, source = catalogue_limit(ref)
-        if limit is None:
-            notes.append(f"no token limit checked: {source}")
-            source = None
-    return TokenSetup(counter, limit, source, truncates=truncates)
+    return TokenSetup(counter, *token_limit(ref, max_seq_len, notes), truncates=truncates)

@@ -19,13 +19,13 @@ from ftclient.validation.common import (
     DataChecker,
     Findings,
     TokenSetup,
-    catalogue_limit,
     check_function_call,
     check_function_def,
     check_tool_calls,
     check_tools,
     closest,
     short,
+    token_limit,
     type_name,
 )
 
@@ -101,13 +101,7 @@ class OpenAIChecker(DataChecker):
         except FtcError as e:
             notes.append(f"tokens not counted: {e.message}")
             return None
-        if max_seq_len is not None:
-            limit, source = max_seq_len, "--max-seq-len"
-        else:
-            limit, source = catalogue_limit(ref)
-            if limit is None:
-                notes.append(f"no token limit checked: {source}")
-                source = None
+        limit, source = token_limit(ref, max_seq_len, notes)
         # OpenAI's fine-tuning guide: "Examples longer than the default will be truncated to
         # the maximum context length which removes tokens from the end of the training
         # example(s)" - the file is not refused.
