@@ -185,6 +185,8 @@ def test_registered_and_preflight(data, monkeypatch):
         be.preflight(make_spec(data, method="dpo", data={"train": "prefs.jsonl"}, hyperparameters={"dpo_beta": 0.5}))
     with pytest.raises(SpecError, match="default"):
         be.preflight(make_spec(data, base_model="default"))
+    with pytest.raises(SpecError, match="output_model"):
+        be.preflight(make_spec(data, fireworks={"output_model": "Not_An_Id"}))
     w = be.preflight(make_spec(data, hyperparameters={"seed": 3, "lora": {"r": 8, "alpha": 64}}))
     assert not any("seed" in x or "alpha" in x for x in be.preflight(make_spec(data, hyperparameters={"seed": 42})))
     assert any("seed" in x for x in w) and any("alpha" in x and "lora.r = 8" in x for x in w)

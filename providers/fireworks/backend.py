@@ -65,6 +65,7 @@ from .wire import (
     dpo_arguments,
     full_model_name,
     job_id_for,
+    output_model_for,
     sft_arguments,
     split_name,
 )
@@ -139,6 +140,7 @@ fireworks:
                             "which Fireworks does not fine-tune",
                             hint="Set fireworks.model (or base_model), e.g. accounts/fireworks/models/llama-v3p1-8b-instruct.")
         full = full_model_name(model)
+        output_model_for(spec, "0" * 32)  # a fireworks.output_model Fireworks would refuse: before any upload
         if spec.adapter == "full":
             raise SpecError("fireworks fine-tunes LoRA adapters only: adapter 'full' cannot be submitted. Nothing was sent.",
                             hint="Use adapter: lora on Fireworks, or full fine-tuning on --backend together or --backend local.")
