@@ -11,7 +11,7 @@ import concurrent.futures
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..backends import backend_attr, get_backend
+from ..backends import get_backend
 from ..errors import UsageError
 from ..retry import AuthError, ProviderError, RequestRejected, async_retry_call, classify, error_fields
 from ..secrets import redact
@@ -74,11 +74,10 @@ def _short_reason(e: BaseException) -> str:
     return redact(" ".join(str(r).split()))[:200]
 
 
-def _not_served(e: RequestRejected, provider: str) -> RequestRejected:
+def _not_served(e: RequestRejected, note: str | None) -> RequestRejected:
     """A model the provider does not serve (404). Where the backend serves fine-tuned models
-    only on a deployment of their own (its class's ``undeployed_hint``), the hint says so:
+    only on a deployment of their own (``note``: its ``undeployed_hint``), the hint says so:
     a fine-tune is not gone when no deployment runs it."""
-    note = backend_attr(provider, "undeployed_hint")
     if not note:
         return e
     return RequestRejected(e.message, f"{e.hint or ''} If it is a fine-tuned model: {note}".strip(),
@@ -119,12 +118,14 @@ async def _run_hosted(ref: "ModelRef", todo: list[Example], st: "Store", run_id:
     abort: list[BaseException] = []
     prog = sess.progress
     provider = ref.backend
+    undeployed = None
     if ref.backend == COMPATIBLE:
         key_env, token_kw = COMPATIBLE_KEY_ENV, "max_tokens"  # what most servers read
     else:
         backend = get_backend(ref.backend)
         key_env = getattr(backend, "key_env", None) or None
         token_kw = getattr(backend, "chat_token_param", "max_tokens")
+        undeployed = getattr(backend, "undeployed_hint", None)
     loop = asyncio.get_running_loop()
     first_send: list[float] = []
     outcomes: list[str | None] = []  # in the order requests ended: None = answered, else the reason
@@ -222,7 +223,7 @@ async def _run_hosted(ref: "ModelRef", todo: list[Example], st: "Store", run_id:
                     return
                 except RequestRejected as e:
                     if e.status_code == 404:  # no such model: every example would fail the same way
-                        abort.append(_not_served(e, provider))
+                        abort.append(_not_served(e, undeployed))
                         return
                     failed(ex, e.message, _short_reason(e))
                 except ProviderError as e:
