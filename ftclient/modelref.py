@@ -39,7 +39,8 @@ from .store import opened
 if TYPE_CHECKING:  # pragma: no cover
     from .store import Job, Store
 
-__all__ = ["ModelRef", "COMPATIBLE", "schemes", "parse_model_ref", "finished_model", "did_you_mean", "job_ids"]
+__all__ = ["ModelRef", "COMPATIBLE", "schemes", "parse_model_ref", "finished_model", "did_you_mean", "job_ids",
+           "existing_store"]
 
 #: The reference prefix of any OpenAI-compatible server (a protocol, not a backend).
 COMPATIBLE = "openai-compatible"
@@ -114,7 +115,7 @@ class ModelRef:
 
 
 @contextlib.contextmanager
-def _store(store: "Store | None") -> Iterator["Store | None"]:
+def existing_store(store: "Store | None") -> Iterator["Store | None"]:
     """The given store, else the default one if it exists (never creates one)."""
     if store is None and not store_path().exists():
         yield None
@@ -264,7 +265,7 @@ def parse_model_ref(text: str, *, store: "Store | None" = None, refresh: bool = 
     head, sep, rest = ref.partition(":")
     scheme = head.lower()
     known = schemes()
-    with _store(store) as st:
+    with existing_store(store) as st:
         if sep and scheme in known:
             rest = rest.strip()
             if scheme == COMPATIBLE:

@@ -183,6 +183,19 @@ local:
 
         return parse_local_ref(rest, store, refresh=refresh)
 
+    #: What ``export_model`` writes (``ftc export --format``).
+    export_formats = ("adapter", "merged")
+
+    def export_model(self, model: str, fmt: str, out: Path, *, quant: str | None = None,
+                     info: Mapping[str, Any] | None = None, progress: Any = None) -> dict:
+        """Write a model this machine trained (its adapter or full model folder) as ``fmt`` into
+        the new folder ``out`` (``ftc export``); ``info``: the model card's facts."""
+        from .export import export_model
+
+        if quant:
+            raise UsageError(f"--quant applies to the gguf format, not to {fmt}")
+        return export_model(model, fmt, out, info=info, progress=progress)
+
     def job_model_ref(self, job: Any, store: Any, *, refresh: bool = True) -> Any:
         """The model a finished local job wrote (its adapter or full model folder)."""
         from .refs import local_job_ref

@@ -476,6 +476,8 @@ together:
         """Together's rules for a training file (``ftc data validate --provider together``)."""
         return TogetherChecker(model, method)
 
+    #: Its fine-tuned weights can be downloaded (``ftc jobs download``), then exported.
+    downloads_weights = True
     #: What ``ftc eval`` adds when Together does not serve a model (a LoRA fine-tune needs its endpoint).
     undeployed_hint = DEDICATED_NOTE.format(rate="")
     #: The request field that bounds a reply's length.

@@ -1,0 +1,110 @@
+"""``ftc export``: a fine-tuned model leaves ftc in a format other tools load.
+
+:func:`export` resolves the model reference (an ftc job id, or ``BACKEND:PATH`` / a folder on
+this machine), asks the backend that holds the weights to write the format (its
+``export_model`` hook; the local backend's formats are ``adapter`` and ``merged``), and gives
+it the facts of the model card from the job store: the base model, the training data's
+sha256 and size, the epochs, the final loss and the evaluations of the model. A model whose
+weights stay with a provider is refused with the reason, and with the way to download it
+where the provider hands weights out.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from . import __version__
+from .backends import backend_attr, get_backend, here_backend, offers
+from .errors import FtcError, UsageError
+from .fileio import sha256_file
+from .modelref import ModelRef, existing_store, parse_model_ref
+
+__all__ = ["export", "export_formats"]
+
+Progress = Callable[[str, "float | None"], None]
+
+
+def export_formats(backend: str | None = None) -> tuple[str, ...]:
+    """The formats ``backend`` (default: the one that trains on this machine) exports."""
+    name = backend or here_backend()
+    return tuple(backend_attr(name, "export_formats", ()) or ()) if name else ()
+
+
+def _ref(text: str, store: Any) -> ModelRef:
+    t = (text or "").strip()
+    here = here_backend()
+    if here and t and ":" not in t and Path(t).expanduser().exists():
+        t = f"{here}:{t}"  # a folder on this machine
+    return parse_model_ref(t, store=store)
+
+
+def _data_facts(spec: Mapping[str, Any]) -> dict[str, Any]:
+    data = spec.get("data") if isinstance(spec.get("data"), Mapping) else {}
+    train = data.get("train")
+    out: dict[str, Any] = {}
+    if train and Path(str(train)).is_file():
+        p = Path(str(train))
+        out["data_sha256"] = sha256_file(p)
+        with open(p, "rb") as f:
+            out["examples"] = sum(1 for line in f if line.strip())
+    hp = spec.get("hyperparameters") if isinstance(spec.get("hyperparameters"), Mapping) else {}
+    if hp.get("epochs") is not None:
+        out["epochs"] = hp["epochs"]
+    for k in ("method", "adapter", "name"):
+        if spec.get(k):
+            out[k] = spec[k]
+    return out
+
+
+def _card_facts(ref: ModelRef, store: Any) -> dict[str, Any]:
+    info: dict[str, Any] = {"ftc_version": __version__, "base_model": ref.base_model if ref.fine_tuned else None,
+                            "job_id": ref.job_id}
+    if store is None:
+        return info
+    if ref.job_id:
+        try:
+            job = store.get_job(ref.job_id)
+        except FtcError:
+            job = None
+        if job is not None:
+            info.update(_data_facts(job.spec or {}))
+            info["base_model"] = job.model or info["base_model"]
+            if job.provider_job_id:
+                try:
+                    info["final_loss"] = get_backend(job.backend).status(job.provider_job_id).loss
+                except FtcError:
+                    pass
+    evals = []
+    for run in store.list_eval_runs():
+        s = run.summary or {}
+        if (ref.job_id and s.get("job_id") == ref.job_id) or run.model_ref == ref.canonical:
+            metrics = s.get("metrics") or {}
+            evals.append({"run_id": run.id, "data": Path(run.data_path).name, "metric": s.get("metric"),
+                          "score": metrics.get("score"), "examples": s.get("completed")})
+    info["evals"] = evals
+    return info
+
+
+def export(model: str, fmt: str, out: "str | os.PathLike", *, quant: str | None = None, store: Any = None,
+           progress: Progress | None = None) -> dict[str, Any]:
+    """Write ``model`` (an ftc job id, ``BACKEND:PATH`` or a model folder here) as ``fmt`` into
+    the new folder ``out``; returns what was written (``format``, ``out``, ``files``, ``bytes``...).
+
+    UsageError (exit 2) for a model whose weights ftc cannot reach, an unknown format, or an
+    ``out`` that exists and is not empty; ConfigError for too little disk space. Nothing is
+    written in those cases, and a failed or interrupted export leaves no partial folder."""
+    with existing_store(store) as st:
+        ref = _ref(model, st)
+        backend = ref.backend
+        if not offers(backend, "export_model"):
+            display = backend_attr(backend, "display") or backend
+            if backend_attr(backend, "downloads_weights"):
+                hint = (f"Download the weights first (`ftc jobs download {ref.job_id or 'JOB'} --out DIR`), then "
+                        "export the downloaded folder.")
+            else:
+                hint = "Its weights never leave the provider: evaluate or chat with it there, or train an open model."
+            raise UsageError(f"cannot export {ref.canonical}: {display} keeps the model's weights", hint=hint)
+        info = _card_facts(ref, st)
+    return get_backend(backend).export_model(ref.model, fmt, Path(out), quant=quant, info=info, progress=progress)

@@ -1,0 +1,205 @@
+"""Exporting a model this machine trained: the adapter as it is, or merged into its base.
+
+``export_model(model_dir, fmt, out)`` writes one format into the folder ``out``:
+
+* ``adapter``: the PEFT adapter (``adapter_config.json``, its weights), the tokenizer with its
+  chat template, ftc's training record and a model card (``README.md``);
+* ``merged``: the adapter merged into the base weights and saved as a normal transformers
+  checkpoint (safetensors), which ``AutoModelForCausalLM.from_pretrained`` loads without PEFT,
+  with the tokenizer, the chat template and the model card.
+
+A full fine-tune has no adapter: ``merged`` copies its weights, ``adapter`` is refused. The
+output appears whole or not at all (built in a hidden folder beside ``out`` and renamed), and
+the free space is checked before anything is written. torch, transformers and peft are
+imported only by the ``merged`` path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from ftclient.errors import ConfigError, UsageError
+
+from .inference import META_FILE
+
+__all__ = ["FORMATS", "export_model", "model_card"]
+
+#: What ``export_model`` writes.
+FORMATS = ("adapter", "merged")
+
+#: A tokenizer's files, copied as they are.
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
+                    "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja", "chat_template.json",
+                    "generation_config.json")
+_ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
+#: Headroom on top of the size a merged model needs (safetensors' header, the tokenizer).
+_SPACE_MARGIN = 1.05
+
+Progress = Callable[[str, "float | None"], None]
+
+
+def _say(progress: Progress | None, msg: str, frac: float | None = None) -> None:
+    if progress is not None:
+        progress(msg, frac)
+
+
+def _meta(model_dir: Path) -> dict[str, Any]:
+    try:
+        return json.loads((model_dir / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _base_of(model_dir: Path) -> str | None:
+    base = _meta(model_dir).get("base_model")
+    if not base and (model_dir / "adapter_config.json").is_file():
+        try:
+            base = json.loads((model_dir / "adapter_config.json").read_text(encoding="utf-8")).get(
+                "base_model_name_or_path")
+        except (OSError, ValueError):
+            base = None
+    return str(base) if base else None
+
+
+def model_card(model_dir: Path, fmt: str, info: Mapping[str, Any]) -> str:
+    """The README.md of an export: what the model is, how it was trained, how it scored.
+
+    ``info`` (from the job store, by the core): ``job_id``, ``base_model``, ``data_sha256``,
+    ``examples``, ``epochs``, ``final_loss``, ``evals`` (a list of ``{"run_id", "data", "metric",
+    "score", "examples"}``), ``ftc_version``, ``licence``."""
+    meta = _meta(model_dir)
+    base = info.get("base_model") or _base_of(model_dir) or "unknown"
+    rows = [
+        ("base model", base),
+        ("format", {"adapter": "PEFT LoRA adapter (load it on the base model)",
+                    "merged": "transformers checkpoint, adapter merged into the base weights"}.get(fmt, fmt)),
+        ("method", f"{meta.get('method', info.get('method', '?'))}, {meta.get('adapter', info.get('adapter', '?'))}"),
+        ("training data sha256", info.get("data_sha256") or "unknown"),
+        ("examples", info.get("examples") if info.get("examples") is not None else "unknown"),
+        ("epochs", info.get("epochs") if info.get("epochs") is not None else "unknown"),
+        ("steps", meta.get("steps", "unknown")),
+        ("final training loss", f"{info['final_loss']:.4g}" if isinstance(info.get("final_loss"), (int, float))
+         else "unknown"),
+        ("ftc job", info.get("job_id") or "none"),
+        ("exported by", f"ftc {info.get('ftc_version', '')}".strip()),
+        ("licence of the base model", info.get("licence") or f"see the base model's own card ({base})"),
+    ]
+    lines = [f"# {info.get('name') or model_dir.name}", "",
+             "A model fine-tuned with ftc. Its base model's licence applies to these weights.", "",
+             "| | |", "|---|---|", *[f"| {k} | {v} |" for k, v in rows], ""]
+    evals = list(info.get("evals") or [])
+    if evals:
+        lines += ["## Evaluations (ftc eval)", "", "| run | data | metric | score | examples |", "|---|---|---|---|---|"]
+        for e in evals:
+            score = e.get("score")
+            lines.append(f"| {e.get('run_id', '')} | {e.get('data', '')} | {e.get('metric', '')} | "
+                         f"{score if score is None else format(score, '.4g')} | {e.get('examples', '')} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _fresh_target(out: Path) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UsageError(f"{out} exists and is not an empty folder: nothing was written",
+                         hint="Give a new folder with --out (ftc never writes over an export).")
+
+
+def _atomic_folder(out: Path, build: Callable[[Path], None]) -> None:
+    """Build the export in a hidden folder beside ``out`` and rename it into place; on any
+    failure (Ctrl-C included) the hidden folder is removed and ``out`` is left as it was."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        build(tmp)
+        if out.exists():  # an empty folder the user made for it
+            out.rmdir()
+        os.rename(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _check_space(where: Path, need: int, what: str) -> None:
+    free = shutil.disk_usage(where if where.exists() else where.parent).free
+    if free < need:
+        raise ConfigError(f"not enough disk space for {what}: it needs about {need / 2**30:.2f} GiB, "
+                          f"{free / 2**30:.2f} GiB are free on the disk of {where}. Nothing was written.",
+                          hint="Free some space or give --out on another disk.")
+
+
+def _copy(src: Path, dst: Path, names: tuple[str, ...]) -> list[str]:
+    copied = []
+    for name in names:
+        f = src / name
+        if f.is_file():
+            shutil.copy2(f, dst / name)
+            copied.append(name)
+    return copied
+
+
+def _export_adapter(model_dir: Path, out: Path, info: Mapping[str, Any], progress: Progress | None) -> dict:
+    if not (model_dir / "adapter_config.json").is_file():
+        raise UsageError(f"{model_dir}: this model trained all its weights: there is no adapter to export",
+                         hint="Export it with --format merged (its weights as they are).")
+    size = sum((model_dir / n).stat().st_size for n in (*_ADAPTER_FILES, *_TOKENIZER_FILES)
+               if (model_dir / n).is_file())
+    _check_space(out.parent, int(size * _SPACE_MARGIN), "the adapter")
+
+    def build(tmp: Path) -> None:
+        _say(progress, "copying the adapter and the tokenizer", None)
+        files = _copy(model_dir, tmp, (*_ADAPTER_FILES, *_TOKENIZER_FILES, META_FILE))
+        (tmp / "README.md").write_text(model_card(model_dir, "adapter", info), encoding="utf-8")
+        files.append("README.md")
+
+    _atomic_folder(out, build)
+    return {"format": "adapter", "out": str(out), "files": sorted(p.name for p in out.iterdir()),
+            "bytes": sum(p.stat().st_size for p in out.iterdir()), "base_model": info.get("base_model")
+            or _base_of(model_dir)}
+
+
+def _export_merged(model_dir: Path, out: Path, info: Mapping[str, Any], progress: Progress | None) -> dict:
+    from .inference import load_for_inference
+
+    _say(progress, "loading the base model and the adapter", None)
+    model, tokenizer = load_for_inference(model_dir, device="cpu", dtype="fp32")
+    adapted = hasattr(model, "merge_and_unload")
+    if adapted:
+        _say(progress, "merging the adapter into the base weights", None)
+        model = model.merge_and_unload()
+    dtype = getattr(model.config, "torch_dtype", None) or getattr(model.config, "dtype", None)
+    need = sum(p.numel() * p.element_size() for p in model.parameters())
+    _check_space(out.parent, int(need * _SPACE_MARGIN), "the merged model")
+
+    def build(tmp: Path) -> None:
+        _say(progress, "writing the merged weights (safetensors)", None)
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        record = {**_meta(model_dir), "merged": True, "exported_from": str(model_dir)}
+        (tmp / META_FILE).write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
+        (tmp / "README.md").write_text(model_card(model_dir, "merged", info), encoding="utf-8")
+
+    _atomic_folder(out, build)
+    return {"format": "merged", "out": str(out), "files": sorted(p.name for p in out.iterdir()),
+            "bytes": sum(p.stat().st_size for p in out.iterdir()), "parameters": sum(p.numel() for p in model.parameters()),
+            "dtype": str(dtype) if dtype is not None else None, "merged_adapter": adapted,
+            "base_model": info.get("base_model") or _base_of(model_dir)}
+
+
+def export_model(model_dir: "str | os.PathLike", fmt: str, out: "str | os.PathLike", *,
+                 info: Mapping[str, Any] | None = None, progress: Progress | None = None) -> dict:
+    """Write ``model_dir`` (a local job's model folder: an adapter or a full model) as ``fmt``
+    into the new folder ``out``; returns what was written. ``info``: the model card's facts."""
+    fmt = (fmt or "").strip().lower()
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown export format {fmt!r}", hint=f"Use one of: {', '.join(FORMATS)}.")
+    src, dst = Path(model_dir), Path(out).expanduser()
+    if not src.is_dir():
+        raise UsageError(f"{src}: no such model folder")
+    _fresh_target(dst)
+    card = dict(info or {})
+    return (_export_adapter if fmt == "adapter" else _export_merged)(src, dst.resolve(), card, progress)

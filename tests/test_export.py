@@ -1,0 +1,161 @@
+"""``ftc export``: a tiny local job's adapter, and the adapter merged into its base, written as
+folders other tools load; the merged model loads without PEFT and answers as the adapter does."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("peft")
+pytest.importorskip("trl")
+
+from tiny_model import no_threads_left_behind  # noqa: F401,E402  (fixture)
+from tiny_model import build_tiny_model, sft_records, write_jsonl  # noqa: E402
+
+from ftclient.errors import ConfigError, UsageError  # noqa: E402
+from ftclient.export import export  # noqa: E402
+from ftclient.local_backend import models as lm  # noqa: E402
+from ftclient.local_backend import train as lt  # noqa: E402
+from ftclient.spec import parse_spec  # noqa: E402
+from ftclient.store import Store  # noqa: E402
+
+PROMPTS = [[{"role": "user", "content": f"my card number {i} is late"}] for i in range(10)]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A LoRA adapter trained for a few steps on the tiny model, and its training file."""
+    lm.quiet_offline_libraries()
+    d = tmp_path_factory.mktemp("export")
+    tiny = build_tiny_model(d / "base")
+    write_jsonl(d / "train.jsonl", sft_records(12))
+    spec = parse_spec({"name": "tickets", "base_model": str(tiny), "data": {"train": "train.jsonl"},
+                       "hyperparameters": {"epochs": 1, "batch_size": 4, "max_seq_len": 128, "seed": 7,
+                                           "lora": {"r": 4, "alpha": 8, "dropout": 0.0}},
+                       "local": {"device": "cpu", "packing": False}}, base_dir=d)
+    res = lt.train(spec, output_dir=d / "out", plan=lt.make_plan(spec, devices=["cpu"]))
+    assert res.completed
+    return {"adapter": res.model_dir, "base": tiny, "spec": spec, "train": d / "train.jsonl", "loss": res.final_loss}
+
+
+@pytest.fixture(autouse=True)
+def _home(tmp_path, monkeypatch):
+    monkeypatch.setenv("FTC_HOME", str(tmp_path / "ftc-home"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def _greedy(model, tok):
+    return lt.generate(model, tok, PROMPTS, max_new_tokens=6, batch_size=5)
+
+
+def test_merged_loads_without_peft_and_answers_as_the_adapter(trained, tmp_path):
+    out = tmp_path / "merged"
+    res = export(f"local:{trained['adapter']}", "merged", out)
+    assert res["format"] == "merged" and res["merged_adapter"] is True and Path(res["out"]) == out.resolve()
+    assert (out / "config.json").is_file() and any(p.suffix == ".safetensors" for p in out.iterdir())
+    assert not (out / "adapter_config.json").exists()
+    card = (out / "README.md").read_text()
+    assert str(trained["base"]) in card and "merged" in card
+    # the same greedy answers as `ftc chat` with the adapter, on 10 prompts
+    adapted, tok = lt.load_for_inference(trained["adapter"], device="cpu")
+    want = _greedy(adapted, tok)
+    # loaded in a process where peft cannot be imported: a plain transformers checkpoint
+    code = ("import sys, json; sys.modules['peft'] = None\n"
+            "from transformers import AutoModelForCausalLM, AutoTokenizer\n"
+            f"m = AutoModelForCausalLM.from_pretrained({str(out)!r}); t = AutoTokenizer.from_pretrained({str(out)!r})\n"
+            f"prompts = {json.dumps(PROMPTS)}\n"
+            "outs = []\n"
+            "for p in prompts:\n"
+            "    ids = t.apply_chat_template(p, add_generation_prompt=True, return_tensors='pt', return_dict=True)\n"
+            "    g = m.generate(**ids, max_new_tokens=6, do_sample=False, pad_token_id=t.pad_token_id)\n"
+            "    outs.append(t.decode(g[0, ids['input_ids'].shape[1]:], skip_special_tokens=True).strip())\n"
+            "print(json.dumps(outs))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                       env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert got == [w.strip() for w in want]
+
+
+@pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
+def test_adapter_export_with_its_card_from_the_job_store(trained, tmp_path):
+    home = tmp_path / "ftc-home"
+    home.mkdir(parents=True, exist_ok=True)
+    with Store(home / "ftc.db") as st:
+        spec = trained["spec"].model_dump(mode="json")
+        spec["data"]["train"] = str(trained["train"])
+        job = st.new_job("local", spec, model=str(trained["base"]))
+        st.update_state(job.id, "succeeded", fine_tuned_model=str(trained["adapter"]))
+    out = tmp_path / "adapter"
+    res = export(job.id, "adapter", out)
+    assert {"adapter_config.json", "adapter_model.safetensors", "README.md"} <= set(res["files"])
+    assert any(f.startswith("tokenizer") for f in res["files"])
+    card = (out / "README.md").read_text()
+    import hashlib
+
+    assert hashlib.sha256(trained["train"].read_bytes()).hexdigest() in card
+    assert job.id in card and "| examples | 12 |" in card and "| epochs | 1 |" in card
+    # the adapter loads on its base
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(str(trained["base"])), str(out))
+    assert model.peft_config["default"].r == 4
+
+
+def test_refusals_leave_nothing_behind(trained, tmp_path, monkeypatch):
+    full = tmp_path / "full"  # a model folder without an adapter: nothing to export as one
+    with pytest.raises(UsageError, match="no adapter"):
+        export(f"local:{trained['base']}", "adapter", full)
+    assert not full.exists()
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "keep.txt").write_text("mine")
+    with pytest.raises(UsageError, match="not an empty folder"):
+        export(f"local:{trained['adapter']}", "merged", busy)
+    assert [p.name for p in busy.iterdir()] == ["keep.txt"]
+    with pytest.raises(UsageError, match="unknown export format"):
+        export(f"local:{trained['adapter']}", "onnx", tmp_path / "x")
+    with pytest.raises(UsageError, match="keeps the model's weights") as ei:
+        export("openai:ft:gpt-4o-mini-2024-07-18:acme::abc123", "merged", tmp_path / "y")
+    assert "never leave" in ei.value.hint
+    with pytest.raises(UsageError, match="keeps the model's weights") as ei:
+        export("together:acme/Meta-Llama-3.1-8B-Instruct-Reference-tickets-0123abcd", "merged", tmp_path / "z")
+    assert "ftc jobs download" in ei.value.hint
+    # too little disk space: said before anything is written
+    import shutil as _shutil
+
+    real = _shutil.disk_usage
+    monkeypatch.setattr(_shutil, "disk_usage", lambda p: real(p)._replace(free=1000))
+    with pytest.raises(ConfigError, match="not enough disk space"):
+        export(f"local:{trained['adapter']}", "merged", tmp_path / "small")
+    monkeypatch.setattr(_shutil, "disk_usage", real)
+    assert not (tmp_path / "small").exists()
+    # a write that fails half-way (or Ctrl-C) leaves no folder and no hidden partial one
+    from transformers import PreTrainedModel
+
+    def boom(self, *a, **k):
+        (Path(a[0]) / "model.safetensors").write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(PreTrainedModel, "save_pretrained", boom)
+    with pytest.raises(KeyboardInterrupt):
+        export(f"local:{trained['adapter']}", "merged", tmp_path / "cut")
+    assert not (tmp_path / "cut").exists() and not list(tmp_path.glob(".cut.*"))
+
+
+def test_cli_export_json(trained, tmp_path, ftc):
+    out = tmp_path / "cli-adapter"
+    r = ftc("export", str(trained["adapter"]), "--format", "adapter", "--out", str(out), "--json")
+    assert r.code == 0, r.err
+    d = r.json()
+    assert d["format"] == "adapter" and Path(d["out"]) == out.resolve() and d["bytes"] > 0
+    r = ftc("export", str(trained["adapter"]), "--format", "adapter", "--out", str(out))
+    assert r.code == 2 and "not an empty folder" in r.err and "Traceback" not in r.err
+    r = ftc("export", str(trained["adapter"]), "--format", "merged", "--out", str(tmp_path / "q"), "--quant", "q8_0")
+    assert r.code == 2 and "--quant" in r.err
