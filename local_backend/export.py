@@ -6,7 +6,10 @@
   chat template, ftc's training record and a model card (``README.md``);
 * ``merged``: the adapter merged into the base weights and saved as a normal transformers
   checkpoint (safetensors), which ``AutoModelForCausalLM.from_pretrained`` loads without PEFT,
-  with the tokenizer, the chat template and the model card.
+  with the tokenizer, the chat template and the model card;
+* ``vllm``: a folder to serve the model with vLLM: the adapter (when its base is a Hugging
+  Face id vLLM can fetch) or the merged model (a base that is a file on this machine), the
+  chat template, and ``serve-vllm.sh`` with the ``vllm serve`` command line.
 
 A full fine-tune has no adapter: ``merged`` copies its weights, ``adapter`` is refused. The
 output appears whole or not at all (built in a hidden folder beside ``out`` and renamed), and
@@ -30,7 +33,7 @@ from .inference import META_FILE
 __all__ = ["FORMATS", "export_model", "model_card"]
 
 #: What ``export_model`` writes.
-FORMATS = ("adapter", "merged")
+FORMATS = ("adapter", "merged", "vllm")
 
 #: A tokenizer's files, copied as they are.
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
@@ -190,6 +193,72 @@ def _export_merged(model_dir: Path, out: Path, info: Mapping[str, Any], progress
             "base_model": info.get("base_model") or _base_of(model_dir)}
 
 
+def _is_hub_id(name: str | None) -> bool:
+    """``org/name`` that is no path on this machine: a model vLLM can fetch by its id."""
+    return bool(name) and name.count("/") == 1 and not Path(name).expanduser().exists() \
+        and not name.endswith(".gguf")
+
+
+def _export_vllm(model_dir: Path, out: Path, info: Mapping[str, Any], progress: Progress | None) -> dict:
+    """The adapter on its hub base (``--enable-lora --lora-modules NAME=./adapter``), else the
+    merged model; the chat template beside it, and the command in ``serve-vllm.sh``."""
+    import shlex
+
+    name = str(info.get("name") or model_dir.parent.name or "ftc-model")
+    name = "".join(c if c.isalnum() or c in "-_." else "-" for c in name).strip("-") or "ftc-model"
+    base = info.get("base_model") or _base_of(model_dir)
+    adapter = (model_dir / "adapter_config.json").is_file() and _is_hub_id(base)
+    stage = out.parent / f".{out.name}.stage"
+    if stage.exists():
+        shutil.rmtree(stage)
+    stage.mkdir(parents=True)
+    try:
+        inner = stage / ("adapter" if adapter else "model")
+        part = (_export_adapter if adapter else _export_merged)(model_dir, inner, info, progress)
+        template = _chat_template(inner)
+        if adapter:
+            rank = json.loads((inner / "adapter_config.json").read_text(encoding="utf-8")).get("r") or 16
+            cmd = ["vllm", "serve", str(base), "--enable-lora", "--lora-modules", f"{name}=./adapter",
+                   "--max-lora-rank", str(rank)]
+        else:
+            cmd = ["vllm", "serve", "./model", "--served-model-name", name]
+        if template:
+            cmd += ["--chat-template", "./chat_template.jinja"]
+
+        def build(tmp: Path) -> None:
+            os.rename(inner, tmp / inner.name)
+            if template:
+                (tmp / "chat_template.jinja").write_text(template, encoding="utf-8")
+            script = tmp / "serve-vllm.sh"
+            script.write_text("#!/bin/sh\n# Serve the fine-tuned model with vLLM (OpenAI-compatible API on port 8000);\n"
+                              f"# clients ask for the model {name!r}.\n"
+                              'cd "$(dirname "$0")" || exit 1\n'
+                              f"exec {shlex.join(cmd)} \"$@\"\n", encoding="utf-8")
+            script.chmod(0o755)
+            (tmp / "README.md").write_text(model_card(model_dir, "adapter" if adapter else "merged", info)
+                                           + f"\n## Serve with vLLM\n\n```sh\n{shlex.join(cmd)}\n```\n",
+                                           encoding="utf-8")
+
+        _atomic_folder(out, build)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return {"format": "vllm", "out": str(out), "files": sorted(p.name for p in out.iterdir()),
+            "bytes": sum(f.stat().st_size for f in out.rglob("*") if f.is_file()), "mode": part["format"],
+            "served_model_name": name, "command": shlex.join(cmd), "base_model": base}
+
+
+def _chat_template(folder: Path) -> str | None:
+    """The chat template a tokenizer folder carries (``chat_template.jinja`` or its config)."""
+    f = folder / "chat_template.jinja"
+    if f.is_file():
+        return f.read_text(encoding="utf-8")
+    try:
+        t = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8")).get("chat_template")
+    except (OSError, ValueError):
+        return None
+    return t if isinstance(t, str) else None
+
+
 def export_model(model_dir: "str | os.PathLike", fmt: str, out: "str | os.PathLike", *,
                  info: Mapping[str, Any] | None = None, progress: Progress | None = None) -> dict:
     """Write ``model_dir`` (a local job's model folder: an adapter or a full model) as ``fmt``
@@ -202,4 +271,5 @@ def export_model(model_dir: "str | os.PathLike", fmt: str, out: "str | os.PathLi
         raise UsageError(f"{src}: no such model folder")
     _fresh_target(dst)
     card = dict(info or {})
-    return (_export_adapter if fmt == "adapter" else _export_merged)(src, dst.resolve(), card, progress)
+    how = {"adapter": _export_adapter, "merged": _export_merged, "vllm": _export_vllm}[fmt]
+    return how(src, dst.resolve(), card, progress)

@@ -159,3 +159,35 @@ def test_cli_export_json(trained, tmp_path, ftc):
     assert r.code == 2 and "not an empty folder" in r.err and "Traceback" not in r.err
     r = ftc("export", str(trained["adapter"]), "--format", "merged", "--out", str(tmp_path / "q"), "--quant", "q8_0")
     assert r.code == 2 and "--quant" in r.err
+
+
+def test_vllm_export_serves_the_merged_model_or_the_adapter_on_its_hub_base(trained, tmp_path):
+    import os
+    import shlex
+    import shutil
+
+    # a base that is a folder on this machine: vLLM gets the merged model
+    out = tmp_path / "vllm-merged"
+    res = export(f"local:{trained['adapter']}", "vllm", out)
+    assert res["mode"] == "merged" and (out / "model" / "config.json").is_file()
+    cmd = shlex.split(res["command"])
+    assert cmd[:3] == ["vllm", "serve", "./model"] and cmd[cmd.index("--served-model-name") + 1] == res["served_model_name"]
+    tok_cfg = json.loads((trained["adapter"] / "tokenizer_config.json").read_text())
+    own = (trained["adapter"] / "chat_template.jinja").read_text() if (trained["adapter"] / "chat_template.jinja").exists() \
+        else tok_cfg["chat_template"]
+    assert (out / "chat_template.jinja").read_text() == own and "--chat-template" in cmd
+    script = out / "serve-vllm.sh"
+    assert os.access(script, os.X_OK) and res["command"] in script.read_text()
+    assert subprocess.run(["sh", "-n", str(script)]).returncode == 0  # valid shell
+    # a base vLLM can fetch by its hub id: the adapter, loaded with --enable-lora
+    hub = tmp_path / "hub-adapter"
+    shutil.copytree(trained["adapter"], hub)
+    meta = json.loads((hub / "ftc_train.json").read_text())
+    (hub / "ftc_train.json").write_text(json.dumps({**meta, "base_model": "HuggingFaceTB/SmolLM2-135M-Instruct"}))
+    res = export(f"local:{hub}", "vllm", tmp_path / "vllm-lora")
+    cmd = shlex.split(res["command"])
+    assert res["mode"] == "adapter" and cmd[:3] == ["vllm", "serve", "HuggingFaceTB/SmolLM2-135M-Instruct"]
+    assert "--enable-lora" in cmd and cmd[cmd.index("--lora-modules") + 1] == f"{res['served_model_name']}=./adapter"
+    assert cmd[cmd.index("--max-lora-rank") + 1] == "4"
+    assert (tmp_path / "vllm-lora" / "adapter" / "adapter_config.json").is_file()
+    assert not list(tmp_path.glob(".vllm-*"))  # no staging left behind

@@ -12,8 +12,9 @@ from . import output
 @click.command()
 @click.argument("model_or_job")
 @click.option("--format", "fmt", required=True, metavar="FORMAT",
-              help="adapter (the PEFT adapter, tokenizer, model card) or merged (the adapter merged into the "
-                   "base weights: a transformers checkpoint that loads without PEFT).")
+              help="adapter (the PEFT adapter, tokenizer, model card), merged (the adapter merged into the "
+                   "base weights: a transformers checkpoint that loads without PEFT) or vllm (a folder and the "
+                   "`vllm serve` command line that serves it).")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="A new (or empty) folder to write; it appears whole or not at all.")
 @click.option("--quant", default=None, help="Quantisation, for the formats that take one.")
@@ -41,3 +42,6 @@ def export(model_or_job, fmt, out, quant, as_json) -> None:
     size = res.get("bytes") or 0
     output.out.print(f"wrote {res['format']} to {res['out']} ({size / 2**20:,.1f} MiB: {', '.join(res['files'])})",
                      markup=False, highlight=False)
+    if res.get("command"):
+        output.out.print(f"serve it: {res['command']}  (from {res['out']}, or run its serve script)",
+                         markup=False, highlight=False)
