@@ -184,7 +184,7 @@ local:
         return parse_local_ref(rest, store, refresh=refresh)
 
     #: What ``export_model`` writes (``ftc export --format``).
-    export_formats = ("adapter", "merged", "vllm")
+    export_formats = ("adapter", "merged", "gguf", "vllm")
 
     def export_model(self, model: str, fmt: str, out: Path, *, quant: str | None = None,
                      info: Mapping[str, Any] | None = None, progress: Any = None) -> dict:
@@ -192,9 +192,7 @@ local:
         the new folder ``out`` (``ftc export``); ``info``: the model card's facts."""
         from .export import export_model
 
-        if quant:
-            raise UsageError(f"--quant applies to the gguf format, not to {fmt}")
-        return export_model(model, fmt, out, info=info, progress=progress)
+        return export_model(model, fmt, out, quant=quant, info=info, progress=progress)
 
     def job_model_ref(self, job: Any, store: Any, *, refresh: bool = True) -> Any:
         """The model a finished local job wrote (its adapter or full model folder)."""

@@ -7,6 +7,8 @@
 * ``merged``: the adapter merged into the base weights and saved as a normal transformers
   checkpoint (safetensors), which ``AutoModelForCausalLM.from_pretrained`` loads without PEFT,
   with the tokenizer, the chat template and the model card;
+* ``gguf``: the merged model as one ``.gguf`` file (``quant``: ``f16`` or ``q8_0``), written
+  with the ``gguf`` library (:mod:`.export_gguf`), with the model card;
 * ``vllm``: a folder to serve the model with vLLM: the adapter (when its base is a Hugging
   Face id vLLM can fetch) or the merged model (a base that is a file on this machine), the
   chat template, and ``serve-vllm.sh`` with the ``vllm serve`` command line.
@@ -28,12 +30,13 @@ from typing import Any, Callable, Mapping
 
 from ftclient.errors import ConfigError, UsageError
 
+from .export_gguf import QUANTS, write_gguf
 from .inference import META_FILE
 
 __all__ = ["FORMATS", "export_model", "model_card"]
 
 #: What ``export_model`` writes.
-FORMATS = ("adapter", "merged", "vllm")
+FORMATS = ("adapter", "merged", "gguf", "vllm")
 
 #: A tokenizer's files, copied as they are.
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
@@ -80,7 +83,8 @@ def model_card(model_dir: Path, fmt: str, info: Mapping[str, Any]) -> str:
     rows = [
         ("base model", base),
         ("format", {"adapter": "PEFT LoRA adapter (load it on the base model)",
-                    "merged": "transformers checkpoint, adapter merged into the base weights"}.get(fmt, fmt)),
+                    "merged": "transformers checkpoint, adapter merged into the base weights",
+                    "gguf": "GGUF (llama.cpp, Ollama, LM Studio), adapter merged into the base weights"}.get(fmt, fmt)),
         ("method", f"{meta.get('method', info.get('method', '?'))}, {meta.get('adapter', info.get('adapter', '?'))}"),
         ("training data sha256", info.get("data_sha256") or "unknown"),
         ("examples", info.get("examples") if info.get("examples") is not None else "unknown"),
@@ -204,8 +208,7 @@ def _export_vllm(model_dir: Path, out: Path, info: Mapping[str, Any], progress: 
     merged model; the chat template beside it, and the command in ``serve-vllm.sh``."""
     import shlex
 
-    name = str(info.get("name") or model_dir.parent.name or "ftc-model")
-    name = "".join(c if c.isalnum() or c in "-_." else "-" for c in name).strip("-") or "ftc-model"
+    name = _served_name(info, model_dir)
     base = info.get("base_model") or _base_of(model_dir)
     adapter = (model_dir / "adapter_config.json").is_file() and _is_hub_id(base)
     stage = out.parent / f".{out.name}.stage"
@@ -247,6 +250,40 @@ def _export_vllm(model_dir: Path, out: Path, info: Mapping[str, Any], progress: 
             "served_model_name": name, "command": shlex.join(cmd), "base_model": base}
 
 
+def _export_gguf(model_dir: Path, out: Path, info: Mapping[str, Any], progress: Progress | None,
+                 quant: str) -> dict:
+    """The merged model (built in a hidden folder beside ``out``, then removed) written as one
+    GGUF file; the free space for the file is checked before it is written."""
+    name = _served_name(info, model_dir)
+    stage = out.parent / f".{out.name}.stage"
+    if stage.exists():
+        shutil.rmtree(stage)
+    stage.mkdir(parents=True)
+    try:
+        part = _export_merged(model_dir, stage / "merged", info, progress)
+        bytes_per = {"f16": 2.0, "q8_0": 34 / 32}[quant]
+        _check_space(out.parent, int(part["parameters"] * bytes_per * _SPACE_MARGIN), f"the {quant} GGUF file")
+        facts: dict[str, Any] = {}
+
+        def build(tmp: Path) -> None:
+            facts.update(write_gguf(stage / "merged", tmp / f"{name}.gguf", quant=quant, progress=progress, name=name))
+            (tmp / "README.md").write_text(model_card(model_dir, "gguf", info), encoding="utf-8")
+
+        _atomic_folder(out, build)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return {"format": "gguf", "out": str(out), "files": sorted(p.name for p in out.iterdir()),
+            "bytes": sum(p.stat().st_size for p in out.iterdir()), "quant": quant, "gguf": str(out / f"{name}.gguf"),
+            "architecture": facts.get("architecture"), "tensors": facts.get("tensors"),
+            "warnings": facts.get("warnings") or [], "base_model": part["base_model"]}
+
+
+def _served_name(info: Mapping[str, Any], model_dir: Path) -> str:
+    """A file and model name: the spec's name (or the folder's), letters, digits, - _ . only."""
+    name = str(info.get("name") or model_dir.parent.name or "ftc-model")
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in name).strip("-.") or "ftc-model"
+
+
 def _chat_template(folder: Path) -> str | None:
     """The chat template a tokenizer folder carries (``chat_template.jinja`` or its config)."""
     f = folder / "chat_template.jinja"
@@ -259,17 +296,25 @@ def _chat_template(folder: Path) -> str | None:
     return t if isinstance(t, str) else None
 
 
-def export_model(model_dir: "str | os.PathLike", fmt: str, out: "str | os.PathLike", *,
+def export_model(model_dir: "str | os.PathLike", fmt: str, out: "str | os.PathLike", *, quant: str | None = None,
                  info: Mapping[str, Any] | None = None, progress: Progress | None = None) -> dict:
     """Write ``model_dir`` (a local job's model folder: an adapter or a full model) as ``fmt``
-    into the new folder ``out``; returns what was written. ``info``: the model card's facts."""
+    into the new folder ``out``; returns what was written. ``quant``: for ``gguf`` (default
+    ``f16``). ``info``: the model card's facts."""
     fmt = (fmt or "").strip().lower()
     if fmt not in FORMATS:
         raise UsageError(f"unknown export format {fmt!r}", hint=f"Use one of: {', '.join(FORMATS)}.")
+    if quant is not None and fmt != "gguf":
+        raise UsageError(f"--quant applies to the gguf format, not to {fmt}")
+    quant = (quant or "f16").strip().lower()
+    if quant not in QUANTS:
+        raise UsageError(f"unknown quantisation {quant!r} for gguf", hint=f"Use one of: {', '.join(QUANTS)}.")
     src, dst = Path(model_dir), Path(out).expanduser()
     if not src.is_dir():
         raise UsageError(f"{src}: no such model folder")
     _fresh_target(dst)
     card = dict(info or {})
+    if fmt == "gguf":
+        return _export_gguf(src, dst.resolve(), card, progress, quant)
     how = {"adapter": _export_adapter, "merged": _export_merged, "vllm": _export_vllm}[fmt]
     return how(src, dst.resolve(), card, progress)

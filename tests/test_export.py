@@ -191,3 +191,27 @@ def test_vllm_export_serves_the_merged_model_or_the_adapter_on_its_hub_base(trai
     assert cmd[cmd.index("--max-lora-rank") + 1] == "4"
     assert (tmp_path / "vllm-lora" / "adapter" / "adapter_config.json").is_file()
     assert not list(tmp_path.glob(".vllm-*"))  # no staging left behind
+
+
+def test_gguf_export_loads_with_transformers_and_answers_as_the_adapter(trained, tmp_path):
+    out = tmp_path / "gguf"
+    res = export(f"local:{trained['adapter']}", "gguf", out)
+    assert res["quant"] == "f16" and res["architecture"] == "llama" and res["tensors"] > 0
+    gguf_file = Path(res["gguf"])
+    assert gguf_file.parent == out.resolve() and gguf_file.suffix == ".gguf" and (out / "README.md").is_file()
+    assert "GGUF" in (out / "README.md").read_text()
+    assert not list(tmp_path.glob(".gguf.*"))  # the merged staging copy is gone
+    adapted, tok = lt.load_for_inference(trained["adapter"], device="cpu")
+    want = _greedy(adapted, tok)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(str(out), gguf_file=gguf_file.name)
+    gtok = AutoTokenizer.from_pretrained(str(out), gguf_file=gguf_file.name)
+    if gtok.pad_token is None:
+        gtok.pad_token = gtok.eos_token
+    assert _greedy(model, gtok) == want
+    # q8_0: smaller, and a clear refusal of a quantisation it does not write
+    q8 = export(f"local:{trained['adapter']}", "gguf", tmp_path / "q8", quant="q8_0")
+    assert q8["quant"] == "q8_0" and q8["bytes"] < res["bytes"]
+    with pytest.raises(UsageError, match="unknown quantisation"):
+        export(f"local:{trained['adapter']}", "gguf", tmp_path / "q4", quant="q4_k")

@@ -13,11 +13,11 @@ from . import output
 @click.argument("model_or_job")
 @click.option("--format", "fmt", required=True, metavar="FORMAT",
               help="adapter (the PEFT adapter, tokenizer, model card), merged (the adapter merged into the "
-                   "base weights: a transformers checkpoint that loads without PEFT) or vllm (a folder and the "
-                   "`vllm serve` command line that serves it).")
+                   "base weights: a transformers checkpoint that loads without PEFT), gguf (one .gguf file; "
+                   "--quant f16 or q8_0) or vllm (a folder and the `vllm serve` command line that serves it).")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="A new (or empty) folder to write; it appears whole or not at all.")
-@click.option("--quant", default=None, help="Quantisation, for the formats that take one.")
+@click.option("--quant", default=None, help="gguf: f16 (default) or q8_0.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
 def export(model_or_job, fmt, out, quant, as_json) -> None:
     """Write the model of MODEL_OR_JOB (an ftc job id, local:PATH or a model folder) as FORMAT.
