@@ -178,7 +178,7 @@ def _export_merged(model_dir: Path, out: Path, info: Mapping[str, Any], progress
     if adapted:
         _say(progress, "merging the adapter into the base weights", None)
         model = model.merge_and_unload()
-    dtype = getattr(model.config, "torch_dtype", None) or getattr(model.config, "dtype", None)
+    dtype = getattr(model.config, "dtype", None)
     need = sum(p.numel() * p.element_size() for p in model.parameters())
     _check_space(out.parent, int(need * _SPACE_MARGIN), "the merged model")
 
