@@ -101,8 +101,8 @@ def export(model: str, fmt: str, out: "str | os.PathLike", *, quant: str | None 
         if not offers(backend, "export_model"):
             display = backend_attr(backend, "display") or backend
             if backend_attr(backend, "downloads_weights"):
-                hint = (f"Download the weights first (`ftc jobs download {ref.job_id or 'JOB'} --out DIR`), then "
-                        "export the downloaded folder.")
+                hint = (f"Download the weights first (`ftc jobs download {ref.job_id or 'JOB'}`), unpack the archive, "
+                        "then export the folder: `ftc export local:DIR --format ...`.")
             else:
                 hint = "Its weights never leave the provider: evaluate or chat with it there, or train an open model."
             raise UsageError(f"cannot export {ref.canonical}: {display} keeps the model's weights", hint=hint)
