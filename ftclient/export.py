@@ -1,6 +1,6 @@
 """``ftc export``: a fine-tuned model leaves ftc in a format other tools load.
 
-:func:`export` resolves the model reference (an ftc job id, or ``BACKEND:PATH`` / a folder on
+:func:`export_model` resolves the model reference (an ftc job id, or ``BACKEND:PATH`` / a folder on
 this machine), asks the backend that holds the weights to write the format (its
 ``export_model`` hook; the local backend's formats are ``adapter`` and ``merged``), and gives
 it the facts of the model card from the job store: the base model, the training data's
@@ -21,7 +21,7 @@ from .errors import FtcError, UsageError
 from .fileio import sha256_file
 from .modelref import ModelRef, existing_store, parse_model_ref
 
-__all__ = ["export", "export_formats"]
+__all__ = ["export_model", "export_formats"]
 
 Progress = Callable[[str, "float | None"], None]
 
@@ -87,7 +87,7 @@ def _card_facts(ref: ModelRef, store: Any) -> dict[str, Any]:
     return info
 
 
-def export(model: str, fmt: str, out: "str | os.PathLike", *, quant: str | None = None, store: Any = None,
+def export_model(model: str, fmt: str, out: "str | os.PathLike", *, quant: str | None = None, store: Any = None,
            progress: Progress | None = None) -> dict[str, Any]:
     """Write ``model`` (an ftc job id, ``BACKEND:PATH`` or a model folder here) as ``fmt`` into
     the new folder ``out``; returns what was written (``format``, ``out``, ``files``, ``bytes``...).

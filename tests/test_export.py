@@ -18,7 +18,7 @@ from tiny_model import no_threads_left_behind  # noqa: F401,E402  (fixture)
 from tiny_model import build_tiny_model, sft_records, write_jsonl  # noqa: E402
 
 from ftclient.errors import ConfigError, UsageError  # noqa: E402
-from ftclient.export import export  # noqa: E402
+from ftclient import export_model as export  # noqa: E402 - the flat public API
 from ftclient.local_backend import models as lm  # noqa: E402
 from ftclient.local_backend import train as lt  # noqa: E402
 from ftclient.spec import parse_spec  # noqa: E402

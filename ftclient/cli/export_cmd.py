@@ -26,7 +26,7 @@ def export(model_or_job, fmt, out, quant, as_json) -> None:
       ftc export ftc-20261206-748fc6 --format merged --out my-model/
       ftc export ftc-20261206-748fc6 --format adapter --out my-adapter/
     """
-    from ..export import export as run_export
+    from ..export import export_model
 
     with output.progress(enabled=not as_json) as bar:
         task = bar.add_task(f"exporting {model_or_job} as {fmt}", total=None)
@@ -35,7 +35,7 @@ def export(model_or_job, fmt, out, quant, as_json) -> None:
             bar.update(task, description=msg, completed=None if frac is None else frac * 100,
                        total=None if frac is None else 100)
 
-        res = run_export(model_or_job, fmt, out, quant=quant, progress=said)
+        res = export_model(model_or_job, fmt, out, quant=quant, progress=said)
     if as_json:
         output.emit_json(res)
         return
