@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from . import __version__
-from .backends import backend_attr, get_backend, here_backend, offers
+from .backends import backend_attr, default_model_of, get_backend, here_backend, offers
 from .errors import FtcError, UsageError
 from .fileio import sha256_file
 from .modelref import ModelRef, existing_store, parse_model_ref
@@ -84,6 +84,8 @@ def _card_facts(ref: ModelRef, store: Any) -> dict[str, Any]:
             evals.append({"run_id": run.id, "data": Path(run.data_path).name, "metric": s.get("metric"),
                           "score": metrics.get("score"), "examples": s.get("completed")})
     info["evals"] = evals
+    if info.get("base_model") == "default":  # the spec's alias: name the model it stands for
+        info["base_model"] = default_model_of(ref.backend) or "default"
     return info
 
 

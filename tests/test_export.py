@@ -100,6 +100,14 @@ def test_adapter_export_with_its_card_from_the_job_store(trained, tmp_path):
 
     assert hashlib.sha256(trained["train"].read_bytes()).hexdigest() in card
     assert job.id in card and "| examples | 12 |" in card and "| epochs | 1 |" in card
+    # a job of `base_model: default` names the model the alias stands for
+    with Store(home / "ftc.db") as st:
+        dflt = st.new_job("local", {**spec, "base_model": "default"}, model="default")
+        st.update_state(dflt.id, "succeeded", fine_tuned_model=str(trained["adapter"]))
+    export(dflt.id, "adapter", tmp_path / "dflt")
+    from ftclient.backends import default_model_of
+
+    assert f"| base model | {default_model_of('local')} |" in (tmp_path / "dflt" / "README.md").read_text()
     # the adapter loads on its base
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
