@@ -21,12 +21,13 @@ imported only by the ``merged`` path.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from ftclient.errors import ConfigError, UsageError
 
@@ -131,6 +132,26 @@ def _atomic_folder(out: Path, build: Callable[[Path], None]) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def _staging(out: Path) -> Iterator[Path]:
+    """A hidden work folder beside ``out`` for what an export builds on the way (a merged copy),
+    removed afterwards whatever happens."""
+    stage = out.parent / f".{out.name}.stage"
+    if stage.exists():
+        shutil.rmtree(stage)
+    stage.mkdir(parents=True)
+    try:
+        yield stage
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _written(out: Path) -> dict[str, Any]:
+    """What an export wrote: its folder, the names in it and their size in bytes."""
+    return {"out": str(out), "files": sorted(p.name for p in out.iterdir()),
+            "bytes": sum(f.stat().st_size for f in out.rglob("*") if f.is_file())}
+
+
 def _check_space(where: Path, need: int, what: str) -> None:
     free = shutil.disk_usage(where if where.exists() else where.parent).free
     if free < need:
@@ -164,9 +185,7 @@ def _export_adapter(model_dir: Path, out: Path, info: Mapping[str, Any], progres
         files.append("README.md")
 
     _atomic_folder(out, build)
-    return {"format": "adapter", "out": str(out), "files": sorted(p.name for p in out.iterdir()),
-            "bytes": sum(p.stat().st_size for p in out.iterdir()), "base_model": info.get("base_model")
-            or _base_of(model_dir)}
+    return {"format": "adapter", **_written(out), "base_model": info.get("base_model") or _base_of(model_dir)}
 
 
 def _export_merged(model_dir: Path, out: Path, info: Mapping[str, Any], progress: Progress | None) -> dict:
@@ -191,8 +210,7 @@ def _export_merged(model_dir: Path, out: Path, info: Mapping[str, Any], progress
         (tmp / "README.md").write_text(model_card(model_dir, "merged", info), encoding="utf-8")
 
     _atomic_folder(out, build)
-    return {"format": "merged", "out": str(out), "files": sorted(p.name for p in out.iterdir()),
-            "bytes": sum(p.stat().st_size for p in out.iterdir()), "parameters": sum(p.numel() for p in model.parameters()),
+    return {"format": "merged", **_written(out), "parameters": sum(p.numel() for p in model.parameters()),
             "dtype": str(dtype) if dtype is not None else None, "merged_adapter": adapted,
             "base_model": info.get("base_model") or _base_of(model_dir)}
 
@@ -211,11 +229,7 @@ def _export_vllm(model_dir: Path, out: Path, info: Mapping[str, Any], progress: 
     name = _served_name(info, model_dir)
     base = info.get("base_model") or _base_of(model_dir)
     adapter = (model_dir / "adapter_config.json").is_file() and _is_hub_id(base)
-    stage = out.parent / f".{out.name}.stage"
-    if stage.exists():
-        shutil.rmtree(stage)
-    stage.mkdir(parents=True)
-    try:
+    with _staging(out) as stage:
         inner = stage / ("adapter" if adapter else "model")
         part = (_export_adapter if adapter else _export_merged)(model_dir, inner, info, progress)
         template = _chat_template(inner)
@@ -243,10 +257,7 @@ def _export_vllm(model_dir: Path, out: Path, info: Mapping[str, Any], progress: 
                                            encoding="utf-8")
 
         _atomic_folder(out, build)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-    return {"format": "vllm", "out": str(out), "files": sorted(p.name for p in out.iterdir()),
-            "bytes": sum(f.stat().st_size for f in out.rglob("*") if f.is_file()), "mode": part["format"],
+    return {"format": "vllm", **_written(out), "mode": part["format"],
             "served_model_name": name, "command": shlex.join(cmd), "base_model": base}
 
 
@@ -255,11 +266,7 @@ def _export_gguf(model_dir: Path, out: Path, info: Mapping[str, Any], progress: 
     """The merged model (built in a hidden folder beside ``out``, then removed) written as one
     GGUF file; the free space for the file is checked before it is written."""
     name = _served_name(info, model_dir)
-    stage = out.parent / f".{out.name}.stage"
-    if stage.exists():
-        shutil.rmtree(stage)
-    stage.mkdir(parents=True)
-    try:
+    with _staging(out) as stage:
         part = _export_merged(model_dir, stage / "merged", info, progress)
         bytes_per = {"f16": 2.0, "q8_0": 34 / 32}[quant]
         _check_space(out.parent, int(part["parameters"] * bytes_per * _SPACE_MARGIN), f"the {quant} GGUF file")
@@ -270,10 +277,7 @@ def _export_gguf(model_dir: Path, out: Path, info: Mapping[str, Any], progress: 
             (tmp / "README.md").write_text(model_card(model_dir, "gguf", info), encoding="utf-8")
 
         _atomic_folder(out, build)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-    return {"format": "gguf", "out": str(out), "files": sorted(p.name for p in out.iterdir()),
-            "bytes": sum(p.stat().st_size for p in out.iterdir()), "quant": quant, "gguf": str(out / f"{name}.gguf"),
+    return {"format": "gguf", **_written(out), "quant": quant, "gguf": str(out / f"{name}.gguf"),
             "architecture": facts.get("architecture"), "tensors": facts.get("tensors"),
             "warnings": facts.get("warnings") or [], "base_model": part["base_model"]}
 
