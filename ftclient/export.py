@@ -11,6 +11,7 @@ where the provider hands weights out.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -40,6 +41,30 @@ def _ref(text: str, store: Any) -> ModelRef:
     return parse_model_ref(t, store=store)
 
 
+def _system_of(line: bytes) -> str | None:
+    try:
+        first = (json.loads(line).get("messages") or [None])[0]
+    except (ValueError, AttributeError, TypeError):
+        return None
+    if isinstance(first, dict) and first.get("role") == "system" and isinstance(first.get("content"), str):
+        return first["content"]
+    return None
+
+
+def _examples_and_system(path: Path) -> tuple[int, str | None]:
+    """The number of examples in a ChatML JSONL file, and the system prompt when every example
+    opens with the same one (None otherwise); read a line at a time."""
+    count, systems = 0, set()
+    with open(path, "rb") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            count += 1
+            if len(systems) < 2:
+                systems.add(_system_of(line))
+    return count, (next(iter(systems)) if len(systems) == 1 else None)
+
+
 def _data_facts(spec: Mapping[str, Any]) -> dict[str, Any]:
     data = spec.get("data") if isinstance(spec.get("data"), Mapping) else {}
     train = data.get("train")
@@ -47,8 +72,7 @@ def _data_facts(spec: Mapping[str, Any]) -> dict[str, Any]:
     if train and Path(str(train)).is_file():
         p = Path(str(train))
         out["data_sha256"] = sha256_file(p)
-        with open(p, "rb") as f:
-            out["examples"] = sum(1 for line in f if line.strip())
+        out["examples"], out["system_prompt"] = _examples_and_system(p)
     hp = spec.get("hyperparameters") if isinstance(spec.get("hyperparameters"), Mapping) else {}
     if hp.get("epochs") is not None:
         out["epochs"] = hp["epochs"]

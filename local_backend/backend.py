@@ -184,7 +184,7 @@ local:
         return parse_local_ref(rest, store, refresh=refresh)
 
     #: What ``export_model`` writes (``ftc export --format``).
-    export_formats = ("adapter", "merged", "gguf", "vllm")
+    export_formats = ("adapter", "merged", "gguf", "ollama", "vllm")
 
     def export_model(self, model: str, fmt: str, out: Path, *, quant: str | None = None,
                      info: Mapping[str, Any] | None = None, progress: Any = None) -> dict:

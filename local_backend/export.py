@@ -9,6 +9,9 @@
   with the tokenizer, the chat template and the model card;
 * ``gguf``: the merged model as one ``.gguf`` file (``quant``: ``f16`` or ``q8_0``), written
   with the ``gguf`` library (:mod:`.export_gguf`), with the model card;
+* ``ollama``: the GGUF file with a ``Modelfile`` (its TEMPLATE measured from the chat template
+  by :mod:`.ollama`, the end-of-turn stop words, the training data's system prompt when it
+  had one constant one) and ``create-ollama.sh`` with the ``ollama create`` line;
 * ``vllm``: a folder to serve the model with vLLM: the adapter (when its base is a Hugging
   Face id vLLM can fetch) or the merged model (a base that is a file on this machine), the
   chat template, and ``serve-vllm.sh`` with the ``vllm serve`` command line.
@@ -37,7 +40,7 @@ from .inference import META_FILE
 __all__ = ["FORMATS", "export_model", "model_card"]
 
 #: What ``export_model`` writes.
-FORMATS = ("adapter", "merged", "gguf", "vllm")
+FORMATS = ("adapter", "merged", "gguf", "ollama", "vllm")
 
 #: A tokenizer's files, copied as they are.
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
@@ -85,7 +88,8 @@ def model_card(model_dir: Path, fmt: str, info: Mapping[str, Any]) -> str:
         ("base model", base),
         ("format", {"adapter": "PEFT LoRA adapter (load it on the base model)",
                     "merged": "transformers checkpoint, adapter merged into the base weights",
-                    "gguf": "GGUF (llama.cpp, Ollama, LM Studio), adapter merged into the base weights"}.get(fmt, fmt)),
+                    "gguf": "GGUF (llama.cpp, Ollama, LM Studio), adapter merged into the base weights",
+                    "ollama": "GGUF with an Ollama Modelfile, adapter merged into the base weights"}.get(fmt, fmt)),
         ("method", f"{meta.get('method', info.get('method', '?'))}, {meta.get('adapter', info.get('adapter', '?'))}"),
         ("training data sha256", info.get("data_sha256") or "unknown"),
         ("examples", info.get("examples") if info.get("examples") is not None else "unknown"),
@@ -279,7 +283,65 @@ def _export_gguf(model_dir: Path, out: Path, info: Mapping[str, Any], progress: 
         _atomic_folder(out, build)
     return {"format": "gguf", **_written(out), "quant": quant, "gguf": str(out / f"{name}.gguf"),
             "architecture": facts.get("architecture"), "tensors": facts.get("tensors"),
+            "add_bos_token": facts.get("add_bos_token"),
             "warnings": facts.get("warnings") or [], "base_model": part["base_model"]}
+
+
+def _export_ollama(model_dir: Path, out: Path, info: Mapping[str, Any], progress: Progress | None,
+                   quant: str) -> dict:
+    """The GGUF file with a Modelfile beside it. The chat template is measured first (a template
+    Ollama's cannot say is refused before anything is written)."""
+    import shlex
+
+    from transformers import AutoTokenizer
+
+    from . import ollama
+
+    name = _served_name(info, model_dir)
+    _say(progress, "reading the chat template", None)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    if not getattr(tok, "chat_template", None):
+        raise UsageError(f"{model_dir}: the tokenizer has no chat template to write as an Ollama TEMPLATE",
+                         hint="Export --format gguf and write the Modelfile by hand.")
+    shape = ollama.chat_shape(lambda msgs, gen: tok.apply_chat_template(list(msgs), tokenize=False,
+                                                                        add_generation_prompt=gen),
+                              bos_token=tok.bos_token)
+    eos = _generation_eos(model_dir)
+    with _staging(out) as stage:
+        part = _export_gguf(model_dir, stage / "gguf", info, progress, quant)
+        gguf_file = Path(part["gguf"])
+        template = ollama.go_template(shape, add_bos=bool(part.get("add_bos_token")))
+        stops = ollama.stop_words(shape, tok, eos)
+        text, warnings = ollama.modelfile(gguf_file.name, template, stops=stops, system=info.get("system_prompt"),
+                                          name=name)
+        create = ollama.create_command(name)
+
+        def build(tmp: Path) -> None:
+            os.rename(gguf_file, tmp / gguf_file.name)
+            (tmp / "Modelfile").write_text(text, encoding="utf-8")
+            script = tmp / "create-ollama.sh"
+            script.write_text("#!/bin/sh\n# Make the fine-tuned model an Ollama model, then: ollama run "
+                              f"{shlex.quote(name)}\n" 'cd "$(dirname "$0")" || exit 1\n'
+                              f"exec {create} \"$@\"\n", encoding="utf-8")
+            script.chmod(0o755)
+            (tmp / "README.md").write_text(model_card(model_dir, "ollama", info)
+                                           + f"\n## Run with Ollama\n\n```sh\n{create}\nollama run "
+                                             f"{shlex.quote(name)}\n```\n", encoding="utf-8")
+
+        _atomic_folder(out, build)
+    return {"format": "ollama", **_written(out), "quant": quant, "gguf": str(out / gguf_file.name),
+            "modelfile": str(out / "Modelfile"), "command": create, "served_model_name": name,
+            "stop": stops, "system_prompt": bool(info.get("system_prompt")) and "SYSTEM" in text,
+            "warnings": [*part["warnings"], *shape.warnings, *warnings], "base_model": part["base_model"]}
+
+
+def _generation_eos(model_dir: Path) -> list[int]:
+    """The EOS ids of ``generation_config.json`` (one id or a list), where the folder has one."""
+    try:
+        eos = json.loads((model_dir / "generation_config.json").read_text(encoding="utf-8")).get("eos_token_id")
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [i for i in (eos if isinstance(eos, list) else [eos]) if isinstance(i, int)]
 
 
 def _served_name(info: Mapping[str, Any], model_dir: Path) -> str:
@@ -303,13 +365,13 @@ def _chat_template(folder: Path) -> str | None:
 def export_model(model_dir: "str | os.PathLike", fmt: str, out: "str | os.PathLike", *, quant: str | None = None,
                  info: Mapping[str, Any] | None = None, progress: Progress | None = None) -> dict:
     """Write ``model_dir`` (a local job's model folder: an adapter or a full model) as ``fmt``
-    into the new folder ``out``; returns what was written. ``quant``: for ``gguf`` (default
-    ``f16``). ``info``: the model card's facts."""
+    into the new folder ``out``; returns what was written. ``quant``: for ``gguf`` and ``ollama``
+    (default ``f16``). ``info``: the model card's facts."""
     fmt = (fmt or "").strip().lower()
     if fmt not in FORMATS:
         raise UsageError(f"unknown export format {fmt!r}", hint=f"Use one of: {', '.join(FORMATS)}.")
-    if quant is not None and fmt != "gguf":
-        raise UsageError(f"--quant applies to the gguf format, not to {fmt}")
+    if quant is not None and fmt not in ("gguf", "ollama"):
+        raise UsageError(f"--quant applies to the gguf and ollama formats, not to {fmt}")
     quant = (quant or "f16").strip().lower()
     if quant not in QUANTS:
         raise UsageError(f"unknown quantisation {quant!r} for gguf", hint=f"Use one of: {', '.join(QUANTS)}.")
@@ -318,7 +380,7 @@ def export_model(model_dir: "str | os.PathLike", fmt: str, out: "str | os.PathLi
         raise UsageError(f"{src}: no such model folder")
     _fresh_target(dst)
     card = dict(info or {})
-    if fmt == "gguf":
-        return _export_gguf(src, dst.resolve(), card, progress, quant)
+    if fmt in ("gguf", "ollama"):
+        return (_export_gguf if fmt == "gguf" else _export_ollama)(src, dst.resolve(), card, progress, quant)
     how = {"adapter": _export_adapter, "merged": _export_merged, "vllm": _export_vllm}[fmt]
     return how(src, dst.resolve(), card, progress)

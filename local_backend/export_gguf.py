@@ -95,9 +95,10 @@ def write_gguf(model_dir: Path, out_file: Path, *, quant: str = "f16",
     ``path``, ``architecture`` (GGUF), ``hf_architecture``, ``quant``, ``tensors`` (count),
     ``bytes`` (the file's size), ``tensor_types`` (count per GGML type), ``metadata_keys``,
     ``vocab_size``, ``tied_embeddings``, ``tokenizer_pre``, ``chat_template`` (whether one was
-    written) and ``warnings``. Raises UsageError for what the user can fix (an unsupported
-    architecture or tokenizer, a folder that is not a checkpoint); nothing is left at
-    ``out_file`` then, nor after any other failure or an interrupt.
+    written), ``add_bos_token`` (whether readers put BOS in front of a prompt) and ``warnings``.
+    Raises UsageError for what the user can fix (an unsupported architecture or tokenizer, a
+    folder that is not a checkpoint); nothing is left at ``out_file`` then, nor after any other
+    failure or an interrupt.
     """
     import gguf
     import numpy as np
@@ -208,6 +209,7 @@ def write_gguf(model_dir: Path, out_file: Path, *, quant: str = "f16",
         "tied_embeddings": hp["tied"],
         "tokenizer_pre": tok["pre"],
         "chat_template": tok["chat_template"],
+        "add_bos_token": tok["add_bos"],
         "warnings": warnings,
     }
 
@@ -503,4 +505,5 @@ def _add_tokenizer(gguf: Any, writer: Any, model_dir: Path, vocab_size: int, war
     special.add_to_gguf(writer, quiet=True)
     if special.chat_template is None:
         warnings.append("the tokenizer has no chat template; chat front ends will fall back to their own")
-    return {"pre": pre_name, "chat_template": special.chat_template is not None}
+    return {"pre": pre_name, "chat_template": special.chat_template is not None,
+            "add_bos": bool(special.add_special_token.get("bos"))}

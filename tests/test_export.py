@@ -15,32 +15,13 @@ pytest.importorskip("peft")
 pytest.importorskip("trl")
 
 from tiny_model import no_threads_left_behind  # noqa: F401,E402  (fixture)
-from tiny_model import build_tiny_model, sft_records, write_jsonl  # noqa: E402
 
 from ftclient.errors import ConfigError, UsageError  # noqa: E402
 from ftclient import export_model as export  # noqa: E402 - the flat public API
-from ftclient.local_backend import models as lm  # noqa: E402
 from ftclient.local_backend import train as lt  # noqa: E402
-from ftclient.spec import parse_spec  # noqa: E402
 from ftclient.store import Store  # noqa: E402
 
 PROMPTS = [[{"role": "user", "content": f"my card number {i} is late"}] for i in range(10)]
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A LoRA adapter trained for a few steps on the tiny model, and its training file."""
-    lm.quiet_offline_libraries()
-    d = tmp_path_factory.mktemp("export")
-    tiny = build_tiny_model(d / "base")
-    write_jsonl(d / "train.jsonl", sft_records(12))
-    spec = parse_spec({"name": "tickets", "base_model": str(tiny), "data": {"train": "train.jsonl"},
-                       "hyperparameters": {"epochs": 1, "batch_size": 4, "max_seq_len": 128, "seed": 7,
-                                           "lora": {"r": 4, "alpha": 8, "dropout": 0.0}},
-                       "local": {"device": "cpu", "packing": False}}, base_dir=d)
-    res = lt.train(spec, output_dir=d / "out", plan=lt.make_plan(spec, devices=["cpu"]))
-    assert res.completed
-    return {"adapter": res.model_dir, "base": tiny, "spec": spec, "train": d / "train.jsonl", "loss": res.final_loss}
 
 
 @pytest.fixture(autouse=True)
