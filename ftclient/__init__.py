@@ -11,7 +11,8 @@ The Python API mirrors the CLI (see the README's "Python API"):
   :class:`Store`
 * evaluation and the report: :func:`parse_model_ref`, :func:`evaluate`, :func:`build_report`,
   :func:`write_report`, :func:`run_demo`
-* a fine-tuned model out of ftc: :func:`export_model` (adapter, merged, GGUF, vLLM)
+* a fine-tuned model out of ftc: :func:`export_model` (adapter, merged, GGUF, Ollama, vLLM), and
+  :func:`serve_model` (an OpenAI-compatible server of a model on this machine)
 * moving a hosted fine-tune to an open model: :func:`scan_fine_tunes`,
   :func:`capture_answers`, :func:`plan_migration`, :func:`migration_report`,
   :func:`write_migration_report`
@@ -64,6 +65,7 @@ _API: dict[str, str] = {
     "write_report": "ftclient.report",
     "run_demo": "ftclient.demo",
     "export_model": "ftclient.export",
+    "serve_model": "ftclient.serve",
     # moving a hosted fine-tune to an open model
     "scan_fine_tunes": "ftclient.migrate",
     "capture_answers": "ftclient.migrate",
@@ -109,6 +111,7 @@ if TYPE_CHECKING:  # pragma: no cover - what type checkers and IDEs read; keep i
     from .errors import UsageError as UsageError
     from .evaluation import evaluate as evaluate
     from .export import export_model as export_model
+    from .serve import serve_model as serve_model
     from .submission import Declined as Declined
     from .jobs import chat as chat
     from .jobs import resume as resume
@@ -147,6 +150,7 @@ __all__ = [
     "count_tokens", "estimate_cost", "compare_costs", "load_catalogue", "CostEstimate", "LocalCostEstimate",
     "submit", "watch", "resume", "chat", "get_backend", "BackendBase", "Store",
     "parse_model_ref", "evaluate", "build_report", "write_report", "run_demo", "export_model",
+    "serve_model",
     "scan_fine_tunes", "capture_answers", "plan_migration", "migration_report", "write_migration_report",
     "FtcError", "DataError", "UsageError", "SpecError", "ConfigError", "BudgetExceeded", "Interrupted",
     "Declined", "ProviderError", "AuthError", "RequestRejected", "RetryExhausted", "AmbiguousResult",

@@ -2,11 +2,12 @@
 
 :func:`export_model` resolves the model reference (an ftc job id, or ``BACKEND:PATH`` / a folder on
 this machine), asks the backend that holds the weights to write the format (its
-``export_model`` hook; the local backend's formats are ``adapter`` and ``merged``), and gives
+``export_model`` hook), and gives
 it the facts of the model card from the job store: the base model, the training data's
-sha256 and size, the epochs, the final loss and the evaluations of the model. A model whose
-weights stay with a provider is refused with the reason, and with the way to download it
-where the provider hands weights out.
+sha256 and size, the epochs, the final loss and the evaluations of the model. A job of a
+provider that hands weights out (``downloads_weights``) is exported from its newest download
+(``ftc jobs download``), unpacked once beside the archive, by the backend that runs models on
+this machine. A model whose weights stay with the provider is refused with the reason.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from . import __version__
-from .backends import backend_attr, default_model_of, get_backend, here_backend, offers
+from .backends import backend_attr, default_model_of, get_backend, here_backend
 from .errors import FtcError, UsageError
 from .fileio import sha256_file
-from .modelref import ModelRef, existing_store, parse_model_ref
+from .modelref import ModelRef, existing_store
+from .weights import model_ref_here, weights_here
 
 __all__ = ["export_model", "export_formats"]
 
@@ -31,14 +33,6 @@ def export_formats(backend: str | None = None) -> tuple[str, ...]:
     """The formats ``backend`` (default: the one that trains on this machine) exports."""
     name = backend or here_backend()
     return tuple(backend_attr(name, "export_formats", ()) or ()) if name else ()
-
-
-def _ref(text: str, store: Any) -> ModelRef:
-    t = (text or "").strip()
-    here = here_backend()
-    if here and t and ":" not in t and Path(t).expanduser().exists():
-        t = f"{here}:{t}"  # a folder on this machine
-    return parse_model_ref(t, store=store)
 
 
 def _system_of(line: bytes) -> str | None:
@@ -122,15 +116,17 @@ def export_model(model: str, fmt: str, out: "str | os.PathLike", *, quant: str |
     ``out`` that exists and is not empty; ConfigError for too little disk space. Nothing is
     written in those cases, and a failed or interrupted export leaves no partial folder."""
     with existing_store(store) as st:
-        ref = _ref(model, st)
+        ref = model_ref_here(model, st)
         backend = ref.backend
-        if not offers(backend, "export_model"):
+        found = weights_here(ref, st, "export_model", progress)
+        if found is None:
             display = backend_attr(backend, "display") or backend
             if backend_attr(backend, "downloads_weights"):
-                hint = (f"Download the weights first (`ftc jobs download {ref.job_id or 'JOB'}`), unpack the archive, "
-                        "then export the folder: `ftc export local:DIR --format ...`.")
+                hint = (f"Download the weights first (`ftc jobs download {ref.job_id or 'JOB'} --checkpoint "
+                        "merged`), then export the job again: ftc unpacks the archive.")
             else:
                 hint = "Its weights never leave the provider: evaluate or chat with it there, or train an open model."
             raise UsageError(f"cannot export {ref.canonical}: {display} keeps the model's weights", hint=hint)
         info = _card_facts(ref, st)
-    return get_backend(backend).export_model(ref.model, fmt, Path(out), quant=quant, info=info, progress=progress)
+    backend, model = found
+    return get_backend(backend).export_model(model, fmt, Path(out), quant=quant, info=info, progress=progress)

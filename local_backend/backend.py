@@ -37,6 +37,7 @@ from ftclient.paths import JOBS_DIR, ftc_home, job_dir
 from ftclient.submission import BackendBase
 
 from . import worker as w
+from .logtail import log_tail
 from .validation import LocalChecker
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -76,43 +77,6 @@ def _pid_start(pid: int) -> str | None:
     from ftclient.store import process_start  # the store (sqlite3) only when a job is started
 
     return process_start(pid)
-
-
-def log_tail(path: Path, *, lines: int = 4, max_chars: int = 800, window: int = 64 * 1024) -> str:
-    """The last ``lines`` distinct non-blank lines of a log, whole and in the log's order,
-    at most about ``max_chars`` in all (a single longer line keeps its beginning). A line
-    that repeats (the same error after each restart) is shown once, where it last appears.
-    Only the last ``window`` bytes are read; the partial first line of that window is
-    left out."""
-    try:
-        with open(path, "rb") as f:
-            size = f.seek(0, os.SEEK_END)
-            start = max(0, size - window)
-            f.seek(start)
-            data = f.read()
-    except OSError:
-        return ""
-    found = data.decode("utf-8", "replace").splitlines()
-    if start > 0 and found:
-        found = found[1:]
-    picked: list[str] = []
-    seen: set[str] = set()
-    used = 0
-    for raw in reversed(found):
-        line = raw.rstrip()
-        key = line.strip()
-        if not key or key in seen:
-            continue
-        seen.add(key)
-        if picked and used + len(line) > max_chars:
-            break
-        if len(line) > max_chars:
-            line = line[: max_chars - 3].rstrip() + "..."
-        picked.append(line)
-        used += len(line) + 1
-        if len(picked) >= lines:
-            break
-    return "\n".join(reversed(picked))
 
 
 class Generator:
@@ -193,6 +157,16 @@ local:
         from .export import export_model
 
         return export_model(model, fmt, out, quant=quant, info=info, progress=progress)
+
+    def serve_model(self, model: str, *, host: str = "127.0.0.1", port: int = 8000, name: str | None = None,
+                    progress: Any = None, startup_timeout_s: float | None = None) -> Any:
+        """Serve a model on this machine (its adapter merged once, into a cache) over an OpenAI-compatible
+        API with ``transformers serve`` (``ftc serve``); returns the running server once it answers
+        (``url``, ``model``, ``pid``, ``info()``, ``wait()``, ``stop()``)."""
+        from .serve import serve_model
+
+        return serve_model(model, host=host, port=port, name=name, progress=progress,
+                           startup_timeout_s=startup_timeout_s, python=self.python)
 
     def job_model_ref(self, job: Any, store: Any, *, refresh: bool = True) -> Any:
         """The model a finished local job wrote (its adapter or full model folder)."""

@@ -19,7 +19,8 @@ from ftclient.errors import ConfigError
 META_FILE = "ftc_train.json"  # written next to every trained model by .train
 
 
-def _auto_device() -> str:
+def auto_device() -> str:
+    """The device ``auto`` means: cuda, else mps, else cpu."""
     import torch
 
     if torch.cuda.is_available():
@@ -34,7 +35,7 @@ def load_for_inference(model_dir: "str | os.PathLike", *, device: str = "auto", 
     loaded and the adapter applied) or a full/merged model -- or for any base model ref."""
     from .models import load_model_and_tokenizer, resolve_model
 
-    device = _auto_device() if device == "auto" else device
+    device = auto_device() if device == "auto" else device
     dtype = dtype or ("bf16" if device == "cuda" else "fp32")
     p = Path(model_dir)
     if (p / "adapter_config.json").is_file():

@@ -140,23 +140,10 @@ def fireworks_emu(monkeypatch):
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory):
     """A LoRA adapter trained for a few steps on CPU on the tiny model (tiny_model.py), with its
-    spec and training file: the model the export and serve tests take out of ftc."""
+    spec and training file: the model the export tests take out of ftc."""
     pytest.importorskip("peft")
     pytest.importorskip("trl")
-    from tiny_model import build_tiny_model, sft_records, write_jsonl
+    from tiny_model import train_tiny_adapter
 
-    from ftclient.local_backend import models as lm
-    from ftclient.local_backend import train as lt
-    from ftclient.spec import parse_spec
-
-    lm.quiet_offline_libraries()
-    d = tmp_path_factory.mktemp("trained")
-    tiny = build_tiny_model(d / "base")
-    write_jsonl(d / "train.jsonl", sft_records(12))
-    spec = parse_spec({"name": "tickets", "base_model": str(tiny), "data": {"train": "train.jsonl"},
-                       "hyperparameters": {"epochs": 1, "batch_size": 4, "max_seq_len": 128, "seed": 7,
-                                           "lora": {"r": 4, "alpha": 8, "dropout": 0.0}},
-                       "local": {"device": "cpu", "packing": False}}, base_dir=d)
-    res = lt.train(spec, output_dir=d / "out", plan=lt.make_plan(spec, devices=["cpu"]))
-    assert res.completed
-    return {"adapter": res.model_dir, "base": tiny, "spec": spec, "train": d / "train.jsonl", "loss": res.final_loss}
+    res, spec, tiny, train = train_tiny_adapter(tmp_path_factory.mktemp("trained"))
+    return {"adapter": res.model_dir, "base": tiny, "spec": spec, "train": train, "loss": res.final_loss}

@@ -312,6 +312,7 @@ class ProviderEmulator(FireworksMixin):
         self.account_id = account_id  # Fireworks: the one account of the key
         self.fine_tuning_refusal: tuple[int, str] | None = None  # see refuse_fine_tuning()
         self.shutdowns: dict[str, int] = {}  # model -> chat answers left before it is gone (see shut_down())
+        self.model_archive: bytes | None = None  # Together: what GET /finetune/download hands out, when set
         self.requests: list[RecordedRequest] = []
         self.responses: list[RecordedResponse] = []
         self.jobs: dict[str, dict] = {}  # id -> internal job record (see _new_job)
@@ -1415,7 +1416,8 @@ class ProviderEmulator(FireworksMixin):
         return {"data": [{k: v for k, v in c.items() if k != "_seq"} for c in cps]}
 
     def _tg_download(self, req: RecordedRequest):
-        """The compressed model or checkpoint of a job (deterministic bytes, ~256 KiB)."""
+        """The compressed model or checkpoint of a job (deterministic bytes, ~256 KiB, or the
+        ``model_archive`` a test set)."""
         ft_id = (req.query.get("ft_id") or [None])[0]
         if not ft_id:
             raise _ApiError(400, "ft_id is required", param="ft_id")
@@ -1431,6 +1433,8 @@ class ProviderEmulator(FireworksMixin):
             raise _ApiError(400, f"Job {ft_id} is {job['_state']}; the model can be downloaded once it completed.")
         head = f"ftc-emulator archive {ft_id} {kind or ''} {step or ''}\n".encode()
         block = hashlib.sha256(head).digest() * 8192  # 256 KiB, deterministic
+        if self.model_archive is not None:  # a real model archive a test made
+            head, block = b"", self.model_archive
         return 200, _Binary(head + block), {"Content-Disposition": f'attachment; filename="{ft_id}.tar.zst"'}
 
     def _tg_job_cancel(self, req: RecordedRequest, job_id: str):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -89,3 +90,72 @@ def test_openai_refuses_downloads_without_a_request(tmp_path):
         with pytest.raises(UsageError, match="OpenAI keeps fine-tuned weights"):
             be.download("ftjob-1", tmp_path / "x")
         assert emu.requests == []
+
+
+# --------------------------------------------------------------------------- the archive, unpacked and exported
+
+
+def _tar(members: dict[str, bytes], *, compress: str = "zst") -> bytes:
+    """A tar archive of ``members`` (name -> bytes), zstandard- or gzip-compressed or plain."""
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    raw = buf.getvalue()
+    if compress == "zst":
+        import zstandard
+
+        return zstandard.ZstdCompressor().compress(raw)
+    if compress == "gz":
+        import gzip
+
+        return gzip.compress(raw)
+    return raw
+
+
+def _folder_members(folder, prefix: str) -> dict[str, bytes]:
+    return {f"{prefix}/{p.relative_to(folder)}": p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_downloaded_together_model_exports_like_a_local_one(done_job, tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    pytest.importorskip("zstandard")
+    from tiny_model import build_tiny_model
+
+    from ftclient import export_model
+
+    emu, be, st, job = done_job
+    monkeypatch.setenv("FTC_HOME", str(tmp_path / "home"))
+    # what Together's merged checkpoint is: a transformers checkpoint, in a folder of the archive
+    tiny = build_tiny_model(tmp_path / "tiny")
+    emu.model_archive = _tar(_folder_members(tiny, "model"))
+    with pytest.raises(UsageError, match="keeps the model's weights") as ei:  # not downloaded yet
+        export_model(job.id, "gguf", tmp_path / "none", store=st)
+    assert f"ftc jobs download {job.id}" in ei.value.hint
+    path = J.download(job.id, checkpoint="merged", store=st, backend=be)
+    for k, v in emu.env.items():  # the job's own backend, for the card's final loss, is the emulator's
+        monkeypatch.setenv(k, v)
+    res = export_model(job.id, "gguf", tmp_path / "gguf", store=st)
+    assert res["format"] == "gguf" and res["architecture"] == "llama" and Path(res["gguf"]).is_file()
+    card = (tmp_path / "gguf" / "README.md").read_text()
+    assert job.model in card and job.id in card  # the card is the Together job's
+    unpacked = path.with_name(path.name.split(".tar")[0] + "-unpacked")
+    assert (unpacked / "model" / "config.json").is_file()
+    # a second export, and `ftc serve JOB`, read the folder unpacked the first time
+    monkeypatch.setattr("ftclient.weights.unpack_model_archive", lambda *a, **k: pytest.fail("unpacked twice"))
+    assert export_model(job.id, "merged", tmp_path / "merged", store=st)["format"] == "merged"
+    pytest.importorskip("fastapi")
+    openai = pytest.importorskip("openai")
+    from ftclient import serve_model
+
+    with serve_model(job.id, port=0, store=st) as srv:
+        client = openai.OpenAI(base_url=srv.url, api_key="x")
+        assert [m.id for m in client.models.list()] == [job.id]
+        r = client.chat.completions.create(model=job.id, messages=[{"role": "user", "content": "hi"}], max_tokens=3,
+                                           temperature=0)
+        assert r.choices[0].message.content is not None

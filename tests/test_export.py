@@ -14,7 +14,7 @@ pytest.importorskip("torch")
 pytest.importorskip("peft")
 pytest.importorskip("trl")
 
-from tiny_model import no_threads_left_behind  # noqa: F401,E402  (fixture)
+from tiny_model import no_threads_left_behind, record_trained_job  # noqa: F401,E402
 
 from ftclient.errors import ConfigError, UsageError  # noqa: E402
 from ftclient import export_model as export  # noqa: E402 - the flat public API
@@ -66,12 +66,8 @@ def test_merged_loads_without_peft_and_answers_as_the_adapter(trained, tmp_path)
 @pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
 def test_adapter_export_with_its_card_from_the_job_store(trained, tmp_path):
     home = tmp_path / "ftc-home"
-    home.mkdir(parents=True, exist_ok=True)
-    with Store(home / "ftc.db") as st:
-        spec = trained["spec"].model_dump(mode="json")
-        spec["data"]["train"] = str(trained["train"])
-        job = st.new_job("local", spec, model=str(trained["base"]))
-        st.update_state(job.id, "succeeded", fine_tuned_model=str(trained["adapter"]))
+    job = record_trained_job(trained, home)
+    spec = {**trained["spec"].model_dump(mode="json"), "data": {"train": str(trained["train"])}}
     out = tmp_path / "adapter"
     res = export(job.id, "adapter", out)
     assert {"adapter_config.json", "adapter_model.safetensors", "README.md"} <= set(res["files"])

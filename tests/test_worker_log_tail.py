@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import json
 
-from ftclient.local_backend.backend import LocalBackend, log_tail
+from ftclient.local_backend.backend import LocalBackend
+from ftclient.local_backend.logtail import log_tail
 from ftclient.local_backend import worker as w
 
 DIED = ("/opt/venv/bin/python3: Error while finding module specification for 'ftclient.local_backend.worker' "

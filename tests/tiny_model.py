@@ -157,3 +157,38 @@ def wait_for(pred, timeout: float = 90.0, what: str = "condition"):
             return v
         time.sleep(0.02)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def record_trained_job(trained: dict, home: Path):
+    """The ``trained`` fixture's adapter recorded as a succeeded local job in the store under
+    ``home`` (FTC_HOME), with its spec and training file: what a job id resolves to."""
+    from ftclient.store import Store
+
+    home.mkdir(parents=True, exist_ok=True)
+    with Store(home / "ftc.db") as st:
+        spec = trained["spec"].model_dump(mode="json")
+        spec["data"]["train"] = str(trained["train"])
+        job = st.new_job("local", spec, model=str(trained["base"]))
+        st.update_state(job.id, "succeeded", fine_tuned_model=str(trained["adapter"]))
+    return job
+
+
+def train_tiny_adapter(d: Path, *, examples: int = 12, epochs: int = 1, r: int = 4, learning_rate: float | None = None):
+    """A LoRA adapter trained on CPU on the tiny model (built under ``d``) with ``examples``
+    support tickets: ``(train result, spec, base model folder, training file)``."""
+    from ftclient.local_backend import models as lm
+    from ftclient.local_backend import train as lt
+    from ftclient.spec import parse_spec
+
+    lm.quiet_offline_libraries()
+    tiny = build_tiny_model(d / "base")
+    write_jsonl(d / "train.jsonl", sft_records(examples))
+    hyper = {"epochs": epochs, "batch_size": 4, "max_seq_len": 128, "seed": 7,
+             "lora": {"r": r, "alpha": 2 * r, "dropout": 0.0}}
+    if learning_rate is not None:
+        hyper["learning_rate"] = learning_rate
+    spec = parse_spec({"name": "tickets", "base_model": str(tiny), "data": {"train": "train.jsonl"},
+                       "hyperparameters": hyper, "local": {"device": "cpu", "packing": False}}, base_dir=d)
+    res = lt.train(spec, output_dir=d / "out", plan=lt.make_plan(spec, devices=["cpu"]))
+    assert res.completed
+    return res, spec, tiny, d / "train.jsonl"

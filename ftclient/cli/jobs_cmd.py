@@ -420,6 +420,9 @@ def download_cmd(job, checkpoint, step, out_path, as_json) -> None:
         emit({"path": str(path), "bytes": size, "checkpoint": checkpoint, "step": step})
         return
     out.print(f"saved {_esc(path)} ({size:,} bytes)", highlight=False)
+    if step is None:
+        out.print(f"export it: ftc export {_esc(job)} --format merged|gguf|ollama|vllm --out DIR "
+                  "(ftc unpacks the archive)", highlight=False)
 
 
 @jobs.command("cancel")
