@@ -164,7 +164,7 @@ def test_ftc_eval_against_the_server_matches_ftc_eval_local(trained, served, hom
     assert answers[0] == answers[1] and len(set(answers[0].values())) > 1
 
 
-def test_refusals_are_one_message(trained, served, tmp_path):
+def test_refusals_are_one_message(trained, served, tmp_path, home, ftc):
     env = {**os.environ, "FTC_HOME": str(trained["home"]), "HF_HUB_OFFLINE": "1"}
 
     def run(*args: str, code: str | None = None) -> subprocess.CompletedProcess:
@@ -183,13 +183,13 @@ def test_refusals_are_one_message(trained, served, tmp_path):
         ([str(trained["adapter"]), "--port", port], f"port {port} on 127.0.0.1 is taken", "--port 0"),
         ([str(trained["adapter"]), "--name", "a b"], "cannot be a served model name", None),
     ]
-    for args, said, hint in cases:
-        r = run(*args)
-        assert r.returncode == 2, (args, r.stdout, r.stderr)
-        assert said in r.stderr and "Traceback" not in r.stderr and r.stdout == "", (args, r.stderr)
-        assert r.stderr.count("error:") == 1
+    for args, said, hint in cases:  # in-process: what ends before any server starts
+        r = ftc("serve", *args)
+        assert r.code == 2, (args, r.out, r.err)
+        assert said in r.err and "Traceback" not in r.err and r.out == "", (args, r.err)
+        assert r.err.count("error:") == 1
         if hint:
-            assert hint in r.stderr, r.stderr
+            assert hint in r.err, r.err
     # the server's packages missing: the install line, before anything is merged or started
     blocked = ("import sys; sys.modules['uvicorn'] = None\n"
                "from ftclient.cli.main import main; main(['serve', sys.argv[1], '--port', '0'])")

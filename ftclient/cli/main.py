@@ -20,7 +20,7 @@ COMMANDS = {
     "chat": ("ftclient.cli.chat_cmd:chat", "Ask a fine-tuned model (or an ftc job's result) one prompt."),
     "compare": ("ftclient.cli.compare_cmd:compare", "Compare eval runs: accuracy, cost, latency, a recommendation."),
     "eval": ("ftclient.cli.eval_cmd:eval_", "Score a model on held-out data: quality, latency, cost per 1K queries."),
-    "export": ("ftclient.cli.export_cmd:export", "Write a fine-tuned model as an adapter, merged weights, GGUF, an Ollama model or a vLLM folder."),
+    "export": ("ftclient.cli.export_cmd:export", "Write a model for other tools: adapter, merged, GGUF, Ollama, vLLM."),
     "serve": ("ftclient.cli.serve_cmd:serve", "Serve a model of this machine over an OpenAI-compatible API."),
     "migrate": ("ftclient.cli.migrate_cmd:migrate", "Move a hosted fine-tune to an open model before it shuts down."),
 }
