@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-FORMATS = [("adapter", None), ("merged", None), ("gguf", "f16"), ("gguf", "q8_0"), ("ollama", "f16")]
+FORMATS = [("adapter", None), ("merged", None), ("gguf", "f16"), ("gguf", "q8_0"), ("gguf", "q4_0"), ("ollama", "f16")]
 
 
 def make_adapter(model: str, out: Path) -> tuple[Path, Path]:

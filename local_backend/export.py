@@ -7,7 +7,8 @@
 * ``merged``: the adapter merged into the base weights and saved as a normal transformers
   checkpoint (safetensors), which ``AutoModelForCausalLM.from_pretrained`` loads without PEFT,
   with the tokenizer, the chat template and the model card;
-* ``gguf``: the merged model as one ``.gguf`` file (``quant``: ``f16`` or ``q8_0``), written
+* ``gguf``: the merged model as one ``.gguf`` file (``quant``: ``f16`` by default, or ``bf16``,
+  ``q8_0``, ``q5_1``, ``q5_0``, ``q4_1``, ``q4_0``), written
   with the ``gguf`` library (:mod:`.export_gguf`), with the model card;
 * ``ollama``: the GGUF file with a ``Modelfile`` (its TEMPLATE measured from the chat template
   by :mod:`.ollama`, the end-of-turn stop words, the training data's system prompt when it
@@ -34,7 +35,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 from ftclient.errors import ConfigError, UsageError
 
-from .export_gguf import QUANTS, write_gguf
+from .export_gguf import QUANTS, bytes_per_weight, write_gguf
 from .inference import META_FILE
 
 __all__ = ["FORMATS", "export_model", "model_card"]
@@ -272,7 +273,7 @@ def _export_gguf(model_dir: Path, out: Path, info: Mapping[str, Any], progress: 
     name = _served_name(info, model_dir)
     with _staging(out) as stage:
         part = _export_merged(model_dir, stage / "merged", info, progress)
-        bytes_per = {"f16": 2.0, "q8_0": 34 / 32}[quant]
+        bytes_per = bytes_per_weight(quant)
         _check_space(out.parent, int(part["parameters"] * bytes_per * _SPACE_MARGIN), f"the {quant} GGUF file")
         facts: dict[str, Any] = {}
 

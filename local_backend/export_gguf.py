@@ -24,9 +24,11 @@ Llama's attention weights are reordered for llama.cpp: transformers rotates the 
 adjacent pairs ``(2i, 2i + 1)``, so the rows of each query and key head are interleaved.
 Qwen2 and Qwen3 run with llama.cpp's NEOX rotation, which is transformers', and need none.
 
-Quantisation: ``f16`` stores the matrices as float16 (cast), ``q8_0`` as 8-bit blocks of
-32 with a float16 scale (``gguf.quants``). Vectors (norms, biases) stay float32 in both,
-as llama.cpp requires; a matrix whose rows are not a multiple of 32 falls back to f16.
+Quantisation: ``f16`` and ``bf16`` store the matrices as 16-bit floats (cast); ``q8_0``,
+``q5_1``, ``q5_0``, ``q4_1`` and ``q4_0`` as blocks of 32 values with a float16 scale (and
+offset, for the ``_1`` types), quantised by the ``gguf`` library's own ``gguf.quants`` (every
+type it can write; the k-quants it can only read). Vectors (norms, biases) stay float32, as
+llama.cpp requires; a matrix whose rows are not a multiple of 32 falls back to f16.
 
 The file is written to a temporary file next to the target and renamed at the end, so a
 failure or Ctrl-C leaves no partial ``.gguf``. torch, gguf and safetensors are imported
@@ -44,8 +46,19 @@ from typing import Any
 
 from ftclient.errors import UsageError
 
-#: The quantisations ``write_gguf`` writes.
-QUANTS = ("f16", "q8_0")
+#: The quantisations ``write_gguf`` writes, largest first: ``--quant`` -> (GGML tensor type, file type).
+_QUANT_TYPES = {"f16": ("F16", "MOSTLY_F16"), "bf16": ("BF16", "MOSTLY_BF16"), "q8_0": ("Q8_0", "MOSTLY_Q8_0"),
+                "q5_1": ("Q5_1", "MOSTLY_Q5_1"), "q5_0": ("Q5_0", "MOSTLY_Q5_0"), "q4_1": ("Q4_1", "MOSTLY_Q4_1"),
+                "q4_0": ("Q4_0", "MOSTLY_Q4_0")}
+QUANTS = tuple(_QUANT_TYPES)
+
+
+def bytes_per_weight(quant: str) -> float:
+    """What one weight of a matrix takes in the file for ``quant`` (a block's bytes over its values)."""
+    import gguf
+
+    block, size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType[_QUANT_TYPES[quant][0]]]
+    return size / block
 
 #: transformers architecture -> (GGUF architecture, whether Q/K rows are interleaved).
 _ARCHS: dict[str, tuple[str, bool]] = {
@@ -69,8 +82,6 @@ _QWEN2_SPLIT = (
 )
 _SPLIT_NAMES = {_LLAMA3_SPLIT: "llama-bpe", _QWEN2_SPLIT: "qwen2"}
 
-_Q8_BLOCK = 32  # values per Q8_0 block (34 bytes: a float16 scale and 32 int8)
-
 Progress = Callable[[str, "float | None"], None]
 
 
@@ -89,7 +100,7 @@ def write_gguf(model_dir: Path, out_file: Path, *, quant: str = "f16",
                progress: Progress | None = None, name: str | None = None) -> dict:
     """Write the transformers checkpoint in model_dir (config.json, *.safetensors, tokenizer files incl. chat template) as one GGUF file.
 
-    ``quant`` is ``f16`` or ``q8_0``; ``progress(message, fraction)`` is called as the work
+    ``quant`` is one of :data:`QUANTS`; ``progress(message, fraction)`` is called as the work
     goes (``fraction`` in [0, 1], or None where unknown); ``name`` is the model's name in the
     file (``general.name``; the output file's stem by default). Returns what a report needs:
     ``path``, ``architecture`` (GGUF), ``hf_architecture``, ``quant``, ``tensors`` (count),
@@ -148,12 +159,12 @@ def write_gguf(model_dir: Path, out_file: Path, *, quant: str = "f16",
     _add_rope_scaling(gguf, writer, hp)
     writer.add_layer_norm_rms_eps(hp["rms_norm_eps"])
     writer.add_vocab_size(hp["vocab_size"])
-    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if quant == "f16" else gguf.LlamaFileType.MOSTLY_Q8_0)
+    writer.add_file_type(gguf.LlamaFileType[_QUANT_TYPES[quant][1]])
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
     tok = _add_tokenizer(gguf, writer, model_dir, hp["vocab_size"], warnings)
 
     for t in plan:
-        if t.qtype == gguf.GGMLQuantizationType.Q8_0:
+        if t.qtype not in (gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16):  # bytes of blocks
             byte_shape = gguf.quant_shape_to_byte_shape(t.shape, t.qtype)
             writer.add_tensor_info(t.name, byte_shape, np.dtype(np.uint8), t.nbytes, raw_dtype=t.qtype)
         else:
@@ -356,12 +367,13 @@ def _plan_tensors(gguf: Any, np: Any, model_dir: Path, name_map: Any, hp: dict, 
             seen[gname] = src
             if len(shape) <= 1 or gname.endswith("_norm.weight"):
                 qtype = Q.F32
-            elif quant == "q8_0" and shape[-1] % _Q8_BLOCK == 0:
-                qtype = Q.Q8_0
             else:
-                qtype = Q.F16
+                qtype = Q[_QUANT_TYPES[quant][0]]
+                if gguf.GGML_QUANT_SIZES[qtype][0] > 1 and shape[-1] % gguf.GGML_QUANT_SIZES[qtype][0]:
+                    qtype = Q.F16  # rows that do not fill whole blocks
             n = math.prod(shape)
-            nbytes = {Q.F32: 4 * n, Q.F16: 2 * n}.get(qtype) or math.prod(gguf.quant_shape_to_byte_shape(shape, qtype))
+            nbytes = {Q.F32: 4 * n, Q.F16: 2 * n, Q.BF16: 2 * n}.get(qtype) \
+                or math.prod(gguf.quant_shape_to_byte_shape(shape, qtype))
             heads = 0
             if interleave_qk and src.endswith(("self_attn.q_proj.weight", "self_attn.q_proj.bias")):
                 heads = hp["head_count"]

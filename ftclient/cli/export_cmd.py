@@ -14,11 +14,11 @@ from . import output
 @click.option("--format", "fmt", required=True, metavar="FORMAT",
               help="adapter (the PEFT adapter, tokenizer, model card), merged (the adapter merged into the "
                    "base weights: a transformers checkpoint that loads without PEFT), gguf (one .gguf file; "
-                   "--quant f16 or q8_0), ollama (the .gguf file with a Modelfile and the `ollama create` line) "
+                   "--quant f16, bf16, q8_0, q5_1, q5_0, q4_1 or q4_0), ollama (the .gguf file with a Modelfile and the `ollama create` line) "
                    "or vllm (a folder and the `vllm serve` command line that serves it).")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="A new (or empty) folder to write; it appears whole or not at all.")
-@click.option("--quant", default=None, help="gguf and ollama: f16 (default) or q8_0.")
+@click.option("--quant", default=None, help="gguf and ollama: f16 (default), bf16, q8_0, q5_1, q5_0, q4_1 or q4_0.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
 def export(model_or_job, fmt, out, quant, as_json) -> None:
     """Write the model of MODEL_OR_JOB (an ftc job id, local:PATH or a model folder) as FORMAT.
