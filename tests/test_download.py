@@ -149,13 +149,9 @@ def test_a_downloaded_together_model_exports_like_a_local_one(done_job, tmp_path
     # a second export, and `ftc serve JOB`, read the folder unpacked the first time
     monkeypatch.setattr("ftclient.weights.unpack_model_archive", lambda *a, **k: pytest.fail("unpacked twice"))
     assert export_model(job.id, "merged", tmp_path / "merged", store=st)["format"] == "merged"
-    pytest.importorskip("fastapi")
-    openai = pytest.importorskip("openai")
-    from ftclient import serve_model
+    # `ftc serve JOB` asks the same question (tests/test_serve.py serves a local folder for real)
+    from ftclient.backends import here_backend
+    from ftclient.modelref import parse_model_ref
+    from ftclient.weights import weights_here
 
-    with serve_model(job.id, port=0, store=st) as srv:
-        client = openai.OpenAI(base_url=srv.url, api_key="x")
-        assert [m.id for m in client.models.list()] == [job.id]
-        r = client.chat.completions.create(model=job.id, messages=[{"role": "user", "content": "hi"}], max_tokens=3,
-                                           temperature=0)
-        assert r.choices[0].message.content is not None
+    assert weights_here(parse_model_ref(job.id, store=st), st, "serve_model") == (here_backend(), str(unpacked / "model"))

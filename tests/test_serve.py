@@ -89,7 +89,7 @@ def trained(tmp_path_factory):
     """A LoRA adapter trained on the tiny model long enough to answer differently per prompt, a
     finished local job of it in a job store of its own, and evaluation data."""
     d = tmp_path_factory.mktemp("serve")
-    res, spec, tiny, train = train_tiny_adapter(d, examples=24, epochs=6, r=16, learning_rate=0.01)
+    res, spec, tiny, train = train_tiny_adapter(d, examples=24, epochs=4, r=16, learning_rate=0.01)
     home = d / "ftc-home"
     job = record_trained_job({"adapter": res.model_dir, "base": tiny, "spec": spec, "train": train}, home)
     data = write_jsonl(d / "eval.jsonl", sft_records())
