@@ -44,10 +44,10 @@ __all__ = ["FORMATS", "export_model", "model_card"]
 FORMATS = ("adapter", "merged", "gguf", "ollama", "vllm")
 
 #: A tokenizer's files, copied as they are.
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
                     "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja", "chat_template.json",
                     "generation_config.json")
-_ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
 #: Headroom on top of the size a merged model needs (safetensors' header, the tokenizer).
 _SPACE_MARGIN = 1.05
 
@@ -179,13 +179,13 @@ def _export_adapter(model_dir: Path, out: Path, info: Mapping[str, Any], progres
     if not (model_dir / "adapter_config.json").is_file():
         raise UsageError(f"{model_dir}: this model trained all its weights: there is no adapter to export",
                          hint="Export it with --format merged (its weights as they are).")
-    size = sum((model_dir / n).stat().st_size for n in (*_ADAPTER_FILES, *_TOKENIZER_FILES)
+    size = sum((model_dir / n).stat().st_size for n in (*ADAPTER_FILES, *TOKENIZER_FILES)
                if (model_dir / n).is_file())
     _check_space(out.parent, int(size * _SPACE_MARGIN), "the adapter")
 
     def build(tmp: Path) -> None:
         _say(progress, "copying the adapter and the tokenizer", None)
-        files = _copy(model_dir, tmp, (*_ADAPTER_FILES, *_TOKENIZER_FILES, META_FILE))
+        files = _copy(model_dir, tmp, (*ADAPTER_FILES, *TOKENIZER_FILES, META_FILE))
         (tmp / "README.md").write_text(model_card(model_dir, "adapter", info), encoding="utf-8")
         files.append("README.md")
 
@@ -347,8 +347,12 @@ def _generation_eos(model_dir: Path) -> list[int]:
 
 def _served_name(info: Mapping[str, Any], model_dir: Path) -> str:
     """A file and model name: the spec's name (or the folder's), letters, digits, - _ . only."""
-    name = str(info.get("name") or model_dir.parent.name or "ftc-model")
-    return "".join(c if c.isalnum() or c in "-_." else "-" for c in name).strip("-.") or "ftc-model"
+    return safe_name(str(info.get("name") or model_dir.parent.name or "ftc-model"))
+
+
+def safe_name(text: str) -> str:
+    """``text`` as a file and model name: letters, digits, - _ . only (``ftc-model`` if nothing is left)."""
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in text).strip("-.") or "ftc-model"
 
 
 def _chat_template(folder: Path) -> str | None:

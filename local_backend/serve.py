@@ -42,6 +42,9 @@ from typing import Any, Self
 
 from ftclient.errors import FtcError, UsageError
 
+from .export import ADAPTER_FILES, TOKENIZER_FILES, safe_name
+from .inference import META_FILE
+
 __all__ = ["ENGINE", "LocalServer", "serve_model"]
 
 #: The server ftc runs the model with.
@@ -50,10 +53,7 @@ ENGINE = "transformers serve"
 SERVE_MODULES = ("torch", "transformers", "fastapi", "uvicorn", "openai")
 DEFAULT_STARTUP_TIMEOUT_S = 600.0
 #: The files of an adapter whose bytes decide whether the cached merged copy is still it.
-_KEY_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin", "ftc_train.json",
-              "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
-              "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja", "chat_template.json",
-              "generation_config.json")
+_KEY_FILES = (*ADAPTER_FILES, META_FILE, *TOKENIZER_FILES)
 _KEY_CHARS = 16
 _GENERIC_FOLDERS = ("final", "model", "merged", "adapter", "output", "out")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
@@ -83,10 +83,6 @@ def check_name(name: str) -> str:
     return n
 
 
-def _safe(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "-" for c in text).strip("-.") or "ftc-model"
-
-
 def default_name(model: str) -> str:
     """The name a model is served under when none is given: its folder's name (for a generic one such
     as a job's ``output/final``, the first folder above with a name of its own), a ``.gguf`` file's
@@ -97,12 +93,12 @@ def default_name(model: str) -> str:
         for _ in range(2):  # <job>/output/final -> <job>
             if p.name.lower() in _GENERIC_FOLDERS and p.parent.name:
                 p = p.parent
-        return _safe(p.name)
+        return safe_name(p.name)
     if p.is_file():
-        return _safe(p.stem)
+        return safe_name(p.stem)
     if _NAME_RE.match(model or ""):
         return model
-    return _safe(model or "")
+    return safe_name(model or "")
 
 
 def client_host(host: str) -> str:
